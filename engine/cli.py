@@ -1,0 +1,49 @@
+"""`python -m engine COMMAND ...`: a table of sub-commands, each in its own module.
+
+Each module named here defines `add_arguments(parser)` and `run(args) -> int`. They are
+imported only when their command runs, so `align` never pays for importing torch.
+"""
+
+import argparse
+import importlib
+import sys
+
+from engine.errors import EngineError
+
+COMMANDS = {
+    "align": ("engine.alignment.command", "fuse window predictions into a reconstruction bundle"),
+    "reconstruct": ("engine.pipeline.command", "run a model over a clip and write a bundle"),
+    "convert": ("engine.models.convert_command", "convert official checkpoints to a model directory"),
+    "download": ("engine.models.download", "download a model's official checkpoints"),
+    "check-fixtures": ("engine.models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
+    "serve": ("engine.protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
+    "demo": ("engine.synthetic.demo_command", "weight-free pipeline demo from simulated predictions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        p.set_defaults(_add_args=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        top.parse_args(argv)  # prints usage / error and exits
+        return 2
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
