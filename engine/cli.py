@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from engine.errors import EngineError
+from .errors import EngineError
 
 COMMANDS = {
     "align": ("engine.alignment.command", "fuse window predictions into a reconstruction bundle"),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import InputError
+from ..errors import InputError
 
 FORMAT_NAME = "parallax.bundle"
 FORMAT_VERSION = 1
@@ -82,9 +82,9 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     windows: the WindowPredictions the reconstruction came from (saved as windows.npz), or None.
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
     """
-    from engine.io.exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
-    from engine.io.ply import write_ply
-    from engine.io.windows import save_windows
+    from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
+    from .ply import write_ply
+    from .windows import save_windows
 
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not (out_dir / "scene.json").is_file():
@@ -172,7 +172,7 @@ class Bundle:
 
     def points(self, i: int) -> np.ndarray:
         """Structured array (x, y, z, red, green, blue, confidence) of frame i's points."""
-        from engine.io.ply import read_ply
+        from .ply import read_ply
 
         return read_ply(self.frames[i].points_path)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import InputError
+from ..errors import InputError
 
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 1
