@@ -1,0 +1,37 @@
+"""Reproductions of the golden fixtures (../shared/fixtures/geo4d layout), one module per fixture file.
+
+Each module in this package defines `FIXTURE` (the file name) and
+`run(folder: Path, config: dict) -> list[CheckResult]`, where `config` is `load_config(folder /
+"tiny_config.json")`. `python -m engine check-fixtures FOLDER` runs them all and prints one line each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The fixture README's suggested tolerances for an independent float32 implementation.
+ATOL = 1e-4
+ATOL_UNET = 1e-5
+
+
+@dataclass
+class CheckResult:
+    name: str
+    max_error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_error)) and self.max_error <= self.tolerance
+
+
+def compare(name: str, ours, expected, tolerance: float = ATOL) -> CheckResult:
+    """Max abs error, relative to max(1, |expected|) so large values get rtol = atol."""
+    ours = np.asarray(ours.detach().cpu() if hasattr(ours, "detach") else ours, dtype=np.float64)
+    expected = np.asarray(expected.detach().cpu() if hasattr(expected, "detach") else expected, dtype=np.float64)
+    if ours.shape != expected.shape:
+        return CheckResult(f"{name} (shape {ours.shape} != {expected.shape})", float("inf"), tolerance)
+    err = np.abs(ours - expected) / np.maximum(1.0, np.abs(expected))
+    return CheckResult(name, float(err.max()) if err.size else 0.0, tolerance)

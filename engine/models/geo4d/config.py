@@ -1,0 +1,42 @@
+"""Geo4D configuration as plain data: the official yaml's `params` dicts, nothing more.
+
+Every network module takes the official params of its part (`unet_config.params`,
+`first_stage_config.params`, `image_proj_stage_config.params`, the top-level model params) so that
+a tiny fixture configuration and the real one go through the same code. `official_config.json` is
+the real model's configuration (Geo4D `configs/inference_geo4d.yaml`, as data).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OFFICIAL_CONFIG = Path(__file__).with_name("official_config.json")
+
+
+def load_config(path: str | Path = OFFICIAL_CONFIG) -> dict:
+    """Returns {"model": {"target", "params"}, "pointmap_vae_config": {...}} from the official config
+    (default) or from a fixture folder's `tiny_config.json` (its `yaml_equivalent`)."""
+    data = json.loads(Path(path).read_text())
+    return data.get("yaml_equivalent", data)
+
+
+def model_params(config: dict) -> dict:
+    return config["model"]["params"]
+
+
+def unet_params(config: dict) -> dict:
+    return model_params(config)["unet_config"]["params"]
+
+
+def vae_params(config: dict) -> dict:
+    """The first-stage (SD) VAE: embed_dim, ddconfig, adaptorconfig."""
+    return model_params(config)["first_stage_config"]["params"]
+
+
+def pointmap_vae_params(config: dict) -> dict:
+    return config["pointmap_vae_config"]["params"]
+
+
+def resampler_params(config: dict) -> dict:
+    return model_params(config)["image_proj_stage_config"]["params"]
