@@ -41,6 +41,11 @@ class ImportOptions:
     clip_path: str | None = None
 
 
+def options_from_settings(settings) -> ImportOptions:
+    """ImportOptions from the add-on's per-scene settings (properties.ParallaxSettings)."""
+    return ImportOptions(camera=settings.import_camera, points=settings.import_points, depth=settings.import_depth)
+
+
 def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
                   options: ImportOptions | None = None) -> bpy.types.Collection:
     """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
