@@ -58,7 +58,7 @@ def build_request(context, clip, request_id: str) -> dict:
         "out": str(bundle_dir(clip)),
         "model": settings.model,
         "model_dir": bpy.path.abspath(prefs.model_dir) or None,
-        "device": prefs.device,
+        "device": None if prefs.device == "auto" else prefs.device,
         "stride": stride,
         "steps": steps,
         "size": list(size),
