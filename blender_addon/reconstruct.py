@@ -14,7 +14,9 @@ from pathlib import Path
 import bpy
 
 from . import engine_process, preferences, properties
+from .engine.errors import EngineError
 from .engine_process import EngineJob, EngineUnavailable
+from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
@@ -58,7 +60,7 @@ def build_request(context, clip, request_id: str) -> dict:
         "out": str(bundle_dir(clip)),
         "model": settings.model,
         "model_dir": bpy.path.abspath(prefs.model_dir) or None,
-        "device": prefs.device,
+        "device": None if prefs.device == "auto" else prefs.device,
         "stride": stride,
         "steps": steps,
         "size": list(size),
@@ -96,10 +98,11 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
     show(context, job)
     wm = context.window_manager
     if job.outcome == "result":
-        from .importer import import_bundle, options_from_settings
-
-        collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
-        level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+        try:
+            collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
+            level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+        except EngineError as exc:
+            level, message = {"ERROR"}, f"Importing {job.bundle} failed: {exc.problem} — {exc.fix}"
     elif job.outcome == "cancelled":
         level, message = {"WARNING"}, "Reconstruction cancelled; the scene is unchanged"
     else:
@@ -113,6 +116,7 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
 
     bl_idname = "parallax.reconstruct"
     bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}  # the import is one undo step
 
     _timer = None
 
@@ -158,7 +162,7 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
     def _end(self, context, job: EngineJob):
         level, message = finish(context, job)
         self.report(level, message)
-        return {"FINISHED"} if job.outcome == "result" else {"CANCELLED"}
+        return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
 
 
 class PARALLAX_OT_cancel(bpy.types.Operator):
