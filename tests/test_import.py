@@ -166,14 +166,18 @@ def test_scene_follows_the_clip(empty_scene, bundle):
 
 
 def _counts():
-    return {kind: len(getattr(bpy.data, kind)) for kind in
-            ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images", "actions")}
+    counts = {kind: len(getattr(bpy.data, kind)) for kind in
+              ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images", "actions")}
+    tree = bpy.context.scene.compositing_node_group
+    counts["compositor nodes"] = len(tree.nodes) if tree else 0
+    return counts
 
 
 def test_reimport_replaces(empty_scene, bundle):
     path, _ = bundle
     import_bundle(bpy.context, path)
     first = _counts()
+    assert first["images"] == 1 and first["compositor nodes"] > 3
     collection = import_bundle(bpy.context, path, ImportOptions(floor_fit=True))
     assert _counts() == first
     assert collection.name == NAME
