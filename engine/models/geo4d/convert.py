@@ -1,0 +1,165 @@
+"""Official Geo4D checkpoints -> a converted model directory (safetensors + config + manifest).
+
+    DIR/
+      config.json                 {"model": "geo4d", "format_version", "dtype", "config": official params}
+      unet.safetensors            model.diffusion_model.*   (prefix stripped)
+      vae.safetensors             first_stage_model.*       (SD VAE with its encoder/decoder adaptors)
+      pointmap_vae.safetensors    vae.ckpt model.*          (the fine-tuned point-map VAE)
+      context.safetensors         "context": float32[1, 77 + 16*16, C], the constant cross-attention context
+      manifest.json               sha256 and size of every file above
+
+The CLIP encoders and the Resampler are run once here to compute the constant context (Geo4D's
+prompt is fixed and its image branch sees a blank frame) and are then dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+from ...errors import ModelError
+from .config import OFFICIAL_CONFIG, load_config
+
+FORMAT_VERSION = 1
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+# Converted file -> prefix of its keys in the source state_dict.
+MODEL_PARTS = {"unet": "model.diffusion_model.", "vae": "first_stage_model."}
+POINTMAP_VAE_PREFIX = "model."
+# Only used to compute the constant context.
+CONDITIONING_PREFIXES = ("cond_stage_model.", "embedder.", "image_proj_model.")
+WEIGHT_FILES = ("unet.safetensors", "vae.safetensors", "pointmap_vae.safetensors", "context.safetensors")
+MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
+
+
+def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.Tensor]:
+    """`torch.load(path)["state_dict"]` without executing pickled code, memory-mapped when possible.
+
+    role: "model.ckpt" or "vae.ckpt", for messages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{role} {path} does not exist", "pass the path of the downloaded checkpoint file")
+    try:
+        # mmap keeps a 10 GB checkpoint out of RAM; only zip-format (torch >= 1.6) files allow it.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{role} {path} needs to run pickled Python code to load, and Parallax never runs code from a "
+            f"checkpoint (torch.load weights_only=True refused it: {first_line})",
+            "use the official Geo4D checkpoint; if you trust this file, re-save only its tensors in a trusted "
+            "environment: torch.save({'state_dict': ckpt['state_dict']}, 'clean.ckpt')") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelError(f"{role} {path} is not a readable PyTorch checkpoint ({exc})",
+                         "download it again; the file is probably truncated") from exc
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{role} {path} has no 'state_dict' of tensors",
+                         "pass the official Lightning checkpoint (a dict with a 'state_dict' entry)")
+    return state
+
+
+def split_model_state(state: dict[str, torch.Tensor], role: str = "model.ckpt") -> dict[str, dict[str, torch.Tensor]]:
+    """{"unet", "vae", "conditioning"} sub-dicts of the model.ckpt state_dict (prefixes stripped for unet/vae)."""
+    parts = {name: _strip(state, prefix) for name, prefix in MODEL_PARTS.items()}
+    parts["conditioning"] = {k: v for k, v in state.items() if k.startswith(CONDITIONING_PREFIXES)}
+    for name, prefix in [*MODEL_PARTS.items(), ("conditioning", "/".join(CONDITIONING_PREFIXES))]:
+        if not parts[name]:
+            raise ModelError(f"{role} has no '{prefix}' keys: it is not a Geo4D model checkpoint",
+                             "pass Geo4D's model.ckpt as --model-ckpt and its vae.ckpt as --vae-ckpt")
+    return parts
+
+
+def pointmap_vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The point-map VAE: keys starting with 'model.', prefix stripped (as the official loader does)."""
+    sd = _strip(state, POINTMAP_VAE_PREFIX)
+    if not sd or any(k.startswith("diffusion_model.") for k in sd):
+        raise ModelError("vae.ckpt does not hold the point-map VAE (keys 'model.encoder.*', 'model.decoder.*')",
+                         "pass Geo4D's fine-tuned vae.ckpt as --vae-ckpt and model.ckpt as --model-ckpt")
+    return sd
+
+
+def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | Path, dtype: str = "fp16",
+                  config_path: str | Path = OFFICIAL_CONFIG,
+                  log: Callable[[str], None] = print) -> Path:
+    """Write a converted model directory at out_dir (an older one there is replaced only on success)."""
+    from .conditioning import constant_context
+    from .weights import check_state_dicts
+
+    if dtype not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
+    config = load_config(config_path)
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and not (out_dir / "manifest.json").is_file() and any(out_dir.iterdir()):
+        raise ModelError(f"{out_dir} exists and is not a converted model directory",
+                         "choose an empty or new folder for --out")
+
+    log(f"loading {model_ckpt} (weights only, memory-mapped)")
+    parts = split_model_state(load_checkpoint_state_dict(model_ckpt, "model.ckpt"))
+    log(f"loading {vae_ckpt}")
+    parts["pointmap_vae"] = pointmap_vae_state(load_checkpoint_state_dict(vae_ckpt, "vae.ckpt"))
+    check_state_dicts(config, {k: parts[k] for k in ("unet", "vae", "pointmap_vae")})
+
+    log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
+    context = constant_context(parts.pop("conditioning"), config)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name in ("unet", "vae", "pointmap_vae"):
+            log(f"writing {name}.safetensors ({dtype})")
+            _save(parts.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
+        save_file({"context": context.detach().float().contiguous().cpu()}, tmp / "context.safetensors")
+        (tmp / "config.json").write_text(json.dumps(
+            {"model": "geo4d", "format_version": FORMAT_VERSION, "dtype": dtype, "config": config}, indent=1))
+        files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                 for name in MANIFEST_FILES}
+        (tmp / "manifest.json").write_text(json.dumps(
+            {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"wrote {out_dir}")
+    return out_dir
+
+
+def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> None:
+    # Cast one part at a time: peak memory is the largest part (the UNet) in the target dtype,
+    # while the memory-mapped source stays on disk.
+    cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    save_file(cast, path)
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)

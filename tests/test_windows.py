@@ -1,0 +1,56 @@
+"""Sliding windows against the official slice lists (windows.json), duplicate last window removed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import InputError
+from engine.pipeline.windows import window_lengths, window_starts
+
+FIXTURES = Path("/work/shared/fixtures/geo4d")
+
+
+def _official_cases():
+    return json.loads((FIXTURES / "windows.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", _official_cases(), ids=lambda c: f"T{c['T']}-s{c['stride']}")
+def test_matches_official_windows_without_duplicate(case):
+    distinct = []
+    for start, stop in case["windows"]:
+        if [start, stop] not in distinct:
+            distinct.append([start, stop])
+    starts = window_starts(case["T"], case["stride"])
+    ours = [[int(s), int(s) + 16] for s in starts]
+    assert ours == distinct
+    assert np.all(window_lengths(starts, case["T"]) == 16)
+
+
+def test_short_clip_gives_one_short_window():
+    starts = window_starts(5, 4)
+    assert starts.tolist() == [0]
+    assert window_lengths(starts, 5).tolist() == [5]
+
+
+def test_every_frame_covered_and_last_window_ends_on_last_frame():
+    for n in range(1, 80):
+        for stride in (1, 3, 4, 7, 15):
+            starts = window_starts(n, stride)
+            lengths = window_lengths(starts, n)
+            covered = np.zeros(n, bool)
+            for s, l in zip(starts, lengths):
+                covered[s:s + l] = True
+            assert covered.all()
+            assert starts[-1] + lengths[-1] == n
+            assert len(set(starts.tolist())) == len(starts)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(InputError, match="stride"):
+        window_starts(20, 0)
+    with pytest.raises(InputError, match="overlap"):
+        window_starts(40, 16)
+    with pytest.raises(InputError, match="0 frames"):
+        window_starts(0, 4)
