@@ -100,10 +100,15 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     if options.depth:
         wire_compositor(context.scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
-                        SequenceTiming(duration=len(bundle.frames), start=int(scene_frames[0]),
-                                       offset=bundle.frames[0].frame - 1), clip)
+                        depth_timing(bundle), clip)
     replace.tag_new(before, name)
     return collection
+
+
+def depth_timing(bundle: Bundle) -> SequenceTiming:
+    """How the depth image sequence lines up with the scene frames (the bundle's frames are consecutive)."""
+    first = bundle.frames[0].frame
+    return SequenceTiming(duration=len(bundle.frames), start=first + FIRST_SCENE_FRAME, offset=first - 1)
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -128,7 +133,7 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         xyz=np.column_stack((pts["x"], pts["y"], pts["z"])),
         color=color,
         confidence=np.ascontiguousarray(pts["confidence"]),
-        frame=np.repeat(scene_frames, [len(c) for c in clouds]).astype(np.int32),
+        frame=np.repeat(scene_frames.astype(np.int32), [len(c) for c in clouds]),
     )
 
 

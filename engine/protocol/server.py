@@ -62,9 +62,9 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     from ..alignment import align
     from ..io.bundle import write_bundle
 
-    recon = align(windows, None, lambda stage, fraction: progress(stage, 0.05 + 0.85 * fraction))
+    recon = align(windows, None, progress)
     recon.source_clip = recon.source_clip or windows.source
-    progress("writing bundle", 0.9)
+    progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
 
 
