@@ -213,3 +213,22 @@ def test_broken_bundle_changes_nothing(empty_scene, bundle, tmp_path):
     with pytest.raises(InputError, match="000003.ply"):
         import_bundle(bpy.context, broken)
     assert _counts() == before
+
+
+def test_floor_fit_on_noisy_points_and_refusal_without_floor():
+    from blender_addon.importer.floor import FloorNotFound, fit_floor
+    from tests.synthetic_bundle import rotation
+
+    rng = np.random.default_rng(1)
+    floor = np.column_stack([rng.uniform(-5, 5, 3000), rng.uniform(0, 10, 3000), rng.normal(0, 0.01, 3000)])
+    wall = np.column_stack([rng.uniform(-5, 5, 4000), np.full(4000, 10.0), rng.uniform(0, 6, 4000)])
+    tilt = np.eye(4)
+    tilt[:3, :3] = rotation(0.2, 0.3, 0.1)
+    tilt[:3, 3] = [0.5, -1.0, 2.0]
+    scene = np.vstack([floor, wall]) @ tilt[:3, :3].T + tilt[:3, 3]  # the wall has more points than the floor
+    levelled = fit_floor(scene) @ tilt
+    normal = levelled[:3, :3] @ [0.0, 0.0, 1.0]
+    assert np.degrees(np.arccos(normal[2])) < 0.5
+    assert abs(levelled[2, 3]) < 0.02
+    with pytest.raises(FloorNotFound):
+        fit_floor(wall)
