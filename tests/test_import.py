@@ -258,3 +258,13 @@ def test_clip_sets_resolution_background_and_scales_the_intrinsics(empty_scene, 
     np.testing.assert_allclose(
         [lens / camera.data.sensor_width * 2 * w, w - shift_x * 2 * w, h + shift_y * 2 * w],
         [K[0, 0], K[0, 2], K[1, 2]], rtol=1e-5)
+
+
+def test_undecodable_clip_is_named_and_changes_nothing(empty_scene, bundle, tmp_path):
+    path, _ = bundle
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    before = _counts()
+    with pytest.raises(InputError, match="cannot decode the clip"):
+        import_bundle(bpy.context, path, ImportOptions(clip_path=str(junk)))
+    assert _counts() == before and len(bpy.data.movieclips) == 0
