@@ -48,6 +48,15 @@ class ReconstructOptions:
     point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
     align: dict = field(default_factory=dict)  # alignment options by name
 
+    def __post_init__(self):
+        # The protocol server builds options from JSON: strings and lists become paths and tuples.
+        self.video = Path(self.video)
+        self.out = Path(self.out)
+        self.model_dir = Path(self.model_dir) if self.model_dir else None
+        start, stop = self.frames
+        self.frames = (int(start or 0), None if stop is None else int(stop))
+        self.size = tuple(int(v) for v in self.size) if self.size else None
+
 
 def processing_size(clip_size: tuple[int, int], multiple: int, area: int = TRAINING_AREA) -> tuple[int, int]:
     """(H, W), multiples of `multiple`, about `area` pixels, aspect as close to the clip's as that allows."""
@@ -138,7 +147,7 @@ def _onnx_model(modules, device):
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
                     cancelled: Callable[[], bool] | None = None) -> Path:
     """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
-    from ..alignment import align
+    from ..alignment import AlignOptions, align
     from ..io.bundle import write_bundle
     from ..models.geo4d.model import SamplingOptions
 
@@ -174,7 +183,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, options.align, progress)
+    recon = align(windows, AlignOptions(**options.align) if options.align else None, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     recon.metadata.update({
