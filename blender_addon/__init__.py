@@ -1,0 +1,31 @@
+"""Parallax for Blender: reconstruct the active Movie Clip with the Parallax engine and import the result.
+
+The engine runs in its own Python process (engine_process.py); this package never imports torch.
+"""
+
+import atexit
+
+import bpy
+
+from . import engine_process, panels, preferences, properties, reconstruct
+
+CLASSES = properties.classes + preferences.classes + reconstruct.classes + panels.classes
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.parallax = bpy.props.PointerProperty(type=properties.ParallaxSettings)
+    properties.register_runtime_props()
+    bpy.app.handlers.load_pre.append(reconstruct.cancel_on_load)
+    atexit.register(engine_process.stop_engine)
+
+
+def unregister():
+    engine_process.stop_engine()
+    atexit.unregister(engine_process.stop_engine)
+    bpy.app.handlers.load_pre.remove(reconstruct.cancel_on_load)
+    properties.unregister_runtime_props()
+    del bpy.types.Scene.parallax
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,12 @@
+"""Bundle import for the Parallax add-on: camera, per-frame points and depth into one collection.
+
+The add-on registers `classes` and appends `menu_func_import` to TOPBAR_MT_file_import; after an engine run it
+calls `import_bundle(context, bundle_path, options)`.
+"""
+
+from .bundle_import import ImportOptions, import_bundle, options_from_settings
+from .operator import IMPORT_SCENE_OT_parallax_bundle, menu_func_import
+
+classes = (IMPORT_SCENE_OT_parallax_bundle,)
+
+__all__ = ["ImportOptions", "import_bundle", "options_from_settings", "classes", "menu_func_import"]

@@ -1,0 +1,32 @@
+"""Per-frame keyframes written in bulk (foreach_set), for Blender 4.2 (legacy actions) to 5.x (slotted actions)."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+
+
+def new_fcurves(id_block: bpy.types.ID, action_name: str):
+    """A fresh action assigned to id_block; returns (action, the F-curve collection to add curves to)."""
+    anim = id_block.animation_data_create()
+    action = bpy.data.actions.new(action_name)
+    anim.action = action
+    if not hasattr(action, "slots"):  # Blender 4.2-4.3: curves live on the action itself
+        return action, action.fcurves
+    from bpy_extras import anim_utils
+
+    slot = action.slots.new(id_block.id_type, id_block.name)
+    anim.action_slot = slot
+    return action, anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
+
+
+def set_keys(fcurves, data_path: str, index: int, frames: np.ndarray, values: np.ndarray) -> None:
+    """Linear keys at frames (float[N], scene frames) with values (float[N]) on data_path[index]."""
+    curve = fcurves.new(data_path, index=index)
+    keys = curve.keyframe_points
+    keys.add(len(frames))
+    keys.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+    keys.foreach_set("interpolation", np.full(len(frames), _LINEAR, np.int32))
+    curve.update()

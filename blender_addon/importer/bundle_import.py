@@ -1,0 +1,159 @@
+"""Import a reconstruction bundle into the current scene, all in one collection named after the clip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..engine.errors import InputError
+from ..engine.io.bundle import Bundle, read_bundle
+from . import replace
+from .camera import build_camera
+from .floor import fit_floor
+from .points import FramePoints, build_points
+from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, lens_from_intrinsics, srgb_to_linear
+
+# Blender's movie clips start at scene frame 1: clip frame i (0-based, as in the bundle) is scene frame i + 1.
+FIRST_SCENE_FRAME = 1
+
+
+@dataclass
+class ImportOptions:
+    """What to import and how.
+
+    floor_fit: level the scene on its dominant ground plane (else the first camera looks along +Y, Z up).
+    accumulate: show the points of every frame up to the current one, not only the current frame's.
+    confidence_threshold: points below it are hidden (a modifier input, changeable after import).
+    point_radius: world units; 0 picks half a pixel footprint at the median depth.
+    clip_path: the footage, when not at the bundle's source_clip path (None: use source_clip if it exists).
+    """
+
+    camera: bool = True
+    points: bool = True
+    depth: bool = True
+    floor_fit: bool = False
+    accumulate: bool = False
+    confidence_threshold: float = 0.0
+    point_radius: float = 0.0
+    clip_path: str | None = None
+
+
+def options_from_settings(settings) -> ImportOptions:
+    """ImportOptions from the add-on's per-scene settings (properties.ParallaxSettings)."""
+    return ImportOptions(camera=settings.import_camera, points=settings.import_points, depth=settings.import_depth)
+
+
+def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
+                  options: ImportOptions | None = None) -> bpy.types.Collection:
+    """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
+
+    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable. Callers
+    running this from an operator get one undo step from the operator's UNDO option.
+    """
+    options = options or ImportOptions()
+    bundle = read_bundle(bundle_path)
+    scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
+    points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
+    clip = _load_clip(options.clip_path or bundle.source_clip)
+    name = _import_name(bundle, clip)
+
+    replace.remove_import(name)
+    before = replace.existing_ids()
+    collection = bpy.data.collections.new(name)
+    context.scene.collection.children.link(collection)
+
+    world = OPENCV_TO_BLENDER_WORLD
+    if options.floor_fit:
+        world = fit_floor(_transform(world, points.xyz)) @ world
+    render_size = (clip.size[1], clip.size[0]) if clip else bundle.image_size
+    K = np.stack([f.K for f in bundle.frames])
+    scale = _scene_scale(points)
+    _setup_scene(context.scene, bundle, scene_frames, render_size, clip)
+
+    if options.camera:
+        camera = build_camera(
+            f"{name} Camera",
+            blender_camera_matrices(np.stack([f.camera_to_world for f in bundle.frames]), world),
+            lens_from_intrinsics(K, bundle.image_size, render_size), scene_frames, (0.01 * scale, 100.0 * scale))
+        collection.objects.link(camera)
+        context.scene.camera = camera
+        if clip:
+            camera.data.show_background_images = True
+            background = camera.data.background_images.new()
+            background.source = "MOVIE_CLIP"
+            background.clip = clip
+    if options.points:
+        radius = options.point_radius or _auto_radius(bundle, K, points, scale)
+        collection.objects.link(build_points(f"{name} Points", points, world, radius,
+                                             options.confidence_threshold, options.accumulate))
+    replace.tag_new(before, name)
+    return collection
+
+
+def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
+    clouds = []
+    for f in bundle.frames:
+        if not f.points_path.is_file():
+            raise InputError(f"the bundle lacks {f.points_path}", "re-run the engine to rewrite the bundle")
+        clouds.append(bundle.points(len(clouds)))
+        if len(clouds[-1]) != f.num_points:
+            raise InputError(f"{f.points_path} holds {len(clouds[-1])} points, scene.json says {f.num_points}",
+                             "re-run the engine to rewrite the bundle")
+    pts = np.concatenate(clouds)
+    color = np.ones((len(pts), 4), np.float32)
+    color[:, :3] = srgb_to_linear(np.column_stack((pts["red"], pts["green"], pts["blue"])))
+    return FramePoints(
+        xyz=np.column_stack((pts["x"], pts["y"], pts["z"])),
+        color=color,
+        confidence=np.ascontiguousarray(pts["confidence"]),
+        frame=np.repeat(scene_frames, [len(c) for c in clouds]).astype(np.int32),
+    )
+
+
+def _load_clip(path: str) -> bpy.types.MovieClip | None:
+    if not path or not Path(path).is_file():
+        return None
+    return bpy.data.movieclips.load(str(Path(path).absolute()), check_existing=True)
+
+
+def _import_name(bundle: Bundle, clip) -> str:
+    if clip:
+        return Path(clip.filepath).stem
+    return Path(bundle.source_clip).stem or Path(bundle.root).absolute().name
+
+
+def _setup_scene(scene, bundle: Bundle, scene_frames: np.ndarray, render_size: tuple[int, int], clip) -> None:
+    """Resolution, frame range and frame rate follow the clip (fps_base keeps 23.976 and the like exact)."""
+    scene.render.resolution_x = render_size[1]
+    scene.render.resolution_y = render_size[0]
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+    scene.frame_start = int(scene_frames.min())
+    scene.frame_end = int(scene_frames.max())
+    fps = max(1, round(bundle.fps))
+    scene.render.fps = fps
+    scene.render.fps_base = fps / bundle.fps
+    if clip:
+        scene.active_clip = clip
+
+
+def _transform(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    return xyz @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def _scene_scale(points: FramePoints | None) -> float:
+    """Median distance of the points from the first camera (the engine world's origin), or 1."""
+    if points is None or len(points.xyz) == 0:
+        return 1.0
+    return float(np.median(np.linalg.norm(points.xyz[:: max(1, len(points.xyz) // 100000)], axis=1))) or 1.0
+
+
+def _auto_radius(bundle: Bundle, K: np.ndarray, points: FramePoints, scale: float) -> float:
+    """Half the footprint of the point spacing at the median depth, so neighbouring points just touch."""
+    h, w = bundle.image_size
+    per_frame = max(1.0, len(points.xyz) / len(bundle.frames))
+    spacing_px = np.sqrt(h * w / per_frame)
+    return float(0.5 * spacing_px * scale / np.median(K[:, 0, 0]))

@@ -1,0 +1,54 @@
+"""File > Import > Parallax Bundle: import a bundle made elsewhere (for example on a GPU server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from ..engine.errors import EngineError
+from .bundle_import import ImportOptions, import_bundle
+
+
+class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper):
+    """Import a Parallax reconstruction bundle: camera, point clouds and depth maps"""
+
+    bl_idname = "import_scene.parallax_bundle"
+    bl_label = "Import Parallax Bundle"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="scene.json", options={"HIDDEN"})
+    import_camera: BoolProperty(name="Camera", default=True)
+    import_points: BoolProperty(name="Points", default=True)
+    import_depth: BoolProperty(name="Depth", default=True)
+    floor_fit: BoolProperty(name="Level on Floor", description="Fit the dominant ground plane and make it Z = 0",
+                            default=False)
+    accumulate: BoolProperty(name="Accumulate Points", description="Also show the points of earlier frames",
+                             default=False)
+    confidence_threshold: FloatProperty(name="Confidence Threshold", min=0.0, default=0.0)
+    point_radius: FloatProperty(name="Point Radius", description="0 picks one from the point spacing",
+                                min=0.0, default=0.0, subtype="DISTANCE")
+    clip_path: StringProperty(name="Clip", description="The footage, if not at the bundle's recorded path",
+                              subtype="FILE_PATH", default="")
+
+    def execute(self, context):
+        path = Path(bpy.path.abspath(self.filepath))
+        options = ImportOptions(
+            camera=self.import_camera, points=self.import_points, depth=self.import_depth,
+            floor_fit=self.floor_fit, accumulate=self.accumulate, confidence_threshold=self.confidence_threshold,
+            point_radius=self.point_radius, clip_path=bpy.path.abspath(self.clip_path) or None,
+        )
+        try:
+            collection = import_bundle(context, path if path.is_dir() else path.parent, options)
+        except EngineError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Imported {collection.name}")
+        return {"FINISHED"}
+
+
+def menu_func_import(self, context):
+    self.layout.operator(IMPORT_SCENE_OT_parallax_bundle.bl_idname, text="Parallax Bundle (scene.json)")

@@ -1,0 +1,63 @@
+"""The Reconstruct panel, in the Movie Clip Editor's sidebar and the 3D Viewport's (category Parallax)."""
+
+import bpy
+
+from . import properties, reconstruct
+
+
+def draw_reconstruct(layout, context) -> None:
+    settings = context.scene.parallax
+    wm = context.window_manager
+    clip = reconstruct.active_clip(context)
+    layout.label(text=clip.name if clip else "No active clip", icon="SEQUENCE" if clip else "ERROR")
+    col = layout.column()
+    col.enabled = not wm.parallax_running
+    col.prop(settings, "model")
+    col.prop(settings, "preset")
+    if settings.preset == "CUSTOM":
+        sub = col.column(align=True)
+        for name in ("stride", "steps", "size_h", "size_w"):
+            sub.prop(settings, name)
+    else:
+        stride, steps, (h, w) = properties.quality(settings)
+        col.label(text=f"stride {stride}, {steps} steps, {h}x{w}")
+    col.prop(settings, "use_clip_range")
+    if not settings.use_clip_range:
+        row = col.row(align=True)
+        row.prop(settings, "frame_start")
+        row.prop(settings, "frame_end")
+    col.prop(settings, "point_stride")
+    row = col.row(align=True)
+    row.label(text="Import")
+    for name in ("import_camera", "import_points", "import_depth"):
+        row.prop(settings, name, toggle=True)
+    if wm.parallax_running:
+        layout.progress(factor=wm.parallax_progress, type="BAR", text=wm.parallax_stage)
+        layout.operator(reconstruct.PARALLAX_OT_cancel.bl_idname, icon="CANCEL")
+    else:
+        layout.operator(reconstruct.PARALLAX_OT_reconstruct.bl_idname, icon="VIEW_CAMERA")
+    if wm.parallax_message:
+        layout.label(text=wm.parallax_message)
+
+
+class PARALLAX_PT_clip(bpy.types.Panel):
+    bl_label = "Parallax"
+    bl_space_type = "CLIP_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+
+    def draw(self, context):
+        draw_reconstruct(self.layout, context)
+
+
+class PARALLAX_PT_view3d(bpy.types.Panel):
+    bl_label = "Parallax"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+
+    def draw(self, context):
+        draw_reconstruct(self.layout, context)
+
+
+classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d)

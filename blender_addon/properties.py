@@ -1,0 +1,64 @@
+"""What a reconstruction uses (per scene) and how the running one is doing (per window manager)."""
+
+import bpy
+
+# Quality presets: (label, window stride in frames, diffusion steps, processing size (H, W) in pixels).
+# Geo4D was trained at 320x512; a smaller stride means more overlapping windows (slower, steadier).
+PRESETS = {
+    "FAST": ("Fast", 8, 5, (256, 384)),
+    "STANDARD": ("Standard", 4, 5, (320, 512)),
+    "FINE": ("Fine", 2, 5, (320, 512)),
+}
+
+
+def quality(settings) -> tuple[int, int, tuple[int, int]]:
+    """(stride, steps, (H, W)) for the settings' preset, or its own values for CUSTOM."""
+    if settings.preset == "CUSTOM":
+        return settings.stride, settings.steps, (settings.size_h, settings.size_w)
+    _, stride, steps, size = PRESETS[settings.preset]
+    return stride, steps, size
+
+
+class ParallaxSettings(bpy.types.PropertyGroup):
+    model: bpy.props.EnumProperty(
+        name="Model",
+        items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model (converted weights)"),
+               ("tiny", "Tiny (test)", "Random-weight miniature of Geo4D: checks the plumbing, output is noise")],
+        default="geo4d")
+    preset: bpy.props.EnumProperty(
+        name="Quality",
+        items=[(key, label, f"window stride {stride}, {steps} steps, {size[0]}x{size[1]} processing")
+               for key, (label, stride, steps, size) in PRESETS.items()]
+        + [("CUSTOM", "Custom", "Set stride, steps and processing size yourself")],
+        default="STANDARD")
+    stride: bpy.props.IntProperty(name="Stride", default=4, min=1, max=15,
+                                  description="Frames between the starts of consecutive 16-frame windows")
+    steps: bpy.props.IntProperty(name="Steps", default=5, min=1, max=50, description="Diffusion (DDIM) steps")
+    size_h: bpy.props.IntProperty(name="Height", default=320, min=64, max=1024, step=64,
+                                  description="Processing height in pixels (multiple of 64)")
+    size_w: bpy.props.IntProperty(name="Width", default=512, min=64, max=1024, step=64,
+                                  description="Processing width in pixels (multiple of 64)")
+    use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
+    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame (the clip's numbering)")
+    frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame, included")
+    point_stride: bpy.props.IntProperty(name="Point Density", default=2, min=1, max=16,
+                                        description="Keep every n-th pixel in x and y as a point")
+    import_camera: bpy.props.BoolProperty(name="Camera", default=True)
+    import_points: bpy.props.BoolProperty(name="Points", default=True)
+    import_depth: bpy.props.BoolProperty(name="Depth", default=True)
+
+
+def register_runtime_props():
+    wm = bpy.types.WindowManager
+    wm.parallax_running = bpy.props.BoolProperty(options={"SKIP_SAVE"})
+    wm.parallax_progress = bpy.props.FloatProperty(min=0.0, max=1.0, options={"SKIP_SAVE"})
+    wm.parallax_stage = bpy.props.StringProperty(options={"SKIP_SAVE"})
+    wm.parallax_message = bpy.props.StringProperty(options={"SKIP_SAVE"})
+
+
+def unregister_runtime_props():
+    for name in ("parallax_running", "parallax_progress", "parallax_stage", "parallax_message"):
+        delattr(bpy.types.WindowManager, name)
+
+
+classes = (ParallaxSettings,)

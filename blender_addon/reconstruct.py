@@ -1,0 +1,186 @@
+"""Reconstruct the active clip: ask the engine process for a bundle, then import it.
+
+Nothing in the scene changes until the engine answers with a complete bundle; an error, a crash or a
+cancel only reports. The UI runs this as a modal operator polled by a timer (the pipe is read by the
+engine client's threads, bpy is touched only here, on the main thread); `execute` runs the same steps
+blocking, for scripts and background Blender.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import bpy
+
+from . import engine_process, preferences, properties
+from .engine_process import EngineJob, EngineUnavailable
+
+# The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
+_job: EngineJob | None = None
+
+
+def active_clip(context):
+    return getattr(context, "edit_movieclip", None) or context.scene.active_clip
+
+
+def bundle_dir(clip) -> Path:
+    """Next to the .blend (//parallax/CLIP) when it is saved, else in the extension's user folder."""
+    name = bpy.path.clean_name(Path(clip.filepath).stem or clip.name)
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath(f"//parallax/{name}"))
+    return preferences.env_dir().parent / "bundles" / name
+
+
+def frame_range(clip, settings) -> list[int]:
+    """[first, end) as 0-based indices into the clip's frames."""
+    if settings.use_clip_range:
+        return [0, clip.frame_duration]
+    first = max(settings.frame_start - clip.frame_start, 0)
+    end = min(settings.frame_end - clip.frame_start + 1, clip.frame_duration)
+    return [first, end]
+
+
+def build_request(context, clip, request_id: str) -> dict:
+    """The engine's reconstruct request for `clip` with the scene's settings and the preferences."""
+    settings = context.scene.parallax
+    prefs = preferences.get(context)
+    video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
+    if not video.is_file():
+        raise EngineUnavailable(f"the clip file {video} does not exist", "relink the clip in the Movie Clip Editor")
+    first, end = frame_range(clip, settings)
+    if end - first < 1:
+        raise EngineUnavailable(f"the frame range selects no frame of '{clip.name}'",
+                                "set Start and End inside the clip, or use the whole clip")
+    stride, steps, size = properties.quality(settings)
+    return {"type": "reconstruct", "id": request_id, "options": {
+        "video": str(video),
+        "out": str(bundle_dir(clip)),
+        "model": settings.model,
+        "model_dir": bpy.path.abspath(prefs.model_dir) or None,
+        "device": prefs.device,
+        "stride": stride,
+        "steps": steps,
+        "size": list(size),
+        "frames": [first, end],
+        "point_stride": settings.point_stride,
+    }}
+
+
+def start(context) -> EngineJob:
+    """Start (or reuse) the engine and send it the active clip's reconstruction."""
+    global _job
+    if _job is not None and not _job.done:
+        raise EngineUnavailable("a reconstruction is already running", "wait for it or cancel it")
+    clip = active_clip(context)
+    if clip is None:
+        raise EngineUnavailable("there is no active clip", "open a clip in the Movie Clip Editor")
+    engine = engine_process.get_engine(preferences.engine_python(context))
+    _job = EngineJob(engine, build_request(context, clip, engine.new_id("reconstruct")))
+    show(context, _job)
+    return _job
+
+
+def show(context, job: EngineJob) -> None:
+    wm = context.window_manager
+    wm.parallax_running = not job.done
+    wm.parallax_progress = job.fraction
+    wm.parallax_stage = job.stage
+    for area in context.screen.areas if context.screen else ():
+        if area.type in {"CLIP_EDITOR", "VIEW_3D"}:
+            area.tag_redraw()
+
+
+def finish(context, job: EngineJob) -> tuple[set, str]:
+    """Import a finished job's bundle. Returns (report type, message)."""
+    show(context, job)
+    wm = context.window_manager
+    if job.outcome == "result":
+        from .importer import import_bundle, options_from_settings
+
+        collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
+        level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+    elif job.outcome == "cancelled":
+        level, message = {"WARNING"}, "Reconstruction cancelled; the scene is unchanged"
+    else:
+        level, message = {"ERROR"}, f"Reconstruction failed: {job.problem}" + (f" — {job.fix}" if job.fix else "")
+    wm.parallax_message = message
+    return level, message
+
+
+class PARALLAX_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct camera, depth and points of the active clip with the engine, then import them"""
+
+    bl_idname = "parallax.reconstruct"
+    bl_label = "Reconstruct"
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return active_clip(context) is not None and (_job is None or _job.done)
+
+    def _start(self, context) -> EngineJob | None:
+        try:
+            return start(context)
+        except EngineUnavailable as exc:
+            context.window_manager.parallax_message = f"{exc.problem} — {exc.fix}"
+            self.report({"ERROR"}, f"{exc.problem} — {exc.fix}")
+            return None
+
+    def execute(self, context):
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        while not job.poll():
+            time.sleep(0.05)
+        return self._end(context, job)
+
+    def invoke(self, context, event):
+        if self._start(context) is None:
+            return {"CANCELLED"}
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            _job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = _job.poll()
+        show(context, _job)
+        if not done:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._end(context, _job)
+
+    def _end(self, context, job: EngineJob):
+        level, message = finish(context, job)
+        self.report(level, message)
+        return {"FINISHED"} if job.outcome == "result" else {"CANCELLED"}
+
+
+class PARALLAX_OT_cancel(bpy.types.Operator):
+    """Stop the running reconstruction; the scene stays as it was"""
+
+    bl_idname = "parallax.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return _job is not None and not _job.done
+
+    def execute(self, context):
+        _job.cancel()
+        return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def cancel_on_load(*_args):
+    """A new file replaces the scene the running job would import into: cancel it (the engine stays up)."""
+    if _job is not None and not _job.done:
+        _job.cancel()
+
+
+classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel)

@@ -1,0 +1,187 @@
+"""Transformer layers of the DynamiCrafter 3D UNet: spatial transformers with decoupled image
+cross-attention, and temporal self-attention transformers.
+
+Module and attribute names follow the official `lvdm/modules/attention.py` so that the official
+state dict loads with strict=True. Attention runs through `F.scaled_dot_product_attention`.
+
+Layouts: spatial transformers take `(b t) c h w`, temporal transformers take `b c t h w`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+# DynamiCrafter's context: 77 CLIP text tokens, then the image tokens (16 per frame in Geo4D).
+TEXT_TOKENS = 77
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[N, L, heads*d] -> [N, heads, L, d]."""
+    n, length, inner = x.shape
+    return x.reshape(n, length, heads, inner // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[N, heads, L, d] -> [N, L, heads*d]."""
+    n, heads, length, d = x.shape
+    return x.transpose(1, 2).reshape(n, length, heads * d)
+
+
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Softmax attention with scale 1/sqrt(head dim). q [N, Lq, heads*d], k and v [N, Lk, heads*d]
+    -> [N, Lq, heads*d].
+
+    float32 on CPU uses the math backend: it reproduces the original's explicit softmax(QKᵀ/√d)V
+    exactly, while the CPU flash kernel's blockwise softmax drifts by ~1e-5 over the UNet (the
+    fixtures' tolerance). Everything else gets the fused kernels."""
+    q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    if q.device.type == "cpu" and q.dtype == torch.float32:
+        with sdpa_kernel(SDPBackend.MATH):
+            return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+    return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+
+
+class CrossAttention(nn.Module):
+    """Self-attention (context None) or cross-attention to `context`.
+
+    With `image_cross_attention`, the context is [N, 77 + L_img, context_dim]: the query attends to the
+    77 text tokens and, separately with its own key/value projections, to the image tokens; the two
+    results are added (scale 1, as Geo4D's config has no learnable alpha).
+    """
+
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
+                 dropout: float = 0.0, image_cross_attention: bool = False):
+        super().__init__()
+        inner_dim = heads * dim_head
+        context_dim = context_dim or query_dim
+        self.heads = heads
+        self.image_cross_attention = image_cross_attention
+        self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
+        self.to_k = nn.Linear(context_dim, inner_dim, bias=False)
+        self.to_v = nn.Linear(context_dim, inner_dim, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner_dim, query_dim), nn.Dropout(dropout))
+        if image_cross_attention:
+            self.to_k_ip = nn.Linear(context_dim, inner_dim, bias=False)
+            self.to_v_ip = nn.Linear(context_dim, inner_dim, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.to_q(x)
+        if context is None:
+            out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads)
+        else:
+            # The official code keeps only the text tokens when image cross-attention is off.
+            text = context[:, :TEXT_TOKENS]
+            out = multi_head_attention(q, self.to_k(text), self.to_v(text), self.heads)
+            if self.image_cross_attention:
+                image = context[:, TEXT_TOKENS:]
+                out = out + multi_head_attention(q, self.to_k_ip(image), self.to_v_ip(image), self.heads)
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gate = self.proj(x).chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """Gated (GEGLU) MLP with 4x hidden width; `net` indices match the official keys."""
+
+    def __init__(self, dim: int, dropout: float = 0.0, mult: int = 4):
+        super().__init__()
+        inner_dim = dim * mult
+        self.net = nn.Sequential(GEGLU(dim, inner_dim), nn.Dropout(dropout), nn.Linear(inner_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Pre-norm block: self-attention, then attention to the context (self-attention again when the
+    context is None, as in the temporal transformers), then the feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None,
+                 image_cross_attention: bool = False):
+        super().__init__()
+        self.attn1 = CrossAttention(dim, None, heads, dim_head)
+        self.ff = FeedForward(dim)
+        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention=image_cross_attention)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class SpatialTransformer(nn.Module):
+    """Attention over the h*w positions of each frame. x [(b t), c, h, w]; context [(b t), L, context_dim]
+    (77 text tokens + that frame's image tokens)."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int,
+                 use_linear: bool, image_cross_attention: bool):
+        super().__init__()
+        inner_dim = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv2d(channels, inner_dim, 1)
+        self.transformer_blocks = nn.ModuleList([
+            BasicTransformerBlock(inner_dim, heads, dim_head, context_dim, image_cross_attention)
+            for _ in range(depth)
+        ])
+        self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv2d(inner_dim, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        y = self.norm(x)
+        if not self.use_linear:
+            y = self.proj_in(y)
+        y = y.flatten(2).transpose(1, 2).contiguous()  # [n, h*w, c]
+        if self.use_linear:
+            y = self.proj_in(y)
+        for block in self.transformer_blocks:
+            y = block(y, context)
+        if self.use_linear:
+            y = self.proj_out(y)
+        y = y.transpose(1, 2).reshape(n, -1, h, w).contiguous()
+        if not self.use_linear:
+            y = self.proj_out(y)
+        return y + x
+
+
+class TemporalTransformer(nn.Module):
+    """Self-attention along time, independently at every pixel. x [b, c, t, h, w] -> same shape.
+
+    Only the configuration Geo4D uses is built: self-attention only, no relative position, no causal
+    mask. With `use_linear` False the projections are 1x1 Conv1d (the UNet's `init_attn`)."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, use_linear: bool):
+        super().__init__()
+        inner_dim = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv1d(channels, inner_dim, 1)
+        self.transformer_blocks = nn.ModuleList([
+            BasicTransformerBlock(inner_dim, heads, dim_head) for _ in range(depth)
+        ])
+        self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv1d(inner_dim, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        # GroupNorm statistics span all frames of a clip, as in the original.
+        y = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c).contiguous()
+        y = self.proj_in(y) if self.use_linear else self.proj_in(y.transpose(1, 2)).transpose(1, 2)
+        for block in self.transformer_blocks:
+            y = block(y)
+        y = self.proj_out(y) if self.use_linear else self.proj_out(y.transpose(1, 2)).transpose(1, 2)
+        y = y.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
+        return y + x

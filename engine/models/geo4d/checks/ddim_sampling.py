@@ -1,0 +1,45 @@
+"""Fixture (d): the 5-step DDIM schedule and sampling loop, driven by the recorded model outputs
+(so this checks the sampler alone; the UNet has fixture (a) and the whole window fixture (e))."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ....sampling.ddim import DDIMPlan, DDIMStep, ddim_sample
+from ....sampling.schedule import NoiseSchedule
+from ..config import model_params
+from . import CheckResult, compare
+
+FIXTURE = "ddim_sampling.safetensors"
+
+
+def check_sampler(fx: dict[str, torch.Tensor], x_T: torch.Tensor, expected: torch.Tensor, config: dict,
+                  prefix: str = "") -> list[CheckResult]:
+    """Plan and loop from `x_T` against a fixture's DDIM records and final `expected` samples;
+    `prefix` is where the records sit ("ddim." in (e))."""
+    steps = len(fx[prefix + "ddim_timesteps"])
+    plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), steps)
+    results = [
+        compare("ddim.timesteps", plan.timesteps, fx[prefix + "ddim_timesteps"], 0.0),
+        compare("ddim.alphas", plan.alphas, fx[prefix + "ddim_alphas"]),
+        compare("ddim.alphas_prev", plan.alphas_prev, fx[prefix + "ddim_alphas_prev"]),
+        compare("ddim.sqrt_one_minus_alphas", plan.sqrt_one_minus_alphas, fx[prefix + "ddim_sqrt_one_minus_alphas"]),
+        compare("ddim.rescale", plan.rescale, fx[prefix + "ddim_scale_arr_prev"] / fx[prefix + "ddim_scale_arr"]),
+    ]
+    recorded = {int(fx[f"{prefix}step{i}.t"]): fx[f"{prefix}step{i}.model_output"] for i in range(steps)}
+    seen: list[DDIMStep] = []
+    samples = ddim_sample(lambda x, t: recorded[int(t[0])], x_T, plan, seen.append)
+    for i, step in enumerate(seen):
+        results.append(compare(f"ddim.step{i}.t", step.t, fx[f"{prefix}step{i}.t"][0], 0.0))
+        for name in ("x_in", "pred_x0", "x_prev"):
+            results.append(compare(f"ddim.step{i}.{name}", getattr(step, name), fx[f"{prefix}step{i}.{name}"]))
+    results.append(compare("ddim.samples", samples, expected))
+    return results
+
+
+def run(folder: Path, config: dict) -> list[CheckResult]:
+    fx = load_file(Path(folder) / FIXTURE)
+    return check_sampler(fx, fx["x_T"], fx["samples"], config)

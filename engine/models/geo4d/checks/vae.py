@@ -1,0 +1,40 @@
+"""Fixture (b): VAE encode, decode, point-map decode with the uncertainty head, diffusion-space decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..config import model_params, pointmap_vae_params, vae_params
+from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, decode_frames, load_vae
+from . import CheckResult, compare
+
+FIXTURE = "vae.safetensors"
+
+
+def run(folder: Path, config: dict) -> list[CheckResult]:
+    folder = Path(folder)
+    fx = load_file(folder / FIXTURE)
+    vae = load_vae(vae_params(config), load_file(folder / "tiny_weights.safetensors"), FIRST_STAGE_PREFIX)
+    pm = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
+                  POINTMAP_VAE_PREFIX)
+    scale = model_params(config)["scale_factor"]
+    with torch.no_grad():
+        images = fx["encode.images"]
+        encoder_out = vae.encoder(images)
+        posterior = vae.encode(images)
+        return [
+            compare("vae.encoder_out", encoder_out, fx["encode.encoder_out"]),
+            compare("vae.moments", vae.quant_conv(encoder_out), fx["encode.moments"]),
+            compare("vae.posterior_mean", posterior.mean, fx["encode.posterior_mean"]),
+            compare("vae.posterior_logvar", posterior.logvar, fx["encode.posterior_logvar"]),
+            compare("vae.posterior_std", posterior.std, fx["encode.posterior_std"]),
+            compare("vae.decode", vae.decode(fx["decode.z"]), fx["decode.out"]),
+            compare("vae.pointmap_decode_conf", pm.decode_with_confidence(fx["decode.z"]), fx["decode_pm_conf.out"]),
+            compare("vae.decode_first_stage", decode_frames(vae, fx["scaled.z_bcthw"], scale),
+                    fx["scaled.decode_first_stage"]),
+            compare("vae.decode_pm_confhead", decode_frames(pm, fx["scaled.z_bcthw"], scale, with_confidence=True),
+                    fx["scaled.decode_pm_confhead"]),
+        ]

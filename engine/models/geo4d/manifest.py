@@ -1,0 +1,81 @@
+"""The full-size key/shape check: our modules, built at the real Geo4D size on the meta device (no
+memory), against the official checkpoint's state-dict manifest (`full_manifest.json` of a fixture
+folder: every key, shape and dtype of `model.ckpt`).
+
+Each part is checked under its checkpoint prefix; the check-fixtures command combines the parts
+into the 100%-of-keys check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import load_config, resampler_params, unet_params
+from .resampler import Resampler
+from .unet import UNet3D
+
+
+@dataclass
+class ManifestReport:
+    """How one module's state dict compares with the manifest entries under `prefix`.
+
+    missing: manifest keys (prefix stripped) the module lacks; extra: module keys the manifest lacks;
+    shape_mismatches: (key, module shape, manifest shape)."""
+
+    prefix: str
+    num_keys: int
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    shape_mismatches: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.num_keys > 0 and not (self.missing or self.extra or self.shape_mismatches)
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.prefix}: all {self.num_keys} keys and shapes match"
+        parts = [f"{label} {len(items)} (e.g. {items[0]})" for label, items in
+                 (("missing", self.missing), ("extra", self.extra), ("wrong shape", self.shape_mismatches)) if items]
+        return f"{self.prefix}: " + "; ".join(parts or ["no keys"])
+
+
+def manifest_entries(manifest: dict) -> dict[str, tuple]:
+    """{key: shape} of `model.ckpt` in a loaded full_manifest.json."""
+    return {entry["name"]: tuple(entry["shape"]) for entry in manifest["model_ckpt"]["state_dict"]}
+
+
+def check_manifest_part(manifest: dict, prefix: str, module: nn.Module) -> ManifestReport:
+    """Compare `module.state_dict()` with the manifest keys that start with `prefix` (stripped).
+    Keys that start with a longer prefix owned by another part are the caller's to exclude by
+    checking that part under its own prefix."""
+    expected = {k[len(prefix):]: shape for k, shape in manifest_entries(manifest).items() if k.startswith(prefix)}
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return ManifestReport(
+        prefix=prefix,
+        num_keys=len(expected),
+        missing=sorted(set(expected) - set(ours)),
+        extra=sorted(set(ours) - set(expected)),
+        shape_mismatches=sorted((k, ours[k], expected[k]) for k in set(ours) & set(expected) if ours[k] != expected[k]),
+    )
+
+
+def full_size_parts(config: dict | None = None) -> dict[str, nn.Module]:
+    """{checkpoint prefix: module} for the UNet and the Resampler at full size, on the meta device."""
+    config = config or load_config()
+    with torch.device("meta"):
+        return {
+            "model.diffusion_model.": UNet3D.from_params(unet_params(config)),
+            "image_proj_model.": Resampler.from_params(resampler_params(config)),
+        }
+
+
+def check_unet_and_resampler(manifest_path: str | Path) -> list[ManifestReport]:
+    """The UNet and Resampler parts of the full-size manifest check."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    return [check_manifest_part(manifest, prefix, module) for prefix, module in full_size_parts().items()]

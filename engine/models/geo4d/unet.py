@@ -1,0 +1,189 @@
+"""The DynamiCrafter 3D UNet as Geo4D configures it (official `UNetModel`,
+`lvdm/modules/networks/openaimodel3d.py`), written for inference.
+
+Inputs (b clips of t frames, latent size h x w):
+- x         [b, in_channels, t, h, w]   noisy latent concatenated with the condition latent (20 = 16 + 4)
+- timesteps [b] or [b, t] int64          diffusion step(s) in 0..999
+- context   [b, 77 + 16*t, context_dim]  77 text tokens, then 16 image tokens per frame
+            (or [b, L, context_dim] shared by all frames, any other L)
+- fs        [b] int64                    frame stride / fps conditioning (default `default_fs`)
+Output: [b, out_channels, t, h, w] (v-prediction for Geo4D). h and w must be divisible by
+2**(len(channel_mult) - 1).
+
+Inside, everything runs per frame as [(b t), c, h, w]; the temporal layers see [b, c, t, h, w].
+Parameter names equal the official state-dict keys after stripping `model.diffusion_model.`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ...errors import ModelError
+from .attention import TEXT_TOKENS, SpatialTransformer, TemporalTransformer
+from .blocks import Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample
+
+# Image tokens per frame in the context. Hard-coded in the official forward as well: the per-frame
+# split happens exactly when the context length is 77 + 16*t.
+IMAGE_TOKENS_PER_FRAME = 16
+
+# Official UNetModel flags whose other values this implementation does not build.
+_REQUIRED_FLAGS = {
+    "dims": 2, "conv_resample": True, "use_scale_shift_norm": False, "resblock_updown": False,
+    "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
+    "temporal_selfatt_only": True, "image_cross_attention_scale_learnable": False, "task_condition": False,
+}
+# Flags that only affect training or memory, not the inference result.
+_IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [N] -> [N, dim] float32: cos of the frequencies first, then sin."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    args = timesteps[:, None].float() * freqs[None]
+    embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
+    return embedding
+
+
+def _mlp(dim_in: int, dim_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim_in, dim_out), nn.SiLU(), nn.Linear(dim_out, dim_out))
+
+
+def _repeat_per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """[b, ...] -> [(b t), ...], each clip's row repeated for its frames."""
+    return x[:, None].expand(x.shape[0], frames, *x.shape[1:]).reshape(x.shape[0] * frames, *x.shape[1:])
+
+
+class UNet3D(nn.Module):
+    def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
+                 attention_resolutions, channel_mult, num_head_channels: int, context_dim: int,
+                 dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
+                 temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
+                 addition_attention: bool = False, image_cross_attention: bool = False,
+                 default_fs: int = 4, fs_condition: bool = False):
+        super().__init__()
+        self.model_channels = model_channels
+        self.default_fs = default_fs
+        self.fs_condition = fs_condition
+        self.addition_attention = addition_attention
+        self.temporal_length = temporal_length
+        time_embed_dim = model_channels * 4
+
+        def res_block(ch_in: int, ch_out: int) -> ResBlock:
+            return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv)
+
+        def attention_layers(ch: int) -> list[nn.Module]:
+            heads = ch // num_head_channels
+            layers: list[nn.Module] = [SpatialTransformer(
+                ch, heads, num_head_channels, transformer_depth, context_dim, use_linear, image_cross_attention)]
+            if temporal_attention:
+                layers.append(TemporalTransformer(ch, heads, num_head_channels, transformer_depth, use_linear))
+            return layers
+
+        self.time_embed = _mlp(model_channels, time_embed_dim)
+        if fs_condition:
+            self.fps_embedding = _mlp(model_channels, time_embed_dim)
+
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
+        if addition_attention:
+            # The official code builds this one with 8 heads and without use_linear (Conv1d projections).
+            self.init_attn = TimestepEmbedSequential(
+                TemporalTransformer(model_channels, 8, num_head_channels, transformer_depth, use_linear=False))
+
+        skip_channels = [model_channels]
+        ch = model_channels
+        ds = 1
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layers: list[nn.Module] = [res_block(ch, mult * model_channels)]
+                ch = mult * model_channels
+                if ds in attention_resolutions:
+                    layers += attention_layers(ch)
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_channels.append(ch)
+            if level != len(channel_mult) - 1:
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+                skip_channels.append(ch)
+                ds *= 2
+
+        self.middle_block = TimestepEmbedSequential(res_block(ch, ch), *attention_layers(ch), res_block(ch, ch))
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                layers = [res_block(ch + skip_channels.pop(), mult * model_channels)]
+                ch = mult * model_channels
+                if ds in attention_resolutions:
+                    layers += attention_layers(ch)
+                if level and i == num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1))
+
+    @classmethod
+    def from_params(cls, params: dict) -> "UNet3D":
+        """Builds the UNet from the official `unet_config.params` dict (see config.unet_params)."""
+        params = dict(params)
+        for name, required in _REQUIRED_FLAGS.items():
+            if name in params and params.pop(name) != required:
+                raise ModelError(f"UNet config sets {name}, which Geo4D does not use and this engine does not implement",
+                                 f"use a Geo4D configuration ({name}: {required})")
+        for name in _IGNORED_FLAGS:
+            params.pop(name, None)
+        if params.pop("num_heads", -1) != -1:
+            raise ModelError("UNet config sets num_heads; only num_head_channels is implemented",
+                             "use a Geo4D configuration (num_head_channels, no num_heads)")
+        return cls(**params)
+
+    def time_embedding(self, timesteps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """timesteps [N] int64 -> [N, 4*model_channels]."""
+        return self.time_embed(timestep_embedding(timesteps, self.model_channels).to(dtype))
+
+    def fps_embed(self, fs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """fs [b] int64 -> [b, 4*model_channels]."""
+        return self.fps_embedding(timestep_embedding(fs, self.model_channels).to(dtype))
+
+    @staticmethod
+    def frame_context(context: torch.Tensor, frames: int) -> torch.Tensor:
+        """[b, 77 + 16*t, C] -> [(b t), 77 + 16, C]: each frame gets the text tokens and its own image
+        tokens. Any other context length is shared by all frames: [b, L, C] -> [(b t), L, C]."""
+        b, length, dim = context.shape
+        if length != TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * frames:
+            return _repeat_per_frame(context, frames)
+        text = _repeat_per_frame(context[:, :TEXT_TOKENS], frames)
+        image = context[:, TEXT_TOKENS:].reshape(b * frames, IMAGE_TOKENS_PER_FRAME, dim)
+        return torch.cat([text, image], dim=1)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                fs: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, t, h, w = x.shape
+        dtype = x.dtype
+        if timesteps.dim() == 2:  # one step per frame
+            emb = self.time_embedding(timesteps.reshape(b * t), dtype)
+        else:
+            emb = _repeat_per_frame(self.time_embedding(timesteps, dtype), t)
+        if self.fs_condition:
+            if fs is None:
+                fs = torch.full((b,), self.default_fs, dtype=torch.long, device=x.device)
+            emb = emb + _repeat_per_frame(self.fps_embed(fs, dtype), t)
+        context = self.frame_context(context, t)
+
+        hidden = x.transpose(1, 2).reshape(b * t, -1, h, w)
+        skips = []
+        for index, block in enumerate(self.input_blocks):
+            hidden = block(hidden, emb, context, b)
+            if index == 0 and self.addition_attention:
+                hidden = self.init_attn(hidden, emb, context, b)
+            skips.append(hidden)
+        hidden = self.middle_block(hidden, emb, context, b)
+        for block in self.output_blocks:
+            hidden = block(torch.cat([hidden, skips.pop()], dim=1), emb, context, b)
+        out = self.out(hidden)
+        return out.reshape(b, t, -1, h, w).transpose(1, 2)

@@ -1,0 +1,172 @@
+"""The messages of the JSON-lines protocol between the Blender add-on and `python -m engine serve`.
+
+One JSON object per line, UTF-8. Every object has a "type"; the other keys are the fields of the
+dataclass below with that type. Requests go client -> engine on stdin, events engine -> client on
+stdout. `docs/protocol.md` is the public description; this module is its single source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+from ..errors import EngineError
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(EngineError):
+    """A request line that is not valid protocol (bad JSON, unknown type, wrong fields)."""
+
+
+# Requests (client -> engine)
+
+
+@dataclass
+class PingRequest:
+    """Ask whether the engine is alive; answered by a PongEvent, even while a job runs."""
+
+    type: ClassVar[str] = "ping"
+    id: str = ""
+
+
+@dataclass
+class ReconstructRequest:
+    """Run a model over a clip and write a bundle (engine.pipeline.run_reconstruct).
+
+    options: the fields of engine.pipeline.ReconstructOptions by name (video, out, model, ...).
+    """
+
+    type: ClassVar[str] = "reconstruct"
+    id: str
+    options: dict
+
+
+@dataclass
+class AlignRequest:
+    """Fuse an existing window-predictions file into a bundle (no model needed).
+
+    windows: path of a window-predictions .npz (docs/formats.md) or of a bundle's windows.npz.
+    out: the bundle folder to write.
+    point_stride: keep every k-th pixel in x and y for the point clouds.
+    """
+
+    type: ClassVar[str] = "align"
+    id: str
+    windows: str
+    out: str
+    point_stride: int = 1
+
+
+@dataclass
+class CancelRequest:
+    """Stop the running job `id` (any running job when empty); answered by a CancelledEvent."""
+
+    type: ClassVar[str] = "cancel"
+    id: str = ""
+
+
+@dataclass
+class ShutdownRequest:
+    """Cancel whatever runs and exit. Closing stdin does the same."""
+
+    type: ClassVar[str] = "shutdown"
+    id: str = ""
+
+
+REQUESTS = {cls.type: cls for cls in (PingRequest, ReconstructRequest, AlignRequest, CancelRequest, ShutdownRequest)}
+JOB_REQUESTS = (ReconstructRequest, AlignRequest)
+
+
+# Events (engine -> client)
+
+
+@dataclass
+class PongEvent:
+    type: ClassVar[str] = "pong"
+    id: str
+    protocol: int = PROTOCOL_VERSION
+    engine_version: str = ""
+    pid: int = 0
+    busy: bool = False
+
+
+@dataclass
+class ProgressEvent:
+    """fraction in [0, 1] of the whole job; stage names what runs now (e.g. "diffusion", "alignment")."""
+
+    type: ClassVar[str] = "progress"
+    id: str
+    stage: str
+    fraction: float
+
+
+@dataclass
+class LogEvent:
+    type: ClassVar[str] = "log"
+    id: str
+    level: str
+    message: str
+
+
+@dataclass
+class ResultEvent:
+    """The job finished: `bundle` is the absolute path of the complete bundle folder."""
+
+    type: ClassVar[str] = "result"
+    id: str
+    bundle: str
+    seconds: float = 0.0
+
+
+@dataclass
+class ErrorEvent:
+    """The job (or a request) failed; nothing was written. problem says what, fix what to do."""
+
+    type: ClassVar[str] = "error"
+    id: str
+    problem: str
+    fix: str = ""
+
+
+@dataclass
+class CancelledEvent:
+    """The job stopped on request; nothing was written."""
+
+    type: ClassVar[str] = "cancelled"
+    id: str
+
+
+EVENTS = {cls.type: cls for cls in (PongEvent, ProgressEvent, LogEvent, ResultEvent, ErrorEvent, CancelledEvent)}
+
+
+def encode(message) -> str:
+    """A request or event as one JSON line (without the newline)."""
+    return json.dumps({"type": message.type, **asdict(message)})
+
+
+def decode(line: str, table: dict):
+    """Parse one line into the dataclass of `table` (REQUESTS or EVENTS) its "type" names."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not a JSON line: {exc}", "send one JSON object per line") from None
+    if not isinstance(obj, dict) or obj.get("type") not in table:
+        raise ProtocolError(f"unknown message type {obj.get('type') if isinstance(obj, dict) else obj!r}",
+                            f"use one of: {', '.join(table)}")
+    return build(table[obj.pop("type")], obj)
+
+
+def build(cls, values: dict):
+    """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError."""
+    what = getattr(cls, "type", cls.__name__)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ProtocolError(f"'{what}' has no field(s) {', '.join(unknown)}",
+                            f"its fields are: {', '.join(sorted(names))}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ProtocolError(f"'{what}': {exc}", "see docs/protocol.md for the required fields") from None

@@ -1,0 +1,160 @@
+"""`python -m engine serve`: the engine side of the JSON-lines protocol (docs/protocol.md).
+
+Requests are read on stdin, events written on stdout, one JSON object per line. One job runs at a
+time in a worker thread while the main thread keeps reading, so ping and cancel are answered during
+a job. The process stays alive between jobs (the pipeline keeps its model loaded) and exits on a
+shutdown request or when stdin closes, which is what happens when Blender goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .. import __version__
+from ..errors import Cancelled, EngineError
+from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
+                       PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
+                       build, decode, encode)
+
+# How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
+SHUTDOWN_GRACE_S = 10.0
+
+Progress = Callable[[str, float], None]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Speak the JSON-lines protocol on stdin/stdout (see docs/protocol.md)."
+
+
+def run(args: argparse.Namespace) -> int:
+    return Server(_take_stdout()).serve(sys.stdin)
+
+
+def _take_stdout() -> TextIO:
+    """Reserve the real stdout for protocol lines; everything else printed (ours, libraries', C code's) goes
+    to stderr, so a stray print can never corrupt the protocol."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
+
+
+def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
+    from ..pipeline import ReconstructOptions, run_reconstruct  # torch is imported only when a model runs
+
+    return run_reconstruct(build(ReconstructOptions, dict(request.options)), progress, cancelled)
+
+
+def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
+    from ..io.windows import load_windows
+
+    progress("loading predictions", 0.0)
+    windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
+    from ..alignment import align
+    from ..io.bundle import write_bundle
+
+    recon = align(windows, None, lambda stage, fraction: progress(stage, 0.05 + 0.85 * fraction))
+    recon.source_clip = recon.source_clip or windows.source
+    progress("writing bundle", 0.9)
+    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
+
+
+JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align}
+
+
+@dataclass
+class _Job:
+    id: str
+    thread: threading.Thread
+    cancel: threading.Event
+
+
+class Server:
+    def __init__(self, out: TextIO):
+        self._out = out
+        self._out_lock = threading.Lock()
+        self._job_lock = threading.Lock()
+        self._job: _Job | None = None
+
+    def emit(self, event) -> None:
+        with self._out_lock:
+            self._out.write(encode(event) + "\n")
+            self._out.flush()
+
+    def serve(self, lines) -> int:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                request = decode(line, REQUESTS)
+            except ProtocolError as exc:
+                self.emit(ErrorEvent("", exc.problem, exc.fix))
+                continue
+            if isinstance(request, ShutdownRequest):
+                break
+            self._handle(request)
+        self._stop_job()
+        return 0
+
+    def _running(self) -> _Job | None:
+        with self._job_lock:
+            return self._job
+
+    def _handle(self, request) -> None:
+        job = self._running()
+        if isinstance(request, PingRequest):
+            self.emit(PongEvent(request.id, engine_version=__version__, pid=os.getpid(), busy=job is not None))
+        elif isinstance(request, CancelRequest):
+            if job is not None and request.id in ("", job.id):
+                job.cancel.set()
+            else:
+                self.emit(LogEvent(request.id, "warning", f"no running job '{request.id}' to cancel"))
+        elif job is not None:
+            self.emit(ErrorEvent(request.id, f"the engine is busy with job '{job.id}'",
+                                 "wait for its result or cancel it first"))
+        else:
+            cancel = threading.Event()
+            thread = threading.Thread(target=self._run_job, args=(request, cancel), daemon=True)
+            with self._job_lock:
+                self._job = _Job(request.id, thread, cancel)
+            thread.start()
+
+    def _run_job(self, request, cancel: threading.Event) -> None:
+        start = time.perf_counter()
+
+        def progress(stage: str, fraction: float) -> None:
+            # Every job reports progress often, so this is where a cancel request takes effect.
+            if cancel.is_set():
+                raise Cancelled()
+            self.emit(ProgressEvent(request.id, stage, float(fraction)))
+
+        try:
+            bundle = JOBS[type(request)](request, progress, cancel.is_set)
+            event = ResultEvent(request.id, str(Path(bundle).absolute()), time.perf_counter() - start)
+        except Cancelled:
+            event = CancelledEvent(request.id)
+        except EngineError as exc:
+            event = ErrorEvent(request.id, exc.problem, exc.fix)
+        except Exception as exc:
+            traceback.print_exc()
+            event = ErrorEvent(request.id, f"the engine failed: {type(exc).__name__}: {exc}",
+                               "this is a bug in Parallax; the engine log (its stderr) has the traceback")
+        # Free the slot before answering, so a client may send its next job as soon as it reads this event.
+        with self._job_lock:
+            self._job = None
+        self.emit(event)
+
+    def _stop_job(self) -> None:
+        job = self._running()
+        if job is not None:
+            job.cancel.set()
+            job.thread.join(SHUTDOWN_GRACE_S)

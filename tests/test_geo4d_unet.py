@@ -1,0 +1,153 @@
+"""The Geo4D UNet and Resampler against the official implementation's golden fixtures
+(../shared/fixtures/geo4d: tiny random-weight model) and the full-size checkpoint manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.errors import InputError, ModelError
+from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward
+from engine.models.geo4d.config import load_config, unet_params
+from engine.models.geo4d.manifest import check_manifest_part, full_size_parts
+from engine.models.geo4d.resampler import Resampler
+from engine.models.geo4d.unet import UNet3D
+
+FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "geo4d"
+if not FIXTURES.is_dir():
+    FIXTURES = Path("/work/shared/fixtures/geo4d")
+pytestmark = pytest.mark.skipif(not (FIXTURES / "tiny_config.json").is_file(), reason="Geo4D fixtures not present")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(FIXTURES / "tiny_config.json")
+
+
+@pytest.fixture(scope="module")
+def unet(config):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return unet_forward.load_tiny_unet(FIXTURES, config)
+
+
+@pytest.fixture(scope="module")
+def case_a():
+    data = load_file(FIXTURES / unet_forward.FIXTURE)
+    return {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith("caseA.")}
+
+
+def test_unet_reproduces_official_forward_and_intermediates(config):
+    results = unet_forward.run(FIXTURES, config)
+    names = {r.name for r in results}
+    assert {"caseA.out", "caseB.out", "caseA.after_init_attn", "caseB.middle_block_out"} <= names
+    bad = [(r.name, r.max_error) for r in results if not r.ok]
+    assert not bad, bad
+    assert all(r.tolerance == ATOL_UNET for r in results)
+
+
+def test_resampler_reproduces_official_output(config):
+    [result] = resampler_check.run(FIXTURES, config)
+    assert result.ok, result
+
+
+def test_full_size_unet_and_resampler_match_the_checkpoint_manifest():
+    manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
+    for prefix, module in full_size_parts().items():
+        report = check_manifest_part(manifest, prefix, module)
+        assert report.ok, report.summary()
+    numel = sum(p.numel() for p in full_size_parts()["model.diffusion_model."].parameters())
+    assert numel == manifest["model_ckpt"]["numel_per_prefix_state_dict"]["model.diffusion_model."]
+
+
+def test_manifest_check_names_what_differs(config):
+    manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
+    with torch.device("meta"):
+        tiny = UNet3D.from_params(unet_params(config))
+    report = check_manifest_part(manifest, "model.diffusion_model.", tiny)
+    assert not report.ok
+    # The tiny UNet has 1 res-block per level and 3 levels: the real one's extra blocks are missing.
+    assert "output_blocks.11.0.in_layers.0.weight" in report.missing
+    assert ("time_embed.0.weight", (128, 32), (1280, 320)) in report.shape_mismatches
+    report = check_manifest_part(manifest, "image_proj_model.", torch.nn.Linear(2, 2))
+    assert report.extra == ["bias", "weight"] and len(report.missing) == 51
+
+
+@torch.no_grad()
+def test_batched_clips_equal_separate_calls(unet, case_a):
+    """The fixtures have one clip; two different clips in one batch must not mix."""
+    x, context = case_a["x_in"], case_a["context"]
+    x2, context2 = x.flip(3), context.roll(5, dims=1)
+    t2, fs2 = torch.tensor([0]), torch.tensor([7])
+    batched = unet(torch.cat([x, x2]), torch.cat([case_a["t"], t2]), torch.cat([context, context2]),
+                   torch.cat([case_a["fs"], fs2]))
+    torch.testing.assert_close(batched[:1], case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    torch.testing.assert_close(batched[1:], unet(x2, t2, context2, fs2), atol=ATOL_UNET, rtol=ATOL_UNET)
+
+
+@torch.no_grad()
+def test_per_frame_timesteps_and_default_fs(unet, case_a):
+    x, t, context = case_a["x_in"], case_a["t"], case_a["context"]
+    per_frame = unet(x, t.expand(1, x.shape[2]).contiguous(), context, case_a["fs"])
+    torch.testing.assert_close(per_frame, case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    assert case_a["fs"].item() == unet.default_fs == 24
+    torch.testing.assert_close(unet(x, t, context), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+
+
+@torch.no_grad()
+def test_each_frame_sees_its_own_image_tokens(unet, case_a):
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    frame = 5
+    changed = context.clone()
+    changed[:, 77 + 16 * frame:77 + 16 * (frame + 1)] += 1.0
+    delta = (unet(x, t, changed, fs) - case_a["out"]).abs().mean(dim=(0, 1, 3, 4))  # per frame
+    assert delta.argmax().item() == frame
+    assert delta[frame] > 2 * delta[[f for f in range(len(delta)) if f != frame]].max()
+
+
+@torch.no_grad()
+def test_shorter_window_and_shared_context(unet, case_a):
+    """A window of 8 frames gets 77 + 16*8 tokens split per frame; a context of any other length
+    is shared by all frames."""
+    x, t, context, fs = case_a["x_in"][:, :, :8], case_a["t"], case_a["context"], case_a["fs"]
+    out = unet(x, t, context[:, :77 + 16 * 8], fs)
+    assert out.shape == (1, 16, 8, 8, 12) and torch.isfinite(out).all()
+    per_frame = unet.frame_context(context[:, :77 + 16 * 8], 8)
+    torch.testing.assert_close(per_frame[3, 77:], context[0, 77 + 48:77 + 64])
+    shared = unet.frame_context(context[:, :93], 8)
+    assert shared.shape == (8, 93, 16) and torch.equal(shared[7], context[0, :93])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@torch.no_grad()
+def test_half_precision_runs_close_to_float32(unet, case_a, dtype):
+    half = unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json")).to(dtype)
+    out = half(case_a["x_in"].to(dtype), case_a["t"], case_a["context"].to(dtype), case_a["fs"])
+    assert out.dtype == dtype
+    error = (out.float() - case_a["out"]).abs().max() / case_a["out"].abs().max()
+    assert error < 0.05, error
+
+
+@torch.no_grad()
+def test_autocast_bfloat16_on_float32_weights(unet, case_a):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = unet(case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"])
+    error = (out.float() - case_a["out"]).abs().max() / case_a["out"].abs().max()
+    assert error < 0.05, error
+
+
+def test_unsupported_configuration_is_refused(config):
+    params = dict(unet_params(config), use_scale_shift_norm=True)
+    with pytest.raises(ModelError, match="use_scale_shift_norm"):
+        UNet3D.from_params(params)
+
+
+def test_resampler_refuses_per_frame_input():
+    resampler = Resampler(dim=32, depth=1, dim_head=8, heads=2, num_queries=4, embedding_dim=8, output_dim=16,
+                          video_length=2)
+    assert resampler(torch.zeros(1, 5, 8)).shape == (1, 8, 16)
+    with pytest.raises(InputError, match="expected \\[batch, tokens, channels\\]"):
+        resampler(torch.zeros(1, 2, 5, 8))

@@ -1,0 +1,93 @@
+"""The engine's JSON-lines server over real pipes: `python -m engine serve` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Engine:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def send(self, obj) -> None:
+        self.proc.stdin.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        assert line, f"engine closed stdout; stderr:\n{self.proc.stderr.read()}"
+        return json.loads(line)
+
+    def until(self, types: set, job: str) -> list[dict]:
+        """Events up to and including the first of `types` for `job`."""
+        events = []
+        while True:
+            events.append(self.read())
+            if events[-1]["type"] in types and events[-1].get("id") == job:
+                return events
+
+
+@pytest.fixture
+def engine():
+    e = Engine()
+    yield e
+    if e.proc.poll() is None:
+        e.proc.kill()
+    e.proc.wait(10)
+
+
+def test_ping_answers_with_version_and_pid(engine):
+    engine.send({"type": "ping", "id": "p1"})
+    pong = engine.read()
+    assert pong == {"type": "pong", "id": "p1", "protocol": 1, "engine_version": "0.1.0",
+                    "pid": engine.proc.pid, "busy": False}
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("this is not json", "not a JSON line"),
+    ('{"type": "explode"}', "unknown message type 'explode'"),
+    ('{"type": "align", "id": "a", "windows": "x.npz", "out": "b", "colour": 1}', "'align' has no field(s) colour"),
+    ('{"type": "align", "id": "a"}', "missing 2 required positional arguments: 'windows' and 'out'"),
+])
+def test_malformed_requests_get_an_error_and_the_engine_stays_up(engine, line, problem):
+    engine.send(line)
+    error = engine.read()
+    assert error["type"] == "error" and problem in error["problem"] and error["fix"]
+    engine.send({"type": "ping", "id": "still"})
+    assert engine.read()["type"] == "pong"
+
+
+def test_stray_prints_cannot_reach_the_protocol_stream():
+    code = ("from engine.protocol import server; out = server._take_stdout(); "
+            "print('noise from a library'); import os; os.write(1, b'C-level noise\\n'); "
+            "out.write('protocol\\n'); out.flush()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "protocol\n"
+    assert "noise from a library" in proc.stderr and "C-level noise" in proc.stderr
+
+
+def test_failing_job_reports_problem_and_fix_and_the_next_job_runs(engine, tmp_path):
+    for job in ("j1", "j2"):
+        engine.send({"type": "align", "id": job, "windows": str(tmp_path / "none.npz"), "out": str(tmp_path / "b")})
+        events = engine.until({"result", "error", "cancelled"}, job)
+        assert events[-1]["type"] == "error" and "does not exist" in events[-1]["problem"], events
+    assert not (tmp_path / "b").exists()
+
+
+def test_cancel_without_job_is_a_warning_and_shutdown_exits_cleanly(engine):
+    engine.send({"type": "cancel", "id": "nothing"})
+    event = engine.read()
+    assert event["type"] == "log" and event["level"] == "warning"
+    engine.send({"type": "shutdown"})
+    assert engine.proc.wait(30) == 0
+
+
+def test_closing_stdin_stops_the_engine(engine):
+    engine.proc.stdin.close()
+    assert engine.proc.wait(30) == 0
