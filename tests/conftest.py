@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-GEO4D_FIXTURES = Path("/work/shared/fixtures/geo4d")
+from tests.fixture_paths import GEO4D_FIXTURES
 TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
 
 

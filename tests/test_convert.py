@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import GEO4D_FIXTURES
+from tests.fixture_paths import GEO4D_FIXTURES
 from engine.errors import ModelError
 from engine.models.geo4d.convert import convert_geo4d
 from engine.models.geo4d.weights import load_geo4d, verify_model_dir
@@ -31,7 +31,8 @@ def test_converted_directory_holds_exactly_the_inference_weights(tiny_model_dir)
     pm = load_file(tiny_model_dir / "pointmap_vae.safetensors")
     assert set(pm) == {k[len("model."):] for k in load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")}
     meta = json.loads((tiny_model_dir / "config.json").read_text())
-    assert meta["dtype"] == "fp32" and meta["config"]["model"]["params"]["unet_config"]["params"]["model_channels"] == 32
+    assert meta["dtype"] == "fp32"
+    assert meta["config"]["model"]["params"]["unet_config"]["params"]["model_channels"] == 32
 
 
 def test_constant_context_matches_official_conditioning(tiny_model_dir):

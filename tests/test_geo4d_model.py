@@ -1,6 +1,5 @@
 """The assembled Geo4D window inference against the official end-to-end window fixture (e)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from engine.models.geo4d.config import load_config, pointmap_vae_params, unet_pa
 from engine.models.geo4d.model import Geo4D, SamplingOptions
 from engine.models.geo4d.weights import Geo4DModules, build_modules
 
-FIXTURES = Path("/work/shared/fixtures/geo4d")
+from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES
 
 
 def tiny_modules() -> Geo4DModules:

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="bundle folder to write (replaced only on success)")
     parser.add_argument("--model", default="geo4d", choices=["geo4d"])
     parser.add_argument("--model-dir", default=None,
-                        help="converted model directory (default $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/geo4d)")
+                        help="converted model directory "
+                             "(default $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/geo4d)")
     parser.add_argument("--stride", type=int, default=4, help="frames between window starts, 1-15 (default 4)")
     parser.add_argument("--steps", type=int, default=5, help="DDIM steps (default 5, as Geo4D)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

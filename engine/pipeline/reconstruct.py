@@ -59,12 +59,17 @@ class ReconstructOptions:
 
 
 def processing_size(clip_size: tuple[int, int], multiple: int, area: int = TRAINING_AREA) -> tuple[int, int]:
-    """(H, W), multiples of `multiple`, about `area` pixels, aspect as close to the clip's as that allows."""
+    """(H, W), multiples of `multiple`, balancing the clip's aspect and the model's training area
+    (log errors of both, equally weighted)."""
     ch, cw = clip_size
     aspect = cw / ch
-    h = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
-    w = max(multiple, round(h * aspect / multiple) * multiple)
-    return int(h), int(w)
+    best = None
+    for h in range(multiple, 4 * int(math.sqrt(area)) + 1, multiple):
+        w = max(multiple, int(h * aspect / multiple + 0.5) * multiple)
+        cost = abs(math.log(w / h / aspect)) + abs(math.log(h * w / area))
+        if best is None or cost < best[0] - 1e-12:
+            best = (cost, h, w)
+    return best[1], best[2]
 
 
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
