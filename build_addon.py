@@ -67,7 +67,8 @@ def build(out_dir: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("blender_manifest.toml", manifest_text)
         for path in source_files(ADDON):
-            if path.name != "blender_manifest.toml":
+            # blender_addon/engine, where present, is a developer's link to the engine added below.
+            if path.name != "blender_manifest.toml" and path.relative_to(ADDON).parts[0] != "engine":
                 z.write(path, path.relative_to(ADDON).as_posix())
                 counts["add-on"] += 1
         for path in source_files(ENGINE):

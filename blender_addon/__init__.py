@@ -7,9 +7,9 @@ import atexit
 
 import bpy
 
-from . import engine_process, panels, preferences, properties, reconstruct
+from . import engine_process, importer, panels, preferences, properties, reconstruct
 
-CLASSES = properties.classes + preferences.classes + reconstruct.classes + panels.classes
+CLASSES = properties.classes + preferences.classes + reconstruct.classes + panels.classes + importer.classes
 
 
 def register():
@@ -17,14 +17,17 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.parallax = bpy.props.PointerProperty(type=properties.ParallaxSettings)
     properties.register_runtime_props()
-    bpy.app.handlers.load_pre.append(reconstruct.cancel_on_load)
+    bpy.types.TOPBAR_MT_file_import.append(importer.menu_func_import)
+    bpy.app.handlers.load_pre.append(reconstruct.forget_job_on_load)
     atexit.register(engine_process.stop_engine)
 
 
 def unregister():
+    reconstruct.forget_job()
     engine_process.stop_engine()
     atexit.unregister(engine_process.stop_engine)
-    bpy.app.handlers.load_pre.remove(reconstruct.cancel_on_load)
+    bpy.app.handlers.load_pre.remove(reconstruct.forget_job_on_load)
+    bpy.types.TOPBAR_MT_file_import.remove(importer.menu_func_import)
     properties.unregister_runtime_props()
     del bpy.types.Scene.parallax
     for cls in reversed(CLASSES):

@@ -22,8 +22,7 @@ def quality(settings) -> tuple[int, int, tuple[int, int]]:
 class ParallaxSettings(bpy.types.PropertyGroup):
     model: bpy.props.EnumProperty(
         name="Model",
-        items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model (converted weights)"),
-               ("tiny", "Tiny (test)", "Random-weight miniature of Geo4D: checks the plumbing, output is noise")],
+        items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model, from the preferences' model folder")],
         default="geo4d")
     preset: bpy.props.EnumProperty(
         name="Quality",

@@ -14,7 +14,9 @@ from pathlib import Path
 import bpy
 
 from . import engine_process, preferences, properties
+from .engine.errors import EngineError
 from .engine_process import EngineJob, EngineUnavailable
+from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
@@ -32,12 +34,16 @@ def bundle_dir(clip) -> Path:
     return preferences.env_dir().parent / "bundles" / name
 
 
-def frame_range(clip, settings) -> list[int]:
-    """[first, end) as 0-based indices into the clip's frames."""
+def frame_range(clip, settings) -> list:
+    """[first, end) as 0-based indices into the clip's frames; end None is the clip's end (the engine counts
+    the frames it can decode, which may differ from Blender's count)."""
     if settings.use_clip_range:
-        return [0, clip.frame_duration]
+        return [0, None]
     first = max(settings.frame_start - clip.frame_start, 0)
     end = min(settings.frame_end - clip.frame_start + 1, clip.frame_duration)
+    if end - first < 1:
+        raise EngineUnavailable(f"the frame range selects no frame of '{clip.name}'",
+                                "set Start and End inside the clip, or use the whole clip")
     return [first, end]
 
 
@@ -48,21 +54,17 @@ def build_request(context, clip, request_id: str) -> dict:
     video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
     if not video.is_file():
         raise EngineUnavailable(f"the clip file {video} does not exist", "relink the clip in the Movie Clip Editor")
-    first, end = frame_range(clip, settings)
-    if end - first < 1:
-        raise EngineUnavailable(f"the frame range selects no frame of '{clip.name}'",
-                                "set Start and End inside the clip, or use the whole clip")
     stride, steps, size = properties.quality(settings)
     return {"type": "reconstruct", "id": request_id, "options": {
         "video": str(video),
         "out": str(bundle_dir(clip)),
         "model": settings.model,
         "model_dir": bpy.path.abspath(prefs.model_dir) or None,
-        "device": prefs.device,
+        "device": None if prefs.device == "auto" else prefs.device,
         "stride": stride,
         "steps": steps,
         "size": list(size),
-        "frames": [first, end],
+        "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
     }}
 
@@ -96,10 +98,11 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
     show(context, job)
     wm = context.window_manager
     if job.outcome == "result":
-        from .importer import import_bundle, options_from_settings
-
-        collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
-        level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+        try:
+            collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
+            level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+        except EngineError as exc:
+            level, message = {"ERROR"}, f"Importing {job.bundle} failed: {exc.problem} — {exc.fix}"
     elif job.outcome == "cancelled":
         level, message = {"WARNING"}, "Reconstruction cancelled; the scene is unchanged"
     else:
@@ -113,8 +116,10 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
 
     bl_idname = "parallax.reconstruct"
     bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}  # the import is one undo step
 
     _timer = None
+    _job: EngineJob | None = None
 
     @classmethod
     def poll(cls, context):
@@ -137,7 +142,8 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
         return self._end(context, job)
 
     def invoke(self, context, event):
-        if self._start(context) is None:
+        self._job = self._start(context)
+        if self._job is None:
             return {"CANCELLED"}
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -145,20 +151,20 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
 
     def modal(self, context, event):
         if event.type == "ESC" and event.value == "PRESS":
-            _job.cancel()
+            self._job.cancel()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        done = _job.poll()
-        show(context, _job)
+        done = self._job.poll()
+        show(context, self._job)
         if not done:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
-        return self._end(context, _job)
+        return self._end(context, self._job)
 
     def _end(self, context, job: EngineJob):
         level, message = finish(context, job)
         self.report(level, message)
-        return {"FINISHED"} if job.outcome == "result" else {"CANCELLED"}
+        return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
 
 
 class PARALLAX_OT_cancel(bpy.types.Operator):
@@ -176,11 +182,19 @@ class PARALLAX_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-@bpy.app.handlers.persistent
-def cancel_on_load(*_args):
-    """A new file replaces the scene the running job would import into: cancel it (the engine stays up)."""
-    if _job is not None and not _job.done:
+def forget_job() -> None:
+    """Cancel the running job and drop it: nothing will import its result (the engine stays up)."""
+    global _job
+    if _job is not None:
         _job.cancel()
+    _job = None
+    bpy.context.window_manager.parallax_running = False
+
+
+@bpy.app.handlers.persistent
+def forget_job_on_load(*_args):
+    """A new file replaces the scene the running job would import into, and ends its modal operator."""
+    forget_job()
 
 
 classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel)

@@ -43,6 +43,7 @@ LIFECYCLE = INSTALL + """
 ep = importlib.import_module(MOD + ".engine_process")
 result["enabled"] = addon_utils.check(MOD)[1]
 result["operators"] = [hasattr(bpy.ops.parallax, name) for name in ("reconstruct", "cancel", "create_environment")]
+result["operators"].append(hasattr(bpy.ops.import_scene, "parallax_bundle"))
 result["engine_root"] = str(ep.engine_root())
 result["extension_dir"] = os.path.dirname(importlib.import_module(MOD).__file__)
 engine = ep.get_engine(prefs.python_path)

@@ -9,6 +9,7 @@ from mathutils import Vector  # noqa: E402
 
 from blender_addon.engine.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
+from blender_addon.importer.points import COLOR_ATTRIBUTE  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y, write_synthetic_bundle  # noqa: E402
 
@@ -128,7 +129,7 @@ def test_points_carry_linear_colour_confidence_and_frame(empty_scene, bundle):
     mesh = bpy.data.objects[f"{NAME} Points"].data
     n = len(mesh.vertices)
     color = np.empty(n * 4, np.float32)
-    mesh.color_attributes["color"].data.foreach_get("color", color)
+    mesh.color_attributes[COLOR_ATTRIBUTE].data.foreach_get("color", color)
     confidence = np.empty(n, np.float32)
     mesh.attributes["confidence"].data.foreach_get("value", confidence)
     valid = recon.depth[0] > 0
@@ -166,14 +167,18 @@ def test_scene_follows_the_clip(empty_scene, bundle):
 
 
 def _counts():
-    return {kind: len(getattr(bpy.data, kind)) for kind in
-            ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images", "actions")}
+    counts = {kind: len(getattr(bpy.data, kind)) for kind in
+              ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images", "actions")}
+    tree = bpy.context.scene.compositing_node_group
+    counts["compositor nodes"] = len(tree.nodes) if tree else 0
+    return counts
 
 
 def test_reimport_replaces(empty_scene, bundle):
     path, _ = bundle
     import_bundle(bpy.context, path)
     first = _counts()
+    assert first["images"] == 1 and first["compositor nodes"] > 3
     collection = import_bundle(bpy.context, path, ImportOptions(floor_fit=True))
     assert _counts() == first
     assert collection.name == NAME

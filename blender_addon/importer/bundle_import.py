@@ -12,6 +12,8 @@ from ..engine.errors import InputError
 from ..engine.io.bundle import Bundle, read_bundle
 from . import replace
 from .camera import build_camera
+from .depth import SequenceTiming, depth_composite_group, load_depth_sequence, remove_compositor_nodes, \
+    scene_compositor, wire_compositor
 from .floor import fit_floor
 from .points import FramePoints, build_points
 from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, lens_from_intrinsics, srgb_to_linear
@@ -57,10 +59,15 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     bundle = read_bundle(bundle_path)
     scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
+    if options.depth:
+        _check_files([f.depth_path for f in bundle.frames])
     clip = _load_clip(options.clip_path or bundle.source_clip)
     name = _import_name(bundle, clip)
 
     replace.remove_import(name)
+    remove_compositor_nodes(name)
+    if options.depth:
+        scene_compositor(context.scene)  # made before the snapshot: the compositor is the scene's, not ours
     before = replace.existing_ids()
     collection = bpy.data.collections.new(name)
     context.scene.collection.children.link(collection)
@@ -79,6 +86,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
             blender_camera_matrices(np.stack([f.camera_to_world for f in bundle.frames]), world),
             lens_from_intrinsics(K, bundle.image_size, render_size), scene_frames, (0.01 * scale, 100.0 * scale))
         collection.objects.link(camera)
+        camera.data.dof.focus_distance = scale  # the depth compositing's defocus focuses mid-scene
         context.scene.camera = camera
         if clip:
             camera.data.show_background_images = True
@@ -89,15 +97,31 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         radius = options.point_radius or _auto_radius(bundle, K, points, scale)
         collection.objects.link(build_points(f"{name} Points", points, world, radius,
                                              options.confidence_threshold, options.accumulate))
+    if options.depth:
+        wire_compositor(context.scene, name, depth_composite_group(f"{name} Depth Composite"),
+                        load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
+                        depth_timing(bundle), clip)
     replace.tag_new(before, name)
     return collection
 
 
+def depth_timing(bundle: Bundle) -> SequenceTiming:
+    """How the depth image sequence lines up with the scene frames (the bundle's frames are consecutive)."""
+    first = bundle.frames[0].frame
+    return SequenceTiming(duration=len(bundle.frames), start=first + FIRST_SCENE_FRAME, offset=first - 1)
+
+
+def _check_files(paths: list[Path]) -> None:
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"the bundle lacks {len(missing)} files, the first {missing[0]}",
+                         "re-run the engine to rewrite the bundle")
+
+
 def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
+    _check_files([f.points_path for f in bundle.frames])
     clouds = []
     for f in bundle.frames:
-        if not f.points_path.is_file():
-            raise InputError(f"the bundle lacks {f.points_path}", "re-run the engine to rewrite the bundle")
         clouds.append(bundle.points(len(clouds)))
         if len(clouds[-1]) != f.num_points:
             raise InputError(f"{f.points_path} holds {len(clouds[-1])} points, scene.json says {f.num_points}",
@@ -109,7 +133,7 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         xyz=np.column_stack((pts["x"], pts["y"], pts["z"])),
         color=color,
         confidence=np.ascontiguousarray(pts["confidence"]),
-        frame=np.repeat(scene_frames, [len(c) for c in clouds]).astype(np.int32),
+        frame=np.repeat(scene_frames.astype(np.int32), [len(c) for c in clouds]),
     )
 
 

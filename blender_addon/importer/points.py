@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-COLOR_ATTRIBUTE = "color"
+COLOR_ATTRIBUTE = "point_color"
 CONFIDENCE_ATTRIBUTE = "confidence"
 FRAME_ATTRIBUTE = "frame"
 

@@ -94,7 +94,7 @@ class PongEvent:
 
 @dataclass
 class ProgressEvent:
-    """fraction in [0, 1] of the whole job; stage names what runs now (e.g. "diffusion", "alignment")."""
+    """stage names what runs now (e.g. "diffusion", "alignment"); fraction in [0, 1] is how far that stage is."""
 
     type: ClassVar[str] = "progress"
     id: str

@@ -49,7 +49,7 @@ def _take_stdout() -> TextIO:
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
-    from ..pipeline import ReconstructOptions, run_reconstruct  # torch is imported only when a model runs
+    from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
 
     return run_reconstruct(build(ReconstructOptions, dict(request.options)), progress, cancelled)
 
@@ -62,9 +62,9 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     from ..alignment import align
     from ..io.bundle import write_bundle
 
-    recon = align(windows, None, lambda stage, fraction: progress(stage, 0.05 + 0.85 * fraction))
+    recon = align(windows, None, progress)
     recon.source_clip = recon.source_clip or windows.source
-    progress("writing bundle", 0.9)
+    progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
 
 
@@ -142,12 +142,8 @@ class Server:
             event = ResultEvent(request.id, str(Path(bundle).absolute()), time.perf_counter() - start)
         except Cancelled:
             event = CancelledEvent(request.id)
-        except EngineError as exc:
-            event = ErrorEvent(request.id, exc.problem, exc.fix)
         except Exception as exc:
-            traceback.print_exc()
-            event = ErrorEvent(request.id, f"the engine failed: {type(exc).__name__}: {exc}",
-                               "this is a bug in Parallax; the engine log (its stderr) has the traceback")
+            event = _error_event(request.id, exc)
         # Free the slot before answering, so a client may send its next job as soon as it reads this event.
         with self._job_lock:
             self._job = None
@@ -158,3 +154,16 @@ class Server:
         if job is not None:
             job.cancel.set()
             job.thread.join(SHUTDOWN_GRACE_S)
+
+
+def _error_event(job_id: str, exc: Exception) -> ErrorEvent:
+    """What the user is told about a failed job: the error's own words, a missing package, or a bug."""
+    if isinstance(exc, EngineError):
+        return ErrorEvent(job_id, exc.problem, exc.fix)
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != __name__.split(".")[0]:
+        return ErrorEvent(job_id, f"the engine's Python ({sys.executable}) lacks the package '{exc.name}'",
+                          "create the engine environment again in the add-on preferences, or install the "
+                          "engine's requirements into that Python")
+    traceback.print_exc()
+    return ErrorEvent(job_id, f"the engine failed: {type(exc).__name__}: {exc}",
+                      "this is a bug in Parallax; the engine log (its stderr) has the traceback")

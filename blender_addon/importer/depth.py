@@ -1,0 +1,194 @@
+"""Depth: the per-frame depth EXRs as one image sequence, and a compositing node group driven by it
+(defocus by depth, depth fog, Z-combine of CG over the plate) wired into the scene's compositor.
+
+Blender 5.x keeps the compositor in scene.compositing_node_group (math and mix are the shader nodes there);
+4.2-4.5 keep it in scene.node_tree with the Compositor* math and mix nodes. Only 5.x is tested here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from .replace import TAG
+
+_BLENDER_5 = bpy.app.version >= (5, 0, 0)
+_FAR = 1e10  # a depth behind anything in a scene: "nothing there"
+
+
+@dataclass
+class SequenceTiming:
+    """Which file an image sequence shows at a scene frame: file number = frame - start + 1 + offset.
+
+    duration: number of files; start: scene frame of the first file; offset: first file number - 1.
+    """
+
+    duration: int
+    start: int
+    offset: int
+
+    def apply(self, user) -> None:
+        """Set an ImageUser (or a compositor Image node, which has the same settings)."""
+        user.frame_duration = self.duration
+        user.frame_start = self.start
+        user.frame_offset = self.offset
+        user.use_auto_refresh = True
+
+
+def load_depth_sequence(name: str, first_file: Path) -> bpy.types.Image:
+    """The depth maps as one Non-Color float image sequence (planar depth in the red/grey channel)."""
+    image = bpy.data.images.load(str(first_file.absolute()), check_existing=False)
+    image.name = name
+    image.source = "SEQUENCE"
+    image.colorspace_settings.name = "Non-Color"
+    return image
+
+
+def depth_composite_group(name: str) -> bpy.types.NodeTree:
+    """Node group: Plate, Plate Depth, CG, CG Depth, Fog Color, Fog Density -> Image, Depth.
+
+    CG is Z-combined over the plate by depth, fog mixes in Fog Color by 1 - exp(-density * depth), then
+    Defocus blurs by depth using the scene camera's focus distance and the node's f-stop.
+    """
+    tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
+    face = tree.interface
+    face.new_socket("Plate", in_out="INPUT", socket_type="NodeSocketColor")
+    face.new_socket("Plate Depth", in_out="INPUT", socket_type="NodeSocketFloat")
+    face.new_socket("CG", in_out="INPUT", socket_type="NodeSocketColor")
+    face.new_socket("CG Depth", in_out="INPUT", socket_type="NodeSocketFloat").default_value = _FAR
+    face.new_socket("Fog Color", in_out="INPUT", socket_type="NodeSocketColor").default_value = (0.6, 0.65, 0.7, 1)
+    face.new_socket("Fog Density", in_out="INPUT", socket_type="NodeSocketFloat").min_value = 0.0
+    face.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    face.new_socket("Depth", in_out="OUTPUT", socket_type="NodeSocketFloat")
+
+    nodes, links = tree.nodes, tree.links
+    group_in = nodes.new("NodeGroupInput")
+    group_out = nodes.new("NodeGroupOutput")
+
+    # Depth 0 marks pixels without depth (sky): push them behind everything so CG stays in front.
+    invalid = _math(tree, "LESS_THAN", group_in.outputs["Plate Depth"], 1e-9)
+    plate_depth = _math(tree, "MULTIPLY_ADD", invalid.outputs[0], _FAR, group_in.outputs["Plate Depth"])
+    combine = nodes.new("CompositorNodeZcombine")
+    links.new(group_in.outputs["Plate"], combine.inputs[0])
+    links.new(plate_depth.outputs[0], combine.inputs[1])
+    links.new(group_in.outputs["CG"], combine.inputs[2])
+    links.new(group_in.outputs["CG Depth"], combine.inputs[3])
+
+    scaled = _math(tree, "MULTIPLY", group_in.outputs["Fog Density"], combine.outputs[1])
+    transmitted = _math(tree, "EXPONENT", _math(tree, "MULTIPLY", scaled.outputs[0], -1.0).outputs[0])
+    fog_amount = _math(tree, "SUBTRACT", 1.0, transmitted.outputs[0])
+    fogged = _mix_colour(tree, fog_amount.outputs[0], combine.outputs[0], group_in.outputs["Fog Color"])
+
+    defocus = nodes.new("CompositorNodeDefocus")
+    defocus.use_zbuffer = True  # the Z input is real depth, not a normalised blur amount
+    defocus.f_stop = 4.0
+    links.new(fogged, defocus.inputs["Image"])
+    links.new(combine.outputs[1], defocus.inputs["Z"])
+    links.new(defocus.outputs["Image"], group_out.inputs["Image"])
+    links.new(combine.outputs[1], group_out.inputs["Depth"])
+    return tree
+
+
+def _math(tree, operation: str, a, b=None, c=None):
+    """Math node on sockets or constants (floats)."""
+    node = tree.nodes.new("ShaderNodeMath" if _BLENDER_5 else "CompositorNodeMath")
+    node.operation = operation
+    for socket, value in zip(node.inputs, (a, b, c)):
+        if isinstance(value, float):
+            socket.default_value = value
+        elif value is not None:
+            tree.links.new(value, socket)
+    return node
+
+
+def _mix_colour(tree, factor, a, b):
+    """Mix a -> b by factor; returns the result socket."""
+    if _BLENDER_5:
+        node = tree.nodes.new("ShaderNodeMix")
+        node.data_type = "RGBA"
+        inputs, output = (node.inputs[0], node.inputs[6], node.inputs[7]), node.outputs[2]
+    else:
+        node = tree.nodes.new("CompositorNodeMixRGB")
+        inputs, output = (node.inputs[0], node.inputs[1], node.inputs[2]), node.outputs[0]
+    for socket, source in zip(inputs, (factor, a, b)):
+        tree.links.new(source, socket)
+    return output
+
+
+def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
+    """The scene's compositing node tree, made if there is none yet (it belongs to the scene, not an import)."""
+    if not _BLENDER_5:
+        scene.use_nodes = True
+        return scene.node_tree
+    if scene.compositing_node_group is None:
+        tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+    return scene.compositing_node_group
+
+
+def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
+                    timing: SequenceTiming, clip) -> None:
+    """Add plate, depth, render layers and the group to the scene's compositor (nodes tagged with `key`);
+    the group feeds the compositor's output when nothing else does."""
+    tree = scene_compositor(scene)
+    nodes, links = tree.nodes, tree.links
+    added = []
+
+    def add(kind: str, x: float, y: float):
+        node = nodes.new(kind)
+        node.location = (x, y)
+        node[TAG] = key
+        added.append(node)
+        return node
+
+    group_node = add("CompositorNodeGroup", 300, 0)
+    group_node.node_tree = group
+    group_node.label = f"{key} Depth Composite"
+    if clip:
+        plate = add("CompositorNodeMovieClip", -300, 200)
+        plate.clip = clip
+        links.new(plate.outputs["Image"], group_node.inputs["Plate"])
+    depth_node = add("CompositorNodeImage", -500, 0)
+    depth_node.image = depth
+    timing.apply(depth_node)
+    to_render_size = add("CompositorNodeScale", -300, 0)
+    if "Type" in to_render_size.inputs:  # 5.x: the options are menu inputs
+        to_render_size.inputs["Type"].default_value = "Render Size"
+        to_render_size.inputs["Interpolation"].default_value = "Nearest"  # no depths blended across edges
+    else:
+        to_render_size.space = "RENDER_SIZE"
+        to_render_size.frame_method = "STRETCH"
+    links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
+    links.new(to_render_size.outputs[0], group_node.inputs["Plate Depth"])
+    scene.view_layers[0].use_pass_z = True
+    render = add("CompositorNodeRLayers", -300, -250)
+    render.scene = scene
+    links.new(render.outputs["Image"], group_node.inputs["CG"])
+    links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
+
+    output = _compositor_output(tree)
+    if not output.is_linked:
+        links.new(group_node.outputs["Image"], output)
+
+
+def _compositor_output(tree):
+    """The socket that is the compositor's result (group output in 5.x, Composite node in 4.x); the node is
+    the scene's, so it is not tagged and survives re-imports."""
+    kind = "NodeGroupOutput" if _BLENDER_5 else "CompositorNodeComposite"
+    node = next((n for n in tree.nodes if n.bl_idname == kind), None)
+    if node is None:
+        node = tree.nodes.new(kind)
+        node.location = (600, 0)
+    return node.inputs[0]
+
+
+def remove_compositor_nodes(key: str) -> None:
+    """Delete the compositor nodes an earlier import `key` added, in every scene."""
+    for scene in bpy.data.scenes:
+        tree = scene.compositing_node_group if _BLENDER_5 else scene.node_tree
+        if tree is not None:
+            for node in [n for n in tree.nodes if n.get(TAG) == key]:
+                tree.nodes.remove(node)
