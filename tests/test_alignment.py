@@ -23,7 +23,7 @@ def _run(scene, frames, stride=4, corruption=None, seed=0, **options):
     ("zoom", 24, 4, {"per_frame_focal": True}),
     ("street", 24, 3, {}),
     ("rotation", 24, 4, {}),
-    ("dynamic", 20, 7, {}),
+    ("moving_objects", 20, 7, {}),
     ("static", 10, 4, {}),  # shorter than a window: one padded window
     ("static", 24, 1, {}),
     ("static", 24, 4, {"use_rays": False}),  # cameras from the point maps alone

@@ -42,7 +42,7 @@ def test_scene_depth_is_consistent_with_its_cameras(name):
 
 
 def test_scene_specifics():
-    assert make_scene("dynamic", 4, SIZE).dynamic.any()
+    assert make_scene("moving_objects", 4, SIZE).dynamic.any()
     zoom = make_scene("zoom", 8, SIZE)
     assert zoom.K[-1, 0, 0] / zoom.K[0, 0, 0] == pytest.approx(1.8)
     street = make_scene("street", 4, SIZE)

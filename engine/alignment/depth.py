@@ -66,12 +66,11 @@ def fuse_depths(estimates: np.ndarray, weights: np.ndarray, threshold: float = 3
     valid = (estimates > 0) & (weights > 0)
     logd = np.log(np.where(valid, estimates, 1.0))
     count = valid.sum(axis=0)
-    masked = np.where(valid | (count == 0), logd, np.nan)  # pixels without estimates: a dummy 0, unused
-    median = np.nanmedian(masked, axis=0) if robust else np.nanmean(masked, axis=0)
+    median = _median_of_valid(logd, valid, count) if robust else \
+        np.where(valid, logd, 0.0).sum(axis=0) / np.maximum(count, 1)
     dev = np.abs(logd - median)
     multi = valid & (count >= 2)
-    sigma = np.array([max(1.4826 * float(np.median(dev[k][multi[k]])), MIN_SIGMA) if multi[k].any() else 1.0
-                      for k in range(len(estimates))])
+    sigma = np.array([_typical(dev[k][multi[k]]) for k in range(len(estimates))])
     keep = valid
     if robust:
         keep = valid & ((dev <= threshold * sigma[:, None, None]) | (count < 2))
@@ -83,3 +82,19 @@ def fuse_depths(estimates: np.ndarray, weights: np.ndarray, threshold: float = 3
         confidence = np.where(kept > 0, (np.where(keep, weights, 0).sum(axis=0) / np.maximum(kept, 1))
                               * kept / np.maximum(count, 1), 0.0)
     return fused.astype(np.float32), confidence.astype(np.float32)
+
+
+def _median_of_valid(values: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-pixel median over the valid entries of values [K, H, W]; 0 where none is valid."""
+    ordered = np.sort(np.where(valid, values, np.inf), axis=0)
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[None] // 2, axis=0)[0]
+    hi = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0] if len(values) > 1 else lo
+    hi = np.where(count // 2 < len(values), hi, lo)
+    return np.where(count > 0, 0.5 * (lo + hi), 0.0)
+
+
+def _typical(deviation: np.ndarray) -> float:
+    """Robust standard deviation from absolute deviations (a strided subset is plenty); 1 if none."""
+    if len(deviation) == 0:
+        return 1.0
+    return max(1.4826 * float(np.median(deviation[:: max(1, len(deviation) // 4096)])), MIN_SIGMA)

@@ -160,7 +160,8 @@ def window_similarities(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
     x = np.zeros(4 * num_windows)
     for _ in range(IRLS_STEPS if robust else 1):
         w = pixel_w * (window_w[ga] * window_w[gb])[:, None]
-        blocks = np.einsum("mp,mpia,mpib->mab", w, jac, jac)
+        flat = jac.reshape(m, 3 * p, 8)
+        blocks = np.swapaxes(flat * np.repeat(w, 3, axis=1)[:, :, None], 1, 2) @ flat
         normal = np.zeros((4 * num_windows, 4 * num_windows))
         np.add.at(normal, (cols[:, :, None], cols[:, None, :]), blocks)
         # Gauge: window 0 keeps scale 1 and translation 0.

@@ -33,16 +33,17 @@ ABLATION = {
 }
 
 
-def _scene_sources(rendered: bool):
-    """(label, loader(name, frames, size)) pairs: procedural always, rendered when available."""
-    sources = [("procedural", lambda name, n, size: make_scene(name, n, size))]
+def _scene_sources(scenes: list[str], rendered: bool):
+    """(label, scene names, loader(name, frames, size)): procedural always, rendered when available."""
+    sources = [("procedural", scenes, lambda name, n, size: make_scene(name, n, size))]
     if rendered and importlib.util.find_spec("bpy") is not None:
         try:
-            from ..synthetic import scenes
+            from ..synthetic import scenes as rendered_scenes
         except ImportError:
-            scenes = None
-        if scenes is not None:
-            sources.append(("rendered", scenes.load_scene))
+            rendered_scenes = None
+        if rendered_scenes is not None:
+            names = [name for name in scenes if name in rendered_scenes.SCENE_NAMES]
+            sources.append(("rendered", names, rendered_scenes.load_scene))
     return sources
 
 
@@ -61,10 +62,10 @@ def _header(extra: str = "") -> str:
     return "  " + " " * 34 + " ".join(f"{c:>10s}" for c in COLUMNS) + extra
 
 
-def accuracy(scenes, sources, frames: int, size, stride: int, seed: int) -> None:
+def accuracy(sources, frames: int, size, stride: int, seed: int) -> None:
     print(f"\n== accuracy: {frames} frames, {size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
     print(_header("  seconds"))
-    for label, load in sources:
+    for label, scenes, load in sources:
         for name in scenes:
             gt = load(name, frames, tuple(size))
             for level, corruption in (("noise-free", Corruption.none()), ("realistic", Corruption.realistic())):
@@ -84,10 +85,10 @@ def accuracy(scenes, sources, frames: int, size, stride: int, seed: int) -> None
                     print(f"  -> ours {verdict} than the baseline on ATE and Abs Rel")
 
 
-def ablation(scenes, sources, frames: int, size, stride: int, seed: int) -> None:
+def ablation(sources, frames: int, size, stride: int, seed: int) -> None:
     print(f"\n== ablation (realistic corruptions): {frames} frames, {size[0]}x{size[1]}, stride {stride} ==")
     print(_header())
-    for label, load in sources:
+    for label, scenes, load in sources:
         totals = {k: [] for k in ABLATION}
         for name in scenes:
             gt = load(name, frames, tuple(size))
@@ -131,13 +132,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--speed-size", type=int, nargs=2, default=(64, 96), metavar=("H", "W"),
                         help="size of the frames-scaling series")
     args = parser.parse_args(argv)
-    sources = _scene_sources(not args.no_rendered)
+    sources = _scene_sources(args.scenes, not args.no_rendered)
     print("SIMULATED window predictions from ground truth (not a model); metrics follow MonST3R.")
-    print(f"scene sources: {', '.join(label for label, _ in sources)}")
+    print(f"scene sources: {', '.join(label for label, _, _ in sources)}")
     if "accuracy" in args.sections:
-        accuracy(args.scenes, sources, args.frames, args.size, args.stride, args.seed)
+        accuracy(sources, args.frames, args.size, args.stride, args.seed)
     if "ablation" in args.sections:
-        ablation(args.scenes, sources, args.frames, args.size, args.stride, args.seed)
+        ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "speed" in args.sections:
         series = [(64, tuple(args.size))] + [(n, tuple(args.speed_size)) for n in args.speed_frames]
         speed(args.stride, args.seed, series)

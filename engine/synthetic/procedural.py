@@ -17,7 +17,7 @@ import numpy as np
 from ..alignment.geometry import intrinsics
 from .groundtruth import GroundTruth
 
-PROCEDURAL_SCENES = ("static", "dynamic", "zoom", "street", "rotation")
+PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation")  # as engine.synthetic.scenes
 GROUND_Y = 1.5
 FAR = 300.0  # metres; anything further away is sky (infinite depth)
 SKY_RGB_TOP = np.array([110.0, 160.0, 225.0])
@@ -167,7 +167,7 @@ def _dolly(u: np.ndarray) -> np.ndarray:
 def _scene(name: str, rng: np.random.Generator) -> Shot:
     if name == "static":
         return Shot(_room(rng), _dolly, lambda u: np.stack([0.8 - 1.6 * u, 0.3 + 0 * u, 7.0 + 0 * u], axis=1))
-    if name == "dynamic":
+    if name == "moving_objects":
         shapes = _room(rng)
         shapes.append(_sphere([-2.5, GROUND_Y - 0.6, 5.0], 0.6, (230, 60, 60),
                               motion=lambda t: np.array([5.0 * t, -0.8 * np.sin(np.pi * t), 0.0])))
