@@ -232,3 +232,60 @@ def test_floor_fit_on_noisy_points_and_refusal_without_floor():
     assert abs(levelled[2, 3]) < 0.02
     with pytest.raises(FloorNotFound):
         fit_floor(wall)
+
+
+def test_clip_sets_resolution_background_and_scales_the_intrinsics(empty_scene, bundle, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    path, recon = bundle
+    h, w = recon.image_size
+    clip_path = tmp_path / "plate-A.mp4"
+    writer = cv2.VideoWriter(str(clip_path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (2 * w, 2 * h))
+    for frame in recon.rgb:
+        writer.write(cv2.resize(frame[..., ::-1], (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+
+    collection = import_bundle(bpy.context, path, ImportOptions(clip_path=str(clip_path)))
+    assert collection.name == "plate-A"
+    render = empty_scene.render
+    assert (render.resolution_x, render.resolution_y) == (2 * w, 2 * h)  # the clip's, not the depth maps'
+    assert empty_scene.active_clip.filepath.endswith("plate-A.mp4")
+    camera = empty_scene.camera
+    assert camera.data.show_background_images
+    assert camera.data.background_images[0].clip == empty_scene.active_clip
+    i = 9
+    _, lens, shift_x, shift_y = _camera_at(empty_scene, camera, empty_scene.frame_start + i)
+    K = np.diag([2.0, 2.0, 1.0]) @ recon.K[i]  # the bundle's K in clip pixels
+    np.testing.assert_allclose(
+        [lens / camera.data.sensor_width * 2 * w, w - shift_x * 2 * w, h + shift_y * 2 * w],
+        [K[0, 0], K[0, 2], K[1, 2]], rtol=1e-5)
+
+
+def test_undecodable_clip_is_named_and_changes_nothing(empty_scene, bundle, tmp_path):
+    path, _ = bundle
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    before = _counts()
+    with pytest.raises(InputError, match="cannot decode the clip"):
+        import_bundle(bpy.context, path, ImportOptions(clip_path=str(junk)))
+    assert _counts() == before and len(bpy.data.movieclips) == 0
+
+
+def test_camera_quaternions_stay_sign_continuous_through_a_full_turn(empty_scene):
+    from blender_addon.importer.camera import build_camera
+    from blender_addon.importer.transforms import LensKeys
+
+    n = 40
+    angles = np.linspace(0, 2 * np.pi * 1.2, n)  # more than a full pan: plain conversion flips sign at 180 degrees
+    matrices = np.tile(np.eye(4), (n, 1, 1))
+    matrices[:, 0, 0] = matrices[:, 1, 1] = np.cos(angles)
+    matrices[:, 0, 1], matrices[:, 1, 0] = -np.sin(angles), np.sin(angles)
+    lens = LensKeys(lens=np.full(n, 35.0), shift_x=np.zeros(n), shift_y=np.zeros(n))
+    camera = build_camera("Pan", matrices, lens, np.arange(1, n + 1), (0.1, 100.0))
+    empty_scene.collection.objects.link(camera)
+    quats = []
+    for frame in range(1, n + 1):
+        empty_scene.frame_set(frame)
+        quats.append(np.array(camera.rotation_quaternion))
+        np.testing.assert_allclose(np.array(camera.matrix_world)[:3, :3], matrices[frame - 1, :3, :3], atol=1e-5)
+    quats = np.array(quats)
+    assert np.all(np.sum(quats[1:] * quats[:-1], axis=1) > 0)
