@@ -151,3 +151,12 @@ def test_resampler_refuses_per_frame_input():
     assert resampler(torch.zeros(1, 5, 8)).shape == (1, 8, 16)
     with pytest.raises(InputError, match="expected \\[batch, tokens, channels\\]"):
         resampler(torch.zeros(1, 2, 5, 8))
+
+
+@torch.no_grad()
+def test_float32_cpu_attention_in_chunks_gives_identical_results(unet, case_a, monkeypatch):
+    import engine.models.geo4d.attention as attention
+
+    monkeypatch.setattr(attention, "MATH_ATTENTION_ELEMENTS", 2 * 96 * 93)  # two frames' cross-attention
+    out = unet(case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"])
+    torch.testing.assert_close(out, case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)

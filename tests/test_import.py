@@ -213,3 +213,58 @@ def test_broken_bundle_changes_nothing(empty_scene, bundle, tmp_path):
     with pytest.raises(InputError, match="000003.ply"):
         import_bundle(bpy.context, broken)
     assert _counts() == before
+
+
+def test_floor_fit_on_noisy_points_and_refusal_without_floor():
+    from blender_addon.importer.floor import FloorNotFound, fit_floor
+    from tests.synthetic_bundle import rotation
+
+    rng = np.random.default_rng(1)
+    floor = np.column_stack([rng.uniform(-5, 5, 3000), rng.uniform(0, 10, 3000), rng.normal(0, 0.01, 3000)])
+    wall = np.column_stack([rng.uniform(-5, 5, 4000), np.full(4000, 10.0), rng.uniform(0, 6, 4000)])
+    tilt = np.eye(4)
+    tilt[:3, :3] = rotation(0.2, 0.3, 0.1)
+    tilt[:3, 3] = [0.5, -1.0, 2.0]
+    scene = np.vstack([floor, wall]) @ tilt[:3, :3].T + tilt[:3, 3]  # the wall has more points than the floor
+    levelled = fit_floor(scene) @ tilt
+    normal = levelled[:3, :3] @ [0.0, 0.0, 1.0]
+    assert np.degrees(np.arccos(normal[2])) < 0.5
+    assert abs(levelled[2, 3]) < 0.02
+    with pytest.raises(FloorNotFound):
+        fit_floor(wall)
+
+
+def test_clip_sets_resolution_background_and_scales_the_intrinsics(empty_scene, bundle, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    path, recon = bundle
+    h, w = recon.image_size
+    clip_path = tmp_path / "plate-A.mp4"
+    writer = cv2.VideoWriter(str(clip_path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (2 * w, 2 * h))
+    for frame in recon.rgb:
+        writer.write(cv2.resize(frame[..., ::-1], (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+
+    collection = import_bundle(bpy.context, path, ImportOptions(clip_path=str(clip_path)))
+    assert collection.name == "plate-A"
+    render = empty_scene.render
+    assert (render.resolution_x, render.resolution_y) == (2 * w, 2 * h)  # the clip's, not the depth maps'
+    assert empty_scene.active_clip.filepath.endswith("plate-A.mp4")
+    camera = empty_scene.camera
+    assert camera.data.show_background_images
+    assert camera.data.background_images[0].clip == empty_scene.active_clip
+    i = 9
+    _, lens, shift_x, shift_y = _camera_at(empty_scene, camera, empty_scene.frame_start + i)
+    K = np.diag([2.0, 2.0, 1.0]) @ recon.K[i]  # the bundle's K in clip pixels
+    np.testing.assert_allclose(
+        [lens / camera.data.sensor_width * 2 * w, w - shift_x * 2 * w, h + shift_y * 2 * w],
+        [K[0, 0], K[0, 2], K[1, 2]], rtol=1e-5)
+
+
+def test_undecodable_clip_is_named_and_changes_nothing(empty_scene, bundle, tmp_path):
+    path, _ = bundle
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    before = _counts()
+    with pytest.raises(InputError, match="cannot decode the clip"):
+        import_bundle(bpy.context, path, ImportOptions(clip_path=str(junk)))
+    assert _counts() == before and len(bpy.data.movieclips) == 0

@@ -90,3 +90,15 @@ def test_gpu_without_the_cuda_provider_is_a_model_error():
         with pytest.raises(ModelError, match="onnxruntime-gpu"):
             execution_providers("cuda")
     assert execution_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tmp_path):
+    weights = exported[1]
+    with pytest.raises(ModelError, match="float32 or float16"):
+        unet_onnx_for(unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
+                      .to(torch.bfloat16), weights, tmp_path)
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    with pytest.raises(ModelError, match="cannot write the ONNX export"):
+        unet_onnx_for(unet, weights, blocker / "onnx")
+    assert not list(tmp_path.glob("**/*.onnx"))

@@ -52,8 +52,9 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
                   options: ImportOptions | None = None) -> bpy.types.Collection:
     """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
 
-    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable. Callers
-    running this from an operator get one undo step from the operator's UNDO option.
+    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable; a failure
+    while building removes what it made. Callers running this from an operator get one undo step from the
+    operator's UNDO option.
     """
     options = options or ImportOptions()
     bundle = read_bundle(bundle_path)
@@ -61,6 +62,12 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
     if options.depth:
         _check_files([f.depth_path for f in bundle.frames])
+        if np.any(np.diff(scene_frames) != 1):
+            raise InputError("the bundle's frames are not consecutive, so its depth maps make no image sequence",
+                             "import without depth")
+    world = OPENCV_TO_BLENDER_WORLD
+    if options.floor_fit:
+        world = fit_floor(_transform(world, points.xyz)) @ world
     clip = _load_clip(options.clip_path or bundle.source_clip)
     name = _import_name(bundle, clip)
 
@@ -69,16 +76,26 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     if options.depth:
         scene_compositor(context.scene)  # made before the snapshot: the compositor is the scene's, not ours
     before = replace.existing_ids()
-    collection = bpy.data.collections.new(name)
-    context.scene.collection.children.link(collection)
+    try:
+        collection = _build(context.scene, name, bundle, options, scene_frames, points, world, clip)
+    except BaseException:
+        replace.tag_new(before, name)  # leave nothing half-made behind
+        replace.remove_import(name)
+        remove_compositor_nodes(name)
+        raise
+    replace.tag_new(before, name)
+    return collection
 
-    world = OPENCV_TO_BLENDER_WORLD
-    if options.floor_fit:
-        world = fit_floor(_transform(world, points.xyz)) @ world
+
+def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frames: np.ndarray,
+           points: FramePoints | None, world: np.ndarray, clip) -> bpy.types.Collection:
+    """Make the collection and its contents (the bundle is read and checked already)."""
+    collection = bpy.data.collections.new(name)
+    scene.collection.children.link(collection)
     render_size = (clip.size[1], clip.size[0]) if clip else bundle.image_size
     K = np.stack([f.K for f in bundle.frames])
     scale = _scene_scale(points)
-    _setup_scene(context.scene, bundle, scene_frames, render_size, clip)
+    _setup_scene(scene, bundle, scene_frames, render_size, clip)
 
     if options.camera:
         camera = build_camera(
@@ -87,7 +104,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
             lens_from_intrinsics(K, bundle.image_size, render_size), scene_frames, (0.01 * scale, 100.0 * scale))
         collection.objects.link(camera)
         camera.data.dof.focus_distance = scale  # the depth compositing's defocus focuses mid-scene
-        context.scene.camera = camera
+        scene.camera = camera
         if clip:
             camera.data.show_background_images = True
             background = camera.data.background_images.new()
@@ -98,10 +115,9 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         collection.objects.link(build_points(f"{name} Points", points, world, radius,
                                              options.confidence_threshold, options.accumulate))
     if options.depth:
-        wire_compositor(context.scene, name, depth_composite_group(f"{name} Depth Composite"),
+        wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
                         depth_timing(bundle), clip)
-    replace.tag_new(before, name)
     return collection
 
 
@@ -138,9 +154,18 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:
+    """The clip at path (an already loaded one is reused), or None when there is no file there."""
     if not path or not Path(path).is_file():
         return None
-    return bpy.data.movieclips.load(str(Path(path).absolute()), check_existing=True)
+    loaded = set(bpy.data.movieclips)
+    clip = bpy.data.movieclips.load(str(Path(path).absolute()), check_existing=True)
+    if clip.frame_duration == 0:  # Blender still reports a size for a file it cannot decode
+        if clip not in loaded:
+            bpy.data.movieclips.remove(clip)
+        raise InputError(f"Blender cannot decode the clip {path}",
+                         "convert it to a format Blender reads (e.g. MP4/H.264 or an image sequence) or import "
+                         "without it")
+    return clip
 
 
 def _import_name(bundle: Bundle, clip) -> str:

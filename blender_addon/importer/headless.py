@@ -15,6 +15,7 @@ from mathutils import Matrix, Vector
 
 from ..engine.io.bundle import read_bundle
 from .bundle_import import ImportOptions, depth_timing, import_bundle
+from .floor import FloorNotFound
 from .points import FRAME_ATTRIBUTE
 
 PREVIEW_SIZE = (480, 270)
@@ -23,10 +24,16 @@ FRUSTUM_COUNT = 5
 
 def bundle_to_blend(bundle: str | Path, blend_path: str | Path, preview_png: str | Path,
                     clip_path: str | Path | None = None, samples: int = 16) -> None:
-    """Import `bundle` into a fresh scene, save it as blend_path and render preview_png."""
+    """Import `bundle` into a fresh scene (levelled on the floor when one is found), save it as blend_path and
+    render preview_png."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     context = bpy.context
-    collection = import_bundle(context, bundle, ImportOptions(clip_path=str(clip_path) if clip_path else None))
+    options = ImportOptions(clip_path=str(clip_path) if clip_path else None, floor_fit=True)
+    try:
+        collection = import_bundle(context, bundle, options)
+    except FloorNotFound:
+        options.floor_fit = False
+        collection = import_bundle(context, bundle, options)
     blend_path = Path(blend_path).absolute()
     blend_path.parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))
@@ -54,7 +61,7 @@ def render_preview(scene: bpy.types.Scene, collection: bpy.types.Collection, bun
     if depth_image is not None:
         preview.objects.link(_depth_card(scene, shot_camera, depth_image, depth_timing(bundle), 0.4 * scale, near))
     scene.camera = _viewer(cloud, np.array([np.array(_camera_at(scene, shot_camera, f).translation)
-                                            for f in frames]))
+                                            for f in frames]), _camera_at(scene, shot_camera, scene.frame_start))
     preview.objects.link(scene.camera)
     scene.frame_set(last)
 
@@ -157,14 +164,18 @@ def _depth_card(scene, camera, image, timing, distance: float, near: float) -> b
     return obj
 
 
-def _viewer(cloud: np.ndarray, path: np.ndarray) -> bpy.types.Object:
-    """A camera above, behind and to the side of the shot that frames the points and the camera path."""
+def _viewer(cloud: np.ndarray, path: np.ndarray, first: Matrix) -> bpy.types.Object:
+    """A camera above, behind and to the right of the shot's first camera (`first`, its matrix) that frames the
+    points and the camera path."""
     sample = cloud[:: max(1, len(cloud) // 50000)]
     lo, hi = np.percentile(sample, 2, axis=0), np.percentile(sample, 98, axis=0)
     lo, hi = np.minimum(lo, path.min(axis=0)), np.maximum(hi, path.max(axis=0))
     centre = (lo + hi) / 2
     radius = float(np.linalg.norm(hi - lo)) / 2
-    direction = Vector((-1.0, -0.5, 0.8)).normalized()
+    forward = -first.col[2].xyz
+    forward = Vector((forward.x, forward.y, 0.0)).normalized()
+    right = forward.cross(Vector((0.0, 0.0, 1.0)))
+    direction = (-forward + 0.45 * right + Vector((0.0, 0.0, 0.7))).normalized()
     data = bpy.data.cameras.new("Preview Viewer")
     data.lens = 30.0
     data.clip_start, data.clip_end = 0.01 * radius, 100.0 * radius

@@ -3,7 +3,7 @@
 `OnnxUNet` runs a graph written by onnx_export.export_unet with the CUDA execution provider on a GPU
 (onnxruntime-gpu) or the CPU one. `OnnxBackend` puts it behind the window-inference backend calls
 (encode / denoise / decode): denoise goes through ONNX Runtime, the VAE calls stay with the torch
-backend it wraps. `unet_onnx_for(modules)` exports a loaded model's UNet once and reuses the file.
+backend. The UNet is exported once per model directory and dtype (`unet_onnx_for`).
 """
 
 from __future__ import annotations
@@ -70,12 +70,19 @@ class OnnxUNet:
 
 
 class OnnxBackend:
-    """Window-inference backend whose denoise runs in ONNX Runtime; encode and decode are the
-    wrapped torch backend's."""
+    """Window-inference backend (the calls of models.geo4d.model.TorchBackend) of a loaded Geo4D
+    model (weights.Geo4DModules) whose denoise runs in ONNX Runtime; encode and decode stay in torch.
 
-    def __init__(self, unet: OnnxUNet, torch_backend):
-        self.unet = unet
-        self.torch_backend = torch_backend
+    The UNet is exported in its loaded dtype (float32 for the CPU provider, float16 for CUDA) to
+    `cache_dir` (default: the model directory's `onnx/`) the first time."""
+
+    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
+        from ..models.geo4d.model import TorchBackend
+
+        directory = Path(modules.directory)
+        path = unet_onnx_for(modules.unet, directory / "unet.safetensors", cache_dir or directory / "onnx")
+        self.unet = OnnxUNet(path, device)
+        self.torch_backend = TorchBackend(modules)
 
     def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.torch_backend.encode(video, noise)
@@ -93,7 +100,11 @@ def unet_onnx_for(unet: torch.nn.Module, weights_file: str | Path, cache_dir: st
     The file is named after the UNet's dtype and stamped with the weights file's size and
     modification time, so converting the model again makes it export again."""
     weights_file = Path(weights_file)
-    dtype = str(next(unet.parameters()).dtype).removeprefix("torch.")
+    dtype = next(unet.parameters()).dtype
+    if dtype not in (torch.float32, torch.float16):
+        raise ModelError(f"the ONNX runtime runs the UNet in float32 or float16, not {dtype}",
+                         "use --precision fp16 (GPU) or fp32 (CPU) with --runtime onnx, or --runtime torch")
+    dtype = str(dtype).removeprefix("torch.")
     path = Path(cache_dir) / f"unet-{dtype}.onnx"
     stamp_path = path.with_suffix(".json")
     stat = weights_file.stat()
@@ -103,3 +114,4 @@ def unet_onnx_for(unet: torch.nn.Module, weights_file: str | Path, cache_dir: st
     export_unet(unet, path)
     stamp_path.write_text(json.dumps(stamp))
     return path
+

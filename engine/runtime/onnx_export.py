@@ -58,10 +58,15 @@ def export_unet(unet: UNet3D, path: str | Path) -> Path:
     The file appears only when the export is complete (written in a temporary folder, then moved),
     so an interrupted export leaves nothing behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = unet.eval()
     args = example_inputs(model)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch_dir = tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-")
+    except OSError as exc:
+        raise ModelError(f"cannot write the ONNX export to {path.parent} ({exc.strerror})",
+                         "make that folder writable, or use --runtime torch") from exc
+    with scratch_dir as scratch:
         traced = Path(scratch) / "traced" / path.name
         traced.parent.mkdir()
         with torch.no_grad(), warnings.catch_warnings():
