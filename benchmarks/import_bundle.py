@@ -33,11 +33,12 @@ def main() -> None:
     path = cached_bundle()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     for label in ("import", "re-import"):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         collection = import_bundle(bpy.context, path)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         points = len(bpy.data.objects[f"{collection.name} Points"].data.vertices)
-        print(f"{label}: {FRAMES} frames, {points:,} points in {seconds:.2f} s (goal < 2 s)")
+        # CPU time too: on a shared machine the wall clock also counts other processes' turns.
+        print(f"{label}: {FRAMES} frames, {points:,} points in {seconds:.2f} s wall, {cpu:.2f} s CPU (goal < 2 s)")
 
 
 if __name__ == "__main__":

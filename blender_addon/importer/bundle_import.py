@@ -135,22 +135,28 @@ def _check_files(paths: list[Path]) -> None:
 
 
 def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
+    """Every frame's points, copied field by field into the arrays Blender takes (no concatenated copy)."""
     _check_files([f.points_path for f in bundle.frames])
-    clouds = []
-    for f in bundle.frames:
-        clouds.append(bundle.points(len(clouds)))
-        if len(clouds[-1]) != f.num_points:
-            raise InputError(f"{f.points_path} holds {len(clouds[-1])} points, scene.json says {f.num_points}",
+    total = sum(f.num_points for f in bundle.frames)
+    xyz = np.empty((total, 3), np.float32)
+    rgb = np.empty((total, 3), np.uint8)
+    confidence = np.empty(total, np.float32)
+    end = 0
+    for i, f in enumerate(bundle.frames):
+        cloud = bundle.points(i)
+        if len(cloud) != f.num_points:
+            raise InputError(f"{f.points_path} holds {len(cloud)} points, scene.json says {f.num_points}",
                              "re-run the engine to rewrite the bundle")
-    pts = np.concatenate(clouds)
-    color = np.ones((len(pts), 4), np.float32)
-    color[:, :3] = srgb_to_linear(np.column_stack((pts["red"], pts["green"], pts["blue"])))
-    return FramePoints(
-        xyz=np.column_stack((pts["x"], pts["y"], pts["z"])),
-        color=color,
-        confidence=np.ascontiguousarray(pts["confidence"]),
-        frame=np.repeat(scene_frames.astype(np.int32), [len(c) for c in clouds]),
-    )
+        start, end = end, end + len(cloud)
+        for axis, name in enumerate(("x", "y", "z")):
+            xyz[start:end, axis] = cloud[name]
+        for channel, name in enumerate(("red", "green", "blue")):
+            rgb[start:end, channel] = cloud[name]
+        confidence[start:end] = cloud["confidence"]
+    color = np.ones((total, 4), np.float32)
+    color[:, :3] = srgb_to_linear(rgb)
+    frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
+    return FramePoints(xyz=xyz, color=color, confidence=confidence, frame=frame)
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:
