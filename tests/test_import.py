@@ -268,3 +268,24 @@ def test_undecodable_clip_is_named_and_changes_nothing(empty_scene, bundle, tmp_
     with pytest.raises(InputError, match="cannot decode the clip"):
         import_bundle(bpy.context, path, ImportOptions(clip_path=str(junk)))
     assert _counts() == before and len(bpy.data.movieclips) == 0
+
+
+def test_camera_quaternions_stay_sign_continuous_through_a_full_turn(empty_scene):
+    from blender_addon.importer.camera import build_camera
+    from blender_addon.importer.transforms import LensKeys
+
+    n = 40
+    angles = np.linspace(0, 2 * np.pi * 1.2, n)  # more than a full pan: plain conversion flips sign at 180 degrees
+    matrices = np.tile(np.eye(4), (n, 1, 1))
+    matrices[:, 0, 0] = matrices[:, 1, 1] = np.cos(angles)
+    matrices[:, 0, 1], matrices[:, 1, 0] = -np.sin(angles), np.sin(angles)
+    lens = LensKeys(lens=np.full(n, 35.0), shift_x=np.zeros(n), shift_y=np.zeros(n))
+    camera = build_camera("Pan", matrices, lens, np.arange(1, n + 1), (0.1, 100.0))
+    empty_scene.collection.objects.link(camera)
+    quats = []
+    for frame in range(1, n + 1):
+        empty_scene.frame_set(frame)
+        quats.append(np.array(camera.rotation_quaternion))
+        np.testing.assert_allclose(np.array(camera.matrix_world)[:3, :3], matrices[frame - 1, :3, :3], atol=1e-5)
+    quats = np.array(quats)
+    assert np.all(np.sum(quats[1:] * quats[:-1], axis=1) > 0)
