@@ -9,8 +9,9 @@ import pytest
 
 import build_addon
 from tests.addon_session import INSTALL, run_bpy
+from tests.fixture_paths import GEO4D_FIXTURES
 
-CLIP = "/work/shared/clips/drift-turn.mp4"
+CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
 
 # Loads the clip given as argv[2], makes it the scene's active clip and defines snapshot() and reconstruct().
 SCENE = INSTALL + """
