@@ -7,15 +7,15 @@ from tests.addon_session import SCENE, addon_zip, clip, requires_reconstruct, ru
 
 pytestmark = requires_reconstruct
 
-# The tiny model (UNet stride 32) at 32x64 on the first 20 frames keeps a run to a few seconds.
+# The tiny model (UNet stride 32) at 32x64, 2 steps, on one window (the first 16 frames) keeps a run short.
 TINY = SCENE + """
 import time, signal
 prefs.model_dir = sys.argv[3]
 prefs.device = "cpu"
 settings = bpy.context.scene.parallax
 settings.preset = "CUSTOM"
-settings.stride, settings.size_h, settings.size_w = 4, 32, 64
-settings.use_clip_range, settings.frame_start, settings.frame_end = False, 1, 20
+settings.stride, settings.steps, settings.size_h, settings.size_w = 4, 2, 32, 64
+settings.use_clip_range, settings.frame_start, settings.frame_end = False, 1, 16
 rc = importlib.import_module(MOD + ".reconstruct")
 ep = importlib.import_module(MOD + ".engine_process")
 
@@ -63,7 +63,7 @@ report()
     assert len(first["collections"]) == len(before["collections"]) + 1
     assert len(first["cameras"]) == len(before["cameras"]) + 1 and first["scene"][5] is not None
     assert first["meshes"] != before["meshes"] and first["images"] != before["images"]
-    assert result["frames"][1] - result["frames"][0] + 1 == 20  # the 20 reconstructed frames
+    assert result["frames"][1] - result["frames"][0] + 1 == 16  # the 16 reconstructed frames
     assert result["camera_moves"]
     # A second run reuses the running engine and replaces the first import instead of adding to it.
     assert result["second"]["status"] == ["FINISHED"] and result["same_engine"]

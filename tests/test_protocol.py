@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.addon_session import CLIP, requires_reconstruct
+from tests.addon_session import CLIP, ENGINE_ENV, requires_reconstruct
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Engine:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=ENGINE_ENV, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, obj) -> None:
@@ -96,10 +96,10 @@ def test_closing_stdin_stops_the_engine(engine):
 
 
 def tiny_reconstruct(job: str, out: Path, model_dir: Path) -> dict:
-    """A reconstruct request for the tiny random-weight model: 20 frames at 32x64 on the CPU."""
+    """A reconstruct request for the tiny random-weight model: 20 frames (2 windows) at 32x64, 2 steps, CPU."""
     return {"type": "reconstruct", "id": job, "options": {
         "video": str(CLIP), "out": str(out), "model_dir": str(model_dir), "device": "cpu", "size": [32, 64],
-        "frames": [0, 20], "stride": 4}}
+        "frames": [0, 20], "stride": 4, "steps": 2}}
 
 
 @requires_reconstruct
