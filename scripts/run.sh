@@ -5,17 +5,24 @@
 #
 #   scripts/run.sh CLIP.mp4 [OUT_DIR] [extra `python -m engine reconstruct` options]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 clip=${1:?usage: scripts/run.sh CLIP.mp4 [OUT_DIR] [reconstruct options]}
-out=${2:-out/$(basename "${clip%.*}")}
+clip=$(realpath -m -- "$clip")  # paths are relative to where the script is called from
+root=$(realpath -- "$(dirname "$0")/..")
+out=$(realpath -m -- "${2:-$root/out/$(basename "${clip%.*}")}")
 shift $(( $# >= 2 ? 2 : 1 ))
+cd "$root"
+if [ ! -f "$clip" ]; then
+  echo "error: no clip at $clip" >&2
+  echo "  fix: pass the path of a video file, e.g. scripts/run.sh ../shared/clips/drift-turn.mp4" >&2
+  exit 2
+fi
 scripts/setup_env.sh
 PY=.venv/bin/python
 model_dir=${PARALLAX_MODEL_DIR:-$HOME/.cache/parallax/models/geo4d}
 mkdir -p "$out"
 if [ -f "$model_dir/manifest.json" ]; then
   $PY -m engine reconstruct "$clip" --out "$out/bundle" --model-dir "$model_dir" "$@"
-  $PY scripts/bundle_to_blend.py "$out/bundle" "$out/scene.blend" --preview "$out/preview.png" --clip "$clip"
+  $PY scripts/bundle_to_blend.py "$out/bundle" "$out/scene.blend" "$out/preview.png" --clip "$clip"
 else
   cat <<MSG
 ==> No Geo4D weights in $model_dir.
@@ -25,7 +32,7 @@ else
     SIMULATED from its ground truth (not the model), aligned and imported into Blender. $clip is not used.
 MSG
   $PY -m engine demo --out "$out/demo"
-  $PY scripts/bundle_to_blend.py "$out/demo/bundle" "$out/demo/scene.blend" --preview "$out/demo/preview.png" \
+  $PY scripts/bundle_to_blend.py "$out/demo/bundle" "$out/demo/scene.blend" "$out/demo/preview.png" \
       --clip "$out/demo/clip.mp4"
   out="$out/demo"
 fi

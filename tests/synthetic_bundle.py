@@ -25,8 +25,11 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def synthetic_reconstruction(num_frames: int = 12, size: tuple[int, int] = (48, 64), seed: int = 0,
-                             fps: float = 24000 / 1001) -> Reconstruction:
-    """A Reconstruction with exact depth: a curved, turning, zooming camera path (first camera = identity)."""
+                             fps: float = 24000 / 1001, sky: bool = True) -> Reconstruction:
+    """A Reconstruction with exact depth: a curved, turning, zooming camera path (first camera = identity).
+
+    sky: the wall ends at WALL_TOP and the sky above it has no depth; without sky every pixel has a point.
+    """
     h, w = size
     t = np.linspace(0.0, 1.0, num_frames)
     c2w = np.tile(np.eye(4), (num_frames, 1, 1))
@@ -52,7 +55,8 @@ def synthetic_reconstruction(num_frames: int = 12, size: tuple[int, int] = (48, 
             t_floor = np.where(d[..., 1] > 1e-9, (FLOOR_Y - o[1]) / d[..., 1], np.inf)
             t_wall = np.where(d[..., 2] > 1e-9, (WALL_Z - o[2]) / d[..., 2], np.inf)
         wall_y = o[1] + t_wall * d[..., 1]
-        t_wall = np.where(wall_y > WALL_TOP, t_wall, np.inf)
+        if sky:
+            t_wall = np.where(wall_y > WALL_TOP, t_wall, np.inf)
         z = np.minimum(t_floor, t_wall)
         seen = np.isfinite(z)
         hit = o + np.where(seen, z, 0.0)[..., None] * d

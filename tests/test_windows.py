@@ -1,7 +1,6 @@
 """Sliding windows against the official slice lists (windows.json), duplicate last window removed."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from engine.errors import InputError
 from engine.pipeline.windows import window_lengths, window_starts
 
-FIXTURES = Path("/work/shared/fixtures/geo4d")
+from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES
 
 
 def _official_cases():

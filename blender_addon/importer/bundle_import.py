@@ -52,8 +52,9 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
                   options: ImportOptions | None = None) -> bpy.types.Collection:
     """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
 
-    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable. Callers
-    running this from an operator get one undo step from the operator's UNDO option.
+    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable; a failure
+    while building removes what it made. Callers running this from an operator get one undo step from the
+    operator's UNDO option.
     """
     options = options or ImportOptions()
     bundle = read_bundle(bundle_path)
@@ -61,6 +62,12 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
     if options.depth:
         _check_files([f.depth_path for f in bundle.frames])
+        if np.any(np.diff(scene_frames) != 1):
+            raise InputError("the bundle's frames are not consecutive, so its depth maps make no image sequence",
+                             "import without depth")
+    world = OPENCV_TO_BLENDER_WORLD
+    if options.floor_fit:
+        world = fit_floor(_transform(world, points.xyz)) @ world
     clip = _load_clip(options.clip_path or bundle.source_clip)
     name = _import_name(bundle, clip)
 
@@ -69,16 +76,26 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     if options.depth:
         scene_compositor(context.scene)  # made before the snapshot: the compositor is the scene's, not ours
     before = replace.existing_ids()
-    collection = bpy.data.collections.new(name)
-    context.scene.collection.children.link(collection)
+    try:
+        collection = _build(context.scene, name, bundle, options, scene_frames, points, world, clip)
+    except BaseException:
+        replace.tag_new(before, name)  # leave nothing half-made behind
+        replace.remove_import(name)
+        remove_compositor_nodes(name)
+        raise
+    replace.tag_new(before, name)
+    return collection
 
-    world = OPENCV_TO_BLENDER_WORLD
-    if options.floor_fit:
-        world = fit_floor(_transform(world, points.xyz)) @ world
+
+def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frames: np.ndarray,
+           points: FramePoints | None, world: np.ndarray, clip) -> bpy.types.Collection:
+    """Make the collection and its contents (the bundle is read and checked already)."""
+    collection = bpy.data.collections.new(name)
+    scene.collection.children.link(collection)
     render_size = (clip.size[1], clip.size[0]) if clip else bundle.image_size
     K = np.stack([f.K for f in bundle.frames])
     scale = _scene_scale(points)
-    _setup_scene(context.scene, bundle, scene_frames, render_size, clip)
+    _setup_scene(scene, bundle, scene_frames, render_size, clip)
 
     if options.camera:
         camera = build_camera(
@@ -87,7 +104,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
             lens_from_intrinsics(K, bundle.image_size, render_size), scene_frames, (0.01 * scale, 100.0 * scale))
         collection.objects.link(camera)
         camera.data.dof.focus_distance = scale  # the depth compositing's defocus focuses mid-scene
-        context.scene.camera = camera
+        scene.camera = camera
         if clip:
             camera.data.show_background_images = True
             background = camera.data.background_images.new()
@@ -98,12 +115,16 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         collection.objects.link(build_points(f"{name} Points", points, world, radius,
                                              options.confidence_threshold, options.accumulate))
     if options.depth:
-        wire_compositor(context.scene, name, depth_composite_group(f"{name} Depth Composite"),
+        wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
-                        SequenceTiming(duration=len(bundle.frames), start=int(scene_frames[0]),
-                                       offset=bundle.frames[0].frame - 1), clip)
-    replace.tag_new(before, name)
+                        depth_timing(bundle), clip)
     return collection
+
+
+def depth_timing(bundle: Bundle) -> SequenceTiming:
+    """How the depth image sequence lines up with the scene frames (the bundle's frames are consecutive)."""
+    first = bundle.frames[0].frame
+    return SequenceTiming(duration=len(bundle.frames), start=first + FIRST_SCENE_FRAME, offset=first - 1)
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -114,28 +135,43 @@ def _check_files(paths: list[Path]) -> None:
 
 
 def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
+    """Every frame's points, copied field by field into the arrays Blender takes (no concatenated copy)."""
     _check_files([f.points_path for f in bundle.frames])
-    clouds = []
-    for f in bundle.frames:
-        clouds.append(bundle.points(len(clouds)))
-        if len(clouds[-1]) != f.num_points:
-            raise InputError(f"{f.points_path} holds {len(clouds[-1])} points, scene.json says {f.num_points}",
+    total = sum(f.num_points for f in bundle.frames)
+    xyz = np.empty((total, 3), np.float32)
+    rgb = np.empty((total, 3), np.uint8)
+    confidence = np.empty(total, np.float32)
+    end = 0
+    for i, f in enumerate(bundle.frames):
+        cloud = bundle.points(i)
+        if len(cloud) != f.num_points:
+            raise InputError(f"{f.points_path} holds {len(cloud)} points, scene.json says {f.num_points}",
                              "re-run the engine to rewrite the bundle")
-    pts = np.concatenate(clouds)
-    color = np.ones((len(pts), 4), np.float32)
-    color[:, :3] = srgb_to_linear(np.column_stack((pts["red"], pts["green"], pts["blue"])))
-    return FramePoints(
-        xyz=np.column_stack((pts["x"], pts["y"], pts["z"])),
-        color=color,
-        confidence=np.ascontiguousarray(pts["confidence"]),
-        frame=np.repeat(scene_frames, [len(c) for c in clouds]).astype(np.int32),
-    )
+        start, end = end, end + len(cloud)
+        for axis, name in enumerate(("x", "y", "z")):
+            xyz[start:end, axis] = cloud[name]
+        for channel, name in enumerate(("red", "green", "blue")):
+            rgb[start:end, channel] = cloud[name]
+        confidence[start:end] = cloud["confidence"]
+    color = np.ones((total, 4), np.float32)
+    color[:, :3] = srgb_to_linear(rgb)
+    frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
+    return FramePoints(xyz=xyz, color=color, confidence=confidence, frame=frame)
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:
+    """The clip at path (an already loaded one is reused), or None when there is no file there."""
     if not path or not Path(path).is_file():
         return None
-    return bpy.data.movieclips.load(str(Path(path).absolute()), check_existing=True)
+    loaded = set(bpy.data.movieclips)
+    clip = bpy.data.movieclips.load(str(Path(path).absolute()), check_existing=True)
+    if clip.frame_duration == 0:  # Blender still reports a size for a file it cannot decode
+        if clip not in loaded:
+            bpy.data.movieclips.remove(clip)
+        raise InputError(f"Blender cannot decode the clip {path}",
+                         "convert it to a format Blender reads (e.g. MP4/H.264 or an image sequence) or import "
+                         "without it")
+    return clip
 
 
 def _import_name(bundle: Bundle, clip) -> str:

@@ -7,6 +7,10 @@ import numpy as np
 from ..engine.errors import InputError
 
 
+class FloorNotFound(InputError):
+    """The points hold no near-horizontal plane to level the scene on."""
+
+
 def fit_floor(points: np.ndarray, max_tilt_deg: float = 45.0, iterations: int = 256,
               max_samples: int = 20000, seed: int = 0) -> np.ndarray:
     """Rigid transform float64[4, 4] that puts the dominant near-horizontal plane at z = 0 with normal +Z.
@@ -17,7 +21,7 @@ def fit_floor(points: np.ndarray, max_tilt_deg: float = 45.0, iterations: int = 
     """
     pts = np.asarray(points, np.float64)
     if len(pts) < 3:
-        raise InputError("floor fit needs at least 3 points", "import without floor fit or lower the threshold")
+        raise FloorNotFound("floor fit needs at least 3 points", "import without floor fit")
     rng = np.random.default_rng(seed)
     if len(pts) > max_samples:
         pts = pts[rng.choice(len(pts), max_samples, replace=False)]
@@ -31,8 +35,8 @@ def fit_floor(points: np.ndarray, max_tilt_deg: float = 45.0, iterations: int = 
     normals[ok] /= length[ok, None]
     ok &= np.abs(normals[:, 2]) >= np.cos(np.radians(max_tilt_deg))
     if not ok.any():
-        raise InputError("no near-horizontal plane found in the points for the floor fit",
-                         "import without floor fit")
+        raise FloorNotFound("no near-horizontal plane found in the points for the floor fit",
+                            "import without floor fit")
     distances = np.abs(np.einsum("ij,kj->ik", normals[ok], pts) - np.sum(normals[ok] * tri[ok, 0], axis=1)[:, None])
     inliers = pts[distances[np.argmax(np.sum(distances < threshold, axis=1))] < threshold]
 

@@ -73,4 +73,4 @@ def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
     """uint8[..., 3] sRGB -> float32[..., 3] scene-linear (the IEC 61966-2-1 curve, through a 256-entry table)."""
     c = np.arange(256, dtype=np.float64) / 255.0
     table = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-    return table[rgb]
+    return np.take(table, rgb)

@@ -1,0 +1,5 @@
+"""Sliding windows, window inference and the reconstruct job (clip -> bundle)."""
+
+from .reconstruct import ReconstructOptions, run_reconstruct
+
+__all__ = ["ReconstructOptions", "run_reconstruct"]

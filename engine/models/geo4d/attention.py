@@ -16,6 +16,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # DynamiCrafter's context: 77 CLIP text tokens, then the image tokens (16 per frame in Geo4D).
 TEXT_TOKENS = 77
+# Attention weights computed at once by the float32 CPU path (64M floats = 256 MB).
+MATH_ATTENTION_ELEMENTS = 1 << 26
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -39,9 +41,20 @@ def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head
     fixtures' tolerance). Everything else gets the fused kernels."""
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
     if q.device.type == "cpu" and q.dtype == torch.float32:
-        with sdpa_kernel(SDPBackend.MATH):
-            return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+        return _merge_heads(_math_attention(q, k, v))
     return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+
+
+def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The math backend, a few sequences at a time so that the [N, heads, Lq, Lk] weights stay
+    under MATH_ATTENTION_ELEMENTS (the full-size UNet's 2560-token frames would need 4 GB at once)."""
+    n, heads, lq, _ = q.shape
+    rows = max(1, MATH_ATTENTION_ELEMENTS // (heads * lq * k.shape[2]))
+    with sdpa_kernel(SDPBackend.MATH):
+        if n <= rows:  # also the traced (ONNX export) case, so the graph has no batch slicing
+            return F.scaled_dot_product_attention(q, k, v)
+        return torch.cat([F.scaled_dot_product_attention(q[i:i + rows], k[i:i + rows], v[i:i + rows])
+                          for i in range(0, n, rows)])
 
 
 class CrossAttention(nn.Module):

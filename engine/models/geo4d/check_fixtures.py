@@ -1,8 +1,8 @@
 """`python -m engine check-fixtures FOLDER`: reproduce a folder of Geo4D golden fixtures.
 
 Runs every module of `engine/models/geo4d/checks/` on the folder (its tiny configuration is read
-from its `tiny_config.json`), then the full-size state-dict manifest check, prints one line per
-result with the max error and the tolerance, and exits 1 on any miss.
+from its `tiny_config.json`; `checks/full_manifest.py` is the full-size state-dict check), prints
+one line per result with the max error and the tolerance, and exits 1 on any miss or missing file.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ def run_checks(folder: Path, only: str = "") -> list[tuple[str, CheckResult]]:
         if not (folder / fixture).is_file():
             results.append((fixture, CheckResult(f"{fixture} is missing from the folder", float("inf"), 0.0)))
             continue
-        with torch.no_grad():
-            results.extend((fixture, r) for r in module.run(folder, config))
+        try:
+            with torch.no_grad():
+                results.extend((fixture, r) for r in module.run(folder, config))
+        except Exception as exc:  # a fixture file that does not follow the layout is a miss, not a crash
+            results.append((fixture, CheckResult(f"failed: {type(exc).__name__}: {exc}", float("inf"), 0.0)))
     return results
 
 

@@ -16,9 +16,16 @@ OFFICIAL_CONFIG = Path(__file__).with_name("official_config.json")
 
 def load_config(path: str | Path = OFFICIAL_CONFIG) -> dict:
     """Returns {"model": {"target", "params"}, "pointmap_vae_config": {...}} from the official config
-    (default) or from a fixture folder's `tiny_config.json` (its `yaml_equivalent`)."""
+    (default) or from a fixture folder's `tiny_config.json` (its `yaml_equivalent`, plus its
+    `open_clip_model_config` {"name", "config"} for the tiny CLIP architecture)."""
     data = json.loads(Path(path).read_text())
-    return data.get("yaml_equivalent", data)
+    if "yaml_equivalent" not in data:
+        return data
+    config = dict(data["yaml_equivalent"])
+    if "open_clip_model_config" in data:
+        # A fixture's tiny CLIP is not an open_clip built-in; conditioning registers it from here.
+        config["open_clip_model_config"] = data["open_clip_model_config"]
+    return config
 
 
 def model_params(config: dict) -> dict:

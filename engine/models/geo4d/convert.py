@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import zipfile
@@ -54,10 +55,11 @@ def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.T
         # mmap keeps a 10 GB checkpoint out of RAM; only zip-format (torch >= 1.6) files allow it.
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        wanted = f"it wants to run {found.group(1)}" if found else "torch.load weights_only=True refused it"
         raise ModelError(
-            f"{role} {path} needs to run pickled Python code to load, and Parallax never runs code from a "
-            f"checkpoint (torch.load weights_only=True refused it: {first_line})",
+            f"{role} {path} needs to run pickled Python code to load ({wanted}), and Parallax never runs "
+            "code from a checkpoint",
             "use the official Geo4D checkpoint; if you trust this file, re-save only its tensors in a trusted "
             "environment: torch.save({'state_dict': ckpt['state_dict']}, 'clean.ckpt')") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

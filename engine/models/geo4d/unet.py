@@ -67,6 +67,9 @@ class UNet3D(nn.Module):
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False):
         super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.context_dim = context_dim
         self.model_channels = model_channels
         self.default_fs = default_fs
         self.fs_condition = fs_condition

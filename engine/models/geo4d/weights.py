@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ...errors import ModelError
@@ -54,11 +54,11 @@ def default_model_dir(name: str = "geo4d") -> Path:
 def build_modules(config: dict) -> dict[str, torch.nn.Module]:
     """The three inference networks for `config`, randomly initialised (use a meta-device context
     to build them without memory)."""
-    from .unet import UNetModel
+    from .unet import UNet3D
     from .vae import AutoencoderKL
 
     return {
-        "unet": UNetModel(unet_params(config)),
+        "unet": UNet3D.from_params(unet_params(config)),
         "vae": AutoencoderKL(vae_params(config)),
         "pointmap_vae": AutoencoderKL(pointmap_vae_params(config)),
     }
@@ -124,7 +124,7 @@ def load_geo4d(directory: str | Path, device: str | torch.device = "cpu",
         try:
             state = load_file(path)
             module.load_state_dict(state, strict=True, assign=True)
-        except (SafetensorsError, RuntimeError) as exc:
+        except (SafetensorError, RuntimeError) as exc:
             raise ModelError(f"{path} does not load into the Geo4D {name} ({str(exc).splitlines()[0]})",
                              CONVERT_FIX.format(dir=directory)) from exc
         module.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -1,0 +1,107 @@
+"""Each window's cameras in the window's own frame, in closed form.
+
+A "slot" is one real frame of one window. For every slot we want the camera-to-window rotation R,
+the camera centre o (window units) and the focal length f (pixels, principal point at the image
+centre). Two sources:
+
+- rays (Plücker directions d and moments m = o x d): the map pixel -> d is a rotation composed with
+  K^-1, so diag(f, f, 1) R^T d ~ (x, y, 1) for the centred pixel (x, y). That is a linear (DLT) system
+  in the 9 entries of A = diag(f, f, 1) R^T: its null vector gives f from the row norms. With the focal
+  fixed, R is a Kabsch fit of the directions, and o solves sum (I - d d^T) o = sum d x m, the
+  least-squares intersection of the rays.
+- points only (the ablation without rays): a DLT of the 3x4 projection P = A [I | -o] from the point
+  map's 3D points and their pixels, with Hartley normalisation.
+
+Everything is batched over slots with numpy; S slots, P sampled pixels each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import kabsch, project_to_rotation
+
+
+@dataclass
+class SlotCameras:
+    """Cameras of S slots in their windows' frames.
+
+    rotation: float64[S, 3, 3] camera-to-window rotation; centre: float64[S, 3] window units;
+    focal: float64[S] pixels, as each slot's data says (before any sharing).
+    """
+
+    rotation: np.ndarray
+    centre: np.ndarray
+    focal: np.ndarray
+
+
+def _null_vectors(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unit vector v minimising sum w |rows v|^2 per slot. rows: [S, R, n]; weights: [S, R] -> [S, n]."""
+    normal = np.einsum("sr,sri,srj->sij", weights, rows, rows)
+    _, vecs = np.linalg.eigh(normal)
+    return vecs[..., 0]
+
+
+def _focal_rotation(a: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split A ~ diag(f, f, 1) R^T (up to a signed factor) into (f [S], R [S, 3, 3]); A: [S, 3, 3]."""
+    norms = np.linalg.norm(a, axis=2)
+    f = 0.5 * (norms[:, 0] + norms[:, 1]) / norms[:, 2]
+    rt = a / np.stack([f, f, np.ones_like(f)], axis=1)[:, :, None]
+    rt /= norms[:, 2][:, None, None]
+    rt *= np.sign(np.linalg.det(rt))[:, None, None]  # the null vector's sign is arbitrary; det R = +1
+    return f * scale, np.swapaxes(project_to_rotation(rt), 1, 2)
+
+
+def focal_from_rays(dirs: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Focal length per slot. dirs: [S, P, 3] unit rays; pixels: [P, 2] centred pixel coordinates."""
+    scale = float(np.abs(pixels).max()) or 1.0
+    q = pixels / scale
+    s, p, _ = dirs.shape
+    rows = np.zeros((s, 2 * p, 9))
+    rows[:, :p, 0:3] = dirs
+    rows[:, :p, 6:9] = -q[None, :, 0:1] * dirs
+    rows[:, p:, 3:6] = dirs
+    rows[:, p:, 6:9] = -q[None, :, 1:2] * dirs
+    a = _null_vectors(rows, np.ones((s, 2 * p))).reshape(s, 3, 3)
+    return _focal_rotation(a, scale)[0]
+
+
+def rotation_from_rays(dirs: np.ndarray, pixels: np.ndarray, focal: np.ndarray) -> np.ndarray:
+    """Camera-to-window rotation per slot for known focal [S]: Kabsch of camera rays onto dirs."""
+    cam = np.concatenate([pixels[None] / focal[:, None, None], np.ones((len(focal), len(pixels), 1))], axis=2)
+    cam /= np.linalg.norm(cam, axis=2, keepdims=True)
+    return kabsch(cam, dirs)
+
+
+def centre_from_rays(dirs: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Least-squares intersection of the rays (d, m = o x d) of each slot. [S, P, 3] x2 -> [S, 3]."""
+    p = dirs.shape[1]
+    lhs = p * np.eye(3) - np.einsum("spi,spj->sij", dirs, dirs)
+    rhs = np.cross(dirs, moments).sum(axis=1)
+    return np.linalg.solve(lhs, rhs[..., None])[..., 0]
+
+
+def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndarray) -> SlotCameras:
+    """DLT cameras from point maps. points: [S, P, 3] window frame; weights: [S, P] (0 = unusable)."""
+    scale = float(np.abs(pixels).max()) or 1.0
+    q = pixels / scale
+    wsum = weights.sum(axis=1, keepdims=True)
+    mean = np.einsum("sp,spi->si", weights, points) / wsum
+    spread = np.sqrt(np.einsum("sp,sp->s", weights, np.sum((points - mean[:, None]) ** 2, axis=2)) / wsum[:, 0])
+    xn = (points - mean[:, None]) / spread[:, None, None]
+    xh = np.concatenate([xn, np.ones(xn.shape[:2] + (1,))], axis=2)
+    s, p, _ = points.shape
+    rows = np.zeros((s, 2 * p, 12))
+    rows[:, :p, 0:4] = xh
+    rows[:, :p, 8:12] = -q[None, :, 0:1] * xh
+    rows[:, p:, 4:8] = xh
+    rows[:, p:, 8:12] = -q[None, :, 1:2] * xh
+    proj = _null_vectors(rows, np.concatenate([weights, weights], axis=1)).reshape(s, 3, 4)
+    # Undo the normalisation: P_world = P_n T, T = [[I / spread, -mean / spread], [0, 1]].
+    a = proj[:, :, :3] / spread[:, None, None]
+    b = proj[:, :, 3] - np.einsum("sij,sj->si", a, mean)
+    centre = -np.linalg.solve(a, b[..., None])[..., 0]
+    focal, rotation = _focal_rotation(a, scale)
+    return SlotCameras(rotation=rotation, centre=centre, focal=focal)

@@ -1,0 +1,233 @@
+"""One similarity per window (window frame -> world), solved jointly over all overlapping windows.
+
+Windows that share a frame see the same camera and the same pixels, so for every such pair of slots
+(a in window g, b in window h, the same frame):
+  rotation:  R_g R_a = R_h R_b                          (camera rotations from the rays)
+  points:    s_g R_g X_a + t_g = s_h R_h X_b + t_h      (the same pixel's point, and the camera centre)
+The rotations are averaged first (linear chordal averaging, one sparse solve), then the scales from
+depth ratios in the log domain, then the translations (a weighted graph Laplacian). Each is iteratively
+reweighted (Cauchy) so that a window that disagrees with its neighbours loses its say; point residuals
+are divided by the point's depth so that near and far points count alike.
+Windows that share no frame (stride >= window length) are tied by their adjacent frames instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .geometry import project_to_rotation
+
+IRLS_STEPS = 4
+MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
+
+
+@dataclass
+class SlotPairs:
+    """Pairs of slots (a, b) that see the same frame (or adjacent frames) from windows g < h.
+
+    a, b: int64[M] slot indices; adjacent: bool[M], True where the frames differ by one.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    adjacent: np.ndarray
+
+
+@dataclass
+class WindowPoses:
+    """float64 rotation [G, 3, 3], scale [G], translation [G, 3]: window frame -> world; weight [G] in (0, 1]."""
+
+    rotation: np.ndarray
+    scale: np.ndarray
+    translation: np.ndarray
+    weight: np.ndarray
+
+
+def slot_pairs(slot_window: np.ndarray, slot_frame: np.ndarray, neighbours: int = 3) -> SlotPairs:
+    """Pairs of slots of the same frame, each slot with up to `neighbours` later windows."""
+    order = np.lexsort((slot_window, slot_frame))
+    a_list, b_list = [], []
+    frames = slot_frame[order]
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    for group in np.split(order, bounds):
+        for k in range(1, neighbours + 1):
+            a_list.append(group[:-k])
+            b_list.append(group[k:])
+    a = np.concatenate(a_list) if a_list else np.zeros(0, np.int64)
+    b = np.concatenate(b_list) if b_list else np.zeros(0, np.int64)
+    adjacent = np.zeros(len(a), bool)
+    # Windows g and g+1 without a shared frame: tie the last slot of g to the first of g+1.
+    num_windows = int(slot_window.max()) + 1
+    shared = np.zeros(num_windows, bool)
+    shared[np.minimum(slot_window[a], slot_window[b])[slot_window[b] == slot_window[a] + 1]] = True
+    extra_a, extra_b = [], []
+    for g in np.flatnonzero(~shared[:-1]):
+        extra_a.append(np.flatnonzero(slot_window == g)[np.argmax(slot_frame[slot_window == g])])
+        extra_b.append(np.flatnonzero(slot_window == g + 1)[np.argmin(slot_frame[slot_window == g + 1])])
+    if extra_a:
+        a = np.concatenate([a, extra_a])
+        b = np.concatenate([b, extra_b])
+        adjacent = np.concatenate([adjacent, np.ones(len(extra_a), bool)])
+    return SlotPairs(a=a.astype(np.int64), b=b.astype(np.int64), adjacent=adjacent)
+
+
+def _cauchy(residual: np.ndarray, floor: float) -> np.ndarray:
+    scale = max(2.5 * 1.4826 * float(np.median(residual)), floor) if len(residual) else floor
+    return 1.0 / (1.0 + (residual / scale) ** 2)
+
+
+def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: SlotPairs,
+                     num_windows: int, robust: bool = True) -> np.ndarray:
+    """Rotation of each window frame in the world (= window 0's frame). Returns float64[G, 3, 3]."""
+    if num_windows == 1:
+        return np.eye(3)[None]
+    ga, gb = slot_window[pairs.a], slot_window[pairs.b]
+    key = ga * num_windows + gb
+    keys, inverse = np.unique(key, return_inverse=True)
+    # Relative rotation R_g^T R_h = R_a R_b^T, averaged over the frames g and h share.
+    rel = np.zeros((len(keys), 3, 3))
+    np.add.at(rel, inverse, slot_rotation[pairs.a] @ np.swapaxes(slot_rotation[pairs.b], 1, 2))
+    rel = project_to_rotation(rel)
+    g, h = keys // num_windows, keys % num_windows
+    k = len(keys)
+    # Unknowns Z_g = R_g^T (3 x 3 each, 3 right-hand sides); rows Z_h - rel^T Z_g = 0 and Z_0 = I.
+    rows = np.concatenate([np.repeat(np.arange(3 * k), 3), np.repeat(np.arange(3 * k), 3),
+                           3 * k + np.arange(3)])
+    cols_h = (3 * h[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
+    cols_g = (3 * g[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
+    vals_h = np.broadcast_to(np.eye(3), (k, 3, 3))
+    vals_g = -np.swapaxes(rel, 1, 2)
+    cols = np.concatenate([cols_h.ravel(), cols_g.ravel(), np.arange(3)])
+    vals = np.concatenate([vals_h.ravel(), vals_g.ravel(), np.ones(3)])
+    a = sp.csr_matrix((vals, (rows, cols)), shape=(3 * k + 3, 3 * num_windows))
+    rhs = np.zeros((3 * k + 3, 3))
+    rhs[3 * k:] = np.eye(3)
+    weight = np.ones(k)
+    for _ in range(IRLS_STEPS if robust else 1):
+        row_w = np.concatenate([np.repeat(weight, 3), np.full(3, float(k))])
+        aw = a.multiply(row_w[:, None]).tocsr()
+        z = spla.spsolve((a.T @ aw).tocsc(), a.T @ (rhs * row_w[:, None]))
+        z = np.asarray(z).reshape(num_windows, 3, 3)
+        residual = np.linalg.norm(z[h] - np.swapaxes(rel, 1, 2) @ z[g], axis=(1, 2))
+        weight = _cauchy(residual, 1e-4)
+    return project_to_rotation(np.swapaxes(z, 1, 2))
+
+
+def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
+                  num_windows: int, robust: bool = True) -> np.ndarray:
+    """Scale of every window from the depth ratios of the pixels its slots share with other windows.
+
+    The same pixel seen by windows g and h has world depth s_g z_a = s_h z_b, so each slot pair gives
+    log s_h - log s_g = median log(z_a / z_b). Solved in the log domain (window 0 has scale 1), which
+    has no trivial solution: unlike a least-squares fit of the points, it cannot shrink the scales.
+    depth_a, depth_b, usable: [M, P] own-camera depths of the paired slots' samples. Returns float64[G].
+    """
+    has = usable.any(axis=1)
+    ratio = np.log(np.where(usable, depth_a, 1.0)) - np.log(np.where(usable, depth_b, 1.0))
+    ordered = np.sort(np.where(usable, ratio, np.inf), axis=1)[has]
+    count = usable.sum(axis=1)[has]
+    log_ratio = 0.5 * (ordered[np.arange(len(count)), (count - 1) // 2] + ordered[np.arange(len(count)), count // 2])
+    g, h = ga[has], gb[has]
+    pair_w = np.sqrt(count.astype(float))
+    m = len(log_ratio)
+    design = np.zeros((m + 1, num_windows))
+    design[np.arange(m), h] = 1.0
+    design[np.arange(m), g] -= 1.0
+    design[m, 0] = 1.0
+    target = np.concatenate([log_ratio, [0.0]])
+    robust_w = np.ones(m)
+    for _ in range(IRLS_STEPS if robust else 1):
+        sw = np.sqrt(np.concatenate([pair_w * robust_w, [pair_w.sum()]]))
+        log_s = np.linalg.lstsq(design * sw[:, None], target * sw, rcond=None)[0]
+        robust_w = _cauchy(np.abs(design[:m] @ log_s - log_ratio), 1e-4)
+    return np.exp(log_s)
+
+
+def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.ndarray, depth: np.ndarray,
+                        ga: np.ndarray, gb: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
+                        robust: bool = True) -> WindowPoses:
+    """Translation of every window, given its rotation and scale, and how much each window agrees.
+
+    points_a, points_b: float64[M, P, 3] the same pixels' points (and camera centres) in windows ga[m]
+    and gb[m] (window frames and units); weight: [M, P] (0 = unusable); depth: [M, P] world depth of
+    each sample, to make residuals relative. Minimises sum w |s_g R_g X_a + t_g - s_h R_h X_b - t_h|^2
+    / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting.
+    """
+    num_windows = len(rotation)
+    gap = (scale[ga, None, None] * np.einsum("mij,mpj->mpi", rotation[ga], points_a)
+           - scale[gb, None, None] * np.einsum("mij,mpj->mpi", rotation[gb], points_b))
+    norm = 1.0 / np.maximum(np.abs(depth), 1e-12)
+    usable = weight > 0
+    sample_w = weight * norm**2
+    window_w = np.ones(num_windows)
+    t = np.zeros((num_windows, 3))
+    for _ in range(IRLS_STEPS if robust else 1):
+        w = sample_w * (window_w[ga] * window_w[gb])[:, None]
+        pair_w = w.sum(axis=1)
+        pair_gap = np.einsum("mp,mpi->mi", w, gap)
+        laplacian = np.zeros((num_windows, num_windows))
+        np.add.at(laplacian, (ga, ga), pair_w)
+        np.add.at(laplacian, (gb, gb), pair_w)
+        np.add.at(laplacian, (ga, gb), -pair_w)
+        np.add.at(laplacian, (gb, ga), -pair_w)
+        rhs = np.zeros((num_windows, 3))
+        np.add.at(rhs, ga, -pair_gap)
+        np.add.at(rhs, gb, pair_gap)
+        laplacian[0, 0] += laplacian.trace() + 1.0  # gauge: window 0 keeps translation 0
+        t = np.linalg.solve(laplacian, rhs)
+        residual = np.linalg.norm(gap + t[ga, None] - t[gb, None], axis=2) * norm
+        if robust:
+            sample_w = np.zeros_like(weight)
+            sample_w[usable] = (weight * norm**2)[usable] * _cauchy(residual[usable], 1e-6)
+            window_w = _window_weights(residual, usable, ga, gb, num_windows)
+    return WindowPoses(rotation=rotation, scale=scale, translation=t, weight=window_w)
+
+
+def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
+                    num_windows: int) -> np.ndarray:
+    """Down-weight windows whose typical residual is far above the others' (they disagree)."""
+    per_pair = np.array([np.median(r[u]) if u.any() else np.nan for r, u in zip(residual, usable)])
+    typical = np.full(num_windows, np.nan)
+    for g in range(num_windows):
+        mine = per_pair[(ga == g) | (gb == g)]
+        mine = mine[np.isfinite(mine)]
+        if len(mine):
+            typical[g] = np.median(mine)
+    if not np.isfinite(typical).any():  # a single window: nobody to disagree with
+        return np.ones(num_windows)
+    reference = np.nanmedian(typical)
+    ratio = np.where(np.isfinite(typical), typical / max(reference, 1e-12), 1.0)
+    return np.where(ratio > 2.0, np.maximum((2.0 / ratio) ** 2, MIN_WINDOW_WEIGHT), 1.0)
+
+
+def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np.ndarray, centre_var: np.ndarray,
+                      smoothness: float) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal smoothness, in proportion to how much the windows disagree about each frame.
+
+    Minimises sum_i |X_i - X_hat_i|^2 / var_i + sum_i |X_{i-1} - 2 X_i + X_{i+1}|^2 / tau^2 separately for
+    the rotations (9 numbers, re-projected to SO(3) after) and the centres, where var_i is the variance
+    of frame i's fused estimate and tau = typical step / smoothness: the prior that the velocity changes
+    by about 1/smoothness of a typical step per frame. Exact input (no disagreement) stays unchanged.
+    rotation: [N, 3, 3]; centre: [N, 3]; rotation_var, centre_var: [N] (nan = unknown). Returns both smoothed.
+    """
+    n = len(centre)
+    if smoothness <= 0 or n < 3:
+        return rotation, centre
+    second = sp.diags([np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(n - 2, n))
+    penalty = (second.T @ second).tocsc()
+    out = []
+    for values, var in ((rotation.reshape(n, 9), rotation_var), (centre, centre_var)):
+        step = float(np.median(np.linalg.norm(np.diff(values, axis=0), axis=1)))
+        known = np.isfinite(var)
+        if step <= 0 or not known.any():
+            out.append(values)
+            continue
+        var = np.where(known, var, np.median(var[known]))
+        data_w = step**2 / np.maximum(var, (1e-6 * step) ** 2)
+        system = (sp.diags(data_w) + smoothness**2 * penalty).tocsc()
+        out.append(spla.spsolve(system, data_w[:, None] * values))
+    return project_to_rotation(out[0].reshape(n, 3, 3)), out[1]

@@ -1,0 +1,145 @@
+"""`python -m engine.bench align`: alignment accuracy and speed on scenes with ground truth.
+
+Sections (all on SIMULATED window predictions made from ground truth, see engine/synthetic/simulate.py):
+  accuracy  per scene, nearly noise-free and realistic corruptions: ours and the chaining baseline
+            side by side (MonST3R metrics, wall time);
+  ablation  realistic corruptions, what each modality adds (points only, +disparity, +rays, all);
+  speed     wall time of `align` for 64 frames at 160x256, and for 64 / 256 / 1024 frames at a smaller
+            size (the window predictions of 1024 frames at 160x256 would take about 7 GB).
+Procedural scenes always; the Blender-rendered scenes too when engine.synthetic.scenes and bpy exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import time
+
+import numpy as np
+
+from ..alignment import AlignOptions, align
+from ..alignment.baseline import align_baseline
+from ..synthetic.metrics import evaluate
+from ..synthetic.procedural import PROCEDURAL_SCENES, make_scene
+from ..synthetic.simulate import Corruption, simulate_windows
+
+COLUMNS = ("abs_rel", "delta_1.25", "ate_percent", "rpe_trans_percent", "rpe_rot_deg", "focal_error")
+ABLATION = {
+    "points only": AlignOptions(use_rays=False, use_disparity=False),
+    "points + disparity": AlignOptions(use_rays=False, use_disparity=True),
+    "points + rays": AlignOptions(use_rays=True, use_disparity=False),
+    "all (default)": AlignOptions(),
+}
+
+
+def _scene_sources(scenes: list[str], rendered: bool):
+    """(label, scene names, loader(name, frames, size)): procedural always, rendered when available."""
+    sources = [("procedural", scenes, lambda name, n, size: make_scene(name, n, size))]
+    if rendered and importlib.util.find_spec("bpy") is not None:
+        try:
+            from ..synthetic import scenes as rendered_scenes
+        except ImportError:
+            rendered_scenes = None
+        if rendered_scenes is not None:
+            names = [name for name in scenes if name in rendered_scenes.SCENE_NAMES]
+            sources.append(("rendered", names, rendered_scenes.load_scene))
+    return sources
+
+
+def _options_for(name: str, base: AlignOptions | None = None) -> AlignOptions:
+    opts = AlignOptions(**vars(base)) if base is not None else AlignOptions()
+    opts.per_frame_focal = name == "zoom"  # the zoom shot is the one that needs per-frame focal lengths
+    return opts
+
+
+def _row(label: str, metrics: dict, seconds: float | None = None) -> str:
+    cells = " ".join(f"{metrics[c]:>10.4f}" for c in COLUMNS)
+    return f"  {label:<34s}{cells}" + (f" {seconds:>8.2f}" if seconds is not None else "")
+
+
+def _header(extra: str = "") -> str:
+    return "  " + " " * 34 + " ".join(f"{c:>10s}" for c in COLUMNS) + extra
+
+
+def accuracy(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== accuracy: {frames} frames, {size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
+    print(_header("  seconds"))
+    for label, scenes, load in sources:
+        for name in scenes:
+            gt = load(name, frames, tuple(size))
+            for level, corruption in (("noise-free", Corruption.none()), ("realistic", Corruption.realistic())):
+                windows = simulate_windows(gt, stride=stride, corruption=corruption, seed=seed)
+                t0 = time.perf_counter()
+                ours = align(windows, _options_for(name))
+                t1 = time.perf_counter()
+                base = align_baseline(windows)
+                t2 = time.perf_counter()
+                m_ours, m_base = evaluate(ours, gt), evaluate(base, gt)
+                tag = f"{label}/{name} {level}"
+                print(_row(f"{tag} ours", m_ours, t1 - t0))
+                print(_row(f"{tag} baseline", m_base, t2 - t1))
+                if level == "realistic":
+                    verdict = "better" if (m_ours["ate"] < m_base["ate"] and m_ours["abs_rel"] < m_base["abs_rel"]) \
+                        else "NOT better"
+                    print(f"  -> ours {verdict} than the baseline on ATE and Abs Rel")
+
+
+def ablation(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== ablation (realistic corruptions): {frames} frames, {size[0]}x{size[1]}, stride {stride} ==")
+    print(_header())
+    for label, scenes, load in sources:
+        totals = {k: [] for k in ABLATION}
+        for name in scenes:
+            gt = load(name, frames, tuple(size))
+            windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+            for variant, opts in ABLATION.items():
+                m = evaluate(align(windows, _options_for(name, opts)), gt)
+                totals[variant].append(m)
+                print(_row(f"{label}/{name} {variant}", m))
+        for variant, ms in totals.items():
+            print(_row(f"{label} MEAN {variant}", {c: float(np.mean([m[c] for m in ms])) for c in COLUMNS}))
+
+
+def speed(stride: int, seed: int, sizes_frames) -> None:
+    print("\n== speed: realistic corruptions, scene 'static' ==")
+    print(f"  {'frames':>6s} {'size':>9s} {'windows':>7s} {'seconds':>8s} {'ms/frame':>9s}")
+    for frames, size in sizes_frames:
+        gt = make_scene("static", frames, size)
+        windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+        del gt
+        t0 = time.perf_counter()
+        align(windows)
+        seconds = time.perf_counter() - t0
+        print(f"  {frames:>6d} {size[0]:>4d}x{size[1]:<4d} {windows.num_windows:>7d} {seconds:>8.2f} "
+              f"{1000 * seconds / frames:>9.1f}")
+        del windows
+        gc.collect()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=["accuracy", "ablation", "speed"],
+                        choices=["accuracy", "ablation", "speed"])
+    parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))
+    parser.add_argument("--stride", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-rendered", action="store_true", help="skip the Blender-rendered scenes")
+    parser.add_argument("--speed-frames", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--speed-size", type=int, nargs=2, default=(64, 96), metavar=("H", "W"),
+                        help="size of the frames-scaling series")
+    args = parser.parse_args(argv)
+    sources = _scene_sources(args.scenes, not args.no_rendered)
+    print("SIMULATED window predictions from ground truth (not a model); metrics follow MonST3R.")
+    print(f"scene sources: {', '.join(label for label, _, _ in sources)}")
+    if "accuracy" in args.sections:
+        accuracy(sources, args.frames, args.size, args.stride, args.seed)
+    if "ablation" in args.sections:
+        ablation(sources, args.frames, args.size, args.stride, args.seed)
+    if "speed" in args.sections:
+        series = [(64, tuple(args.size))] + [(n, tuple(args.speed_size)) for n in args.speed_frames]
+        speed(args.stride, args.seed, series)
+    return 0

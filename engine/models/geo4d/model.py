@@ -1,0 +1,198 @@
+"""Geo4D window inference: a clip's frames -> per-window point maps, rays and disparity.
+
+As the official demo does it (5-step DDIM, uniform-trailing timesteps, eta 0, no guidance,
+v-prediction, dynamic rescale, fps conditioning, constant context), but built for speed:
+- every frame is encoded once (a VAE posterior sample with per-frame noise from the seed) and its
+  latent is reused by every window that contains it;
+- windows are denoised in batches, each from its own seeded noise, so results do not depend on
+  the batch size;
+- decoding runs a few frames at a time, so memory stays bounded for any clip length.
+
+The networks sit behind a backend (`TorchBackend` here; the ONNX Runtime one lives in
+engine/runtime/) with three calls: encode, denoise and decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from ...errors import Cancelled
+from ...io.windows import WindowPredictions
+from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
+from ...sampling.ddim import DDIMPlan, ddim_sample
+from ...sampling.schedule import NoiseSchedule
+from .config import model_params
+from .postprocess import DecodedWindow, decode_window, window_geometry
+from .vae import encode_frames
+from .weights import Geo4DModules
+
+TEXT_TOKENS = 77
+IMAGE_TOKENS_PER_FRAME = 16
+# Progress: (stage, fraction of that stage done in [0, 1]).
+Progress = Callable[[str, float], None]
+
+
+class Backend(Protocol):
+    def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """video [1, 3, n, H, W] in [-1, 1], noise [n, 4, H/8, W/8] -> latent [1, 4, n, H/8, W/8] float32."""
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        """x [B, 20, T, h, w], t [B] int64, context [B, 77 + 16T, C], fs [B] int64 -> v [B, 16, T, h, w]."""
+
+    def decode(self, latent: torch.Tensor) -> DecodedWindow:
+        """One window's latent [1, 16, T, h, w] -> decoded maps at [T, 8h, 8w]."""
+
+
+class TorchBackend:
+    """The networks in PyTorch, on one device, in one precision (float32, float16 or bfloat16)."""
+
+    def __init__(self, modules: Geo4DModules, decode_chunk: int = 8):
+        self.modules = modules
+        self.scale_factor = float(model_params(modules.config)["scale_factor"])
+        self.decode_chunk = decode_chunk
+        self.dtype = next(modules.unet.parameters()).dtype
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return encode_frames(self.modules.vae, video, self.scale_factor, self.decode_chunk, noise)
+
+    @torch.no_grad()
+    def denoise(self, x, t, context, fs):
+        return self.modules.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> DecodedWindow:
+        return decode_window(latent, self.modules.vae, self.modules.pointmap_vae, self.scale_factor,
+                             self.decode_chunk)
+
+
+@dataclass
+class SamplingOptions:
+    """How windows are sampled. Results depend only on `steps`, `seed` and `fs`, not on batching."""
+
+    steps: int = 5
+    seed: int = 123
+    fs: int | None = None     # fps conditioning; None = the clip's fps, rounded (as the official demo)
+    window_batch: int = 1     # windows denoised together (more = faster on a large GPU)
+    encode_chunk: int = 8     # frames per VAE encoder call
+
+
+class Geo4D:
+    """The assembled model: `predict(frames, ...)` gives the window predictions of a clip."""
+
+    def __init__(self, backend: Backend, config: dict, context: torch.Tensor, device: str | torch.device):
+        self.backend = backend
+        self.config = config
+        self.context = context.float().to(device)  # [1, 77 + 16*16, C]
+        self.device = torch.device(device)
+        self.schedule = NoiseSchedule.from_model_params(model_params(config))
+
+    @classmethod
+    def from_modules(cls, modules: Geo4DModules, device: str | torch.device) -> "Geo4D":
+        return cls(TorchBackend(modules), modules.config, modules.context, device)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE's 8 times the UNet's downsampling."""
+        levels = len(model_params(self.config)["unet_config"]["params"]["channel_mult"])
+        return 8 * 2 ** (levels - 1)
+
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray, fps: float, stride: int = 4, options: SamplingOptions | None = None,
+                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> WindowPredictions:
+        """frames [N, H, W, 3] with H, W multiples of `size_multiple`: uint8 sRGB, or float32 already
+        in the model's [-1, 1] -> WindowPredictions at H x W (maps in each window's first-camera
+        frame, OpenCV axes; rgb kept when the frames are uint8)."""
+        options = options or SamplingOptions()
+        progress = progress or (lambda stage, fraction: None)
+        cancelled = cancelled or (lambda: False)
+        n, h, w, _ = frames.shape
+        m = self.size_multiple
+        if h % m or w % m:
+            raise ValueError(f"frames are {h}x{w}; Geo4D needs multiples of {m}")
+        starts = window_starts(n, stride)
+        lengths = window_lengths(starts, n)
+        fs = int(round(fps)) if options.fs is None else int(options.fs)
+        plan = DDIMPlan.make(self.schedule, options.steps)
+
+        latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
+        g_count, length = len(starts), WINDOW_LENGTH
+        out = {name: np.zeros((g_count, length, h, w, c), np.float32)
+               for name, c in (("pointmap", 3), ("pointmap_conf", 1), ("disparity", 1), ("ray_dirs", 3),
+                               ("ray_moments", 3))}
+        progress("diffusion", 0.0)
+        for first in range(0, g_count, options.window_batch):
+            if cancelled():
+                raise Cancelled()
+            batch = range(first, min(first + options.window_batch, g_count))
+            # Only a clip shorter than 16 frames has a short window, and then it is the only one.
+            t = int(lengths[first])
+            cond = torch.cat([latents[:, :, starts[g]:starts[g] + t] for g in batch])
+            x_T = torch.cat([self._window_noise(options.seed, int(starts[g]), cond.shape[1:]) for g in batch])
+            # Each frame's cross-attention gets the 77 text tokens and its own 16 image tokens.
+            context = self.context[:, :TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * t].expand(len(batch), -1, -1)
+            fs_t = torch.full((len(batch),), fs, dtype=torch.int64, device=self.device)
+
+            def denoise(x, timestep):
+                return self.backend.denoise(torch.cat([x, cond], dim=1), timestep, context, fs_t)
+
+            samples = ddim_sample(denoise, x_T.to(self.device), plan)
+            for b, g in enumerate(batch):
+                geometry = window_geometry(self.backend.decode(samples[b:b + 1]))
+                self._store(out, g, t, geometry)
+            progress("diffusion", batch.stop / g_count)
+        return WindowPredictions(
+            num_frames=n, fps=float(fps), image_size=(h, w), window_length=length,
+            window_starts=starts, window_lengths=lengths,
+            pointmap=out["pointmap"], pointmap_conf=out["pointmap_conf"][..., 0],
+            disparity=out["disparity"][..., 0], ray_dirs=out["ray_dirs"], ray_moments=out["ray_moments"],
+            rgb=frames if frames.dtype == np.uint8 else None)
+
+    def _encode(self, frames: np.ndarray, options: SamplingOptions, progress: Progress,
+                cancelled: Callable[[], bool]) -> torch.Tensor:
+        """Each frame's diffusion latent, once: 0.18215 * (mean + std * noise_f), noise_f seeded per frame."""
+        n, h, w, _ = frames.shape
+        chunks = []
+        progress("encoding", 0.0)
+        for i in range(0, n, options.encode_chunk):
+            if cancelled():
+                raise Cancelled()
+            part = frames[i:i + options.encode_chunk]
+            video = torch.from_numpy(part).to(self.device).permute(3, 0, 1, 2)[None].float()
+            if part.dtype == np.uint8:
+                video = video / 127.5 - 1.0
+            noise = torch.stack([_seeded_randn((4, h // 8, w // 8), options.seed, 0, i + k)
+                                 for k in range(len(part))]).to(self.device)
+            chunks.append(self.backend.encode(video, noise))
+            progress("encoding", min(1.0, (i + len(part)) / n))
+        return torch.cat(chunks, dim=2)
+
+    @staticmethod
+    def _window_noise(seed: int, start: int, shape: tuple) -> torch.Tensor:
+        """x_T of the window starting at `start`: [1, 16, T, h, w], independent of batching."""
+        _, t, lh, lw = shape
+        return _seeded_randn((1, 16, t, lh, lw), seed, 1, start)
+
+    @staticmethod
+    def _store(out: dict, g: int, t: int, geo) -> None:
+        dirs = geo.ray_dirs / geo.ray_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        # The decoded moments live in the training box (x, y doubled, z mapped [0, 1] -> [-1, 1]):
+        # p_box = 2 p - e_z, so p x d = (m_box + e_z x d) / 2 in the point map's units.
+        e_z = torch.tensor([0.0, 0.0, 1.0], device=dirs.device).expand_as(dirs)
+        moments = (geo.ray_moments + torch.cross(e_z, dirs, dim=-1)) / 2.0
+        out["pointmap"][g, :t] = geo.pts3d.cpu().numpy()
+        out["pointmap_conf"][g, :t] = geo.conf.cpu().numpy()
+        out["disparity"][g, :t] = geo.inverse_depth.cpu().numpy()
+        out["ray_dirs"][g, :t] = dirs.cpu().numpy()
+        out["ray_moments"][g, :t] = moments.cpu().numpy()
+
+
+def _seeded_randn(shape: tuple, seed: int, stream: int, index: int) -> torch.Tensor:
+    """Standard normal float32 noise on the CPU, reproducible from (seed, stream, index) alone."""
+    key = np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(key) & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.randn(shape, generator=generator)

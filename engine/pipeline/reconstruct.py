@@ -1,0 +1,204 @@
+"""Clip -> window predictions (a geometry model) -> alignment -> reconstruction bundle.
+
+`run_reconstruct(options, progress, cancelled)` is the one entry point, used by the
+`reconstruct` command and by the Blender protocol server. The loaded model is cached between
+runs (the server keeps its process alive so a second run does not reload 3 GB of weights).
+
+Sizes: the model runs at a processing size whose sides are multiples of its stride (64 for
+Geo4D), close to its training size (320 x 512) in area and to the clip in aspect. Its maps are
+then resized to the output size: the processing height with the clip's exact aspect ratio, so the
+bundle's intrinsics map to the clip's pixels by one scale factor (scene.json metadata.clip_size).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import Cancelled, EngineError, InputError
+from ..io.video import probe_video, read_video
+from ..io.windows import WindowPredictions
+
+TRAINING_AREA = 320 * 512  # Geo4D's training resolution
+Progress = Callable[[str, float], None]
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass
+class ReconstructOptions:
+    video: Path
+    out: Path
+    model: str = "geo4d"
+    model_dir: Path | None = None    # None: $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/<model>
+    stride: int = 4
+    steps: int = 5
+    device: str | None = None        # None: cuda when available, else cpu
+    precision: str | None = None     # fp32 | fp16 | bf16; None: fp16 on cuda, fp32 on cpu
+    runtime: str = "torch"           # torch | onnx
+    frames: tuple[int, int | None] = (0, None)  # [start, stop) in the clip
+    size: tuple[int, int] | None = None           # processing (H, W); None: automatic
+    seed: int = 123
+    window_batch: int = 1
+    point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
+    align: dict = field(default_factory=dict)  # alignment options by name
+
+    def __post_init__(self):
+        # The protocol server builds options from JSON: strings and lists become paths and tuples.
+        self.video = Path(self.video)
+        self.out = Path(self.out)
+        self.model_dir = Path(self.model_dir) if self.model_dir else None
+        start, stop = self.frames
+        self.frames = (int(start or 0), None if stop is None else int(stop))
+        self.size = tuple(int(v) for v in self.size) if self.size else None
+
+
+def processing_size(clip_size: tuple[int, int], multiple: int, area: int = TRAINING_AREA) -> tuple[int, int]:
+    """(H, W), multiples of `multiple`, balancing the clip's aspect and the model's training area
+    (log errors of both, equally weighted)."""
+    ch, cw = clip_size
+    aspect = cw / ch
+    best = None
+    for h in range(multiple, 4 * int(math.sqrt(area)) + 1, multiple):
+        w = max(multiple, int(h * aspect / multiple + 0.5) * multiple)
+        cost = abs(math.log(w / h / aspect)) + abs(math.log(h * w / area))
+        if best is None or cost < best[0] - 1e-12:
+            best = (cost, h, w)
+    return best[1], best[2]
+
+
+def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
+    """The processing height with the clip's aspect ratio."""
+    ch, cw = clip_size
+    h = processing[0]
+    return h, max(2, int(round(h * cw / ch)))
+
+
+def resize_predictions(w: WindowPredictions, size: tuple[int, int]) -> WindowPredictions:
+    """The same windows at another map size: values interpolated bilinearly, a pixel stays valid
+    only where all its source pixels were, ray directions renormalised."""
+    if tuple(w.image_size) == tuple(size):
+        return w
+    h, wd = size
+
+    def resize(maps: np.ndarray, interp: int) -> np.ndarray:
+        flat = maps.reshape(-1, *maps.shape[2:])
+        out = np.stack([cv2.resize(m, (wd, h), interpolation=interp) for m in flat])
+        return out.reshape(*maps.shape[:2], h, wd, *maps.shape[4:])
+
+    valid = resize((w.pointmap_conf > 0).astype(np.float32), cv2.INTER_LINEAR) > 1 - 1e-6
+    dirs = resize(w.ray_dirs, cv2.INTER_LINEAR)
+    dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
+    rgb = None if w.rgb is None else np.stack([cv2.resize(f, (wd, h), interpolation=cv2.INTER_AREA) for f in w.rgb])
+    return WindowPredictions(
+        num_frames=w.num_frames, fps=w.fps, image_size=(h, wd), window_length=w.window_length,
+        window_starts=w.window_starts, window_lengths=w.window_lengths,
+        pointmap=resize(w.pointmap, cv2.INTER_LINEAR),
+        pointmap_conf=np.where(valid, resize(w.pointmap_conf, cv2.INTER_LINEAR), 0.0).astype(np.float32),
+        disparity=resize(w.disparity, cv2.INTER_LINEAR), ray_dirs=dirs,
+        ray_moments=resize(w.ray_moments, cv2.INTER_LINEAR), rgb=rgb, source=w.source)
+
+
+_MODEL_CACHE: dict = {}
+
+
+def load_model(options: ReconstructOptions):
+    """The Geo4D model for these options, loaded once and kept for the next run."""
+    import torch
+
+    from ..models.geo4d.model import Geo4D
+    from ..models.geo4d.weights import default_model_dir, load_geo4d
+
+    if options.model != "geo4d":
+        raise InputError(f"unknown model {options.model!r}", "use --model geo4d")
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU",
+                          "use --device cpu, or install a CUDA build of PyTorch")
+    precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    model_dir = Path(options.model_dir).expanduser() if options.model_dir else default_model_dir(options.model)
+    key = (str(model_dir.absolute()), device, precision, options.runtime)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()  # one model in memory at a time
+        modules = load_geo4d(model_dir, device, getattr(torch, PRECISIONS[precision]))
+        if options.runtime == "torch":
+            model = Geo4D.from_modules(modules, device)
+        elif options.runtime == "onnx":
+            model = _onnx_model(modules, device)
+        else:
+            raise InputError(f"unknown runtime {options.runtime!r}", "use --runtime torch or --runtime onnx")
+        _MODEL_CACHE[key] = model
+    return _MODEL_CACHE[key]
+
+
+def _onnx_model(modules, device):
+    from ..models.geo4d.model import Geo4D
+
+    try:
+        from ..runtime.onnx_backend import OnnxBackend
+    except ImportError as exc:
+        raise EngineError("the ONNX Runtime backend is not available in this engine build",
+                          "use --runtime torch") from exc
+    return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
+
+
+def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> Path:
+    """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
+    from ..alignment import AlignOptions, align
+    from ..io.bundle import write_bundle
+    from ..models.geo4d.model import SamplingOptions
+
+    progress = progress or (lambda stage, fraction: None)
+    cancelled = cancelled or (lambda: False)
+    out = Path(options.out).absolute()
+    if out.exists() and not (out / "scene.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not a Parallax bundle",
+                         "choose a new output folder or an existing bundle to replace")
+    clip_size, _ = probe_video(options.video)
+    started = time.perf_counter()
+    progress("loading model", 0.0)
+    model = load_model(options)
+    progress("loading model", 1.0)
+    multiple = model.size_multiple
+    if options.size is not None:
+        size = tuple(int(v) for v in options.size)
+        if size[0] % multiple or size[1] % multiple or min(size) < multiple:
+            raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
+                             f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
+    else:
+        size = processing_size(clip_size, multiple)
+    start, stop = options.frames
+    progress("reading video", 0.0)
+    clip = read_video(options.video, start, stop, size)
+    progress("reading video", 1.0)
+    if cancelled():
+        raise Cancelled()
+    sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
+    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled)
+    windows = resize_predictions(windows, output_size(clip_size, size))
+    windows.source = str(Path(options.video).absolute())
+    if cancelled():
+        raise Cancelled()
+    model_seconds = time.perf_counter() - started
+    recon = align(windows, AlignOptions(**options.align) if options.align else None, progress)
+    recon.frames = clip.frame_indices
+    recon.source_clip = windows.source
+    recon.metadata.update({
+        "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
+        "stride": options.stride, "steps": options.steps, "seed": options.seed,
+        "model_seconds": round(model_seconds, 3),
+    })
+    if cancelled():
+        raise Cancelled()
+    progress("writing bundle", 0.0)
+    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride)
+    progress("writing bundle", 1.0)
+    return path

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny Geo4D checkpoints in the official Lightning layout, and their conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.fixture_paths import GEO4D_FIXTURES
+TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
+
+
+class PickledConfig:
+    """Stands for the config objects some Lightning checkpoints pickle: loading it needs code."""
+
+    def __init__(self):
+        self.lr = 1e-4
+
+
+@dataclass
+class TinyCheckpoints:
+    model: Path     # {"state_dict": every key of the tiny LatentVisualDiffusion, "global_step": 0}
+    vae: Path       # {"state_dict": {"model.<point-map VAE key>": ...}}
+    pickled: Path   # a vae.ckpt that also holds a pickled class instance
+    config: Path    # the tiny architecture (tiny_config.json)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    model_state = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
+    vae_state = load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")
+    torch.save({"state_dict": model_state, "global_step": 0, "epoch": 0}, folder / "model.ckpt")
+    torch.save({"state_dict": vae_state}, folder / "vae.ckpt")
+    torch.save({"state_dict": vae_state, "hyper_parameters": PickledConfig()}, folder / "pickled.ckpt")
+    return TinyCheckpoints(folder / "model.ckpt", folder / "vae.ckpt", folder / "pickled.ckpt", TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
+    """The tiny checkpoints converted in float32 (so results can be compared with the fixtures)."""
+    from engine.models.geo4d.convert import convert_geo4d
+
+    out = tmp_path_factory.mktemp("models") / "geo4d"
+    return convert_geo4d(tiny_checkpoints.model, tiny_checkpoints.vae, out, "fp32", tiny_checkpoints.config,
+                         log=lambda message: None)

@@ -1,0 +1,112 @@
+"""Conversion of Lightning-style Geo4D checkpoints and loading of converted model directories."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.fixture_paths import GEO4D_FIXTURES
+from engine.errors import ModelError
+from engine.models.geo4d.convert import convert_geo4d
+from engine.models.geo4d.weights import load_geo4d, verify_model_dir
+
+
+def test_converted_directory_holds_exactly_the_inference_weights(tiny_model_dir):
+    files = sorted(p.name for p in tiny_model_dir.iterdir())
+    assert files == ["config.json", "context.safetensors", "manifest.json", "pointmap_vae.safetensors",
+                     "unet.safetensors", "vae.safetensors"]
+    source = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
+    unet = load_file(tiny_model_dir / "unet.safetensors")
+    prefix = "model.diffusion_model."
+    assert set(unet) == {k[len(prefix):] for k in source if k.startswith(prefix)}
+    for key, value in unet.items():
+        assert torch.equal(value, source[prefix + key])
+    vae = load_file(tiny_model_dir / "vae.safetensors")
+    assert set(vae) == {k[len("first_stage_model."):] for k in source if k.startswith("first_stage_model.")}
+    assert any(k.startswith("decoder_adaptor.") for k in vae) and any(k.startswith("encoder_adaptor.") for k in vae)
+    pm = load_file(tiny_model_dir / "pointmap_vae.safetensors")
+    assert set(pm) == {k[len("model."):] for k in load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")}
+    meta = json.loads((tiny_model_dir / "config.json").read_text())
+    assert meta["dtype"] == "fp32"
+    assert meta["config"]["model"]["params"]["unet_config"]["params"]["model_channels"] == 32
+
+
+def test_constant_context_matches_official_conditioning(tiny_model_dir):
+    context = load_file(tiny_model_dir / "context.safetensors")["context"]
+    expected = load_file(GEO4D_FIXTURES / "conditioning.safetensors")["c_crossattn"]
+    assert context.shape == expected.shape == (1, 333, 16)
+    assert torch.allclose(context, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fp16_conversion_and_load(tiny_checkpoints, tmp_path):
+    out = convert_geo4d(tiny_checkpoints.model, tiny_checkpoints.vae, tmp_path / "g", "fp16",
+                        tiny_checkpoints.config, log=lambda m: None)
+    unet = load_file(out / "unet.safetensors")
+    source = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
+    key = "input_blocks.0.0.weight"
+    assert unet[key].dtype == torch.float16
+    assert torch.equal(unet[key], source["model.diffusion_model." + key].half())
+    modules = load_geo4d(out, "cpu", torch.float32)
+    assert modules.context.shape == (1, 333, 16)
+    assert not any(p.is_meta for m in (modules.unet, modules.vae, modules.pointmap_vae) for p in m.parameters())
+    assert not list(tmp_path.glob(".g.*"))  # no temporary folder left
+
+
+def test_pickled_code_checkpoint_is_refused(tiny_checkpoints, tmp_path):
+    with pytest.raises(ModelError, match="pickled Python code") as info:
+        convert_geo4d(tiny_checkpoints.model, tiny_checkpoints.pickled, tmp_path / "out", "fp16",
+                      tiny_checkpoints.config, log=lambda m: None)
+    assert "PickledConfig" in str(info.value)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_swapped_and_truncated_checkpoints_are_refused(tiny_checkpoints, tmp_path):
+    with pytest.raises(ModelError, match="not a Geo4D model checkpoint"):
+        convert_geo4d(tiny_checkpoints.vae, tiny_checkpoints.model, tmp_path / "out", "fp16",
+                      tiny_checkpoints.config, log=lambda m: None)
+    truncated = tmp_path / "model.ckpt"
+    truncated.write_bytes(tiny_checkpoints.model.read_bytes()[:100_000])
+    with pytest.raises(ModelError, match="not a readable PyTorch checkpoint"):
+        convert_geo4d(truncated, tiny_checkpoints.vae, tmp_path / "out", "fp16", tiny_checkpoints.config,
+                      log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_checkpoints, tmp_path):
+    # The tiny weights against the full-size config: every shape differs.
+    with pytest.raises(ModelError, match="do not match the Geo4D architecture"):
+        convert_geo4d(tiny_checkpoints.model, tiny_checkpoints.vae, tmp_path / "out", log=lambda m: None)
+
+
+def test_convert_cli_refuses_with_exit_code_and_message(tiny_checkpoints, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "convert", "geo4d", "--model-ckpt", str(tiny_checkpoints.model),
+         "--vae-ckpt", str(tiny_checkpoints.pickled), "--out", str(tmp_path / "out"),
+         "--config", str(tiny_checkpoints.config)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pickled Python code" in result.stderr and "fix:" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_corrupt_model_directories_are_named(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        verify_model_dir(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "vae.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"vae\.safetensors is missing") as info:
+        load_geo4d(broken)
+    assert "python -m engine convert geo4d" in str(info.value)
+    shutil.copy(tiny_model_dir / "vae.safetensors", broken / "vae.safetensors")
+    data = bytearray((broken / "unet.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (broken / "unet.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"unet\.safetensors is corrupt"):
+        load_geo4d(broken)
+    (broken / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"manifest\.json is corrupt"):
+        load_geo4d(broken)

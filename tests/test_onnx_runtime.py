@@ -1,0 +1,100 @@
+"""The ONNX Runtime UNet agrees with the torch UNet and with the official fixtures (tiny model).
+
+Tolerance: 5e-5, relative to max(1, |expected|), in float32 (torch itself reproduces the fixtures
+to 3e-6; ONNX Runtime's kernels sum in another order, seen at 5e-6 here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.errors import ModelError
+from engine.models.geo4d.checks import compare, unet_forward
+from engine.models.geo4d.config import load_config
+from engine.runtime.onnx_backend import OnnxUNet, execution_providers, unet_onnx_for
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+
+FIXTURES = GEO4D_FIXTURES
+pytestmark = requires_geo4d_fixtures
+TOLERANCE = 5e-5
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
+
+
+@pytest.fixture(scope="module")
+def exported(unet, tmp_path_factory):
+    """(path, weights file) of the tiny UNet exported through the cache."""
+    weights = tmp_path_factory.mktemp("model") / "unet.safetensors"
+    weights.write_bytes(b"stand-in for the converted weights file: only its size and time are used")
+    return unet_onnx_for(unet, weights, weights.parent / "onnx"), weights
+
+
+@pytest.fixture(scope="module")
+def onnx_unet(exported):
+    return OnnxUNet(exported[0], "cpu")
+
+
+def test_onnx_unet_reproduces_the_official_fixture(onnx_unet):
+    data = load_file(FIXTURES / unet_forward.FIXTURE)
+    for case in ("caseA", "caseB"):
+        out = onnx_unet(data[f"{case}.x_in"], data[f"{case}.t"], data[f"{case}.context"], data[f"{case}.fs"])
+        result = compare(case, out, data[f"{case}.out"], TOLERANCE)
+        assert result.ok, result
+
+
+@torch.no_grad()
+def test_onnx_and_torch_agree_on_other_batch_frame_and_latent_sizes(onnx_unet, unet):
+    generator = torch.Generator().manual_seed(7)
+    b, t, h, w = 2, 8, 4, 8
+    x = torch.randn(b, 20, t, h, w, generator=generator)
+    timesteps, fs = torch.tensor([999, 37]), torch.tensor([24, 3])
+    context = torch.randn(b, 77 + 16 * t, 16, generator=generator)
+    ours = onnx_unet(x, timesteps, context, fs)
+    assert ours.shape == (b, 16, t, h, w) and ours.dtype == torch.float32
+    result = compare("b2 t8 4x8", ours, unet(x, timesteps, context, fs), TOLERANCE)
+    assert result.ok, result
+
+
+def test_export_is_cached_and_leaves_only_its_files(unet, exported):
+    path, weights = exported
+    mtime = path.stat().st_mtime_ns
+    assert unet_onnx_for(unet, weights, path.parent) == path
+    assert path.stat().st_mtime_ns == mtime  # reused, not exported again
+    assert sorted(p.name for p in path.parent.iterdir()) == ["unet-float32.json", "unet-float32.onnx"]
+
+
+def test_a_broken_onnx_file_is_a_model_error(tmp_path):
+    broken = tmp_path / "unet.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="cannot load"):
+        OnnxUNet(broken)
+    with pytest.raises(ModelError, match="does not exist"):
+        OnnxUNet(tmp_path / "missing.onnx")
+
+
+def test_gpu_without_the_cuda_provider_is_a_model_error():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert execution_providers("cuda")[0] == "CUDAExecutionProvider"
+    else:
+        with pytest.raises(ModelError, match="onnxruntime-gpu"):
+            execution_providers("cuda")
+    assert execution_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tmp_path):
+    weights = exported[1]
+    with pytest.raises(ModelError, match="float32 or float16"):
+        unet_onnx_for(unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
+                      .to(torch.bfloat16), weights, tmp_path)
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    with pytest.raises(ModelError, match="cannot write the ONNX export"):
+        unet_onnx_for(unet, weights, blocker / "onnx")
+    assert not list(tmp_path.glob("**/*.onnx"))

@@ -1,0 +1,115 @@
+"""`reconstruct` end to end with the tiny converted model on real footage, and its bad-input errors."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import Cancelled, InputError, ModelError
+from engine.io.windows import load_windows
+from engine.pipeline import ReconstructOptions, run_reconstruct
+from engine.pipeline.reconstruct import output_size, processing_size
+from tests.fixture_paths import GEO4D_FIXTURES
+
+CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
+
+
+def _options(video, out, model_dir, **kw):
+    # Tiny model (latent 4x8, UNet stride 32): 32x64 frames keep a run to a few seconds.
+    return ReconstructOptions(video=video, out=out, model_dir=model_dir, size=(32, 64), device="cpu", **kw)
+
+
+def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
+    stages = []
+    # 17 frames: two windows (0-15, 1-16); 2 DDIM steps keep it quick on 2 CPU cores.
+    options = _options(CLIP, tmp_path / "bundle", tiny_model_dir, frames=(3, 20), stride=4, steps=2)
+    bundle = run_reconstruct(options, progress=lambda stage, fraction: stages.append((stage, fraction)))
+    scene = json.loads((bundle / "scene.json").read_text())
+    assert [f["frame"] for f in scene["frames"]] == list(range(3, 20))
+    # drift-turn is 854x480: maps at the processing height with the clip's aspect.
+    assert scene["image_size"] == [32, 57]
+    assert scene["metadata"]["clip_size"] == [480, 854] and scene["metadata"]["processing_size"] == [32, 64]
+    assert scene["fps"] == 25.0
+    for frame in scene["frames"]:
+        assert (bundle / frame["depth"]).is_file() and (bundle / frame["points"]).is_file()
+        assert np.isfinite(np.asarray(frame["camera_to_world"])).all()
+    windows = load_windows(bundle / "windows.npz")
+    assert windows.window_starts.tolist() == [0, 1] and windows.num_frames == 17
+    assert windows.image_size == (32, 57) and windows.rgb.shape == (17, 32, 57, 3)
+    assert np.allclose(np.linalg.norm(windows.ray_dirs, axis=-1), 1.0, atol=1e-5)
+    assert (windows.pointmap_conf > 0).mean() > 0.5
+    assert {s for s, _ in stages} >= {"loading model", "encoding", "diffusion", "writing bundle"}
+    assert ("diffusion", 1.0) in stages
+
+
+def test_odd_resolution_short_clip(tiny_model_dir, tmp_path):
+    """A 5-frame 101x67 clip: one short window, maps back at the clip's aspect."""
+    video = tmp_path / "odd.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (101, 67))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        writer.write(rng.integers(0, 255, (67, 101, 3), dtype=np.uint8))
+    writer.release()
+    bundle = run_reconstruct(_options(video, tmp_path / "bundle", tiny_model_dir, stride=4, steps=1))
+    scene = json.loads((bundle / "scene.json").read_text())
+    assert len(scene["frames"]) == 5 and scene["image_size"] == [32, 48]
+    windows = load_windows(bundle / "windows.npz")
+    assert windows.window_starts.tolist() == [0] and windows.window_lengths.tolist() == [5]
+
+
+def test_cancel_between_windows_leaves_nothing(tiny_model_dir, tmp_path):
+    seen = []
+
+    def cancelled():
+        return any(stage == "diffusion" and fraction > 0 for stage, fraction in seen)
+
+    with pytest.raises(Cancelled):
+        run_reconstruct(_options(CLIP, tmp_path / "bundle", tiny_model_dir, frames=(0, 17), stride=4, steps=1),
+                        lambda stage, fraction: seen.append((stage, fraction)), cancelled)
+    assert not list(tmp_path.iterdir())
+
+
+def test_processing_size_keeps_aspect_near_training_area():
+    assert processing_size((480, 854), 64) == (320, 576)
+    assert processing_size((1080, 1920), 64) == (320, 576)
+    assert processing_size((720, 720), 64) == (384, 384)
+    assert processing_size((1920, 1080), 64) == (512, 320)
+    assert processing_size((320, 512), 64) == (320, 512)
+    assert output_size((480, 854), (320, 576)) == (320, 569)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "engine", "reconstruct", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_unreadable_video_fails_cleanly(tiny_model_dir, tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    result = _cli(bad, "--out", tmp_path / "bundle", "--model-dir", tiny_model_dir, "--device", "cpu")
+    assert result.returncode == 2
+    assert "clip.mp4" in result.stderr and "fix:" in result.stderr
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
+    with pytest.raises(InputError, match="zero frames"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(500, 600)))
+    with pytest.raises(InputError, match="multiple of 32"):
+        run_reconstruct(ReconstructOptions(video=CLIP, out=tmp_path / "b", model_dir=tiny_model_dir,
+                                           size=(30, 64), device="cpu"))
+    with pytest.raises(InputError, match="stride"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(0, 20), stride=16))
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_model_fails_cleanly(tmp_path):
+    result = _cli(CLIP, "--out", tmp_path / "bundle", "--model-dir", tmp_path / "no-model", "--device", "cpu")
+    assert result.returncode == 2
+    assert "no-model does not exist" in result.stderr and "engine convert geo4d" in result.stderr
+    assert not (tmp_path / "bundle").exists()
+    with pytest.raises(ModelError):
+        run_reconstruct(_options(CLIP, tmp_path / "bundle", tmp_path / "no-model"))
