@@ -13,6 +13,7 @@ colour, depth and mask then describe the same point and K's +0.5 pixel centres h
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def read_passes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def render(layout: Layout, size: tuple[int, int], samples: int) -> GroundTruth:
     scene = reset_scene(size, samples)
     camera, moving = build(scene, layout)
-    rgb, depth, dynamic, K, camera_to_world = [], [], [], [], []
+    rgb, depth, dynamic, K = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="parallax-render-") as tmp:
         for i in range(layout.num_frames):
             camera.matrix_world = Matrix((layout.camera_to_world[i] @ OPENCV_TO_BLENDER_CAMERA).tolist())
@@ -184,10 +185,13 @@ def render(layout: Layout, size: tuple[int, int], samples: int) -> GroundTruth:
             depth.append(frame_depth)
             dynamic.append(frame_dynamic)
             K.append(intrinsics(camera.data.lens, size))
-            # What Blender actually rendered with (its matrices are float32), back in OpenCV axes.
-            camera_to_world.append(np.array(camera.matrix_world, np.float64) @ OPENCV_TO_BLENDER_CAMERA)
+            used = np.array(camera.matrix_world, np.float64) @ OPENCV_TO_BLENDER_CAMERA
+            if np.abs(used - layout.camera_to_world[i]).max() > 1e-4:
+                raise RuntimeError(f"Blender moved the camera of frame {i} away from the layout's:\n{used}")
+    # The layout's float64 poses, not Blender's float32 copies: the same cameras to 1e-7, but exactly
+    # orthonormal, so rotation errors measured against them are not floored by rounding.
     return GroundTruth(name=layout.name, fps=FPS, rgb=np.stack(rgb), depth=np.stack(depth), K=np.stack(K),
-                       camera_to_world=np.stack(camera_to_world), dynamic=np.stack(dynamic))
+                       camera_to_world=layout.camera_to_world.copy(), dynamic=np.stack(dynamic))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or min(args.size) < 8:
         parser.error("need --frames >= 1 and both --size values >= 8")
     gt = render(LAYOUTS[args.scene](args.frames), tuple(args.size), args.samples)
-    partial = args.out.with_name(args.out.name + ".partial.npz")
+    partial = args.out.with_name(f"{args.out.name}.{os.getpid()}.partial.npz")  # unique: renders may race
     gt.save(partial)
     partial.replace(args.out)  # never leave a half-written file under the final name
     return 0

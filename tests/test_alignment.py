@@ -74,8 +74,8 @@ def test_a_disagreeing_window_is_down_weighted():
     plain = align(windows, AlignOptions(robust=False))
     assert robust.metadata["alignment"]["down_weighted_windows"] == [bad]
     m_robust, m_plain = evaluate(robust, gt), evaluate(plain, gt)
-    assert m_robust["abs_rel"] < 0.01 < m_plain["abs_rel"]
-    assert m_robust["ate_percent"] < m_plain["ate_percent"]
+    assert m_robust["abs_rel"] < 0.002 and m_robust["abs_rel"] < m_plain["abs_rel"]
+    assert m_robust["ate_percent"] < 0.1 < m_plain["ate_percent"]
 
 
 def test_disjoint_windows_are_tied_by_adjacent_frames():

@@ -5,9 +5,6 @@ to 3e-6; ONNX Runtime's kernels sum in another order, seen at 5e-6 here)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,11 +13,10 @@ from engine.errors import ModelError
 from engine.models.geo4d.checks import compare, unet_forward
 from engine.models.geo4d.config import load_config
 from engine.runtime.onnx_backend import OnnxUNet, execution_providers, unet_onnx_for
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "geo4d"
-if not FIXTURES.is_dir():
-    FIXTURES = Path("/work/shared/fixtures/geo4d")
-pytestmark = pytest.mark.skipif(not (FIXTURES / "tiny_config.json").is_file(), reason="Geo4D fixtures not present")
+FIXTURES = GEO4D_FIXTURES
+pytestmark = requires_geo4d_fixtures
 TOLERANCE = 5e-5
 
 

@@ -9,17 +9,17 @@ _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINE
 
 
 def new_fcurves(id_block: bpy.types.ID, action_name: str):
-    """A fresh action assigned to id_block; returns (action, the F-curve collection to add curves to)."""
+    """A fresh action assigned to id_block; returns the F-curve collection to add curves to."""
     anim = id_block.animation_data_create()
     action = bpy.data.actions.new(action_name)
     anim.action = action
     if not hasattr(action, "slots"):  # Blender 4.2-4.3: curves live on the action itself
-        return action, action.fcurves
+        return action.fcurves
     from bpy_extras import anim_utils
 
     slot = action.slots.new(id_block.id_type, id_block.name)
     anim.action_slot = slot
-    return action, anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
+    return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
 
 
 def set_keys(fcurves, data_path: str, index: int, frames: np.ndarray, values: np.ndarray) -> None:

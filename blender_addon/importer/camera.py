@@ -36,12 +36,12 @@ def build_camera(name: str, matrices: np.ndarray, lens: LensKeys, scene_frames: 
         previous = q
 
     frames = np.asarray(scene_frames, np.float64)
-    action, curves = new_fcurves(obj, f"{name} Motion")
+    curves = new_fcurves(obj, f"{name} Motion")
     for axis in range(3):
         set_keys(curves, "location", axis, frames, matrices[:, axis, 3])
     for axis in range(4):
         set_keys(curves, "rotation_quaternion", axis, frames, quats[:, axis])
-    data_action, data_curves = new_fcurves(data, f"{name} Lens")
+    data_curves = new_fcurves(data, f"{name} Lens")
     set_keys(data_curves, "lens", 0, frames, lens.lens)
     set_keys(data_curves, "shift_x", 0, frames, lens.shift_x)
     set_keys(data_curves, "shift_y", 0, frames, lens.shift_y)

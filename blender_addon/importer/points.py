@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 COLOR_ATTRIBUTE = "point_color"
 CONFIDENCE_ATTRIBUTE = "confidence"
@@ -35,8 +36,6 @@ def build_points(name: str, points: FramePoints, world: np.ndarray, radius: floa
     world: float64[4, 4] engine world -> Blender world, set as the object's matrix (no per-point work).
     radius: point radius in engine world units.
     """
-    from mathutils import Matrix
-
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(points.xyz))
     mesh.attributes["position"].data.foreach_set("vector", np.ascontiguousarray(points.xyz, np.float32).ravel())

@@ -24,7 +24,7 @@ from ..io.windows import WindowPredictions
 from .cameras import cameras_from_points, centre_from_rays, focal_from_rays, rotation_from_rays
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import centred_pixels, intrinsics, pixel_grid, project_to_rotation
-from .poses import initial_scales, slot_pairs, smooth_trajectory, window_rotations, window_similarities
+from .poses import slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 Progress = Callable[[str, float], None]
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -95,19 +95,18 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     ga, gb = slot_window[pairs.a], slot_window[pairs.b]
     window_rot = window_rotations(rotation, slot_window, pairs, num_windows, opts.robust)
     both = usable[pairs.a] & usable[pairs.b]
-    init_scale = initial_scales(depth[pairs.a], depth[pairs.b], both, ga, gb, num_windows)
+    scale = window_scales(depth[pairs.a], depth[pairs.b], both, ga, gb, num_windows, opts.robust)
     pair_w = np.where(both, np.sqrt(conf[pairs.a] * conf[pairs.b]), 0.0)
     pair_w *= np.where(pairs.adjacent, ADJACENT_WEIGHT, 1.0)[:, None]
     centre_w = CENTRE_WEIGHT * pair_w.sum(axis=1, keepdims=True)
-    with np.errstate(all="ignore"):
-        centre_depth = np.nanmedian(np.where(both, depth[pairs.a], np.nan), axis=1, keepdims=True)
-    centre_w = np.where(np.isfinite(centre_depth), centre_w, 0.0)
-    poses = window_similarities(
+    frame_depth = np.sort(np.where(both, depth[pairs.a], np.inf), axis=1)[np.arange(len(ga)), both.sum(axis=1) // 2]
+    centre_w = np.where(np.isfinite(frame_depth), centre_w[:, 0], 0.0)[:, None]
+    world_depth = scale[ga, None] * np.concatenate([depth[pairs.a], np.nan_to_num(frame_depth, posinf=1.0)[:, None]],
+                                                   axis=1)
+    poses = window_translations(
         np.concatenate([points[pairs.a], centre[pairs.a][:, None]], axis=1),
         np.concatenate([points[pairs.b], centre[pairs.b][:, None]], axis=1),
-        np.concatenate([pair_w, centre_w], axis=1),
-        np.concatenate([depth[pairs.a], np.nan_to_num(centre_depth, nan=1.0)], axis=1),
-        ga, gb, window_rot, init_scale, opts.robust)
+        np.concatenate([pair_w, centre_w], axis=1), world_depth, ga, gb, window_rot, scale, opts.robust)
 
     report("cameras", 0.6)
     world_rot = poses.rotation[slot_window] @ rotation

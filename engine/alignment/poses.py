@@ -4,10 +4,10 @@ Windows that share a frame see the same camera and the same pixels, so for every
 (a in window g, b in window h, the same frame):
   rotation:  R_g R_a = R_h R_b                          (camera rotations from the rays)
   points:    s_g R_g X_a + t_g = s_h R_h X_b + t_h      (the same pixel's point, and the camera centre)
-The rotations are averaged first (linear chordal averaging, one sparse solve), then the scales and
-translations in one linear least-squares problem with 4 unknowns per window. Both are iteratively
-reweighted (Cauchy) so that a window that disagrees with its neighbours loses its say; every residual
-is divided by the point's depth so that near and far points count alike.
+The rotations are averaged first (linear chordal averaging, one sparse solve), then the scales from
+depth ratios in the log domain, then the translations (a weighted graph Laplacian). Each is iteratively
+reweighted (Cauchy) so that a window that disagrees with its neighbours loses its say; point residuals
+are divided by the point's depth so that near and far points count alike.
 Windows that share no frame (stride >= window length) are tied by their adjacent frames instead.
 """
 
@@ -117,67 +117,74 @@ def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: 
     return project_to_rotation(np.swapaxes(z, 1, 2))
 
 
-def initial_scales(depth_a: np.ndarray, depth_b: np.ndarray, valid: np.ndarray, ga: np.ndarray, gb: np.ndarray,
-                   num_windows: int) -> np.ndarray:
-    """Rough window scales from median depth ratios of shared pixels (only to normalise residuals).
+def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
+                  num_windows: int, robust: bool = True) -> np.ndarray:
+    """Scale of every window from the depth ratios of the pixels its slots share with other windows.
 
-    depth_a, depth_b, valid: [M, P] own-camera depths of the paired slots' samples. Returns float64[G].
+    The same pixel seen by windows g and h has world depth s_g z_a = s_h z_b, so each slot pair gives
+    log s_h - log s_g = median log(z_a / z_b). Solved in the log domain (window 0 has scale 1), which
+    has no trivial solution: unlike a least-squares fit of the points, it cannot shrink the scales.
+    depth_a, depth_b, usable: [M, P] own-camera depths of the paired slots' samples. Returns float64[G].
     """
-    ratio = np.where(valid, np.log(np.where(valid, depth_a / np.where(valid, depth_b, 1.0), 1.0)), np.nan)
-    has = valid.any(axis=1)
-    log_ratio = np.nanmedian(ratio[has], axis=1)  # log s_h - log s_g
-    m = int(has.sum())
-    mat = np.zeros((m + 1, num_windows))
-    mat[np.arange(m), gb[has]] = 1.0
-    mat[np.arange(m), ga[has]] -= 1.0
-    mat[m, 0] = 1.0
-    log_s = np.linalg.lstsq(mat, np.concatenate([log_ratio, [0.0]]), rcond=None)[0]
+    has = usable.any(axis=1)
+    ratio = np.log(np.where(usable, depth_a, 1.0)) - np.log(np.where(usable, depth_b, 1.0))
+    ordered = np.sort(np.where(usable, ratio, np.inf), axis=1)[has]
+    count = usable.sum(axis=1)[has]
+    log_ratio = 0.5 * (ordered[np.arange(len(count)), (count - 1) // 2] + ordered[np.arange(len(count)), count // 2])
+    g, h = ga[has], gb[has]
+    pair_w = np.sqrt(count.astype(float))
+    m = len(log_ratio)
+    design = np.zeros((m + 1, num_windows))
+    design[np.arange(m), h] = 1.0
+    design[np.arange(m), g] -= 1.0
+    design[m, 0] = 1.0
+    target = np.concatenate([log_ratio, [0.0]])
+    robust_w = np.ones(m)
+    for _ in range(IRLS_STEPS if robust else 1):
+        sw = np.sqrt(np.concatenate([pair_w * robust_w, [pair_w.sum()]]))
+        log_s = np.linalg.lstsq(design * sw[:, None], target * sw, rcond=None)[0]
+        robust_w = _cauchy(np.abs(design[:m] @ log_s - log_ratio), 1e-4)
     return np.exp(log_s)
 
 
-def window_similarities(points_a: np.ndarray, points_b: np.ndarray, weight: np.ndarray, depth_a: np.ndarray,
-                        ga: np.ndarray, gb: np.ndarray, rotation: np.ndarray, init_scale: np.ndarray,
+def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.ndarray, depth: np.ndarray,
+                        ga: np.ndarray, gb: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
                         robust: bool = True) -> WindowPoses:
-    """Scale and translation of every window, given the window rotations.
+    """Translation of every window, given its rotation and scale, and how much each window agrees.
 
-    points_a, points_b: float64[M, P, 3] the same pixels' points in windows ga[m] and gb[m] (window
-    frames and units); weight: [M, P] (0 = unusable); depth_a: [M, P] own-camera depth of points_a
-    (window units, for the normalisation). rotation: [G, 3, 3]; init_scale: [G].
+    points_a, points_b: float64[M, P, 3] the same pixels' points (and camera centres) in windows ga[m]
+    and gb[m] (window frames and units); weight: [M, P] (0 = unusable); depth: [M, P] world depth of
+    each sample, to make residuals relative. Minimises sum w |s_g R_g X_a + t_g - s_h R_h X_b - t_h|^2
+    / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting.
     """
     num_windows = len(rotation)
-    ya = np.einsum("mij,mpj->mpi", rotation[ga], points_a)
-    yb = np.einsum("mij,mpj->mpi", rotation[gb], points_b)
-    m, p = weight.shape
-    jac = np.zeros((m, p, 3, 8))
-    jac[..., :, 0] = ya
-    jac[..., :, 1:4] = np.eye(3)
-    jac[..., :, 4] = -yb
-    jac[..., :, 5:8] = -np.eye(3)
-    norm = 1.0 / np.maximum(init_scale[ga][:, None] * np.abs(depth_a), 1e-9)
-    cols = np.concatenate([4 * ga[:, None] + np.arange(4), 4 * gb[:, None] + np.arange(4)], axis=1)
-    pixel_w = weight * norm**2
+    gap = (scale[ga, None, None] * np.einsum("mij,mpj->mpi", rotation[ga], points_a)
+           - scale[gb, None, None] * np.einsum("mij,mpj->mpi", rotation[gb], points_b))
+    norm = 1.0 / np.maximum(np.abs(depth), 1e-12)
+    usable = weight > 0
+    sample_w = weight * norm**2
     window_w = np.ones(num_windows)
-    x = np.zeros(4 * num_windows)
+    t = np.zeros((num_windows, 3))
     for _ in range(IRLS_STEPS if robust else 1):
-        w = pixel_w * (window_w[ga] * window_w[gb])[:, None]
-        flat = jac.reshape(m, 3 * p, 8)
-        blocks = np.swapaxes(flat * np.repeat(w, 3, axis=1)[:, :, None], 1, 2) @ flat
-        normal = np.zeros((4 * num_windows, 4 * num_windows))
-        np.add.at(normal, (cols[:, :, None], cols[:, None, :]), blocks)
-        # Gauge: window 0 keeps scale 1 and translation 0.
-        anchor = float(np.trace(normal)) + 1.0
-        normal[np.arange(4), np.arange(4)] += anchor
-        rhs = np.zeros(4 * num_windows)
-        rhs[0] = anchor
-        x = np.linalg.solve(normal, rhs)
-        residual = np.linalg.norm(np.einsum("mpia,ma->mpi", jac, x[cols]), axis=2) * norm
-        usable = weight > 0
-        pixel_robust = _cauchy(residual[usable], 1e-6)
-        pixel_w = np.zeros_like(weight)
-        pixel_w[usable] = (weight * norm**2)[usable] * pixel_robust
+        w = sample_w * (window_w[ga] * window_w[gb])[:, None]
+        pair_w = w.sum(axis=1)
+        pair_gap = np.einsum("mp,mpi->mi", w, gap)
+        laplacian = np.zeros((num_windows, num_windows))
+        np.add.at(laplacian, (ga, ga), pair_w)
+        np.add.at(laplacian, (gb, gb), pair_w)
+        np.add.at(laplacian, (ga, gb), -pair_w)
+        np.add.at(laplacian, (gb, ga), -pair_w)
+        rhs = np.zeros((num_windows, 3))
+        np.add.at(rhs, ga, -pair_gap)
+        np.add.at(rhs, gb, pair_gap)
+        laplacian[0, 0] += laplacian.trace() + 1.0  # gauge: window 0 keeps translation 0
+        t = np.linalg.solve(laplacian, rhs)
+        residual = np.linalg.norm(gap + t[ga, None] - t[gb, None], axis=2) * norm
         if robust:
+            sample_w = np.zeros_like(weight)
+            sample_w[usable] = (weight * norm**2)[usable] * _cauchy(residual[usable], 1e-6)
             window_w = _window_weights(residual, usable, ga, gb, num_windows)
-    return WindowPoses(rotation=rotation, scale=x[0::4], translation=x.reshape(-1, 4)[:, 1:], weight=window_w)
+    return WindowPoses(rotation=rotation, scale=scale, translation=t, weight=window_w)
 
 
 def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,

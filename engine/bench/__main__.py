@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "align": ".align",
+    "onnx-unet": ".onnx_unet",
 }
 
 

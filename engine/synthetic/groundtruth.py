@@ -13,7 +13,7 @@ class GroundTruth:
     """A sequence of N frames, H x W pixels, with exact geometry.
 
     Attributes:
-        name: scene name ("static", "dynamic", "zoom", "street", "rotation", ...).
+        name: scene name ("static", "moving_objects", "zoom", "street", "rotation", ...).
         fps: frames per second.
         rgb: uint8[N, H, W, 3], sRGB frames.
         depth: float32[N, H, W], planar z in metres; np.inf where a pixel sees the sky.

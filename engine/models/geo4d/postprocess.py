@@ -41,12 +41,14 @@ def decode_window(latent: torch.Tensor, first_stage: AutoencoderKL, pointmap_vae
     if latent.shape[0] != 1 or latent.shape[1] != 16:
         raise ValueError(f"expected a [1, 16, T, h, w] window latent, got {tuple(latent.shape)}")
 
-    def first(group: slice) -> torch.Tensor:
-        return _thwc(decode_frames(first_stage, latent[:, group], scale_factor, chunk))
-
+    _, _, t, h, w = latent.shape
     pm = _thwc(decode_frames(pointmap_vae, latent[:, POINTMAP], scale_factor, chunk, with_confidence=True))
-    return DecodedWindow(xyz=pm[..., :3], raw_uncertainty=pm[..., 3:4], ray_dirs=first(RAY_DIRS),
-                         ray_moments=first(RAY_MOMENTS), disparity=first(DISPARITY).mean(-1, keepdim=True))
+    # The other three groups share the first-stage VAE: decode them as one batch of 3 videos.
+    rays_moments_disparity = decode_frames(first_stage, latent[0, RAY_DIRS.start:].reshape(3, 4, t, h, w),
+                                           scale_factor, chunk)
+    dirs, moments, disparity = (_thwc(video[None]) for video in rays_moments_disparity)
+    return DecodedWindow(xyz=pm[..., :3], raw_uncertainty=pm[..., 3:4], ray_dirs=dirs, ray_moments=moments,
+                         disparity=disparity.mean(-1, keepdim=True))
 
 
 def _thwc(video: torch.Tensor) -> torch.Tensor:
