@@ -139,7 +139,7 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
     _check_files([f.points_path for f in bundle.frames])
     total = sum(f.num_points for f in bundle.frames)
     xyz = np.empty((total, 3), np.float32)
-    rgb = np.empty((total, 3), np.uint8)
+    rgba = np.full((total, 4), 255, np.uint8)  # alpha 255 maps to 1.0 through the same sRGB table
     confidence = np.empty(total, np.float32)
     end = 0
     for i, f in enumerate(bundle.frames):
@@ -151,12 +151,10 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         for axis, name in enumerate(("x", "y", "z")):
             xyz[start:end, axis] = cloud[name]
         for channel, name in enumerate(("red", "green", "blue")):
-            rgb[start:end, channel] = cloud[name]
+            rgba[start:end, channel] = cloud[name]
         confidence[start:end] = cloud["confidence"]
-    color = np.ones((total, 4), np.float32)
-    color[:, :3] = srgb_to_linear(rgb)
     frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
-    return FramePoints(xyz=xyz, color=color, confidence=confidence, frame=frame)
+    return FramePoints(xyz=xyz, color=srgb_to_linear(rgba), confidence=confidence, frame=frame)
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:
