@@ -6,12 +6,7 @@ import zipfile
 import pytest
 
 import build_addon
-from tests.addon_session import INSTALL, run_bpy
-
-
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory):
-    return build_addon.build(tmp_path_factory.mktemp("dist"))
+from tests.addon_session import INSTALL, addon_zip, run_bpy  # noqa: F401 (fixture)
 
 
 def test_zip_holds_manifest_addon_engine_and_requirements(addon_zip):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,11 +15,10 @@ from engine.models.geo4d.config import load_config, unet_params
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts
 from engine.models.geo4d.resampler import Resampler
 from engine.models.geo4d.unet import UNet3D
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "geo4d"
-if not FIXTURES.is_dir():
-    FIXTURES = Path("/work/shared/fixtures/geo4d")
-pytestmark = pytest.mark.skipif(not (FIXTURES / "tiny_config.json").is_file(), reason="Geo4D fixtures not present")
+FIXTURES = GEO4D_FIXTURES
+pytestmark = requires_geo4d_fixtures
 
 
 @pytest.fixture(scope="module")

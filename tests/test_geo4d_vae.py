@@ -87,3 +87,50 @@ def test_missing_tensor_is_refused(tiny):
     del weights[FIRST_STAGE_PREFIX + "decoder_adaptor.conv_out.weight"]
     with pytest.raises(RuntimeError, match="decoder_adaptor.conv_out.weight"):
         load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
+
+
+class _Decode(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z):
+        return self.vae.decode_with_confidence(z)
+
+
+class _Encode(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x):
+        posterior = self.vae.encode(x)
+        return posterior.mean, posterior.std
+
+
+def test_onnx_export_runs_in_onnxruntime_at_other_sizes(tiny, tmp_path):
+    """Encoder and decoder export with dynamic batch and size (plain reshape/permute/SDPA) and
+    ONNX Runtime agrees with torch at a size other than the traced one."""
+    import warnings
+
+    import onnxruntime as ort
+
+    _, vae, pm = tiny
+    gen = torch.Generator().manual_seed(1)
+    cases = [(_Decode(pm), torch.randn(1, 4, 4, 6, generator=gen), torch.randn(3, 4, 5, 8, generator=gen)),
+             (_Encode(vae), torch.randn(1, 3, 32, 48, generator=gen), torch.randn(2, 3, 40, 64, generator=gen))]
+    for i, (module, traced, other) in enumerate(cases):
+        path = tmp_path / f"part{i}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (traced,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                              dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {"x": other.numpy()})
+        with torch.no_grad():
+            expected = module(other)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        assert len(outputs) == len(expected)
+        for ours, ref in zip(outputs, expected):
+            assert ours.shape == tuple(ref.shape)
+            torch.testing.assert_close(torch.from_numpy(ours), ref, atol=1e-4, rtol=1e-4)

@@ -7,6 +7,7 @@ bpy = pytest.importorskip("bpy")
 OpenEXR = pytest.importorskip("OpenEXR")
 
 from blender_addon.importer import import_bundle  # noqa: E402
+from blender_addon.importer.depth import compositor_output, compositor_tree  # noqa: E402
 from tests.synthetic_bundle import write_synthetic_bundle  # noqa: E402
 
 RED, BLUE, FOG = (1.0, 0.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0), (0.5, 0.5, 0.5, 1.0)
@@ -46,11 +47,11 @@ def _render(scene, frame, path):
 
 def test_depth_sequence_follows_the_frames(imported, tmp_path):
     scene, recon = imported
-    tree = scene.compositing_node_group
+    tree = compositor_tree(scene)
     image = _node(tree, "CompositorNodeImage").image
     assert image.source == "SEQUENCE" and image.colorspace_settings.name == "Non-Color"
     assert len([i for i in bpy.data.images if i.source == "SEQUENCE"]) == 1
-    tree.links.new(_node(tree, "CompositorNodeScale").outputs[0], _node(tree, "NodeGroupOutput").inputs[0])
+    tree.links.new(_node(tree, "CompositorNodeScale").outputs[0], compositor_output(tree))
     for i in (0, 4, 11):
         shown = _render(scene, scene.frame_start + i, tmp_path / f"depth{i}.exr")
         np.testing.assert_array_equal(shown[..., 0], recon.depth[i])
@@ -58,7 +59,7 @@ def test_depth_sequence_follows_the_frames(imported, tmp_path):
 
 def _prepare_group(scene, fog_density, defocus):
     """Plate = red, CG = blue at CG_DEPTH everywhere (the render layers unplugged)."""
-    tree = scene.compositing_node_group
+    tree = compositor_tree(scene)
     group_node = _node(tree, "CompositorNodeGroup")
     for link in [link for link in tree.links if link.from_node.bl_idname == "CompositorNodeRLayers"]:
         tree.links.remove(link)
@@ -96,7 +97,7 @@ def test_defocus_blurs_out_of_focus_edges(imported, tmp_path):
     _prepare_group(scene, fog_density=0.0, defocus=False)
     sharp = _render(scene, scene.frame_start, tmp_path / "sharp.exr")
     scene.camera.data.dof.focus_distance = 1.0  # the plate/CG edge at ~8 units is far out of focus
-    _node(_node(scene.compositing_node_group, "CompositorNodeGroup").node_tree, "CompositorNodeDefocus").f_stop = 0.5
+    _node(_node(compositor_tree(scene), "CompositorNodeGroup").node_tree, "CompositorNodeDefocus").f_stop = 0.5
     _prepare_group(scene, fog_density=0.0, defocus=True)
     blurred = _render(scene, scene.frame_start, tmp_path / "blurred.exr")
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.addon_session import CLIP, ENGINE_ENV, requires_reconstruct
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Engine:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=ENGINE_ENV, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, obj) -> None:
@@ -91,3 +93,42 @@ def test_cancel_without_job_is_a_warning_and_shutdown_exits_cleanly(engine):
 def test_closing_stdin_stops_the_engine(engine):
     engine.proc.stdin.close()
     assert engine.proc.wait(30) == 0
+
+
+def tiny_reconstruct(job: str, out: Path, model_dir: Path) -> dict:
+    """A reconstruct request for the tiny random-weight model: 20 frames (2 windows) at 32x64, 2 steps, CPU."""
+    return {"type": "reconstruct", "id": job, "options": {
+        "video": str(CLIP), "out": str(out), "model_dir": str(model_dir), "device": "cpu", "size": [32, 64],
+        "frames": [0, 20], "stride": 4, "steps": 2}}
+
+
+@requires_reconstruct
+def test_reconstruct_reports_progress_then_its_bundle_and_refuses_a_second_job_meanwhile(engine, tmp_path,
+                                                                                        tiny_model_dir):
+    engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
+    engine.send(tiny_reconstruct("r2", tmp_path / "b2", tiny_model_dir))
+    events = engine.until({"result", "error", "cancelled"}, "r1")
+    refused = [e for e in events if e.get("id") == "r2"]
+    assert refused and refused[0]["type"] == "error" and "busy with job 'r1'" in refused[0]["problem"]
+    progress = [e for e in events if e["type"] == "progress"]
+    stages = list(dict.fromkeys(e["stage"] for e in progress))
+    assert stages[0] == "loading model" and stages[-1] == "writing bundle" and len(stages) >= 4, stages
+    assert all(0.0 <= e["fraction"] <= 1.0 for e in progress)
+    result = events[-1]
+    assert result["type"] == "result" and result["bundle"] == str(tmp_path / "b1") and result["seconds"] > 0
+    scene = json.loads((tmp_path / "b1" / "scene.json").read_text())
+    assert [f["frame"] for f in scene["frames"]] == list(range(20))
+    assert not (tmp_path / "b2").exists()
+
+
+@requires_reconstruct
+def test_cancel_stops_a_running_reconstruct_and_writes_nothing(engine, tmp_path, tiny_model_dir):
+    engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
+    first = engine.read()
+    assert first["type"] == "progress" and first["id"] == "r1"
+    engine.send({"type": "cancel", "id": "r1"})
+    events = engine.until({"result", "error", "cancelled"}, "r1")
+    assert events[-1] == {"type": "cancelled", "id": "r1"}
+    assert list(tmp_path.iterdir()) == []  # neither the bundle nor a temporary folder
+    engine.send({"type": "ping", "id": "p"})
+    assert engine.read()["busy"] is False

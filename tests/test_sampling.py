@@ -46,7 +46,7 @@ def test_uniform_trailing_timesteps():
 @requires_geo4d_fixtures
 def test_fixture_d_reproduced():
     results = ddim_sampling.run(GEO4D_FIXTURES, load_config(GEO4D_FIXTURES / "tiny_config.json"))
-    assert len(results) == 26
+    assert len(results) == 26 + 6
     bad = [(r.name, r.max_error) for r in results if not r.ok]
     assert not bad, bad
 

@@ -120,7 +120,9 @@ def _mix_colour(tree, factor, a, b):
 def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     """The scene's compositing node tree, made if there is none yet (it belongs to the scene, not an import)."""
     if not _BLENDER_5:
-        scene.use_nodes = True
+        if not scene.use_nodes:
+            scene.use_nodes = True
+            scene.node_tree.nodes.clear()  # Blender's default Render Layers -> Composite would hide ours
         return scene.node_tree
     if scene.compositing_node_group is None:
         tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
@@ -135,13 +137,11 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     the group feeds the compositor's output when nothing else does."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
-    added = []
 
     def add(kind: str, x: float, y: float):
         node = nodes.new(kind)
         node.location = (x, y)
         node[TAG] = key
-        added.append(node)
         return node
 
     group_node = add("CompositorNodeGroup", 300, 0)
@@ -169,12 +169,12 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     links.new(render.outputs["Image"], group_node.inputs["CG"])
     links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
 
-    output = _compositor_output(tree)
+    output = compositor_output(tree)
     if not output.is_linked:
         links.new(group_node.outputs["Image"], output)
 
 
-def _compositor_output(tree):
+def compositor_output(tree):
     """The socket that is the compositor's result (group output in 5.x, Composite node in 4.x); the node is
     the scene's, so it is not tagged and survives re-imports."""
     kind = "NodeGroupOutput" if _BLENDER_5 else "CompositorNodeComposite"
@@ -185,10 +185,15 @@ def _compositor_output(tree):
     return node.inputs[0]
 
 
+def compositor_tree(scene: bpy.types.Scene) -> bpy.types.NodeTree | None:
+    """The scene's compositing node tree, None if it has none."""
+    return scene.compositing_node_group if _BLENDER_5 else scene.node_tree
+
+
 def remove_compositor_nodes(key: str) -> None:
     """Delete the compositor nodes an earlier import `key` added, in every scene."""
     for scene in bpy.data.scenes:
-        tree = scene.compositing_node_group if _BLENDER_5 else scene.node_tree
+        tree = compositor_tree(scene)
         if tree is not None:
             for node in [n for n in tree.nodes if n.get(TAG) == key]:
                 tree.nodes.remove(node)

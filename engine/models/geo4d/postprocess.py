@@ -2,9 +2,10 @@
 
 The 16 latent channels are four groups of 4: point map, ray directions, ray moments, disparity.
 The point-map group goes through the fine-tuned point-map VAE with its uncertainty head; the other
-three through the first-stage (SD) VAE. Decoded values live in the model's normalised box: x, y in
-about [-2, 2] (scaled by 1/2 at training), z in [-1, 1] (from [0, 1]). Everything here is torch,
-OpenCV axes (x right, y down, z forward) in the window's first-camera frame, up to scale.
+three through the first-stage (SD) VAE. Decoded point maps live in the model's normalised box
+(valid when every |coordinate| <= 1.99); `denormalize_pointmap` maps them to x/2, y/2, (z+1)/2.
+Everything here is torch, OpenCV axes (x right, y down, z forward) in the window's first-camera
+frame, up to scale.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ def decode_window(latent: torch.Tensor, first_stage: AutoencoderKL, pointmap_vae
     if latent.shape[0] != 1 or latent.shape[1] != 16:
         raise ValueError(f"expected a [1, 16, T, h, w] window latent, got {tuple(latent.shape)}")
 
-    def first(group: slice) -> torch.Tensor:
-        return _thwc(decode_frames(first_stage, latent[:, group], scale_factor, chunk))
-
+    _, _, t, h, w = latent.shape
     pm = _thwc(decode_frames(pointmap_vae, latent[:, POINTMAP], scale_factor, chunk, with_confidence=True))
-    return DecodedWindow(xyz=pm[..., :3], raw_uncertainty=pm[..., 3:4], ray_dirs=first(RAY_DIRS),
-                         ray_moments=first(RAY_MOMENTS), disparity=first(DISPARITY).mean(-1, keepdim=True))
+    # The other three groups share the first-stage VAE: decode them as one batch of 3 videos.
+    rays_moments_disparity = decode_frames(first_stage, latent[0, RAY_DIRS.start:].reshape(3, 4, t, h, w),
+                                           scale_factor, chunk)
+    dirs, moments, disparity = (_thwc(video[None]) for video in rays_moments_disparity)
+    return DecodedWindow(xyz=pm[..., :3], raw_uncertainty=pm[..., 3:4], ray_dirs=dirs, ray_moments=moments,
+                         disparity=disparity.mean(-1, keepdim=True))
 
 
 def _thwc(video: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Fixture (d): the 5-step DDIM schedule and sampling loop, driven by the recorded model outputs
-(so this checks the sampler alone; the UNet has fixture (a) and the whole window fixture (e))."""
+"""Fixture (d): the 5-step DDIM schedule and sampling loop, first driven by the recorded model
+outputs (the sampler alone), then by our UNet with the recorded conditioning (sampler + UNet)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ....sampling.ddim import DDIMPlan, DDIMStep, ddim_sample
 from ....sampling.schedule import NoiseSchedule
 from ..config import model_params
 from . import CheckResult, compare
+from .unet_forward import load_tiny_unet
 
 FIXTURE = "ddim_sampling.safetensors"
 
@@ -42,4 +43,15 @@ def check_sampler(fx: dict[str, torch.Tensor], x_T: torch.Tensor, expected: torc
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
     fx = load_file(Path(folder) / FIXTURE)
-    return check_sampler(fx, fx["x_T"], fx["samples"], config)
+    results = check_sampler(fx, fx["x_T"], fx["samples"], config)
+
+    unet = load_tiny_unet(folder, config)
+    plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), len(fx["ddim_timesteps"]))
+    seen: list[DDIMStep] = []
+    with torch.no_grad():
+        samples = ddim_sample(lambda x, t: unet(torch.cat([x, fx["c_concat"]], dim=1), t, fx["c_crossattn"], fx["fs"]),
+                              fx["x_T"], plan, seen.append)
+    for i, step in enumerate(seen):
+        results.append(compare(f"ddim+unet.step{i}.model_output", step.model_output, fx[f"step{i}.model_output"]))
+    results.append(compare("ddim+unet.samples", samples, fx["samples"]))
+    return results
