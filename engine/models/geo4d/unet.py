@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ...errors import ModelError
+from ...errors import InputError, ModelError
 from .attention import TEXT_TOKENS, SpatialTransformer, TemporalTransformer
 from .blocks import Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample
 
@@ -75,6 +75,7 @@ class UNet3D(nn.Module):
         self.fs_condition = fs_condition
         self.addition_attention = addition_attention
         self.temporal_length = temporal_length
+        self.size_multiple = 2 ** (len(channel_mult) - 1)  # latent sides must divide by this
         time_embed_dim = model_channels * 4
 
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
@@ -167,6 +168,9 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
                 fs: torch.Tensor | None = None) -> torch.Tensor:
         b, _, t, h, w = x.shape
+        if h % self.size_multiple or w % self.size_multiple:
+            raise InputError(f"the UNet got a {h}x{w} latent; its sides must be multiples of {self.size_multiple}",
+                             f"resize the frames to multiples of {8 * self.size_multiple} pixels")
         dtype = x.dtype
         if timesteps.dim() == 2:  # one step per frame
             emb = self.time_embedding(timesteps.reshape(b * t), dtype)
