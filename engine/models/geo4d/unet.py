@@ -60,6 +60,10 @@ def _repeat_per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class UNet3D(nn.Module):
+    """The official UNetModel's constructor arguments (see `from_params`). `temporal_length` is
+    accepted because the official params carry it; only the relative-position and causal temporal
+    attention, which Geo4D does not use, need it."""
+
     def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
                  attention_resolutions, channel_mult, num_head_channels: int, context_dim: int,
                  dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
@@ -74,7 +78,6 @@ class UNet3D(nn.Module):
         self.default_fs = default_fs
         self.fs_condition = fs_condition
         self.addition_attention = addition_attention
-        self.temporal_length = temporal_length
         self.size_multiple = 2 ** (len(channel_mult) - 1)  # latent sides must divide by this
         time_embed_dim = model_channels * 4
 
