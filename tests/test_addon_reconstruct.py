@@ -4,7 +4,7 @@ and say why; the engine environment builder makes a working venv."""
 import re
 import sys
 
-from tests.addon_session import SCENE, addon_zip, clip, requires_reconstruct, run_bpy  # noqa: F401 (fixtures)
+from tests.addon_session import SCENE, addon_zip, clip, run_bpy  # noqa: F401 (fixtures)
 
 
 def run_failure(addon_zip, clip, tmp_path, setup: str) -> dict:
@@ -42,7 +42,6 @@ def test_killed_engine_is_reported_with_its_exit_code(addon_zip, clip, tmp_path)
     assert result["unchanged"] and not result["running"]
 
 
-@requires_reconstruct
 def test_engine_python_without_requirements_is_named(addon_zip, clip, tmp_path):
     # A fresh environment made by the add-on's own builder, with no packages installed in it.
     setup = f"""

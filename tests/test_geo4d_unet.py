@@ -158,3 +158,9 @@ def test_float32_cpu_attention_in_chunks_gives_identical_results(unet, case_a, m
     monkeypatch.setattr(attention, "MATH_ATTENTION_ELEMENTS", 2 * 96 * 93)  # two frames' cross-attention
     out = unet(case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"])
     torch.testing.assert_close(out, case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+
+
+def test_latent_size_must_divide_by_the_downsampling(unet, case_a):
+    assert unet.size_multiple == 4  # 3 levels
+    with pytest.raises(InputError, match="multiples of 4"):
+        unet(case_a["x_in"][..., :6, :10], case_a["t"], case_a["context"], case_a["fs"])

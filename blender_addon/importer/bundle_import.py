@@ -58,6 +58,8 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     """
     options = options or ImportOptions()
     bundle = read_bundle(bundle_path)
+    if not bundle.fps > 0:
+        raise InputError(f"the bundle's frame rate is {bundle.fps}", "re-run the engine on a clip with a frame rate")
     scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
     if options.depth:
