@@ -75,7 +75,8 @@ class EngineProcess:
         try:
             self._proc = subprocess.Popen(
                 [self.python, "-m", "engine", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, cwd=str(self.root), env=env, text=True, encoding="utf-8", bufsize=1)
+                stderr=subprocess.PIPE, cwd=str(self.root), env=env, text=True, encoding="utf-8", bufsize=1,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # no console window on Windows
         except OSError as exc:
             raise EngineUnavailable(f"cannot run the engine Python '{self.python}': {exc}",
                                     "check the engine Python in the add-on preferences") from None

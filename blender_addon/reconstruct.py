@@ -31,7 +31,7 @@ def bundle_dir(clip) -> Path:
     name = bpy.path.clean_name(Path(clip.filepath).stem or clip.name)
     if bpy.data.filepath:
         return Path(bpy.path.abspath(f"//parallax/{name}"))
-    return preferences.env_dir().parent / "bundles" / name
+    return preferences.user_dir("bundles") / name
 
 
 def frame_range(clip, settings) -> list:
