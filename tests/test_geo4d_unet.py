@@ -150,6 +150,8 @@ def test_unsupported_configuration_is_refused(config):
     params = dict(unet_params(config), use_scale_shift_norm=True)
     with pytest.raises(ModelError, match="use_scale_shift_norm"):
         UNet3D.from_params(params)
+    with pytest.raises(ModelError, match="does not know: num_classes"):
+        UNet3D.from_params(dict(unet_params(config), num_classes=10))
 
 
 def test_resampler_refuses_per_frame_input():
