@@ -15,7 +15,6 @@ import os
 import queue
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 # Lines of the engine's stderr kept to explain a crash.
@@ -80,8 +79,9 @@ class EngineProcess:
         except OSError as exc:
             raise EngineUnavailable(f"cannot run the engine Python '{self.python}': {exc}",
                                     "check the engine Python in the add-on preferences") from None
-        threading.Thread(target=self._read_events, args=(self._proc,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True).start()
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True)
+        stderr_reader.start()
+        threading.Thread(target=self._read_events, args=(self._proc, stderr_reader), daemon=True).start()
 
     def new_id(self, prefix: str = "job") -> str:
         return f"{prefix}-{next(self._ids)}"
@@ -137,7 +137,7 @@ class EngineProcess:
                     continue
         self._proc = None
 
-    def _read_events(self, proc: subprocess.Popen) -> None:
+    def _read_events(self, proc: subprocess.Popen, stderr_reader: threading.Thread) -> None:
         for line in proc.stdout:
             try:
                 event = json.loads(line)
@@ -145,7 +145,7 @@ class EngineProcess:
                 event = {"type": PROTOCOL_BROKEN, "line": line.rstrip("\n")}
             self._events.put(event)
         returncode = proc.wait()
-        time.sleep(0.05)  # let the stderr reader catch the last lines
+        stderr_reader.join(1.0)  # the exit event carries the engine's last words
         self._events.put({"type": EXIT, "returncode": returncode, "stderr": self.stderr_tail()})
 
     def _read_stderr(self, proc: subprocess.Popen) -> None:
