@@ -77,7 +77,7 @@ class SamplingOptions:
 
     steps: int = 5
     seed: int = 123
-    fs: int | None = None     # fps conditioning; None = the clip's fps, rounded (as the official demo)
+    fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
     window_batch: int = 1     # windows denoised together (more = faster on a large GPU)
     encode_chunk: int = 8     # frames per VAE encoder call
 
@@ -119,7 +119,7 @@ class Geo4D:
             raise ValueError(f"frames are {h}x{w}; Geo4D needs multiples of {m}")
         starts = window_starts(n, stride)
         lengths = window_lengths(starts, n)
-        fs = int(round(fps)) if options.fs is None else int(options.fs)
+        fs = int(fps) if options.fs is None else int(options.fs)
         plan = DDIMPlan.make(self.schedule, options.steps)
 
         latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
