@@ -184,12 +184,11 @@ class Geo4D:
     @staticmethod
     def _store(out: dict, g: int, t: int, geo, size: tuple[int, int]) -> None:
         dirs = geo.ray_dirs / geo.ray_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        # The decoded moments live in the training box (x, y doubled, z mapped [0, 1] -> [-1, 1]):
-        # p_box = 2 p - e_z, so p x d = (m_box + e_z x d) / 2 in the point map's units.
-        e_z = torch.tensor([0.0, 0.0, 1.0], device=dirs.device).expand_as(dirs)
-        moments = (geo.ray_moments + torch.cross(e_z, dirs, dim=-1)) / 2.0
+        # Moments are kept as decoded: the official post-optimisation scales the camera centres
+        # solved from them by the point map's per-window scale alone (optimizer_group._set_traj),
+        # i.e. they are in the denormalised point map's units.
         maps = {"pointmap": geo.pts3d, "pointmap_conf": geo.conf[..., 0], "disparity": geo.inverse_depth[..., 0],
-                "ray_dirs": dirs, "ray_moments": moments}
+                "ray_dirs": dirs, "ray_moments": geo.ray_moments}
         maps = resize_window_maps({k: v.float().cpu().numpy() for k, v in maps.items()}, size)
         for name, value in maps.items():
             out[name][g, :t] = value if value.ndim == 4 else value[..., None]
