@@ -15,10 +15,14 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 # Lines of the engine's stderr kept to explain a crash.
 STDERR_TAIL = 40
+# The engine stops a cancelled job at its next progress report; one that has not after this many seconds
+# (a long model step on the CPU, a hung process) is ended by stopping the engine (the next run starts another).
+CANCEL_GRACE_S = 10.0
 # Events the client makes up itself (the engine never sends these types).
 EXIT = "exit"
 PROTOCOL_BROKEN = "protocol_broken"
@@ -169,6 +173,7 @@ class EngineJob:
         self.bundle: str | None = None
         self.problem = ""
         self.fix = ""
+        self._cancelled_at: float | None = None
         engine.send(request)
 
     @property
@@ -176,7 +181,8 @@ class EngineJob:
         return self.outcome is not None
 
     def cancel(self) -> None:
-        if not self.done:
+        if not self.done and self._cancelled_at is None:
+            self._cancelled_at = time.monotonic()
             self.engine.send({"type": "cancel", "id": self.id})
 
     def update(self, events: list[dict]) -> None:
@@ -185,7 +191,9 @@ class EngineJob:
             kind, event_id = event.get("type"), event.get("id")
             if self.done:
                 return
-            if kind == EXIT:
+            if kind == EXIT and self._cancelled_at is not None:
+                self.outcome = "cancelled"
+            elif kind == EXIT:
                 self._fail(f"the engine process stopped unexpectedly (exit code {event['returncode']})",
                            _last_lines(event["stderr"]) or "see the system console for the engine's log")
             elif kind == PROTOCOL_BROKEN:
@@ -207,6 +215,9 @@ class EngineJob:
     def poll(self) -> bool:
         """Read what the engine said; True when the job is over."""
         self.update(self.engine.poll())
+        if not self.done and self._cancelled_at is not None and time.monotonic() - self._cancelled_at > CANCEL_GRACE_S:
+            self.engine.stop(timeout=1.0)
+            self.outcome = "cancelled"
         return self.done
 
     def _fail(self, problem: str, fix: str) -> None:
