@@ -5,7 +5,6 @@ A script runs in a subprocess so every test gets a new Blender; it reports by pr
 `RESULT <json>`, which `run_bpy` returns parsed. Test modules import the fixtures they use from here.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -86,13 +85,3 @@ def addon_zip(tmp_path_factory) -> Path:
 def clip(tmp_path) -> Path:
     """A copy of the real clip that a test may delete or damage."""
     return Path(shutil.copy(CLIP, tmp_path / "shot.mp4"))
-
-
-def _reconstruct_landed() -> bool:
-    from engine import alignment
-
-    return importlib.util.find_spec("engine.pipeline.reconstruct") is not None and hasattr(alignment, "align")
-
-
-requires_reconstruct = pytest.mark.skipif(not _reconstruct_landed(),
-                                          reason="engine.pipeline.reconstruct or engine.alignment.align is missing")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.addon_session import CLIP, ENGINE_ENV, requires_reconstruct
+from tests.addon_session import CLIP, ENGINE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,6 @@ def tiny_reconstruct(job: str, out: Path, model_dir: Path) -> dict:
         "frames": [0, 20], "stride": 4, "steps": 2}}
 
 
-@requires_reconstruct
 def test_reconstruct_reports_progress_then_its_bundle_and_refuses_a_second_job_meanwhile(engine, tmp_path,
                                                                                         tiny_model_dir):
     engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
@@ -121,7 +120,6 @@ def test_reconstruct_reports_progress_then_its_bundle_and_refuses_a_second_job_m
     assert not (tmp_path / "b2").exists()
 
 
-@requires_reconstruct
 def test_cancel_stops_a_running_reconstruct_and_writes_nothing(engine, tmp_path, tiny_model_dir):
     engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
     first = engine.read()
@@ -132,3 +130,34 @@ def test_cancel_stops_a_running_reconstruct_and_writes_nothing(engine, tmp_path,
     assert list(tmp_path.iterdir()) == []  # neither the bundle nor a temporary folder
     engine.send({"type": "ping", "id": "p"})
     assert engine.read()["busy"] is False
+
+
+@pytest.fixture(scope="module")
+def windows_file(tmp_path_factory) -> Path:
+    """Simulated window predictions (exact up to each window's similarity) of a ray-cast 24-frame scene."""
+    from engine.io.windows import save_windows
+    from engine.synthetic.procedural import make_scene
+    from engine.synthetic.simulate import simulate_windows
+
+    path = tmp_path_factory.mktemp("windows") / "windows.npz"
+    save_windows(simulate_windows(make_scene("static", 24, (48, 64)), stride=4), path)
+    return path
+
+
+def test_align_request_fuses_a_windows_file_into_a_bundle(engine, tmp_path, windows_file):
+    engine.send({"type": "align", "id": "a1", "windows": str(windows_file), "out": str(tmp_path / "b"),
+                 "point_stride": 2})
+    events = engine.until({"result", "error", "cancelled"}, "a1")
+    stages = list(dict.fromkeys(e["stage"] for e in events if e["type"] == "progress"))
+    assert stages[0] == "loading predictions" and stages[-1] == "writing bundle", stages
+    assert events[-1]["type"] == "result" and events[-1]["bundle"] == str(tmp_path / "b"), events[-1]
+    scene = json.loads((tmp_path / "b" / "scene.json").read_text())
+    assert [f["frame"] for f in scene["frames"]] == list(range(24)) and scene["points"]["stride"] == 2
+
+
+def test_cancelled_align_writes_nothing(engine, tmp_path, windows_file):
+    engine.send({"type": "align", "id": "a1", "windows": str(windows_file), "out": str(tmp_path / "b")})
+    assert engine.read()["type"] == "progress"
+    engine.send({"type": "cancel"})  # no id: whatever runs
+    assert engine.until({"result", "error", "cancelled"}, "a1")[-1] == {"type": "cancelled", "id": "a1"}
+    assert list(tmp_path.iterdir()) == []
