@@ -165,8 +165,8 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
     / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting.
     """
     num_windows = len(rotation)
-    gap = (scale[ga, None, None] * np.einsum("mij,mpj->mpi", rotation[ga], points_a)
-           - scale[gb, None, None] * np.einsum("mij,mpj->mpi", rotation[gb], points_b))
+    gap = (scale[ga, None, None] * (points_a @ np.swapaxes(rotation[ga], 1, 2))
+           - scale[gb, None, None] * (points_b @ np.swapaxes(rotation[gb], 1, 2)))
     norm = 1.0 / np.maximum(np.abs(depth), 1e-12)
     usable = weight > 0
     sample_w = weight * norm**2
