@@ -38,8 +38,8 @@ class ParallaxSettings(bpy.types.PropertyGroup):
     size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
                                   description="Processing width in pixels (multiple of 64)")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
-    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame (the clip's numbering)")
-    frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame, included")
+    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
+    frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")
     point_stride: bpy.props.IntProperty(name="Point Density", default=2, min=1, max=16,
                                         description="Keep every n-th pixel in x and y as a point")
     import_camera: bpy.props.BoolProperty(name="Camera", default=True)

@@ -57,3 +57,33 @@ prefs.python_path = str(builder_mod.env_python(builder.env_dir))
     assert missing and missing[1] in {"numpy", "cv2", "scipy", "torch"}, result["message"]
     assert "create the engine environment again" in result["message"]
     assert result["unchanged"]
+
+
+def test_cancel_ends_an_engine_that_does_not_answer(addon_zip, clip, tmp_path):
+    # An "interpreter" that never reads its requests nor answers: cancel must still end the job.
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\nexec sleep 600\n")
+    silent.chmod(0o755)
+    script = SCENE + f"""
+import time
+prefs.python_path = {str(silent)!r}
+ep = importlib.import_module(MOD + ".engine_process")
+rc = importlib.import_module(MOD + ".reconstruct")
+ep.CANCEL_GRACE_S = 0.5
+job = rc.start(bpy.context)
+pid = job.engine.pid
+time.sleep(0.5)
+result["running_before_cancel"] = not job.poll()
+job.cancel()
+while not job.poll():
+    time.sleep(0.05)
+result["outcome"] = job.outcome
+result["message"] = rc.finish(bpy.context, job)[1]
+result["engine_alive"] = os.path.exists(f"/proc/{{pid}}")
+result["unchanged"] = snapshot() == before
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
+    assert result["running_before_cancel"] and result["outcome"] == "cancelled"
+    assert "cancelled" in result["message"] and result["unchanged"]
+    assert result["engine_alive"] is False

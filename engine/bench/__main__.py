@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "align": ".align",
     "onnx-unet": ".onnx_unet",
+    "model": ".model",
 }
 
 

@@ -18,12 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import cv2
-import numpy as np
-
 from ..errors import Cancelled, EngineError, InputError
 from ..io.video import probe_video, read_video
-from ..io.windows import WindowPredictions
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 Progress = Callable[[str, float], None]
@@ -77,31 +73,6 @@ def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tupl
     ch, cw = clip_size
     h = processing[0]
     return h, max(2, int(round(h * cw / ch)))
-
-
-def resize_predictions(w: WindowPredictions, size: tuple[int, int]) -> WindowPredictions:
-    """The same windows at another map size: values interpolated bilinearly, a pixel stays valid
-    only where all its source pixels were, ray directions renormalised."""
-    if tuple(w.image_size) == tuple(size):
-        return w
-    h, wd = size
-
-    def resize(maps: np.ndarray, interp: int) -> np.ndarray:
-        flat = maps.reshape(-1, *maps.shape[2:])
-        out = np.stack([cv2.resize(m, (wd, h), interpolation=interp) for m in flat])
-        return out.reshape(*maps.shape[:2], h, wd, *maps.shape[4:])
-
-    valid = resize((w.pointmap_conf > 0).astype(np.float32), cv2.INTER_LINEAR) > 1 - 1e-6
-    dirs = resize(w.ray_dirs, cv2.INTER_LINEAR)
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
-    rgb = None if w.rgb is None else np.stack([cv2.resize(f, (wd, h), interpolation=cv2.INTER_AREA) for f in w.rgb])
-    return WindowPredictions(
-        num_frames=w.num_frames, fps=w.fps, image_size=(h, wd), window_length=w.window_length,
-        window_starts=w.window_starts, window_lengths=w.window_lengths,
-        pointmap=resize(w.pointmap, cv2.INTER_LINEAR),
-        pointmap_conf=np.where(valid, resize(w.pointmap_conf, cv2.INTER_LINEAR), 0.0).astype(np.float32),
-        disparity=resize(w.disparity, cv2.INTER_LINEAR), ray_dirs=dirs,
-        ray_moments=resize(w.ray_moments, cv2.INTER_LINEAR), rgb=rgb, source=w.source)
 
 
 _MODEL_CACHE: dict = {}
@@ -182,8 +153,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
-    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled)
-    windows = resize_predictions(windows, output_size(clip_size, size))
+    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
+                            map_size=output_size(clip_size, size))
     windows.source = str(Path(options.video).absolute())
     if cancelled():
         raise Cancelled()

@@ -16,6 +16,7 @@ Parameter names equal the official state-dict keys after stripping `model.diffus
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -35,7 +36,7 @@ _REQUIRED_FLAGS = {
     "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
     "temporal_selfatt_only": True, "image_cross_attention_scale_learnable": False, "task_condition": False,
 }
-# Flags that only affect training or memory, not the inference result.
+# Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
 
 
@@ -147,6 +148,10 @@ class UNet3D(nn.Module):
         if params.pop("num_heads", -1) != -1:
             raise ModelError("UNet config sets num_heads; only num_head_channels is implemented",
                              "use a Geo4D configuration (num_head_channels, no num_heads)")
+        unknown = sorted(set(params) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise ModelError(f"UNet config has parameters this engine does not know: {', '.join(unknown)}",
+                             "use a Geo4D configuration (configs/inference_geo4d.yaml unet_config.params)")
         return cls(**params)
 
     def time_embedding(self, timesteps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
