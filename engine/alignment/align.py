@@ -80,6 +80,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     from_points = cameras_from_points(points, conf, pixels)
     if opts.use_rays:
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
+        dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
         focal = _frame_focal(ray_focal, slot_frame, n, opts.per_frame_focal)  # rays measure it most directly
         from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slot_frame]),
