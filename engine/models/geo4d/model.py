@@ -77,7 +77,7 @@ class SamplingOptions:
 
     steps: int = 5
     seed: int = 123
-    fs: int | None = None     # fps conditioning; None = the clip's fps, rounded (as the official demo)
+    fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
     window_batch: int = 1     # windows denoised together (more = faster on a large GPU)
     encode_chunk: int = 8     # frames per VAE encoder call
 
@@ -119,7 +119,7 @@ class Geo4D:
             raise ValueError(f"frames are {h}x{w}; Geo4D needs multiples of {m}")
         starts = window_starts(n, stride)
         lengths = window_lengths(starts, n)
-        fs = int(round(fps)) if options.fs is None else int(options.fs)
+        fs = int(fps) if options.fs is None else int(options.fs)
         plan = DDIMPlan.make(self.schedule, options.steps)
 
         latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
@@ -184,12 +184,11 @@ class Geo4D:
     @staticmethod
     def _store(out: dict, g: int, t: int, geo, size: tuple[int, int]) -> None:
         dirs = geo.ray_dirs / geo.ray_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        # The decoded moments live in the training box (x, y doubled, z mapped [0, 1] -> [-1, 1]):
-        # p_box = 2 p - e_z, so p x d = (m_box + e_z x d) / 2 in the point map's units.
-        e_z = torch.tensor([0.0, 0.0, 1.0], device=dirs.device).expand_as(dirs)
-        moments = (geo.ray_moments + torch.cross(e_z, dirs, dim=-1)) / 2.0
+        # Moments are kept as decoded: the official post-optimisation scales the camera centres
+        # solved from them by the point map's per-window scale alone (optimizer_group._set_traj),
+        # i.e. they are in the denormalised point map's units.
         maps = {"pointmap": geo.pts3d, "pointmap_conf": geo.conf[..., 0], "disparity": geo.inverse_depth[..., 0],
-                "ray_dirs": dirs, "ray_moments": moments}
+                "ray_dirs": dirs, "ray_moments": geo.ray_moments}
         maps = resize_window_maps({k: v.float().cpu().numpy() for k, v in maps.items()}, size)
         for name, value in maps.items():
             out[name][g, :t] = value if value.ndim == 4 else value[..., None]
