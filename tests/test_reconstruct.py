@@ -105,6 +105,8 @@ def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
         run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(0, 20), stride=16))
     with pytest.raises(InputError, match="steps is 0"):
         run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, steps=0))
+    with pytest.raises(InputError, match="unknown alignment option"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, align={"bogus": 1}))
     assert not list(tmp_path.iterdir())
 
 

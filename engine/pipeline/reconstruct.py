@@ -141,6 +141,11 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     check_options(options)
+    try:
+        align_options = AlignOptions(**options.align)
+    except TypeError as exc:
+        raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
+                         "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
     out = Path(options.out).absolute()
     if out.exists() and not (out / "scene.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not a Parallax bundle",
@@ -171,7 +176,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, AlignOptions(**options.align) if options.align else None, progress)
+    recon = align(windows, align_options, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     recon.metadata.update({
