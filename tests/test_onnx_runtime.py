@@ -93,6 +93,8 @@ def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tmp_path
     with pytest.raises(ModelError, match="float32 or float16"):
         cached_export("unet", unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
                       .to(torch.bfloat16), model_dir, tmp_path)
+    with pytest.raises(ModelError, match="vae.safetensors is missing"):
+        cached_export("vae-decoder", unet, model_dir, tmp_path)
     blocker = tmp_path / "a file"
     blocker.write_text("")
     with pytest.raises(ModelError, match="cannot write the ONNX export"):

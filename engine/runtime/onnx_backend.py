@@ -158,6 +158,9 @@ def cached_export(name: str, module: torch.nn.Module, model_dir: str | Path, cac
     path = Path(cache_dir) / f"{name}-{str(dtype).removeprefix('torch.')}.onnx"
     stamp_path = path.with_suffix(".json")
     weights_file = Path(model_dir) / weights_name
+    if not weights_file.is_file():
+        raise ModelError(f"{weights_file} is missing: the ONNX graphs are cached per converted model file",
+                         "load the model from a converted model directory (python -m engine convert geo4d ...)")
     stat = weights_file.stat()
     stamp = {"weights": weights_name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if path.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
