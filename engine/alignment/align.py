@@ -52,7 +52,7 @@ class AlignOptions:
     use_rays: bool = True
     use_disparity: bool = True
     robust: bool = True
-    smoothness: float = 10.0
+    smoothness: float = 30.0
     pose_pixels: int = 256
     outlier_threshold: float = 3.0
 
@@ -80,9 +80,9 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     from_points = cameras_from_points(points, conf, pixels)
     if opts.use_rays:
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
+        dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
-        focal = _frame_focal(np.concatenate([ray_focal, from_points.focal]), np.concatenate([slot_frame] * 2), n,
-                             opts.per_frame_focal)
+        focal = _frame_focal(ray_focal, slot_frame, n, opts.per_frame_focal)  # rays measure it most directly
         from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slot_frame]),
                                 centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
                                 focal=ray_focal)

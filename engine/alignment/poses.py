@@ -22,7 +22,7 @@ import scipy.sparse.linalg as spla
 from .geometry import project_to_rotation
 
 IRLS_STEPS = 4
-STEP_SPAN = 8  # frames over which the smoothing measures the camera's typical step
+STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
 
 
