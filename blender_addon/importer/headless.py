@@ -42,6 +42,7 @@ def bundle_to_blend(bundle: str | Path, blend_path: str | Path, preview_png: str
 
 def render_preview(scene: bpy.types.Scene, collection: bpy.types.Collection, bundle, png: Path,
                    samples: int) -> None:
+    """Add the preview set-up (viewer camera, frusta, depth card) to the imported scene and render png."""
     shot_camera = scene.camera
     points = next(o for o in collection.objects if o.type == "MESH")
     modifier = points.modifiers["Parallax Points"]

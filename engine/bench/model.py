@@ -134,7 +134,8 @@ def main(argv: list[str]) -> int:
             except Exception as exc:  # one failing combination (memory, provider) must not hide the others
                 print(f"{runtime:5} {precision}: failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                 continue
-            print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            cells = (f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            print(" | ".join(cells), flush=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return 0

@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..errors import Cancelled, EngineError, InputError
 from ..io.video import probe_video, read_video
+from .windows import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 Progress = Callable[[str, float], None]
@@ -120,6 +121,16 @@ def _onnx_model(modules, device):
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
 
 
+def check_options(options: ReconstructOptions) -> None:
+    """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
+    window_starts(WINDOW_LENGTH + 1, options.stride)  # raises for a stride the windows cannot use
+    for name, value, low, high in (("steps", options.steps, 1, 1000), ("window_batch", options.window_batch, 1, 4096),
+                                   ("point_stride", options.point_stride, 1, 4096)):
+        if not low <= value <= high:
+            raise InputError(f"{name} is {value}; it must lie in {low}..{high}",
+                             f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
+
+
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
                     cancelled: Callable[[], bool] | None = None) -> Path:
     """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
@@ -129,6 +140,12 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
+    check_options(options)
+    try:
+        align_options = AlignOptions(**options.align)
+    except TypeError as exc:
+        raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
+                         "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
     out = Path(options.out).absolute()
     if out.exists() and not (out / "scene.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not a Parallax bundle",
@@ -159,7 +176,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, AlignOptions(**options.align) if options.align else None, progress)
+    recon = align(windows, align_options, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     recon.metadata.update({

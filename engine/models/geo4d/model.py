@@ -125,9 +125,9 @@ class Geo4D:
         latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
         g_count, length = len(starts), WINDOW_LENGTH
         map_h, map_w = map_size or (h, w)
-        out = {name: np.zeros((g_count, length, map_h, map_w, c), np.float32)
-               for name, c in (("pointmap", 3), ("pointmap_conf", 1), ("disparity", 1), ("ray_dirs", 3),
-                               ("ray_moments", 3))}
+        out = {name: np.zeros((g_count, length, map_h, map_w, *channels), np.float32)
+               for name, channels in (("pointmap", (3,)), ("pointmap_conf", ()), ("disparity", ()),
+                                      ("ray_dirs", (3,)), ("ray_moments", (3,)))}
         progress("diffusion", 0.0)
         for first in range(0, g_count, options.window_batch):
             if cancelled():
@@ -152,9 +152,7 @@ class Geo4D:
         return WindowPredictions(
             num_frames=n, fps=float(fps), image_size=(map_h, map_w), window_length=length,
             window_starts=starts, window_lengths=lengths,
-            pointmap=out["pointmap"], pointmap_conf=out["pointmap_conf"][..., 0],
-            disparity=out["disparity"][..., 0], ray_dirs=out["ray_dirs"], ray_moments=out["ray_moments"],
-            rgb=resize_frames(frames, (map_h, map_w)) if frames.dtype == np.uint8 else None)
+            **out, rgb=resize_frames(frames, (map_h, map_w)) if frames.dtype == np.uint8 else None)
 
     def _encode(self, frames: np.ndarray, options: SamplingOptions, progress: Progress,
                 cancelled: Callable[[], bool]) -> torch.Tensor:
@@ -191,7 +189,7 @@ class Geo4D:
                 "ray_dirs": dirs, "ray_moments": geo.ray_moments}
         maps = resize_window_maps({k: v.float().cpu().numpy() for k, v in maps.items()}, size)
         for name, value in maps.items():
-            out[name][g, :t] = value if value.ndim == 4 else value[..., None]
+            out[name][g, :t] = value
 
 
 def _seeded_randn(shape: tuple, seed: int, stream: int, index: int) -> torch.Tensor:
