@@ -1,7 +1,7 @@
 """The ONNX Runtime UNet agrees with the torch UNet and with the official fixtures (tiny model).
 
-Tolerance: 5e-5, relative to max(1, |expected|), in float32 (torch itself reproduces the fixtures
-to 3e-6; ONNX Runtime's kernels sum in another order, seen at 5e-6 here)."""
+Tolerance: 5e-5, relative to max(1, |expected|), in float32 (torch reproduces the fixtures bit for
+bit on the machine that made them; ONNX Runtime's kernels sum in another order, seen at 5e-6)."""
 
 from __future__ import annotations
 

@@ -56,6 +56,7 @@ def test_ping_answers_with_version_and_pid(engine):
     ('{"type": "explode"}', "unknown message type 'explode'"),
     ('{"type": "align", "id": "a", "windows": "x.npz", "out": "b", "colour": 1}', "'align' has no field(s) colour"),
     ('{"type": "align", "id": "a"}', "missing 2 required positional arguments: 'windows' and 'out'"),
+    ('["ping"]', "unknown message type"),
 ])
 def test_malformed_requests_get_an_error_and_the_engine_stays_up(engine, line, problem):
     engine.send(line)
@@ -161,3 +162,12 @@ def test_cancelled_align_writes_nothing(engine, tmp_path, windows_file):
     engine.send({"type": "cancel"})  # no id: whatever runs
     assert engine.until({"result", "error", "cancelled"}, "a1")[-1] == {"type": "cancelled", "id": "a1"}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reconstruct_options_are_checked_by_name(engine):
+    engine.send({"type": "reconstruct", "id": "r", "options": {"video": "a.mp4", "out": "b", "colour": "red"}})
+    error = engine.until({"result", "error", "cancelled"}, "r")[-1]
+    assert error["type"] == "error" and "no field(s) colour" in error["problem"] and "stride" in error["fix"]
+    engine.send({"type": "reconstruct", "id": "s", "options": ["a.mp4"]})
+    error = engine.until({"result", "error", "cancelled"}, "s")[-1]
+    assert error["type"] == "error" and "must be a JSON object, not list" in error["problem"]
