@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "align": ".align",
+    "model": ".model",
     "onnx-unet": ".onnx_unet",
 }
 
