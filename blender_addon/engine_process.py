@@ -20,6 +20,9 @@ from pathlib import Path
 
 # Lines of the engine's stderr kept to explain a crash.
 STDERR_TAIL = 40
+# The engine stops a cancelled job at its next progress report; one that has not after this many seconds
+# (a long model step on the CPU, a hung process) is ended by stopping the engine (the next run starts another).
+CANCEL_GRACE_S = 10.0
 # Events the client makes up itself (the engine never sends these types).
 EXIT = "exit"
 PROTOCOL_BROKEN = "protocol_broken"
@@ -75,12 +78,14 @@ class EngineProcess:
         try:
             self._proc = subprocess.Popen(
                 [self.python, "-m", "engine", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, cwd=str(self.root), env=env, text=True, encoding="utf-8", bufsize=1)
+                stderr=subprocess.PIPE, cwd=str(self.root), env=env, text=True, encoding="utf-8", bufsize=1,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # no console window on Windows
         except OSError as exc:
             raise EngineUnavailable(f"cannot run the engine Python '{self.python}': {exc}",
                                     "check the engine Python in the add-on preferences") from None
-        threading.Thread(target=self._read_events, args=(self._proc,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True).start()
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True)
+        stderr_reader.start()
+        threading.Thread(target=self._read_events, args=(self._proc, stderr_reader), daemon=True).start()
 
     def new_id(self, prefix: str = "job") -> str:
         return f"{prefix}-{next(self._ids)}"
@@ -136,7 +141,7 @@ class EngineProcess:
                     continue
         self._proc = None
 
-    def _read_events(self, proc: subprocess.Popen) -> None:
+    def _read_events(self, proc: subprocess.Popen, stderr_reader: threading.Thread) -> None:
         for line in proc.stdout:
             try:
                 event = json.loads(line)
@@ -144,7 +149,7 @@ class EngineProcess:
                 event = {"type": PROTOCOL_BROKEN, "line": line.rstrip("\n")}
             self._events.put(event)
         returncode = proc.wait()
-        time.sleep(0.05)  # let the stderr reader catch the last lines
+        stderr_reader.join(1.0)  # the exit event carries the engine's last words
         self._events.put({"type": EXIT, "returncode": returncode, "stderr": self.stderr_tail()})
 
     def _read_stderr(self, proc: subprocess.Popen) -> None:
@@ -168,6 +173,7 @@ class EngineJob:
         self.bundle: str | None = None
         self.problem = ""
         self.fix = ""
+        self._cancelled_at: float | None = None
         engine.send(request)
 
     @property
@@ -175,7 +181,8 @@ class EngineJob:
         return self.outcome is not None
 
     def cancel(self) -> None:
-        if not self.done:
+        if not self.done and self._cancelled_at is None:
+            self._cancelled_at = time.monotonic()
             self.engine.send({"type": "cancel", "id": self.id})
 
     def update(self, events: list[dict]) -> None:
@@ -184,7 +191,9 @@ class EngineJob:
             kind, event_id = event.get("type"), event.get("id")
             if self.done:
                 return
-            if kind == EXIT:
+            if kind == EXIT and self._cancelled_at is not None:
+                self.outcome = "cancelled"
+            elif kind == EXIT:
                 self._fail(f"the engine process stopped unexpectedly (exit code {event['returncode']})",
                            _last_lines(event["stderr"]) or "see the system console for the engine's log")
             elif kind == PROTOCOL_BROKEN:
@@ -206,6 +215,9 @@ class EngineJob:
     def poll(self) -> bool:
         """Read what the engine said; True when the job is over."""
         self.update(self.engine.poll())
+        if not self.done and self._cancelled_at is not None and time.monotonic() - self._cancelled_at > CANCEL_GRACE_S:
+            self.engine.stop(timeout=1.0)
+            self.outcome = "cancelled"
         return self.done
 
     def _fail(self, problem: str, fix: str) -> None:

@@ -20,12 +20,17 @@ def get(context=None) -> ParallaxPreferences:
     return (context or bpy.context).preferences.addons[__package__].preferences
 
 
-def env_dir() -> Path:
-    """Where the add-on keeps the engine environment: the extension's user folder (survives updates)."""
+def user_dir(name: str) -> Path:
+    """A folder of the extension's own user data (kept across updates of the extension)."""
     try:
-        return Path(bpy.utils.extension_path_user(__package__, path=ENV_FOLDER, create=True))
+        return Path(bpy.utils.extension_path_user(__package__, path=name, create=True))
     except ValueError:  # installed as a legacy add-on, not as an extension
-        return Path(bpy.utils.user_resource("DATAFILES", path="parallax", create=True)) / ENV_FOLDER
+        return Path(bpy.utils.user_resource("DATAFILES", path=f"parallax/{name}", create=True))
+
+
+def env_dir() -> Path:
+    """Where the add-on keeps the engine environment."""
+    return user_dir(ENV_FOLDER)
 
 
 def engine_python(context=None) -> str:

@@ -33,13 +33,13 @@ class ParallaxSettings(bpy.types.PropertyGroup):
     stride: bpy.props.IntProperty(name="Stride", default=4, min=1, max=15,
                                   description="Frames between the starts of consecutive 16-frame windows")
     steps: bpy.props.IntProperty(name="Steps", default=5, min=1, max=50, description="Diffusion (DDIM) steps")
-    size_h: bpy.props.IntProperty(name="Height", default=320, min=64, max=1024, step=64,
+    size_h: bpy.props.IntProperty(name="Height", default=320, min=32, max=1024,
                                   description="Processing height in pixels (multiple of 64)")
-    size_w: bpy.props.IntProperty(name="Width", default=512, min=64, max=1024, step=64,
+    size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
                                   description="Processing width in pixels (multiple of 64)")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
-    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame (the clip's numbering)")
-    frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame, included")
+    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
+    frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")
     point_stride: bpy.props.IntProperty(name="Point Density", default=2, min=1, max=16,
                                         description="Keep every n-th pixel in x and y as a point")
     import_camera: bpy.props.BoolProperty(name="Camera", default=True)

@@ -31,7 +31,7 @@ def bundle_dir(clip) -> Path:
     name = bpy.path.clean_name(Path(clip.filepath).stem or clip.name)
     if bpy.data.filepath:
         return Path(bpy.path.abspath(f"//parallax/{name}"))
-    return preferences.env_dir().parent / "bundles" / name
+    return preferences.user_dir("bundles") / name
 
 
 def frame_range(clip, settings) -> list:
@@ -47,15 +47,16 @@ def frame_range(clip, settings) -> list:
     return [first, end]
 
 
-def build_request(context, clip, request_id: str) -> dict:
-    """The engine's reconstruct request for `clip` with the scene's settings and the preferences."""
+def reconstruct_options(context, clip) -> dict:
+    """The options of the engine's reconstruct request for `clip`, from the scene's settings and the preferences
+    (the fields of engine.pipeline.ReconstructOptions, docs/protocol.md)."""
     settings = context.scene.parallax
     prefs = preferences.get(context)
     video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
     if not video.is_file():
         raise EngineUnavailable(f"the clip file {video} does not exist", "relink the clip in the Movie Clip Editor")
     stride, steps, size = properties.quality(settings)
-    return {"type": "reconstruct", "id": request_id, "options": {
+    return {
         "video": str(video),
         "out": str(bundle_dir(clip)),
         "model": settings.model,
@@ -66,7 +67,7 @@ def build_request(context, clip, request_id: str) -> dict:
         "size": list(size),
         "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
-    }}
+    }
 
 
 def start(context) -> EngineJob:
@@ -77,8 +78,10 @@ def start(context) -> EngineJob:
     clip = active_clip(context)
     if clip is None:
         raise EngineUnavailable("there is no active clip", "open a clip in the Movie Clip Editor")
+    options = reconstruct_options(context, clip)  # bad settings are refused before an engine starts
     engine = engine_process.get_engine(preferences.engine_python(context))
-    _job = EngineJob(engine, build_request(context, clip, engine.new_id("reconstruct")))
+    _job = EngineJob(engine, {"type": "reconstruct", "id": engine.new_id("reconstruct"), "options": options})
+    context.window_manager.parallax_message = ""
     show(context, _job)
     return _job
 

@@ -47,3 +47,23 @@ def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "geo4d"
     return convert_geo4d(tiny_checkpoints.model, tiny_checkpoints.vae, out, "fp32", tiny_checkpoints.config,
                          log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_modules():
+    """The fixture folder's tiny Geo4D networks loaded straight from its safetensors (no conversion),
+    with the official constant context of the end-to-end fixture."""
+    from engine.models.geo4d.config import load_config
+    from engine.models.geo4d.weights import Geo4DModules, build_modules
+
+    config = load_config(TINY_CONFIG)
+    weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
+    pointmap = load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")
+    modules = build_modules(config)
+    parts = {"unet": ("model.diffusion_model.", weights), "vae": ("first_stage_model.", weights),
+             "pointmap_vae": ("model.", pointmap)}
+    for name, (prefix, state) in parts.items():
+        modules[name].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        modules[name].eval()
+    context = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")["c_crossattn"]
+    return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, GEO4D_FIXTURES)

@@ -1,5 +1,5 @@
 """Where the Geo4D golden fixtures are: $PARALLAX_GEO4D_FIXTURES, else the `shared/` folder next to
-the checkout (../shared, or ../../shared from a worktree under wt/)."""
+the checkout (../shared, or ../../shared from a worktree under wt/), else this workplace's /work/shared."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ _CANDIDATES = [Path(os.environ["PARALLAX_GEO4D_FIXTURES"])] if "PARALLAX_GEO4D_F
     _ROOT / "shared" / "fixtures" / "geo4d",
     _ROOT.parent / "shared" / "fixtures" / "geo4d",
     _ROOT.parent.parent / "shared" / "fixtures" / "geo4d",
+    Path("/work/shared/fixtures/geo4d"),
 ]
 GEO4D_FIXTURES = next((p for p in _CANDIDATES if (p / "tiny_config.json").is_file()), _CANDIDATES[0])
 

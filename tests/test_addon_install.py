@@ -6,12 +6,7 @@ import zipfile
 import pytest
 
 import build_addon
-from tests.addon_session import INSTALL, run_bpy
-
-
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory):
-    return build_addon.build(tmp_path_factory.mktemp("dist"))
+from tests.addon_session import INSTALL, addon_zip, run_bpy  # noqa: F401 (fixture)
 
 
 def test_zip_holds_manifest_addon_engine_and_requirements(addon_zip):
@@ -44,6 +39,7 @@ ep = importlib.import_module(MOD + ".engine_process")
 result["enabled"] = addon_utils.check(MOD)[1]
 result["operators"] = [hasattr(bpy.ops.parallax, name) for name in ("reconstruct", "cancel", "create_environment")]
 result["operators"].append(hasattr(bpy.ops.import_scene, "parallax_bundle"))
+result["panels"] = sorted(getattr(bpy.types, name).bl_space_type for name in ("PARALLAX_PT_clip", "PARALLAX_PT_view3d"))
 result["engine_root"] = str(ep.engine_root())
 result["extension_dir"] = os.path.dirname(importlib.import_module(MOD).__file__)
 engine = ep.get_engine(prefs.python_path)
@@ -69,6 +65,7 @@ report()
 def test_installs_enables_and_disabling_stops_the_engine(addon_zip, tmp_path):
     result = run_bpy(LIFECYCLE, [addon_zip], tmp_path / "profile")
     assert result["enabled"] and all(result["operators"])
+    assert result["panels"] == ["CLIP_EDITOR", "VIEW_3D"]
     # The engine that runs is the one bundled in the extension, not the repository's.
     assert result["engine_root"] == result["extension_dir"]
     assert result["pong_pid_matches"] and result["same_engine_reused"]

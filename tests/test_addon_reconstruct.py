@@ -1,49 +1,10 @@
 """The Reconstruct operator in a fresh Blender with the installed extension: failures leave the scene as it was
 and say why; the engine environment builder makes a working venv."""
 
-import importlib.util
-import shutil
+import re
 import sys
 
-import pytest
-
-import build_addon
-from tests.addon_session import INSTALL, run_bpy
-
-CLIP = "/work/shared/clips/drift-turn.mp4"
-
-# Loads the clip given as argv[2], makes it the scene's active clip and defines snapshot() and reconstruct().
-SCENE = INSTALL + """
-clip = bpy.data.movieclips.load(sys.argv[2])
-bpy.context.scene.active_clip = clip
-
-def snapshot():
-    scene = bpy.context.scene
-    data = {name: sorted(x.name for x in getattr(bpy.data, name))
-            for name in ("objects", "collections", "cameras", "meshes", "images", "node_groups", "actions")}
-    data["scene"] = [scene.frame_start, scene.frame_end, scene.render.resolution_x, scene.render.resolution_y,
-                     scene.render.fps, scene.camera.name if scene.camera else None]
-    return data
-
-def reconstruct():
-    try:
-        status = bpy.ops.parallax.reconstruct()
-        return {"status": sorted(status), "message": bpy.context.window_manager.parallax_message}
-    except RuntimeError as exc:
-        return {"status": ["RAISED"], "message": str(exc)}
-
-before = snapshot()
-"""
-
-
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory):
-    return build_addon.build(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture
-def clip(tmp_path):
-    return shutil.copy(CLIP, tmp_path / "shot.mp4")
+from tests.addon_session import SCENE, addon_zip, clip, run_bpy  # noqa: F401 (fixtures)
 
 
 def run_failure(addon_zip, clip, tmp_path, setup: str) -> dict:
@@ -81,8 +42,6 @@ def test_killed_engine_is_reported_with_its_exit_code(addon_zip, clip, tmp_path)
     assert result["unchanged"] and not result["running"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("engine.pipeline.reconstruct") is None,
-                    reason="engine.pipeline.reconstruct has not landed")
 def test_engine_python_without_requirements_is_named(addon_zip, clip, tmp_path):
     # A fresh environment made by the add-on's own builder, with no packages installed in it.
     setup = f"""
@@ -94,5 +53,37 @@ prefs.python_path = str(builder_mod.env_python(builder.env_dir))
 """
     result = run_failure(addon_zip, clip, tmp_path, setup)
     assert result["builder"] == ["done", "ready", 1.0]
-    assert "lacks the package 'numpy'" in result["message"] and "engine environment" in result["message"]
+    missing = re.search(r"lacks the package '(\w+)'", result["message"])
+    assert missing and missing[1] in {"numpy", "cv2", "scipy", "torch"}, result["message"]
+    assert "create the engine environment again" in result["message"]
     assert result["unchanged"]
+
+
+def test_cancel_ends_an_engine_that_does_not_answer(addon_zip, clip, tmp_path):
+    # An "interpreter" that never reads its requests nor answers: cancel must still end the job.
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\nexec sleep 600\n")
+    silent.chmod(0o755)
+    script = SCENE + f"""
+import time
+prefs.python_path = {str(silent)!r}
+ep = importlib.import_module(MOD + ".engine_process")
+rc = importlib.import_module(MOD + ".reconstruct")
+ep.CANCEL_GRACE_S = 0.5
+job = rc.start(bpy.context)
+pid = job.engine.pid
+time.sleep(0.5)
+result["running_before_cancel"] = not job.poll()
+job.cancel()
+while not job.poll():
+    time.sleep(0.05)
+result["outcome"] = job.outcome
+result["message"] = rc.finish(bpy.context, job)[1]
+result["engine_alive"] = os.path.exists(f"/proc/{{pid}}")
+result["unchanged"] = snapshot() == before
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
+    assert result["running_before_cancel"] and result["outcome"] == "cancelled"
+    assert "cancelled" in result["message"] and result["unchanged"]
+    assert result["engine_alive"] is False

@@ -93,3 +93,15 @@ def test_progress_is_reported_in_order():
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert {"cameras", "poses", "depth"} <= {s for s, _ in seen}
+
+
+def test_nonsense_predictions_still_give_finite_cameras_and_depth():
+    rng = np.random.default_rng(0)
+    gt = make_scene("static", 20, SIZE)
+    windows = simulate_windows(gt, stride=4)
+    for name in ("pointmap", "ray_dirs", "ray_moments"):  # what an untrained model might say
+        getattr(windows, name)[:] = rng.normal(size=getattr(windows, name).shape)
+    for options in (AlignOptions(), AlignOptions(use_rays=False)):
+        recon = align(windows, options)
+        assert np.all(np.isfinite(recon.camera_to_world)) and np.all(np.isfinite(recon.K))
+        assert np.all(np.isfinite(recon.depth)) and np.all(recon.depth >= 0)

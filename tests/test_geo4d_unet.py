@@ -119,21 +119,30 @@ def test_shorter_window_and_shared_context(unet, case_a):
     assert shared.shape == (8, 93, 16) and torch.equal(shared[7], context[0, :93])
 
 
+def _four_frames(case: dict) -> tuple:
+    """The first 4 frames of a fixture case (half precision is slow on the CPU)."""
+    return case["x_in"][:, :, :4], case["t"], case["context"][:, :77 + 16 * 4], case["fs"]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @torch.no_grad()
 def test_half_precision_runs_close_to_float32(unet, case_a, dtype):
+    x, t, context, fs = _four_frames(case_a)
+    reference = unet(x, t, context, fs)
     half = unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json")).to(dtype)
-    out = half(case_a["x_in"].to(dtype), case_a["t"], case_a["context"].to(dtype), case_a["fs"])
+    out = half(x.to(dtype), t, context.to(dtype), fs)
     assert out.dtype == dtype
-    error = (out.float() - case_a["out"]).abs().max() / case_a["out"].abs().max()
+    error = (out.float() - reference).abs().max() / reference.abs().max()
     assert error < 0.05, error
 
 
 @torch.no_grad()
 def test_autocast_bfloat16_on_float32_weights(unet, case_a):
+    x, t, context, fs = _four_frames(case_a)
+    reference = unet(x, t, context, fs)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = unet(case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"])
-    error = (out.float() - case_a["out"]).abs().max() / case_a["out"].abs().max()
+        out = unet(x, t, context, fs)
+    error = (out.float() - reference).abs().max() / reference.abs().max()
     assert error < 0.05, error
 
 
@@ -141,6 +150,8 @@ def test_unsupported_configuration_is_refused(config):
     params = dict(unet_params(config), use_scale_shift_norm=True)
     with pytest.raises(ModelError, match="use_scale_shift_norm"):
         UNet3D.from_params(params)
+    with pytest.raises(ModelError, match="does not know: num_classes"):
+        UNet3D.from_params(dict(unet_params(config), num_classes=10))
 
 
 def test_resampler_refuses_per_frame_input():
@@ -158,3 +169,9 @@ def test_float32_cpu_attention_in_chunks_gives_identical_results(unet, case_a, m
     monkeypatch.setattr(attention, "MATH_ATTENTION_ELEMENTS", 2 * 96 * 93)  # two frames' cross-attention
     out = unet(case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"])
     torch.testing.assert_close(out, case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+
+
+def test_latent_size_must_divide_by_the_downsampling(unet, case_a):
+    assert unet.size_multiple == 4  # 3 levels
+    with pytest.raises(InputError, match="multiples of 4"):
+        unet(case_a["x_in"][..., :6, :10], case_a["t"], case_a["context"], case_a["fs"])

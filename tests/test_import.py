@@ -182,7 +182,7 @@ def test_reimport_replaces(empty_scene, bundle):
     path, _ = bundle
     import_bundle(bpy.context, path)
     first = _counts()
-    assert first["images"] == 1 and first["compositor nodes"] > 3
+    assert sum(i.source == "SEQUENCE" for i in bpy.data.images) == 1 and first["compositor nodes"] > 3
     collection = import_bundle(bpy.context, path, ImportOptions(floor_fit=True))
     assert _counts() == first
     assert collection.name == NAME
@@ -194,6 +194,7 @@ def test_file_import_operator(empty_scene, bundle, tmp_path):
     for cls in classes:
         bpy.utils.register_class(cls)
     try:
+        assert "UNDO" in classes[0].bl_options  # the import is one undo step (undo itself needs a window)
         assert bpy.ops.import_scene.parallax_bundle(filepath=str(path / "scene.json")) == {"FINISHED"}
         assert NAME in bpy.data.collections
         before = _counts()
@@ -293,3 +294,11 @@ def test_camera_quaternions_stay_sign_continuous_through_a_full_turn(empty_scene
         np.testing.assert_allclose(np.array(camera.matrix_world)[:3, :3], matrices[frame - 1, :3, :3], atol=1e-5)
     quats = np.array(quats)
     assert np.all(np.sum(quats[1:] * quats[:-1], axis=1) > 0)
+
+
+def test_only_what_is_asked_for_is_imported(empty_scene, bundle):
+    path, _ = bundle
+    collection = import_bundle(bpy.context, path, ImportOptions(camera=False, depth=False))
+    assert [o.name for o in collection.objects] == [f"{NAME} Points"]
+    assert empty_scene.camera is None and compositor_tree(empty_scene) is None
+    assert not any(i.source == "SEQUENCE" for i in bpy.data.images)

@@ -1,5 +1,5 @@
-"""Window inference with the ONNX Runtime backend gives the torch backend's predictions
-(tiny converted model, CPU, float32).
+"""Window inference with the ONNX Runtime backend (UNet and VAE parts as ONNX graphs) gives the
+torch backend's predictions (tiny converted model, CPU, float32).
 
 Tolerance 1e-3 relative to max(1, |torch|): the UNet's ~5e-6 differences pass through DDIM, the VAE
 decoders and the ray-direction normalisation (seen at 6e-5 on ray directions)."""
@@ -24,7 +24,8 @@ def test_onnx_backend_window_predictions_match_torch(tiny_model_dir):
     reference = Geo4D.from_modules(modules, "cpu").predict(frames, fps=24.0, stride=4, options=options)
     model = Geo4D(OnnxBackend(modules, "cpu"), modules.config, modules.context, "cpu")
     ours = model.predict(frames, fps=24.0, stride=4, options=options)
-    assert (tiny_model_dir / "onnx" / "unet-float32.onnx").is_file()
+    assert sorted(p.name for p in (tiny_model_dir / "onnx").glob("*.onnx")) == [
+        "pointmap-decoder-float32.onnx", "unet-float32.onnx", "vae-decoder-float32.onnx", "vae-encoder-float32.onnx"]
     for name in ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments"):
         a, b = getattr(ours, name), getattr(reference, name)
         error = np.abs(a - b) / np.maximum(1.0, np.abs(b))

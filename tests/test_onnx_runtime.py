@@ -1,7 +1,7 @@
 """The ONNX Runtime UNet agrees with the torch UNet and with the official fixtures (tiny model).
 
-Tolerance: 5e-5, relative to max(1, |expected|), in float32 (torch itself reproduces the fixtures
-to 3e-6; ONNX Runtime's kernels sum in another order, seen at 5e-6 here)."""
+Tolerance: 5e-5, relative to max(1, |expected|), in float32 (torch reproduces the fixtures bit for
+bit on the machine that made them; ONNX Runtime's kernels sum in another order, seen at 5e-6)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from engine.errors import ModelError
 from engine.models.geo4d.checks import compare, unet_forward
 from engine.models.geo4d.config import load_config
-from engine.runtime.onnx_backend import OnnxUNet, execution_providers, unet_onnx_for
+from engine.runtime.onnx_backend import OnnxUNet, cached_export, execution_providers
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
 FIXTURES = GEO4D_FIXTURES
@@ -28,10 +28,10 @@ def unet():
 
 @pytest.fixture(scope="module")
 def exported(unet, tmp_path_factory):
-    """(path, weights file) of the tiny UNet exported through the cache."""
-    weights = tmp_path_factory.mktemp("model") / "unet.safetensors"
-    weights.write_bytes(b"stand-in for the converted weights file: only its size and time are used")
-    return unet_onnx_for(unet, weights, weights.parent / "onnx"), weights
+    """(path, model folder) of the tiny UNet exported through the cache."""
+    model_dir = tmp_path_factory.mktemp("model")
+    (model_dir / "unet.safetensors").write_bytes(b"stands for the converted weights: only its size and time count")
+    return cached_export("unet", unet, model_dir, model_dir / "onnx"), model_dir
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,9 @@ def test_onnx_and_torch_agree_on_other_batch_frame_and_latent_sizes(onnx_unet, u
 
 
 def test_export_is_cached_and_leaves_only_its_files(unet, exported):
-    path, weights = exported
+    path, model_dir = exported
     mtime = path.stat().st_mtime_ns
-    assert unet_onnx_for(unet, weights, path.parent) == path
+    assert cached_export("unet", unet, model_dir, path.parent) == path
     assert path.stat().st_mtime_ns == mtime  # reused, not exported again
     assert sorted(p.name for p in path.parent.iterdir()) == ["unet-float32.json", "unet-float32.onnx"]
 
@@ -89,12 +89,14 @@ def test_gpu_without_the_cuda_provider_is_a_model_error():
 
 
 def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tmp_path):
-    weights = exported[1]
+    model_dir = exported[1]
     with pytest.raises(ModelError, match="float32 or float16"):
-        unet_onnx_for(unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
-                      .to(torch.bfloat16), weights, tmp_path)
+        cached_export("unet", unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
+                      .to(torch.bfloat16), model_dir, tmp_path)
+    with pytest.raises(ModelError, match="vae.safetensors is missing"):
+        cached_export("vae-decoder", unet, model_dir, tmp_path)
     blocker = tmp_path / "a file"
     blocker.write_text("")
     with pytest.raises(ModelError, match="cannot write the ONNX export"):
-        unet_onnx_for(unet, weights, blocker / "onnx")
+        cached_export("unet", unet, model_dir, blocker / "onnx")
     assert not list(tmp_path.glob("**/*.onnx"))

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.addon_session import CLIP, ENGINE_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Engine:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=ENGINE_ENV, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, obj) -> None:
@@ -54,6 +56,7 @@ def test_ping_answers_with_version_and_pid(engine):
     ('{"type": "explode"}', "unknown message type 'explode'"),
     ('{"type": "align", "id": "a", "windows": "x.npz", "out": "b", "colour": 1}', "'align' has no field(s) colour"),
     ('{"type": "align", "id": "a"}', "missing 2 required positional arguments: 'windows' and 'out'"),
+    ('["ping"]', "unknown message type"),
 ])
 def test_malformed_requests_get_an_error_and_the_engine_stays_up(engine, line, problem):
     engine.send(line)
@@ -91,3 +94,80 @@ def test_cancel_without_job_is_a_warning_and_shutdown_exits_cleanly(engine):
 def test_closing_stdin_stops_the_engine(engine):
     engine.proc.stdin.close()
     assert engine.proc.wait(30) == 0
+
+
+def tiny_reconstruct(job: str, out: Path, model_dir: Path) -> dict:
+    """A reconstruct request for the tiny random-weight model: 20 frames (2 windows) at 32x64, 2 steps, CPU."""
+    return {"type": "reconstruct", "id": job, "options": {
+        "video": str(CLIP), "out": str(out), "model_dir": str(model_dir), "device": "cpu", "size": [32, 64],
+        "frames": [0, 20], "stride": 4, "steps": 2}}
+
+
+def test_reconstruct_reports_progress_then_its_bundle_and_refuses_a_second_job_meanwhile(engine, tmp_path,
+                                                                                        tiny_model_dir):
+    engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
+    engine.send(tiny_reconstruct("r2", tmp_path / "b2", tiny_model_dir))
+    events = engine.until({"result", "error", "cancelled"}, "r1")
+    refused = [e for e in events if e.get("id") == "r2"]
+    assert refused and refused[0]["type"] == "error" and "busy with job 'r1'" in refused[0]["problem"]
+    progress = [e for e in events if e["type"] == "progress"]
+    stages = list(dict.fromkeys(e["stage"] for e in progress))
+    assert stages[0] == "loading model" and stages[-1] == "writing bundle" and len(stages) >= 4, stages
+    assert all(0.0 <= e["fraction"] <= 1.0 for e in progress)
+    result = events[-1]
+    assert result["type"] == "result" and result["bundle"] == str(tmp_path / "b1") and result["seconds"] > 0
+    scene = json.loads((tmp_path / "b1" / "scene.json").read_text())
+    assert [f["frame"] for f in scene["frames"]] == list(range(20))
+    assert not (tmp_path / "b2").exists()
+
+
+def test_cancel_stops_a_running_reconstruct_and_writes_nothing(engine, tmp_path, tiny_model_dir):
+    engine.send(tiny_reconstruct("r1", tmp_path / "b1", tiny_model_dir))
+    first = engine.read()
+    assert first["type"] == "progress" and first["id"] == "r1"
+    engine.send({"type": "cancel", "id": "r1"})
+    events = engine.until({"result", "error", "cancelled"}, "r1")
+    assert events[-1] == {"type": "cancelled", "id": "r1"}
+    assert list(tmp_path.iterdir()) == []  # neither the bundle nor a temporary folder
+    engine.send({"type": "ping", "id": "p"})
+    assert engine.read()["busy"] is False
+
+
+@pytest.fixture(scope="module")
+def windows_file(tmp_path_factory) -> Path:
+    """Simulated window predictions (exact up to each window's similarity) of a ray-cast 24-frame scene."""
+    from engine.io.windows import save_windows
+    from engine.synthetic.procedural import make_scene
+    from engine.synthetic.simulate import simulate_windows
+
+    path = tmp_path_factory.mktemp("windows") / "windows.npz"
+    save_windows(simulate_windows(make_scene("static", 24, (48, 64)), stride=4), path)
+    return path
+
+
+def test_align_request_fuses_a_windows_file_into_a_bundle(engine, tmp_path, windows_file):
+    engine.send({"type": "align", "id": "a1", "windows": str(windows_file), "out": str(tmp_path / "b"),
+                 "point_stride": 2})
+    events = engine.until({"result", "error", "cancelled"}, "a1")
+    stages = list(dict.fromkeys(e["stage"] for e in events if e["type"] == "progress"))
+    assert stages[0] == "loading predictions" and stages[-1] == "writing bundle", stages
+    assert events[-1]["type"] == "result" and events[-1]["bundle"] == str(tmp_path / "b"), events[-1]
+    scene = json.loads((tmp_path / "b" / "scene.json").read_text())
+    assert [f["frame"] for f in scene["frames"]] == list(range(24)) and scene["points"]["stride"] == 2
+
+
+def test_cancelled_align_writes_nothing(engine, tmp_path, windows_file):
+    engine.send({"type": "align", "id": "a1", "windows": str(windows_file), "out": str(tmp_path / "b")})
+    assert engine.read()["type"] == "progress"
+    engine.send({"type": "cancel"})  # no id: whatever runs
+    assert engine.until({"result", "error", "cancelled"}, "a1")[-1] == {"type": "cancelled", "id": "a1"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reconstruct_options_are_checked_by_name(engine):
+    engine.send({"type": "reconstruct", "id": "r", "options": {"video": "a.mp4", "out": "b", "colour": "red"}})
+    error = engine.until({"result", "error", "cancelled"}, "r")[-1]
+    assert error["type"] == "error" and "no field(s) colour" in error["problem"] and "stride" in error["fix"]
+    engine.send({"type": "reconstruct", "id": "s", "options": ["a.mp4"]})
+    error = engine.until({"result", "error", "cancelled"}, "s")[-1]
+    assert error["type"] == "error" and "must be a JSON object, not list" in error["problem"]

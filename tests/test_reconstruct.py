@@ -11,7 +11,7 @@ import pytest
 from engine.errors import Cancelled, InputError, ModelError
 from engine.io.windows import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
-from engine.pipeline.reconstruct import output_size, processing_size
+from engine.pipeline.reconstruct import load_model, output_size, processing_size
 from tests.fixture_paths import GEO4D_FIXTURES
 
 CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
@@ -72,6 +72,11 @@ def test_cancel_between_windows_leaves_nothing(tiny_model_dir, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_model_stays_loaded_between_runs(tiny_model_dir, tmp_path):
+    first = load_model(_options(CLIP, tmp_path / "a", tiny_model_dir))
+    assert load_model(_options(CLIP, tmp_path / "b", tiny_model_dir, stride=2, steps=3)) is first
+
+
 def test_processing_size_keeps_aspect_near_training_area():
     assert processing_size((480, 854), 64) == (320, 576)
     assert processing_size((1080, 1920), 64) == (320, 576)
@@ -103,6 +108,10 @@ def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
                                            size=(30, 64), device="cpu"))
     with pytest.raises(InputError, match="stride"):
         run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(0, 20), stride=16))
+    with pytest.raises(InputError, match="steps is 0"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, steps=0))
+    with pytest.raises(InputError, match="unknown alignment option"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, align={"bogus": 1}))
     assert not list(tmp_path.iterdir())
 
 

@@ -15,11 +15,11 @@ def new_fcurves(id_block: bpy.types.ID, action_name: str):
     anim.action = action
     if not hasattr(action, "slots"):  # Blender 4.2-4.3: curves live on the action itself
         return action.fcurves
-    from bpy_extras import anim_utils
-
+    # 4.4 and later: curves live in a channel bag of a keyframe strip, for the slot the ID is animated by.
     slot = action.slots.new(id_block.id_type, id_block.name)
     anim.action_slot = slot
-    return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
+    strip = action.layers.new("Layer").strips.new(type="KEYFRAME")
+    return strip.channelbag(slot, ensure=True).fcurves
 
 
 def set_keys(fcurves, data_path: str, index: int, frames: np.ndarray, values: np.ndarray) -> None:

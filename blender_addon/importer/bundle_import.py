@@ -58,6 +58,8 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     """
     options = options or ImportOptions()
     bundle = read_bundle(bundle_path)
+    if not bundle.fps > 0:
+        raise InputError(f"the bundle's frame rate is {bundle.fps}", "re-run the engine on a clip with a frame rate")
     scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
     if options.depth:
@@ -139,7 +141,7 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
     _check_files([f.points_path for f in bundle.frames])
     total = sum(f.num_points for f in bundle.frames)
     xyz = np.empty((total, 3), np.float32)
-    rgb = np.empty((total, 3), np.uint8)
+    rgba = np.full((total, 4), 255, np.uint8)  # alpha 255 maps to 1.0 through the same sRGB table
     confidence = np.empty(total, np.float32)
     end = 0
     for i, f in enumerate(bundle.frames):
@@ -151,12 +153,10 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         for axis, name in enumerate(("x", "y", "z")):
             xyz[start:end, axis] = cloud[name]
         for channel, name in enumerate(("red", "green", "blue")):
-            rgb[start:end, channel] = cloud[name]
+            rgba[start:end, channel] = cloud[name]
         confidence[start:end] = cloud["confidence"]
-    color = np.ones((total, 4), np.float32)
-    color[:, :3] = srgb_to_linear(rgb)
     frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
-    return FramePoints(xyz=xyz, color=color, confidence=confidence, frame=frame)
+    return FramePoints(xyz=xyz, color=srgb_to_linear(rgba), confidence=confidence, frame=frame)
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:

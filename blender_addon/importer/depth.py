@@ -137,13 +137,11 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     the group feeds the compositor's output when nothing else does."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
-    added = []
 
     def add(kind: str, x: float, y: float):
         node = nodes.new(kind)
         node.location = (x, y)
         node[TAG] = key
-        added.append(node)
         return node
 
     group_node = add("CompositorNodeGroup", 300, 0)

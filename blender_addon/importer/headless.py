@@ -2,7 +2,7 @@
 
 The .blend holds exactly what File > Import makes. The preview is rendered afterwards with Cycles on the CPU
 from a viewer camera that sees the whole shot: every frame's points, camera frusta along the path, and the last
-frame's depth map on that frame's frustum (bright = near). Those preview objects are not saved.
+frame's depth map on that frame's frustum (yellow = near, purple = far). Those preview objects are not saved.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def bundle_to_blend(bundle: str | Path, blend_path: str | Path, preview_png: str
 
 def render_preview(scene: bpy.types.Scene, collection: bpy.types.Collection, bundle, png: Path,
                    samples: int) -> None:
+    """Add the preview set-up (viewer camera, frusta, depth card) to the imported scene and render png."""
     shot_camera = scene.camera
     points = next(o for o in collection.objects if o.type == "MESH")
     modifier = points.modifiers["Parallax Points"]
@@ -141,7 +142,7 @@ def _frusta(scene, camera, frames, distance: float) -> bpy.types.Object:
 
 
 def _depth_card(scene, camera, image, timing, distance: float, near: float) -> bpy.types.Object:
-    """The current frame's depth map on its frustum's image plane, shown as near / depth (bright = near)."""
+    """The current frame's depth map on its frustum's image plane, coloured by near / depth (yellow = near)."""
     _, corners = _frame_corners(scene, camera, scene.frame_current, distance * 0.999)
     mesh = bpy.data.meshes.new("Depth Card")
     mesh.from_pydata([tuple(c) for c in corners], [], [(0, 1, 2, 3)])
@@ -159,7 +160,13 @@ def _depth_card(scene, camera, image, timing, distance: float, near: float) -> b
     disparity.use_clamp = True
     disparity.inputs[0].default_value = near
     links.new(texture.outputs["Color"], disparity.inputs[1])
-    links.new(disparity.outputs[0], nodes["Emission"].inputs["Color"])
+    ramp = nodes.new("ShaderNodeValToRGB")  # magma-like: far purple, near yellow
+    stops = ramp.color_ramp.elements
+    stops[0].color = (0.02, 0.0, 0.06, 1.0)
+    stops[1].color = (1.0, 0.85, 0.3, 1.0)
+    stops.new(0.5).color = (0.75, 0.1, 0.3, 1.0)
+    links.new(disparity.outputs[0], ramp.inputs["Fac"])
+    links.new(ramp.outputs["Color"], nodes["Emission"].inputs["Color"])
     mesh.materials.append(material)
     return obj
 

@@ -31,7 +31,7 @@ class FramePoints:
 
 def build_points(name: str, points: FramePoints, world: np.ndarray, radius: float,
                  confidence_threshold: float, accumulate: bool) -> bpy.types.Object:
-    """Mesh object (vertices only) with color/confidence/frame attributes and the per-frame modifier.
+    """Mesh object (vertices only) with point_color/confidence/frame attributes and the per-frame modifier.
 
     world: float64[4, 4] engine world -> Blender world, set as the object's matrix (no per-point work).
     radius: point radius in engine world units.

@@ -70,7 +70,9 @@ def lens_from_intrinsics(K: np.ndarray, map_size: tuple[int, int], render_size: 
 
 
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
-    """uint8[..., 3] sRGB -> float32[..., 3] scene-linear (the IEC 61966-2-1 curve, through a 256-entry table)."""
+    """uint8[...] sRGB -> float32[...] scene-linear (the IEC 61966-2-1 curve, through a 256-entry table).
+
+    255 maps to exactly 1.0, so an alpha channel of 255 may ride along."""
     c = np.arange(256, dtype=np.float64) / 255.0
     table = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
     return np.take(table, rgb)

@@ -2,7 +2,7 @@
 
 Steps (docs/alignment.md explains the choices):
   1. cameras of every window slot in its window's frame, from the rays (focal by DLT, rotation by
-     Kabsch, centre by ray intersection) or, without rays, from the point map (DLT);
+     Kabsch, centre by ray intersection) averaged with those from the point map (a reweighted DLT);
   2. the focal length: one for the clip (median over slots), or one per frame (zoom shots);
   3. one similarity per window to the world (poses.py): rotation averaging, then scales and
      translations from the points and centres the windows share, robustly reweighted;
@@ -19,9 +19,11 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.bundle import Reconstruction
 from ..io.windows import WindowPredictions
-from .cameras import cameras_from_points, centre_from_rays, focal_from_rays, rotation_from_rays
+from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
+                      rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import centred_pixels, intrinsics, pixel_grid, project_to_rotation
 from .poses import slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
@@ -37,7 +39,7 @@ class AlignOptions:
     """Settings of `align`.
 
     per_frame_focal: one focal length per frame (zoom shots) instead of one for the clip.
-    use_rays: cameras from the ray maps; False derives them from the point maps (ablation).
+    use_rays: cameras from the ray maps and the point maps; False: from the point maps alone (ablation).
     use_disparity: fuse the disparity maps into the depth; False uses the point maps only (ablation).
     robust: reweight disagreeing windows and drop outlying depth estimates; False = plain least squares.
     smoothness: temporal smoothness of the camera track (0 = none): a frame's velocity is expected to
@@ -50,7 +52,7 @@ class AlignOptions:
     use_rays: bool = True
     use_disparity: bool = True
     robust: bool = True
-    smoothness: float = 10.0
+    smoothness: float = 30.0
     pose_pixels: int = 256
     outlier_threshold: float = 3.0
 
@@ -75,38 +77,51 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     sw, st = slot_window[:, None], slot_t[:, None]
     points = windows.pointmap[sw, st, v, u].astype(np.float64)
     conf = windows.pointmap_conf[sw, st, v, u].astype(np.float64)
+    from_points = cameras_from_points(points, conf, pixels)
     if opts.use_rays:
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
-        slot_focal = focal_from_rays(dirs, pixels)
+        dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
+        ray_focal = focal_from_rays(dirs, pixels)
+        focal = _frame_focal(ray_focal, slot_frame, n, opts.per_frame_focal)  # rays measure it most directly
+        from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slot_frame]),
+                                centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
+                                focal=ray_focal)
+        cameras = fuse_cameras(from_rays, from_points)
     else:
-        from_points = cameras_from_points(points, conf, pixels)
-        slot_focal = from_points.focal
-    focal = _frame_focal(slot_focal, slot_frame, n, opts.per_frame_focal)
-    if opts.use_rays:
-        rotation = rotation_from_rays(dirs, pixels, focal[slot_frame])
-        centre = centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64))
-    else:
-        rotation, centre = from_points.rotation, from_points.centre
+        lacking = np.isnan(from_points.focal)
+        if lacking.any():
+            s = int(np.flatnonzero(lacking)[0])
+            raise InputError(f"frame {slot_frame[s]} has too few valid points in window {slot_window[s]} to place "
+                             "its camera from the point map alone", "align with the rays (drop --no-rays)")
+        focal = _frame_focal(from_points.focal, slot_frame, n, opts.per_frame_focal)
+        cameras = from_points
+    rotation, centre = cameras.rotation, cameras.centre
     depth = np.einsum("spi,si->sp", points - centre[:, None], rotation[:, :, 2])
     usable = (conf > 0) & (depth > 0)
 
     report("poses", 0.3)
     pairs = slot_pairs(slot_window, slot_frame)
     ga, gb = slot_window[pairs.a], slot_window[pairs.b]
-    window_rot = window_rotations(rotation, slot_window, pairs, num_windows, opts.robust)
     both = usable[pairs.a] & usable[pairs.b]
-    scale = window_scales(depth[pairs.a], depth[pairs.b], both, ga, gb, num_windows, opts.robust)
     pair_w = np.where(both, np.sqrt(conf[pairs.a] * conf[pairs.b]), 0.0)
     pair_w *= np.where(pairs.adjacent, ADJACENT_WEIGHT, 1.0)[:, None]
     centre_w = CENTRE_WEIGHT * pair_w.sum(axis=1, keepdims=True)
     frame_depth = np.sort(np.where(both, depth[pairs.a], np.inf), axis=1)[np.arange(len(ga)), both.sum(axis=1) // 2]
     centre_w = np.where(np.isfinite(frame_depth), centre_w[:, 0], 0.0)[:, None]
-    world_depth = scale[ga, None] * np.concatenate([depth[pairs.a], np.nan_to_num(frame_depth, posinf=1.0)[:, None]],
-                                                   axis=1)
-    poses = window_translations(
-        np.concatenate([points[pairs.a], centre[pairs.a][:, None]], axis=1),
-        np.concatenate([points[pairs.b], centre[pairs.b][:, None]], axis=1),
-        np.concatenate([pair_w, centre_w], axis=1), world_depth, ga, gb, window_rot, scale, opts.robust)
+    window_weight = np.ones(num_windows)
+    # Solve once; if some windows disagree, solve again with them down-weighted everywhere.
+    for _ in range(2 if opts.robust else 1):
+        window_rot = window_rotations(rotation, slot_window, pairs, num_windows, window_weight, opts.robust)
+        scale = window_scales(depth[pairs.a], depth[pairs.b], both, ga, gb, window_weight, opts.robust)
+        world_depth = scale[ga, None] * np.concatenate(
+            [depth[pairs.a], np.nan_to_num(frame_depth, posinf=1.0)[:, None]], axis=1)
+        poses = window_translations(
+            np.concatenate([points[pairs.a], centre[pairs.a][:, None]], axis=1),
+            np.concatenate([points[pairs.b], centre[pairs.b][:, None]], axis=1),
+            np.concatenate([pair_w, centre_w], axis=1), world_depth, ga, gb, window_rot, scale, opts.robust)
+        if np.all(poses.weight == window_weight):
+            break
+        window_weight = poses.weight
 
     report("cameras", 0.6)
     world_rot = poses.rotation[slot_window] @ rotation

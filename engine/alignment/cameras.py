@@ -23,6 +23,8 @@ import numpy as np
 
 from .geometry import kabsch, project_to_rotation
 
+MIN_POINTS = 12  # valid points a slot needs for a DLT camera (6 is the minimum; noise wants more)
+
 
 @dataclass
 class SlotCameras:
@@ -83,10 +85,15 @@ def centre_from_rays(dirs: np.ndarray, moments: np.ndarray) -> np.ndarray:
     return np.linalg.solve(lhs, rhs[..., None])[..., 0]
 
 
-def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndarray) -> SlotCameras:
-    """DLT cameras from point maps. points: [S, P, 3] window frame; weights: [S, P] (0 = unusable)."""
+def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndarray, steps: int = 3) -> SlotCameras:
+    """DLT cameras from point maps, reweighted by reprojection error (Cauchy) against outliers.
+
+    points: [S, P, 3] window frame; weights: [S, P] (0 = unusable); pixels: [P, 2] centred.
+    """
     scale = float(np.abs(pixels).max()) or 1.0
     q = pixels / scale
+    lacking = (weights > 0).sum(axis=1) < MIN_POINTS
+    weights = np.where(lacking[:, None], 1.0, weights)  # placeholder so the batch solves; result set to nan
     wsum = weights.sum(axis=1, keepdims=True)
     mean = np.einsum("sp,spi->si", weights, points) / wsum
     spread = np.sqrt(np.einsum("sp,sp->s", weights, np.sum((points - mean[:, None]) ** 2, axis=2)) / wsum[:, 0])
@@ -98,10 +105,31 @@ def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndar
     rows[:, :p, 8:12] = -q[None, :, 0:1] * xh
     rows[:, p:, 4:8] = xh
     rows[:, p:, 8:12] = -q[None, :, 1:2] * xh
-    proj = _null_vectors(rows, np.concatenate([weights, weights], axis=1)).reshape(s, 3, 4)
+    robust = np.ones_like(weights)
+    for _ in range(steps):
+        w = weights * robust
+        proj = _null_vectors(rows, np.concatenate([w, w], axis=1)).reshape(s, 3, 4)
+        image = np.einsum("sij,spj->spi", proj, xh)
+        with np.errstate(all="ignore"):
+            error = np.linalg.norm(image[..., :2] / image[..., 2:3] - q[None], axis=2)
+        error = np.where(np.isfinite(error) & (weights > 0), error, np.inf)
+        typical = np.nanmedian(np.where(weights > 0, error, np.nan), axis=1, keepdims=True)
+        robust = 1.0 / (1.0 + (error / np.maximum(2.5 * 1.4826 * typical, 1e-9)) ** 2)
     # Undo the normalisation: P_world = P_n T, T = [[I / spread, -mean / spread], [0, 1]].
     a = proj[:, :, :3] / spread[:, None, None]
     b = proj[:, :, 3] - np.einsum("sij,sj->si", a, mean)
     centre = -np.linalg.solve(a, b[..., None])[..., 0]
     focal, rotation = _focal_rotation(a, scale)
+    rotation[lacking], centre[lacking], focal[lacking] = np.nan, np.nan, np.nan
     return SlotCameras(rotation=rotation, centre=centre, focal=focal)
+
+
+def fuse_cameras(rays: SlotCameras, points: SlotCameras) -> SlotCameras:
+    """Equal-weight average of the ray and point-map cameras of the same slots (chordal mean of
+    rotations); slots whose point map had too few valid points keep the ray camera."""
+    lacking = np.isnan(points.focal)
+    both = SlotCameras(rotation=project_to_rotation(rays.rotation + np.where(lacking[:, None, None], rays.rotation,
+                                                                             points.rotation)),
+                       centre=0.5 * (rays.centre + np.where(lacking[:, None], rays.centre, points.centre)),
+                       focal=0.5 * (rays.focal + np.where(lacking, rays.focal, points.focal)))
+    return both

@@ -22,6 +22,7 @@ import scipy.sparse.linalg as spla
 from .geometry import project_to_rotation
 
 IRLS_STEPS = 4
+STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
 
 
@@ -80,9 +81,12 @@ def _cauchy(residual: np.ndarray, floor: float) -> np.ndarray:
     return 1.0 / (1.0 + (residual / scale) ** 2)
 
 
-def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: SlotPairs,
-                     num_windows: int, robust: bool = True) -> np.ndarray:
-    """Rotation of each window frame in the world (= window 0's frame). Returns float64[G, 3, 3]."""
+def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: SlotPairs, num_windows: int,
+                     window_weight: np.ndarray, robust: bool = True) -> np.ndarray:
+    """Rotation of each window frame in the world (= window 0's frame). Returns float64[G, 3, 3].
+
+    window_weight: [G] how much each window is trusted (from an earlier translation solve, or ones).
+    """
     if num_windows == 1:
         return np.eye(3)[None]
     ga, gb = slot_window[pairs.a], slot_window[pairs.b]
@@ -106,9 +110,10 @@ def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: 
     a = sp.csr_matrix((vals, (rows, cols)), shape=(3 * k + 3, 3 * num_windows))
     rhs = np.zeros((3 * k + 3, 3))
     rhs[3 * k:] = np.eye(3)
+    prior = window_weight[g] * window_weight[h]
     weight = np.ones(k)
     for _ in range(IRLS_STEPS if robust else 1):
-        row_w = np.concatenate([np.repeat(weight, 3), np.full(3, float(k))])
+        row_w = np.concatenate([np.repeat(prior * weight, 3), np.full(3, float(k))])
         aw = a.multiply(row_w[:, None]).tocsr()
         z = spla.spsolve((a.T @ aw).tocsc(), a.T @ (rhs * row_w[:, None]))
         z = np.asarray(z).reshape(num_windows, 3, 3)
@@ -118,13 +123,14 @@ def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: 
 
 
 def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
-                  num_windows: int, robust: bool = True) -> np.ndarray:
+                  window_weight: np.ndarray, robust: bool = True) -> np.ndarray:
     """Scale of every window from the depth ratios of the pixels its slots share with other windows.
 
     The same pixel seen by windows g and h has world depth s_g z_a = s_h z_b, so each slot pair gives
     log s_h - log s_g = median log(z_a / z_b). Solved in the log domain (window 0 has scale 1), which
     has no trivial solution: unlike a least-squares fit of the points, it cannot shrink the scales.
-    depth_a, depth_b, usable: [M, P] own-camera depths of the paired slots' samples. Returns float64[G].
+    depth_a, depth_b, usable: [M, P] own-camera depths of the paired slots' samples; window_weight: [G].
+    Returns float64[G].
     """
     has = usable.any(axis=1)
     ratio = np.log(np.where(usable, depth_a, 1.0)) - np.log(np.where(usable, depth_b, 1.0))
@@ -132,7 +138,8 @@ def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, 
     count = usable.sum(axis=1)[has]
     log_ratio = 0.5 * (ordered[np.arange(len(count)), (count - 1) // 2] + ordered[np.arange(len(count)), count // 2])
     g, h = ga[has], gb[has]
-    pair_w = np.sqrt(count.astype(float))
+    pair_w = np.sqrt(count.astype(float)) * window_weight[g] * window_weight[h]
+    num_windows = len(window_weight)
     m = len(log_ratio)
     design = np.zeros((m + 1, num_windows))
     design[np.arange(m), h] = 1.0
@@ -221,7 +228,9 @@ def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np
     penalty = (second.T @ second).tocsc()
     out = []
     for values, var in ((rotation.reshape(n, 9), rotation_var), (centre, centre_var)):
-        step = float(np.median(np.linalg.norm(np.diff(values, axis=0), axis=1)))
+        # Typical step over STEP_SPAN frames: noise in single steps would make it look larger.
+        span = min(STEP_SPAN, n - 1)
+        step = float(np.median(np.linalg.norm(values[span:] - values[:-span], axis=1))) / span
         known = np.isfinite(var)
         if step <= 0 or not known.any():
             out.append(values)

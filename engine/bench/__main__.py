@@ -8,8 +8,8 @@ import sys
 
 BENCHMARKS = {
     "align": ".align",
-    "model": ".model",
     "onnx-unet": ".onnx_unet",
+    "model": ".model",
 }
 
 

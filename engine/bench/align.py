@@ -53,32 +53,36 @@ def _options_for(name: str, base: AlignOptions | None = None) -> AlignOptions:
     return opts
 
 
-def _row(label: str, metrics: dict, seconds: float | None = None) -> str:
+def _row(label: str, metrics: dict, seconds: tuple[float, float] | None = None) -> str:
     cells = " ".join(f"{metrics[c]:>10.4f}" for c in COLUMNS)
-    return f"  {label:<34s}{cells}" + (f" {seconds:>8.2f}" if seconds is not None else "")
+    return f"  {label:<48s}{cells}" + (f" {seconds[0]:>7.2f} {seconds[1]:>7.2f}" if seconds is not None else "")
 
 
 def _header(extra: str = "") -> str:
-    return "  " + " " * 34 + " ".join(f"{c:>10s}" for c in COLUMNS) + extra
+    return "  " + " " * 48 + " ".join(f"{c:>10s}" for c in COLUMNS) + extra
+
+
+def _timed(fn, *args):
+    """(result, (wall seconds, CPU seconds of this process))."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return result, (time.perf_counter() - t0, time.process_time() - c0)
 
 
 def accuracy(sources, frames: int, size, stride: int, seed: int) -> None:
     print(f"\n== accuracy: {frames} frames, {size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
-    print(_header("  seconds"))
+    print(_header("  wall s   cpu s"))
     for label, scenes, load in sources:
         for name in scenes:
             gt = load(name, frames, tuple(size))
             for level, corruption in (("noise-free", Corruption.none()), ("realistic", Corruption.realistic())):
                 windows = simulate_windows(gt, stride=stride, corruption=corruption, seed=seed)
-                t0 = time.perf_counter()
-                ours = align(windows, _options_for(name))
-                t1 = time.perf_counter()
-                base = align_baseline(windows)
-                t2 = time.perf_counter()
+                ours, t_ours = _timed(align, windows, _options_for(name))
+                base, t_base = _timed(align_baseline, windows)
                 m_ours, m_base = evaluate(ours, gt), evaluate(base, gt)
                 tag = f"{label}/{name} {level}"
-                print(_row(f"{tag} ours", m_ours, t1 - t0))
-                print(_row(f"{tag} baseline", m_base, t2 - t1))
+                print(_row(f"{tag} ours", m_ours, t_ours))
+                print(_row(f"{tag} baseline", m_base, t_base))
                 if level == "realistic":
                     verdict = "better" if (m_ours["ate"] < m_base["ate"] and m_ours["abs_rel"] < m_base["abs_rel"]) \
                         else "NOT better"
@@ -103,16 +107,15 @@ def ablation(sources, frames: int, size, stride: int, seed: int) -> None:
 
 def speed(stride: int, seed: int, sizes_frames) -> None:
     print("\n== speed: realistic corruptions, scene 'static' ==")
-    print(f"  {'frames':>6s} {'size':>9s} {'windows':>7s} {'seconds':>8s} {'ms/frame':>9s}")
+    print("  (wall = elapsed seconds; cpu = this process's CPU seconds, the figure that matters on a shared machine)")
+    print(f"  {'frames':>6s} {'size':>9s} {'windows':>7s} {'wall s':>8s} {'cpu s':>8s} {'cpu ms/frame':>12s}")
     for frames, size in sizes_frames:
         gt = make_scene("static", frames, size)
         windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
         del gt
-        t0 = time.perf_counter()
-        align(windows)
-        seconds = time.perf_counter() - t0
-        print(f"  {frames:>6d} {size[0]:>4d}x{size[1]:<4d} {windows.num_windows:>7d} {seconds:>8.2f} "
-              f"{1000 * seconds / frames:>9.1f}")
+        _, (wall, cpu) = _timed(align, windows)
+        print(f"  {frames:>6d} {size[0]:>4d}x{size[1]:<4d} {windows.num_windows:>7d} {wall:>8.2f} {cpu:>8.2f} "
+              f"{1000 * cpu / frames:>12.1f}")
         del windows
         gc.collect()
 

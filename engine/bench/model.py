@@ -286,7 +286,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--window-batch", type=int, default=1, help="windows denoised together")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--runtime", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
-    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS))
+    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=None,
+                        help="default: fp32 fp16 bf16 on cuda; fp32 on cpu (torch's CPU fp16 kernels are very slow)")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
@@ -294,6 +295,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    precisions = args.precision or (list(PRECISIONS) if device.type == "cuda" else ["fp32"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU", "use --device cpu")
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
@@ -318,7 +320,7 @@ def main(argv: list[str]) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="parallax-bench-") as scratch:
         for runtime in args.runtime:
-            for precision in sorted(args.precision, key=list(PRECISIONS).index):
+            for precision in sorted(precisions, key=list(PRECISIONS).index):
                 rows.append(run_row(runtime, precision, config, frames, args, device, Path(scratch)))
                 print(f"  done: {runtime} {precision}", flush=True)
     print(format_table(rows, args.frames))

@@ -32,7 +32,7 @@ def randomize_parameters(module: torch.nn.Module, seed: int = 1234) -> None:
     for name, p in module.named_parameters():
         noise = torch.randn(p.shape, generator=generator)
         if p.dim() == 1:
-            is_norm_weight = name.endswith("weight")  # every 1-D weight of the UNet is a norm's
+            is_norm_weight = name.endswith("weight")  # every 1-D weight of the Geo4D networks is a norm's
             p.copy_(1 + 0.1 * noise if is_norm_weight else 0.1 * noise)
         else:
             p.copy_(noise / math.sqrt(p.numel() / p.shape[0]))

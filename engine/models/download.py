@@ -75,7 +75,7 @@ def verify_checkpoint(path: Path, role: str) -> None:
 
 def manual_steps(download_dir: Path, out: Path, urls: dict[str, str]) -> str:
     lines = ["The checkpoints could not be downloaded here. To install Geo4D by hand:",
-             f"  1. On a machine with internet access, download (about 10 GB in all):"]
+             "  1. On a machine with internet access, download (about 10 GB in all):"]
     lines += [f"       {name}: {url}" for name, url in urls.items()]
     lines += ["     (or `pip install gdown` and `gdown <id>` with the ids in those URLs; see "
               "https://github.com/jzr99/Geo4D#setup)",

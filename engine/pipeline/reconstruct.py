@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import cv2
-import numpy as np
-
 from ..errors import Cancelled, EngineError, InputError
 from ..io.video import probe_video, read_video
-from ..io.windows import WindowPredictions
+from .windows import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 Progress = Callable[[str, float], None]
@@ -79,31 +76,6 @@ def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tupl
     return h, max(2, int(round(h * cw / ch)))
 
 
-def resize_predictions(w: WindowPredictions, size: tuple[int, int]) -> WindowPredictions:
-    """The same windows at another map size: values interpolated bilinearly, a pixel stays valid
-    only where all its source pixels were, ray directions renormalised."""
-    if tuple(w.image_size) == tuple(size):
-        return w
-    h, wd = size
-
-    def resize(maps: np.ndarray, interp: int) -> np.ndarray:
-        flat = maps.reshape(-1, *maps.shape[2:])
-        out = np.stack([cv2.resize(m, (wd, h), interpolation=interp) for m in flat])
-        return out.reshape(*maps.shape[:2], h, wd, *maps.shape[4:])
-
-    valid = resize((w.pointmap_conf > 0).astype(np.float32), cv2.INTER_LINEAR) > 1 - 1e-6
-    dirs = resize(w.ray_dirs, cv2.INTER_LINEAR)
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
-    rgb = None if w.rgb is None else np.stack([cv2.resize(f, (wd, h), interpolation=cv2.INTER_AREA) for f in w.rgb])
-    return WindowPredictions(
-        num_frames=w.num_frames, fps=w.fps, image_size=(h, wd), window_length=w.window_length,
-        window_starts=w.window_starts, window_lengths=w.window_lengths,
-        pointmap=resize(w.pointmap, cv2.INTER_LINEAR),
-        pointmap_conf=np.where(valid, resize(w.pointmap_conf, cv2.INTER_LINEAR), 0.0).astype(np.float32),
-        disparity=resize(w.disparity, cv2.INTER_LINEAR), ray_dirs=dirs,
-        ray_moments=resize(w.ray_moments, cv2.INTER_LINEAR), rgb=rgb, source=w.source)
-
-
 _MODEL_CACHE: dict = {}
 
 
@@ -149,6 +121,16 @@ def _onnx_model(modules, device):
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
 
 
+def check_options(options: ReconstructOptions) -> None:
+    """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
+    window_starts(WINDOW_LENGTH + 1, options.stride)  # raises for a stride the windows cannot use
+    for name, value, low, high in (("steps", options.steps, 1, 1000), ("window_batch", options.window_batch, 1, 4096),
+                                   ("point_stride", options.point_stride, 1, 4096)):
+        if not low <= value <= high:
+            raise InputError(f"{name} is {value}; it must lie in {low}..{high}",
+                             f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
+
+
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
                     cancelled: Callable[[], bool] | None = None) -> Path:
     """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
@@ -158,6 +140,12 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
+    check_options(options)
+    try:
+        align_options = AlignOptions(**options.align)
+    except TypeError as exc:
+        raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
+                         "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
     out = Path(options.out).absolute()
     if out.exists() and not (out / "scene.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not a Parallax bundle",
@@ -182,13 +170,13 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
-    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled)
-    windows = resize_predictions(windows, output_size(clip_size, size))
+    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
+                            map_size=output_size(clip_size, size))
     windows.source = str(Path(options.video).absolute())
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, AlignOptions(**options.align) if options.align else None, progress)
+    recon = align(windows, align_options, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     recon.metadata.update({

@@ -161,6 +161,9 @@ def decode(line: str, table: dict):
 def build(cls, values: dict):
     """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError."""
     what = getattr(cls, "type", cls.__name__)
+    if not isinstance(values, dict):
+        raise ProtocolError(f"'{what}' must be a JSON object, not {type(values).__name__}",
+                            "see docs/protocol.md for its fields")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

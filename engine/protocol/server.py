@@ -51,7 +51,7 @@ def _take_stdout() -> TextIO:
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
     from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
 
-    return run_reconstruct(build(ReconstructOptions, dict(request.options)), progress, cancelled)
+    return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled)
 
 
 def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:

@@ -1,23 +1,34 @@
-"""ONNX Runtime as the second runtime for the Geo4D UNet (the network that runs 5 times per window).
+"""ONNX Runtime as the second runtime for Geo4D: the UNet and the VAE parts as ONNX graphs (see
+onnx_export.py), run with the CUDA execution provider on a GPU (onnxruntime-gpu) or the CPU one.
 
-`OnnxUNet` runs a graph written by onnx_export.export_unet with the CUDA execution provider on a GPU
-(onnxruntime-gpu) or the CPU one. `OnnxBackend` puts it behind the window-inference backend calls
-(encode / denoise / decode): denoise goes through ONNX Runtime, the VAE calls stay with the torch
-backend. The UNet is exported once per model directory and dtype (`unet_onnx_for`).
+`OnnxBackend(modules, device)` gives the window-inference backend calls (encode / denoise / decode,
+as models.geo4d.model.TorchBackend) for a loaded Geo4D model. Its graphs are exported once per model
+directory and dtype (`cached_export`) into the directory's `onnx/` folder.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ModelError
-from .onnx_export import INPUT_NAMES, export_unet
+from ..models.geo4d.vae import Posterior
+from . import onnx_export
 
 _NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+# Graph name -> (exporter, signature, weights file of the converted model directory).
+GRAPHS = {
+    "unet": (onnx_export.export_unet, onnx_export.UNET, "unet.safetensors"),
+    "vae-encoder": (onnx_export.export_vae_encoder, onnx_export.VAE_ENCODER, "vae.safetensors"),
+    "vae-decoder": (onnx_export.export_vae_decoder, onnx_export.VAE_DECODER, "vae.safetensors"),
+    "pointmap-decoder": (partial(onnx_export.export_vae_decoder, with_confidence=True), onnx_export.VAE_DECODER,
+                         "pointmap_vae.safetensors"),
+}
 
 
 def execution_providers(device: str | torch.device) -> list[str]:
@@ -33,17 +44,16 @@ def execution_providers(device: str | torch.device) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-class OnnxUNet:
-    """An exported UNet in an ONNX Runtime session. Call like UNet3D.forward:
-    x [b, 20, t, h, w], timesteps [b] int64, context [b, 77 + 16t, C], fs [b] int64 -> v [b, 16, t, h, w]
-    as a float32 tensor on x's device."""
+class OnnxGraph:
+    """One exported graph in an ONNX Runtime session. Called with torch tensors in the signature's
+    input order; returns float32 torch tensors on the first input's device."""
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, path: str | Path, signature: onnx_export.GraphSignature, device: str | torch.device = "cpu"):
         import onnxruntime
 
         path = Path(path)
         if not path.is_file():
-            raise ModelError(f"the ONNX UNet {path} does not exist", "export it with engine.runtime.onnx_export")
+            raise ModelError(f"the ONNX graph {path} does not exist", "export it with engine.runtime.onnx_export")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # the CUDA provider logs every CPU-placed shape node otherwise
         try:
@@ -51,67 +61,110 @@ class OnnxUNet:
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"ONNX Runtime cannot load {path} ({str(exc).splitlines()[0]})",
                              "delete the file so that it is exported again") from exc
-        names = [i.name for i in self.session.get_inputs()]
-        if names != INPUT_NAMES:
-            raise ModelError(f"{path} has inputs {names}, not the UNet's {INPUT_NAMES}",
+        inputs = self.session.get_inputs()
+        if tuple(i.name for i in inputs) != signature.inputs:
+            raise ModelError(f"{path} has inputs {[i.name for i in inputs]}, not {list(signature.inputs)}",
                              "delete the file so that it is exported again")
-        self.float_dtype = _NUMPY_DTYPES[self.session.get_inputs()[0].type]
+        self.float_dtype = _NUMPY_DTYPES[inputs[0].type]
+        self.names = signature.inputs
 
-    def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 fs: torch.Tensor) -> torch.Tensor:
-        feeds = {
-            "x": x.detach().cpu().numpy().astype(self.float_dtype),
-            "timesteps": timesteps.detach().cpu().numpy().astype(np.int64),
-            "context": context.detach().cpu().numpy().astype(self.float_dtype),
-            "fs": fs.detach().cpu().numpy().astype(np.int64),
-        }
-        [v] = self.session.run(None, feeds)
-        return torch.from_numpy(v.astype(np.float32)).to(x.device)
+    def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        feeds = {}
+        for name, tensor in zip(self.names, tensors):
+            array = tensor.detach().cpu().numpy()
+            feeds[name] = array.astype(np.int64 if tensor.dtype == torch.int64 else self.float_dtype)
+        return [torch.from_numpy(out.astype(np.float32)).to(tensors[0].device) for out in self.session.run(None, feeds)]
+
+
+class OnnxUNet(OnnxGraph):
+    """Call like UNet3D.forward: x [b, 20, t, h, w], timesteps [b] int64, context [b, 77 + 16t, C],
+    fs [b] int64 -> v [b, 16, t, h, w] float32."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        super().__init__(path, onnx_export.UNET, device)
+
+    def __call__(self, x, timesteps, context, fs) -> torch.Tensor:
+        return super().__call__(x, timesteps, context, fs)[0]
+
+
+class OnnxVAE:
+    """The VAE calls that vae.encode_frames / vae.decode_frames make, served by ONNX graphs (either
+    graph may be None when that direction is not needed)."""
+
+    def __init__(self, encoder: OnnxGraph | None, decoder: OnnxGraph | None, with_confidence: bool):
+        self.encoder = encoder
+        self.decoder = decoder
+        self.with_confidence = with_confidence
+        self.dtype = torch.float32  # inputs are cast to the graph's dtype in OnnxGraph
+
+    def encode(self, images: torch.Tensor) -> Posterior:
+        mean, logvar = self.encoder(images)
+        return Posterior(mean, logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)[0]
+
+    def decode_with_confidence(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.with_confidence:
+            raise ValueError("this VAE graph was exported without the confidence adaptor")
+        return self.decoder(z)[0]
 
 
 class OnnxBackend:
-    """Window-inference backend (the calls of models.geo4d.model.TorchBackend) of a loaded Geo4D
-    model (weights.Geo4DModules) whose denoise runs in ONNX Runtime; encode and decode stay in torch.
+    """Window-inference backend of a loaded Geo4D model (weights.Geo4DModules) running every network
+    in ONNX Runtime. Graphs are exported in the modules' dtype (float32 for the CPU provider, float16
+    for CUDA) to `cache_dir` (default: the model directory's `onnx/`) the first time."""
 
-    The UNet is exported in its loaded dtype (float32 for the CPU provider, float16 for CUDA) to
-    `cache_dir` (default: the model directory's `onnx/`) the first time."""
-
-    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
-        from ..models.geo4d.model import TorchBackend
+    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
+                 decode_chunk: int = 8):
+        from ..models.geo4d.config import model_params
 
         directory = Path(modules.directory)
-        path = unet_onnx_for(modules.unet, directory / "unet.safetensors", cache_dir or directory / "onnx")
-        self.unet = OnnxUNet(path, device)
-        self.torch_backend = TorchBackend(modules)
+        cache_dir = Path(cache_dir) if cache_dir else directory / "onnx"
+
+        def graph(name: str, module: torch.nn.Module) -> OnnxGraph:
+            return OnnxGraph(cached_export(name, module, directory, cache_dir), GRAPHS[name][1], device)
+
+        self.unet = OnnxUNet(cached_export("unet", modules.unet, directory, cache_dir), device)
+        self.vae = OnnxVAE(graph("vae-encoder", modules.vae), graph("vae-decoder", modules.vae), with_confidence=False)
+        self.pointmap_vae = OnnxVAE(None, graph("pointmap-decoder", modules.pointmap_vae), with_confidence=True)
+        self.scale_factor = float(model_params(modules.config)["scale_factor"])
+        self.decode_chunk = decode_chunk
 
     def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.torch_backend.encode(video, noise)
+        from ..models.geo4d.vae import encode_frames
+
+        return encode_frames(self.vae, video, self.scale_factor, self.decode_chunk, noise)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, context, fs)
 
     def decode(self, latent: torch.Tensor):
-        return self.torch_backend.decode(latent)
+        from ..models.geo4d.postprocess import decode_window
+
+        return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.decode_chunk)
 
 
-def unet_onnx_for(unet: torch.nn.Module, weights_file: str | Path, cache_dir: str | Path) -> Path:
-    """The ONNX file of `unet` (loaded from `weights_file`) in `cache_dir`, exported on first use.
+def cached_export(name: str, module: torch.nn.Module, model_dir: str | Path, cache_dir: str | Path) -> Path:
+    """The ONNX file of graph `name` (a key of GRAPHS) of `module` in `cache_dir`, exported on first use.
 
-    The file is named after the UNet's dtype and stamped with the weights file's size and
-    modification time, so converting the model again makes it export again."""
-    weights_file = Path(weights_file)
-    dtype = next(unet.parameters()).dtype
+    The file is named after the graph and the module's dtype and stamped with the size and time of
+    the weights file it was loaded from, so converting the model again makes it export again."""
+    exporter, _, weights_name = GRAPHS[name]
+    dtype = next(module.parameters()).dtype
     if dtype not in (torch.float32, torch.float16):
-        raise ModelError(f"the ONNX runtime runs the UNet in float32 or float16, not {dtype}",
+        raise ModelError(f"the ONNX runtime runs the networks in float32 or float16, not {dtype}",
                          "use --precision fp16 (GPU) or fp32 (CPU) with --runtime onnx, or --runtime torch")
-    dtype = str(dtype).removeprefix("torch.")
-    path = Path(cache_dir) / f"unet-{dtype}.onnx"
+    path = Path(cache_dir) / f"{name}-{str(dtype).removeprefix('torch.')}.onnx"
     stamp_path = path.with_suffix(".json")
+    weights_file = Path(model_dir) / weights_name
+    if not weights_file.is_file():
+        raise ModelError(f"{weights_file} is missing: the ONNX graphs are cached per converted model file",
+                         "load the model from a converted model directory (python -m engine convert geo4d ...)")
     stat = weights_file.stat()
-    stamp = {"weights": weights_file.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp = {"weights": weights_name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if path.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         return path
-    export_unet(unet, path)
+    exporter(module, path)
     stamp_path.write_text(json.dumps(stamp))
     return path
-

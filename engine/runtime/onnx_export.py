@@ -1,15 +1,18 @@
-"""Export the Geo4D UNet to ONNX, for the ONNX Runtime backend (onnx_backend.py).
+"""Export the Geo4D networks to ONNX, for the ONNX Runtime backend (onnx_backend.py).
 
-The graph has dynamic batch, frame count and latent size:
-  x         float[b, in_channels, t, h, w]
-  timesteps int64[b]
-  context   float[b, 77 + 16*t, context_dim]   (the per-frame layout; the traced graph always splits it)
-  fs        int64[b]
-  -> v      float[b, out_channels, t, h, w]
-"float" is the dtype the UNet was exported in (float32, or float16 for the CUDA execution provider).
+Four graphs, all with dynamic batch / frame count / spatial size ("float" is the dtype the module
+was exported in: float32, or float16 for the CUDA execution provider):
+
+  unet              x float[b, 20, t, h, w], timesteps int64[b],
+                    context float[b, 77 + 16t, C] (the per-frame layout; the graph always splits it),
+                    fs int64[b]                               -> v float[b, 16, t, h, w]
+  vae-encoder       images float[n, 3, H, W] in [-1, 1]       -> mean, logvar float[n, 4, H/8, W/8]
+  vae-decoder       z float[n, 4, h, w] (unscaled latent)     -> image float[n, 3, 8h, 8w]
+  pointmap-decoder  z float[n, 4, h, w] (unscaled latent)     -> image float[n, 4, 8h, 8w]
+                                                                 (xyz, raw uncertainty)
 
 The TorchScript-based exporter is used (`dynamo=False`): it needs no extra dependency and handles
-models over 2 GB (weights go to an external-data file next to the .onnx).
+models over 2 GB (weights go to one external-data file next to the .onnx).
 """
 
 from __future__ import annotations
@@ -17,31 +20,76 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
+from torch import nn
 
 from ..errors import ModelError
 from ..models.geo4d.attention import TEXT_TOKENS
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 
-INPUT_NAMES = ["x", "timesteps", "context", "fs"]
-OUTPUT_NAMES = ["v"]
 OPSET = 17
-_DYNAMIC_AXES = {
-    "x": {0: "batch", 2: "frames", 3: "height", 4: "width"},
-    "timesteps": {0: "batch"},
-    "context": {0: "batch", 1: "context_tokens"},
-    "fs": {0: "batch"},
-    "v": {0: "batch", 2: "frames", 3: "height", 4: "width"},
-}
+_IMAGE_AXES = {0: "n", 2: "height", 3: "width"}
 
 
-def example_inputs(unet: UNet3D, frames: int = 4, latent_size: tuple[int, int] = (8, 8)) -> tuple[torch.Tensor, ...]:
+@dataclass(frozen=True)
+class GraphSignature:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: dict
+
+
+UNET = GraphSignature(
+    inputs=("x", "timesteps", "context", "fs"),
+    outputs=("v",),
+    dynamic_axes={
+        "x": {0: "batch", 2: "frames", 3: "height", 4: "width"},
+        "timesteps": {0: "batch"},
+        "context": {0: "batch", 1: "context_tokens"},
+        "fs": {0: "batch"},
+        "v": {0: "batch", 2: "frames", 3: "height", 4: "width"},
+    },
+)
+VAE_ENCODER = GraphSignature(("images",), ("mean", "logvar"),
+                             {"images": _IMAGE_AXES, "mean": _IMAGE_AXES, "logvar": _IMAGE_AXES})
+VAE_DECODER = GraphSignature(("z",), ("image",), {"z": _IMAGE_AXES, "image": _IMAGE_AXES})
+
+
+class VaeEncoder(nn.Module):
+    """AutoencoderKL.encode as a graph: images -> the posterior's mean and (clamped) logvar."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(images)
+        return posterior.mean, posterior.logvar
+
+
+class VaeDecoder(nn.Module):
+    """AutoencoderKL.decode (or decode_with_confidence, for the point-map VAE) as a graph."""
+
+    def __init__(self, vae: nn.Module, with_confidence: bool):
+        super().__init__()
+        self.vae = vae
+        self.with_confidence = with_confidence
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode_with_confidence(z) if self.with_confidence else self.vae.decode(z)
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    return next(module.parameters())
+
+
+def unet_example_inputs(unet: UNet3D, frames: int = 4, latent_size: tuple[int, int] = (8, 8)) -> tuple:
     """Small inputs for tracing, on the UNet's device and in its dtype (values do not matter; the
     sizes are dynamic in the graph)."""
-    weight = next(unet.parameters())
+    weight = _weight(unet)
     h, w = latent_size
     return (
         torch.zeros(1, unet.in_channels, frames, h, w, dtype=weight.dtype, device=weight.device),
@@ -53,13 +101,29 @@ def example_inputs(unet: UNet3D, frames: int = 4, latent_size: tuple[int, int] =
 
 
 def export_unet(unet: UNet3D, path: str | Path) -> Path:
-    """Write `unet` (eval mode; its dtype becomes the graph's, float32 or float16) to `path`.
+    """Write `unet` (its dtype becomes the graph's) to `path`; see export_module."""
+    return export_module(unet, unet_example_inputs(unet), UNET, path)
+
+
+def export_vae_encoder(vae: nn.Module, path: str | Path) -> Path:
+    weight = _weight(vae)
+    images = torch.zeros(1, vae.encoder.conv_in.in_channels, 64, 64, dtype=weight.dtype, device=weight.device)
+    return export_module(VaeEncoder(vae), (images,), VAE_ENCODER, path)
+
+
+def export_vae_decoder(vae: nn.Module, path: str | Path, with_confidence: bool = False) -> Path:
+    weight = _weight(vae)
+    z = torch.zeros(1, vae.post_quant_conv.in_channels, 8, 8, dtype=weight.dtype, device=weight.device)
+    return export_module(VaeDecoder(vae, with_confidence), (z,), VAE_DECODER, path)
+
+
+def export_module(module: nn.Module, args: tuple, signature: GraphSignature, path: str | Path) -> Path:
+    """Trace `module` (eval mode) on `args` and write the graph to `path`.
 
     The file appears only when the export is complete (written in a temporary folder, then moved),
     so an interrupted export leaves nothing behind."""
     path = Path(path)
-    model = unet.eval()
-    args = example_inputs(model)
+    module = module.eval()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch_dir = tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-")
@@ -70,14 +134,16 @@ def export_unet(unet: UNet3D, path: str | Path) -> Path:
         traced = Path(scratch) / "traced" / path.name
         traced.parent.mkdir()
         with torch.no_grad(), warnings.catch_warnings():
-            # The context-layout branch is a shape test; tracing keeps the per-frame branch on purpose.
+            # Shape tests (the UNet's context layout) are meant to be fixed by the trace.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "Constant folding", UserWarning)
             try:
-                torch.onnx.export(model, args, str(traced), dynamo=False, opset_version=OPSET,
-                                  input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=_DYNAMIC_AXES)
+                torch.onnx.export(module, args, str(traced), dynamo=False, opset_version=OPSET,
+                                  input_names=list(signature.inputs), output_names=list(signature.outputs),
+                                  dynamic_axes=signature.dynamic_axes)
             except Exception as exc:
-                raise ModelError(f"exporting the UNet to ONNX failed ({type(exc).__name__}: {exc})",
+                raise ModelError(f"exporting {path.stem} to ONNX failed ({type(exc).__name__}: {exc})",
                                  "use --runtime torch, or update torch / onnx") from exc
         # Over 2 GB the exporter writes one external file per tensor; gather them into one file.
         large = len(list(traced.parent.iterdir())) > 1

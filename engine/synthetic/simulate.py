@@ -6,7 +6,8 @@ frame, then the corruptions a feed-forward geometry model shows:
     is fixed by the first camera), and an unknown scale and shift of the disparity;
   - depth noise that grows with depth; a smooth low-frequency distortion per window (windows disagree
     slightly); a per-window focal bias (a wrong field of view shared by points and rays);
-  - ray noise (small rotation and centre errors per frame); gross per-pixel outliers;
+  - pose noise: each frame's rays, and separately its point map, come from a slightly wrong camera
+    (small rotation and centre errors per frame); gross per-pixel outliers;
   - occasionally a badly wrong window (strong distortion and focal error), confident nonetheless;
   - sky (infinite depth) marked invalid; a confidence that tracks the expected error.
 """
@@ -34,8 +35,8 @@ class Corruption:
         disparity_noise: std of the relative error of the disparity (independent of the point map's).
         distortion: amplitude of a smooth, per-window relative depth distortion (low spatial frequency).
         focal_bias: std of the per-window relative focal error.
-        rotation_noise_deg: std of the per-frame ray rotation error, degrees.
-        centre_noise: std of the per-frame ray centre error, units of the median depth.
+        rotation_noise_deg: std of the per-frame camera rotation error (rays; point map independently), degrees.
+        centre_noise: std of the per-frame camera centre error (likewise), units of the median depth.
         outlier_fraction: fraction of pixels whose depth is off by a factor of 0.5..2.
         bad_window_probability: chance that a window is badly wrong (5x distortion, 10 % focal error).
     """
@@ -143,7 +144,10 @@ def simulate_windows(gt: GroundTruth, stride: int = 4, corruption: Corruption | 
             outlier = rng.uniform(size=(h, w)) < c.outlier_fraction
             rel_err = np.where(outlier, np.exp(rng.uniform(-0.7, 0.7, (h, w))) - 1.0, rel_err)
             z_pred = z * np.maximum(1.0 + rel_err, 0.05)
-            points = (cam * z_pred[..., None]) @ rot.T + centre
+            # The point map's frame is misplaced a little too, independently of the rays.
+            points_rot = rot @ _small_rotation(rng, c.rotation_noise_deg)
+            points_centre = centre + rng.normal(0.0, c.centre_noise * median_depth, 3)
+            points = (cam * z_pred[..., None]) @ points_rot.T + points_centre
             pointmap[g, t] = np.where(sky[..., None], 0.0, scale * points + shift)
             # The model is unsure where it is noisy and, most of the time, where it is grossly wrong.
             expected = sigma + 0.2 * np.abs(frame_warp) + 0.01

@@ -36,12 +36,13 @@ def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head
     """Softmax attention with scale 1/sqrt(head dim). q [N, Lq, heads*d], k and v [N, Lk, heads*d]
     -> [N, Lq, heads*d].
 
-    float32 on CPU uses the math backend: it reproduces the original's explicit softmax(QKᵀ/√d)V
-    exactly, while the CPU flash kernel's blockwise softmax drifts by ~1e-5 over the UNet (the
-    fixtures' tolerance). Everything else gets the fused kernels."""
+    float32 on CPU uses the math backend on contiguous heads (as the original's rearrange makes
+    them): that reproduces the original's explicit softmax(QKᵀ/√d)V to rounding (bit for bit when
+    √(1/√d) is exact, as for the fixtures' d = 16), while the CPU flash kernel's blockwise softmax
+    drifts by ~1e-5 over the UNet (the fixtures' tolerance). Everything else gets the fused kernels."""
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
     if q.device.type == "cpu" and q.dtype == torch.float32:
-        return _merge_heads(_math_attention(q, k, v))
+        return _merge_heads(_math_attention(q.contiguous(), k.contiguous(), v.contiguous()))
     return _merge_heads(F.scaled_dot_product_attention(q, k, v))
 
 

@@ -73,7 +73,7 @@ class ResBlock(nn.Module):
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
-        self.temporal_conv = temporal_conv
+        self.has_temporal_conv = temporal_conv
         if temporal_conv:
             self.temopral_conv = TemporalConvBlock(out_channels)
 
@@ -81,7 +81,7 @@ class ResBlock(nn.Module):
         h = self.in_layers(x)
         h = h + self.emb_layers(emb).type(h.dtype)[:, :, None, None]
         h = self.skip_connection(x) + self.out_layers(h)
-        if self.temporal_conv:
+        if self.has_temporal_conv:
             h = clips_to_frames(self.temopral_conv(frames_to_clips(h, batch)))
         return h
 

@@ -22,6 +22,7 @@ import torch
 
 from ...errors import Cancelled
 from ...io.windows import WindowPredictions
+from ...pipeline.resize import resize_frames, resize_window_maps
 from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule
@@ -76,7 +77,7 @@ class SamplingOptions:
 
     steps: int = 5
     seed: int = 123
-    fs: int | None = None     # fps conditioning; None = the clip's fps, rounded (as the official demo)
+    fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
     window_batch: int = 1     # windows denoised together (more = faster on a large GPU)
     encode_chunk: int = 8     # frames per VAE encoder call
 
@@ -103,10 +104,12 @@ class Geo4D:
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, stride: int = 4, options: SamplingOptions | None = None,
-                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> WindowPredictions:
+                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
+                map_size: tuple[int, int] | None = None) -> WindowPredictions:
         """frames [N, H, W, 3] with H, W multiples of `size_multiple`: uint8 sRGB, or float32 already
-        in the model's [-1, 1] -> WindowPredictions at H x W (maps in each window's first-camera
-        frame, OpenCV axes; rgb kept when the frames are uint8)."""
+        in the model's [-1, 1] -> WindowPredictions (maps in each window's first-camera frame,
+        OpenCV axes; rgb kept when the frames are uint8) at map_size (default H x W). Each window
+        is resized as it is made, so only the output size is ever held for the whole clip."""
         options = options or SamplingOptions()
         progress = progress or (lambda stage, fraction: None)
         cancelled = cancelled or (lambda: False)
@@ -116,14 +119,15 @@ class Geo4D:
             raise ValueError(f"frames are {h}x{w}; Geo4D needs multiples of {m}")
         starts = window_starts(n, stride)
         lengths = window_lengths(starts, n)
-        fs = int(round(fps)) if options.fs is None else int(options.fs)
+        fs = int(fps) if options.fs is None else int(options.fs)
         plan = DDIMPlan.make(self.schedule, options.steps)
 
         latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
         g_count, length = len(starts), WINDOW_LENGTH
-        out = {name: np.zeros((g_count, length, h, w, c), np.float32)
-               for name, c in (("pointmap", 3), ("pointmap_conf", 1), ("disparity", 1), ("ray_dirs", 3),
-                               ("ray_moments", 3))}
+        map_h, map_w = map_size or (h, w)
+        out = {name: np.zeros((g_count, length, map_h, map_w, *channels), np.float32)
+               for name, channels in (("pointmap", (3,)), ("pointmap_conf", ()), ("disparity", ()),
+                                      ("ray_dirs", (3,)), ("ray_moments", (3,)))}
         progress("diffusion", 0.0)
         for first in range(0, g_count, options.window_batch):
             if cancelled():
@@ -143,14 +147,12 @@ class Geo4D:
             samples = ddim_sample(denoise, x_T.to(self.device), plan)
             for b, g in enumerate(batch):
                 geometry = window_geometry(self.backend.decode(samples[b:b + 1]))
-                self._store(out, g, t, geometry)
+                self._store(out, g, t, geometry, (map_h, map_w))
             progress("diffusion", batch.stop / g_count)
         return WindowPredictions(
-            num_frames=n, fps=float(fps), image_size=(h, w), window_length=length,
+            num_frames=n, fps=float(fps), image_size=(map_h, map_w), window_length=length,
             window_starts=starts, window_lengths=lengths,
-            pointmap=out["pointmap"], pointmap_conf=out["pointmap_conf"][..., 0],
-            disparity=out["disparity"][..., 0], ray_dirs=out["ray_dirs"], ray_moments=out["ray_moments"],
-            rgb=frames if frames.dtype == np.uint8 else None)
+            **out, rgb=resize_frames(frames, (map_h, map_w)) if frames.dtype == np.uint8 else None)
 
     def _encode(self, frames: np.ndarray, options: SamplingOptions, progress: Progress,
                 cancelled: Callable[[], bool]) -> torch.Tensor:
@@ -178,17 +180,16 @@ class Geo4D:
         return _seeded_randn((1, 16, t, lh, lw), seed, 1, start)
 
     @staticmethod
-    def _store(out: dict, g: int, t: int, geo) -> None:
+    def _store(out: dict, g: int, t: int, geo, size: tuple[int, int]) -> None:
         dirs = geo.ray_dirs / geo.ray_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        # The decoded moments live in the training box (x, y doubled, z mapped [0, 1] -> [-1, 1]):
-        # p_box = 2 p - e_z, so p x d = (m_box + e_z x d) / 2 in the point map's units.
-        e_z = torch.tensor([0.0, 0.0, 1.0], device=dirs.device).expand_as(dirs)
-        moments = (geo.ray_moments + torch.cross(e_z, dirs, dim=-1)) / 2.0
-        out["pointmap"][g, :t] = geo.pts3d.cpu().numpy()
-        out["pointmap_conf"][g, :t] = geo.conf.cpu().numpy()
-        out["disparity"][g, :t] = geo.inverse_depth.cpu().numpy()
-        out["ray_dirs"][g, :t] = dirs.cpu().numpy()
-        out["ray_moments"][g, :t] = moments.cpu().numpy()
+        # Moments are kept as decoded: the official post-optimisation scales the camera centres
+        # solved from them by the point map's per-window scale alone (optimizer_group._set_traj),
+        # i.e. they are in the denormalised point map's units.
+        maps = {"pointmap": geo.pts3d, "pointmap_conf": geo.conf[..., 0], "disparity": geo.inverse_depth[..., 0],
+                "ray_dirs": dirs, "ray_moments": geo.ray_moments}
+        maps = resize_window_maps({k: v.float().cpu().numpy() for k, v in maps.items()}, size)
+        for name, value in maps.items():
+            out[name][g, :t] = value
 
 
 def _seeded_randn(shape: tuple, seed: int, stream: int, index: int) -> torch.Tensor:

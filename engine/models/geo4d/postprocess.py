@@ -2,9 +2,10 @@
 
 The 16 latent channels are four groups of 4: point map, ray directions, ray moments, disparity.
 The point-map group goes through the fine-tuned point-map VAE with its uncertainty head; the other
-three through the first-stage (SD) VAE. Decoded values live in the model's normalised box: x, y in
-about [-2, 2] (scaled by 1/2 at training), z in [-1, 1] (from [0, 1]). Everything here is torch,
-OpenCV axes (x right, y down, z forward) in the window's first-camera frame, up to scale.
+three through the first-stage (SD) VAE. Decoded point maps live in the model's normalised box
+(valid when every |coordinate| <= 1.99); `denormalize_pointmap` maps them to x/2, y/2, (z+1)/2.
+Everything here is torch, OpenCV axes (x right, y down, z forward) in the window's first-camera
+frame, up to scale.
 """
 
 from __future__ import annotations

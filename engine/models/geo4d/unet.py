@@ -16,12 +16,13 @@ Parameter names equal the official state-dict keys after stripping `model.diffus
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 
-from ...errors import ModelError
+from ...errors import InputError, ModelError
 from .attention import TEXT_TOKENS, SpatialTransformer, TemporalTransformer
 from .blocks import Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample
 
@@ -35,7 +36,7 @@ _REQUIRED_FLAGS = {
     "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
     "temporal_selfatt_only": True, "image_cross_attention_scale_learnable": False, "task_condition": False,
 }
-# Flags that only affect training or memory, not the inference result.
+# Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
 
 
@@ -60,6 +61,10 @@ def _repeat_per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class UNet3D(nn.Module):
+    """The official UNetModel's constructor arguments (see `from_params`). `temporal_length` is
+    accepted because the official params carry it; only the relative-position and causal temporal
+    attention, which Geo4D does not use, need it."""
+
     def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
                  attention_resolutions, channel_mult, num_head_channels: int, context_dim: int,
                  dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
@@ -74,7 +79,7 @@ class UNet3D(nn.Module):
         self.default_fs = default_fs
         self.fs_condition = fs_condition
         self.addition_attention = addition_attention
-        self.temporal_length = temporal_length
+        self.size_multiple = 2 ** (len(channel_mult) - 1)  # latent sides must divide by this
         time_embed_dim = model_channels * 4
 
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
@@ -143,6 +148,10 @@ class UNet3D(nn.Module):
         if params.pop("num_heads", -1) != -1:
             raise ModelError("UNet config sets num_heads; only num_head_channels is implemented",
                              "use a Geo4D configuration (num_head_channels, no num_heads)")
+        unknown = sorted(set(params) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise ModelError(f"UNet config has parameters this engine does not know: {', '.join(unknown)}",
+                             "use a Geo4D configuration (configs/inference_geo4d.yaml unet_config.params)")
         return cls(**params)
 
     def time_embedding(self, timesteps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -167,6 +176,9 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
                 fs: torch.Tensor | None = None) -> torch.Tensor:
         b, _, t, h, w = x.shape
+        if h % self.size_multiple or w % self.size_multiple:
+            raise InputError(f"the UNet got a {h}x{w} latent; its sides must be multiples of {self.size_multiple}",
+                             f"resize the frames to multiples of {8 * self.size_multiple} pixels")
         dtype = x.dtype
         if timesteps.dim() == 2:  # one step per frame
             emb = self.time_embedding(timesteps.reshape(b * t), dtype)

@@ -278,8 +278,10 @@ def _video(x: torch.Tensor, b: int) -> torch.Tensor:
     return x.reshape(b, bt // b, c, h, w).permute(0, 2, 1, 3, 4)
 
 
-def _module_dtype(module: nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+def _module_dtype(module) -> torch.dtype:
+    """The dtype the VAE's inputs must have. A runtime wrapper without parameters (the ONNX
+    Runtime backend's OnnxVAE) states it as `dtype`."""
+    return next(module.parameters()).dtype if isinstance(module, nn.Module) else module.dtype
 
 
 @torch.no_grad()

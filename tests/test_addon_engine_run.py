@@ -1,0 +1,112 @@
+"""The Reconstruct operator end to end in a fresh Blender with the installed extension and the tiny
+random-weight Geo4D model: Movie Clip -> engine process -> bundle -> import; cancel, a killed engine,
+a missing model and an unreadable clip leave the scene as it was and say why."""
+
+from tests.addon_session import SCENE, addon_zip, clip, run_bpy  # noqa: F401 (fixtures)
+
+# The tiny model (UNet stride 32) at 32x64, 2 steps, on one window (the first 16 frames) keeps a run short.
+TINY = SCENE + """
+import time, signal
+prefs.model_dir = sys.argv[3]
+prefs.device = "cpu"
+settings = bpy.context.scene.parallax
+settings.preset = "CUSTOM"
+settings.stride, settings.steps, settings.size_h, settings.size_w = 4, 2, 32, 64
+settings.use_clip_range, settings.frame_start, settings.frame_end = False, 1, 16
+rc = importlib.import_module(MOD + ".reconstruct")
+ep = importlib.import_module(MOD + ".engine_process")
+
+def started_job():
+    job = rc.start(bpy.context)
+    while not job.done and job.stage == "starting engine":
+        job.poll()
+        time.sleep(0.01)
+    result["stage_seen"] = job.stage
+    return job
+
+def wait(job):
+    while not job.poll():
+        time.sleep(0.05)
+    level, message = rc.finish(bpy.context, job)
+    return {"outcome": job.outcome, "message": message}
+
+def leftovers():
+    folder = rc.bundle_dir(clip).parent
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+"""
+
+
+def test_operator_reconstructs_the_active_clip_and_reimport_replaces(addon_zip, clip, tmp_path, tiny_model_dir):
+    script = TINY + """
+first = reconstruct()
+pid = ep.current_engine().pid
+after_first = snapshot()
+scene = bpy.context.scene
+scene.frame_set(scene.frame_start)
+start_matrix = [list(r) for r in scene.camera.matrix_world]
+scene.frame_set(scene.frame_end)
+end_matrix = [list(r) for r in scene.camera.matrix_world]
+second = reconstruct()
+result.update(first=first, second=second, before=before, after_first=after_first, after_second=snapshot(),
+              same_engine=ep.current_engine().pid == pid, frames=[scene.frame_start, scene.frame_end],
+              camera_moves=start_matrix != end_matrix, bundle=str(rc.bundle_dir(clip)),
+              active_clip=scene.active_clip.name, leftovers=leftovers())
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
+    assert result["first"]["status"] == ["FINISHED"], result["first"]
+    assert "Reconstructed into" in result["first"]["message"]
+    before, first = result["before"], result["after_first"]
+    assert len(first["collections"]) == len(before["collections"]) + 1
+    assert len(first["cameras"]) == len(before["cameras"]) + 1 and first["scene"][5] is not None
+    assert first["meshes"] != before["meshes"] and first["images"] != before["images"]
+    assert result["frames"][1] - result["frames"][0] + 1 == 16  # the 16 reconstructed frames
+    assert result["camera_moves"]
+    # A second run reuses the running engine and replaces the first import instead of adding to it.
+    assert result["second"]["status"] == ["FINISHED"] and result["same_engine"]
+    assert result["after_second"] == first
+    assert result["leftovers"] == ["shot"]  # the bundle, no half-written temporary folders
+
+
+def test_cancel_and_killed_engine_leave_the_scene_unchanged(addon_zip, clip, tmp_path, tiny_model_dir):
+    script = TINY + """
+job = started_job()
+job.cancel()
+result["cancel"] = wait(job)
+result["cancel_unchanged"] = snapshot() == before
+job = started_job()
+os.kill(job.engine.pid, signal.SIGKILL)
+result["kill"] = wait(job)
+result["kill_unchanged"] = snapshot() == before
+result["leftovers"] = leftovers()
+result["after_kill"] = reconstruct()  # a new engine starts and the next run works
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
+    assert result["cancel"]["outcome"] == "cancelled" and "scene is unchanged" in result["cancel"]["message"]
+    assert result["cancel_unchanged"]
+    assert result["kill"]["outcome"] == "error"
+    assert "engine process stopped unexpectedly (exit code -9)" in result["kill"]["message"]
+    assert result["kill_unchanged"] and result["leftovers"] == []
+    assert result["after_kill"]["status"] == ["FINISHED"]
+
+
+def test_missing_model_and_unreadable_clip_are_reported(addon_zip, clip, tmp_path, tiny_model_dir):
+    script = TINY + f"""
+prefs.model_dir = {str(tmp_path / 'no-model')!r}
+result["no_model"] = reconstruct()
+result["no_model_unchanged"] = snapshot() == before
+prefs.model_dir = sys.argv[3]
+settings.use_clip_range = True
+with open(sys.argv[2], "wb") as f:
+    f.write(b"this is not a video")
+result["bad_clip"] = reconstruct()
+result["bad_clip_unchanged"] = snapshot() == before
+result["leftovers"] = leftovers()
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
+    assert result["no_model"]["status"] == ["RAISED"] and "no-model" in result["no_model"]["message"]
+    assert result["no_model_unchanged"]
+    assert result["bad_clip"]["status"] == ["RAISED"] and "shot.mp4" in result["bad_clip"]["message"]
+    assert result["bad_clip_unchanged"] and result["leftovers"] == []

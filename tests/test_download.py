@@ -1,0 +1,96 @@
+"""`python -m engine download geo4d`: resumable download + verification from a local mirror, and the
+manual steps where the network refuses."""
+
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from engine.errors import ModelError
+from engine.models.download import download_file, source_urls, verify_checkpoint
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files and honours `Range: bytes=N-` (as Google Drive does), counting the bytes sent."""
+
+    sent = 0
+
+    def do_GET(self):
+        path = self.translate_path(self.path)
+        try:
+            data = open(path, "rb").read()
+        except OSError:
+            self.send_error(404)
+            return
+        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+        RangeHandler.sent += len(data) - start
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(tiny_checkpoints, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(tiny_checkpoints.model, served / "model.ckpt")
+    shutil.copy(tiny_checkpoints.vae, served / "vae.ckpt")
+    handler = lambda *a, **kw: RangeHandler(*a, directory=str(served), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", served
+    server.shutdown()
+
+
+def test_resumes_a_partial_download_and_verifies(mirror, tmp_path):
+    url, served = mirror
+    dest = tmp_path / "dl" / "vae.ckpt"
+    dest.parent.mkdir()
+    full = (served / "vae.ckpt").read_bytes()
+    dest.with_name("vae.ckpt.part").write_bytes(full[:1000])
+    RangeHandler.sent = 0
+    download_file(source_urls(url)["vae.ckpt"], dest)
+    assert dest.read_bytes() == full and RangeHandler.sent == len(full) - 1000
+    assert not dest.with_name("vae.ckpt.part").exists()
+    verify_checkpoint(dest, "vae.ckpt")
+    with pytest.raises(ModelError, match="not a Geo4D model checkpoint"):
+        verify_checkpoint(dest, "model.ckpt")
+
+
+def test_download_command_from_mirror(mirror, tmp_path):
+    url, served = mirror
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", url,
+                             "--download-dir", str(tmp_path / "dl"), "--no-convert"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for name in ("model.ckpt", "vae.ckpt"):
+        assert (tmp_path / "dl" / name).read_bytes() == (served / name).read_bytes()
+
+
+def test_bad_download_is_set_aside(mirror, tmp_path):
+    url, served = mirror
+    (served / "vae.ckpt").write_bytes(b"<html>quota exceeded</html>" * 10)
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", url,
+                             "--download-dir", str(tmp_path / "dl"), "--no-convert"], capture_output=True, text=True)
+    assert result.returncode == 2 and "vae.ckpt" in result.stderr and "fix:" in result.stderr
+    assert (tmp_path / "dl" / "vae.ckpt.bad").exists() and not (tmp_path / "dl" / "vae.ckpt").exists()
+
+
+def test_no_network_prints_the_manual_steps(tmp_path):
+    # Port 9 (discard) on localhost: connection refused, as behind a firewall.
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", "http://127.0.0.1:9",
+                             "--download-dir", str(tmp_path / "dl"), "--out", str(tmp_path / "model")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "http://127.0.0.1:9/model.ckpt" in result.stderr and "http://127.0.0.1:9/vae.ckpt" in result.stderr
+    assert f"Put both files in {tmp_path / 'dl'}/" in result.stderr
+    assert f"python -m engine convert geo4d --model-ckpt {tmp_path / 'dl'}/model.ckpt" in result.stderr
+    assert f"--out {tmp_path / 'model'}" in result.stderr
+    assert not (tmp_path / "model").exists()
