@@ -101,6 +101,11 @@ def test_unreadable_video_fails_cleanly(tiny_model_dir, tmp_path):
 
 
 def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (64, 48)).release()
+    with pytest.raises(InputError, match="no decodable frames"):
+        run_reconstruct(_options(empty, tmp_path / "b", tiny_model_dir))
+    empty.unlink()
     with pytest.raises(InputError, match="zero frames"):
         run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(500, 600)))
     with pytest.raises(InputError, match="multiple of 32"):

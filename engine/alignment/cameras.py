@@ -41,7 +41,7 @@ class SlotCameras:
 
 def _null_vectors(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Unit vector v minimising sum w |rows v|^2 per slot. rows: [S, R, n]; weights: [S, R] -> [S, n]."""
-    normal = np.einsum("sr,sri,srj->sij", weights, rows, rows)
+    normal = np.swapaxes(rows * weights[..., None], 1, 2) @ rows  # batched matmul: BLAS, unlike einsum
     _, vecs = np.linalg.eigh(normal)
     return vecs[..., 0]
 
@@ -109,7 +109,7 @@ def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndar
     for _ in range(steps):
         w = weights * robust
         proj = _null_vectors(rows, np.concatenate([w, w], axis=1)).reshape(s, 3, 4)
-        image = np.einsum("sij,spj->spi", proj, xh)
+        image = xh @ np.swapaxes(proj, 1, 2)
         with np.errstate(all="ignore"):
             error = np.linalg.norm(image[..., :2] / image[..., 2:3] - q[None], axis=2)
         error = np.where(np.isfinite(error) & (weights > 0), error, np.inf)

@@ -165,8 +165,8 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
     / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting.
     """
     num_windows = len(rotation)
-    gap = (scale[ga, None, None] * np.einsum("mij,mpj->mpi", rotation[ga], points_a)
-           - scale[gb, None, None] * np.einsum("mij,mpj->mpi", rotation[gb], points_b))
+    gap = (scale[ga, None, None] * (points_a @ np.swapaxes(rotation[ga], 1, 2))
+           - scale[gb, None, None] * (points_b @ np.swapaxes(rotation[gb], 1, 2)))
     norm = 1.0 / np.maximum(np.abs(depth), 1e-12)
     usable = weight > 0
     sample_w = weight * norm**2
@@ -197,7 +197,11 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
 def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
                     num_windows: int) -> np.ndarray:
     """Down-weight windows whose typical residual is far above the others' (they disagree)."""
-    per_pair = np.array([np.median(r[u]) if u.any() else np.nan for r, u in zip(residual, usable)])
+    count = usable.sum(axis=1)
+    ordered = np.sort(np.where(usable, residual, np.inf), axis=1)
+    rows = np.arange(len(count))
+    per_pair = np.where(count > 0, 0.5 * (ordered[rows, np.maximum(count - 1, 0) // 2]
+                                          + ordered[rows, np.minimum(count // 2, residual.shape[1] - 1)]), np.nan)
     typical = np.full(num_windows, np.nan)
     for g in range(num_windows):
         mine = per_pair[(ga == g) | (gb == g)]

@@ -1,141 +1,327 @@
-"""`python -m engine.bench model`: Geo4D window inference, seconds per frame and peak memory.
+"""`python -m engine.bench model`: Geo4D window inference (the real `Geo4D.predict` path: every frame
+encoded once, sliding windows at the stride, DDIM, decoding, post-processing) with random weights,
+for each runtime and precision: seconds per clip frame and peak memory of encoding, diffusion,
+decoding and the whole call, and the max difference from the torch fp32 predictions.
 
-Default: the FULL-size architecture (official_config.json, same compute as the released model)
-with random weights, a 64-frame clip at 320x512, stride 4, 5 DDIM steps, on CUDA when a GPU is
-there, for each runtime and precision asked. Prints, per row, seconds per clip frame for the VAE
-encoding, the diffusion (UNet), the decoding (both VAEs) and the whole `Geo4D.predict`, and the
-peak GPU memory of each stage (CPU runs print the process's peak RSS instead).
+Default: the FULL-size architecture (official_config.json; UNet 1.4 B parameters) on a 64-frame
+synthetic clip at 320x512, stride 4, 5 steps, on CUDA when there is a GPU. Each row builds the model
+afresh from the same seed (meta device, then random values), so only one copy of the weights is
+in memory at a time and every precision gets the same weights up to rounding.
 
-A fixture folder's tiny model for a quick run: `--config ../shared/fixtures/geo4d/tiny_config.json
---device cpu --precisions fp32 --frames 17 --size 32 64`.
+Memory is the peak during each stage, weights included: on CUDA torch.cuda.max_memory_allocated
+(torch) or the device memory in use, sampled (ONNX Runtime allocates outside torch); on the CPU the
+peak resident set size (Linux VmHWM, reset per stage) above the process size before the model was
+built. A fixture folder's tiny model: `--config ../shared/fixtures/geo4d/tiny_config.json`.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import gc
 import tempfile
+import threading
 import time
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from ..errors import EngineError
+from ..io.windows import WindowPredictions
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
-from ..models.geo4d.model import TEXT_TOKENS, Geo4D, SamplingOptions, TorchBackend
+from ..models.geo4d.model import IMAGE_TOKENS_PER_FRAME, TEXT_TOKENS, Geo4D, SamplingOptions, TorchBackend
 from ..models.geo4d.weights import Geo4DModules, build_modules
+from ..pipeline.reconstruct import PRECISIONS
+from ..pipeline.windows import WINDOW_LENGTH, window_starts
 from .onnx_unet import randomize_parameters
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+STAGES = ("encoding", "diffusion", "decoding")
+COMPARED = ("pointmap", "disparity", "ray_dirs", "ray_moments")
+GB = 1024 ** 3
 
 
-class TimedBackend:
-    """Wraps a backend: wall seconds and peak CUDA memory of each of its three calls."""
+@dataclass
+class Row:
+    runtime: str
+    precision: str
+    unavailable: str | None = None         # why the row did not run
+    setup_s: float = 0.0                   # build + random init (+ ONNX export)
+    seconds: dict[str, float] | None = None    # per stage and "total", whole clip
+    peak_bytes: dict[str, int | None] | None = None
+    predictions: WindowPredictions | None = None
 
-    def __init__(self, backend, device: torch.device):
-        self.backend = backend
-        self.cuda = device.type == "cuda"
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.peak: dict[str, int] = defaultdict(int)
 
-    def _timed(self, stage: str, call, *args):
-        if self.cuda:
-            torch.cuda.synchronize()
+class MemoryProbe:
+    """Peak memory of the calls between `start()` and `peak()`, in bytes above the baseline taken
+    at construction (before the model is built, so weights count). None where it cannot be measured."""
+
+    def __init__(self, device: torch.device, runtime: str):
+        if device.type == "cuda":
+            self.kind = "torch" if runtime == "torch" else "device"
+        else:
+            self.kind = "rss" if Path("/proc/self/clear_refs").exists() else None
+        self._sampler: threading.Thread | None = None
+        self._sampled = 0
+        self.baseline = self._now()
+
+    def _now(self) -> int:
+        if self.kind == "torch":
+            return torch.cuda.memory_allocated()
+        if self.kind == "device":
+            free, total = torch.cuda.mem_get_info()
+            return total - free
+        if self.kind == "rss":
+            return _proc_status_bytes("VmRSS")
+        return 0
+
+    def start(self) -> None:
+        if self.kind == "torch":
             torch.cuda.reset_peak_memory_stats()
+        elif self.kind == "rss":
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        elif self.kind == "device":
+            self._sampled = self._now()
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._running = True
+            self._sampler.start()
+
+    def _sample(self) -> None:
+        while self._running:
+            self._sampled = max(self._sampled, self._now())
+            time.sleep(0.002)
+
+    def peak(self) -> int | None:
+        if self.kind == "torch":
+            return torch.cuda.max_memory_allocated() - self.baseline
+        if self.kind == "rss":
+            return _proc_status_bytes("VmHWM") - self.baseline
+        if self.kind == "device":
+            self._running = False
+            self._sampler.join()
+            return max(self._sampled, self._now()) - self.baseline
+        return None
+
+
+def _proc_status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+class MeteredBackend:
+    """A window-inference backend that times each call (synchronising CUDA around it) and records
+    its peak memory, by stage: encode -> encoding, denoise -> diffusion, decode -> decoding."""
+
+    def __init__(self, backend, device: torch.device, probe: MemoryProbe):
+        self.backend = backend
+        self.device = device
+        self.probe = probe
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.peak_bytes: dict[str, int | None] = dict.fromkeys(STAGES)
+
+    def _run(self, stage: str, fn: Callable, *args):
+        _synchronize(self.device)
+        self.probe.start()
         start = time.perf_counter()
-        out = call(*args)
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak[stage] = max(self.peak[stage], torch.cuda.max_memory_allocated())
+        out = fn(*args)
+        _synchronize(self.device)
         self.seconds[stage] += time.perf_counter() - start
+        peak = self.probe.peak()
+        if peak is not None:
+            self.peak_bytes[stage] = max(peak, self.peak_bytes[stage] or 0)
         return out
 
     def encode(self, video, noise):
-        return self._timed("encode", self.backend.encode, video, noise)
+        return self._run("encoding", self.backend.encode, video, noise)
 
     def denoise(self, x, t, context, fs):
-        return self._timed("diffusion", self.backend.denoise, x, t, context, fs)
+        return self._run("diffusion", self.backend.denoise, x, t, context, fs)
 
     def decode(self, latent):
-        return self._timed("decoding", self.backend.decode, latent)
+        return self._run("decoding", self.backend.decode, latent)
 
 
-def random_modules(config: dict, device: torch.device, dtype: torch.dtype, directory: Path) -> Geo4DModules:
-    """The networks of `config` with random weights (every path active), in `dtype` on `device`."""
-    with torch.device(device):
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_modules(config: dict, device: torch.device, dtype: torch.dtype, directory: Path,
+                   seed: int = 1234) -> Geo4DModules:
+    """The three networks of `config` with random weights (the same for every device and dtype up
+    to rounding) and a random N(0, 1) context, built on the meta device and filled in place, so
+    the weights exist once, in `dtype` on `device`.
+
+    `directory` (new, empty) gets empty stand-ins for the weights files: the ONNX backend stamps its
+    exports with them (size and time), and a fresh folder means every run exports its own graphs."""
+    with torch.device("meta"):
         modules = build_modules(config)
-    for module in modules.values():
-        randomize_parameters(module)
-        module.to(dtype).eval().requires_grad_(False)
-    context_dim = unet_params(config)["context_dim"]
-    context = torch.randn(1, TEXT_TOKENS + 16 * 16, context_dim, generator=torch.Generator().manual_seed(0))
-    # The ONNX runtime stamps its exported graphs with the weights files' size and time: empty
-    # stand-ins, since these weights never were files.
+    for offset, module in enumerate(modules.values()):
+        module.to(dtype).to_empty(device=device)
+        randomize_parameters(module, seed + offset)
+        module.eval().requires_grad_(False)
+    tokens = TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * WINDOW_LENGTH
+    context = torch.randn(1, tokens, unet_params(config)["context_dim"], generator=torch.Generator().manual_seed(seed))
+    directory.mkdir(parents=True)
     for name in modules:
         (directory / f"{name}.safetensors").touch()
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context.to(device, dtype),
                         config, directory)
 
 
-def run_one(config: dict, runtime: str, precision: str, device: torch.device, frames: np.ndarray,
-            options: SamplingOptions, stride: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        modules = random_modules(config, device, DTYPES[precision], Path(tmp))
-        if runtime == "onnx":
-            from ..runtime.onnx_backend import OnnxBackend
+def unavailable_reason(runtime: str, precision: str, device: torch.device) -> str | None:
+    """Why this runtime / precision cannot run here (checked before building anything), or None."""
+    if runtime == "onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            return "onnxruntime is not installed"
+        if precision == "bf16":
+            return "the ONNX runtime runs float32 or float16"
+        if device.type == "cpu" and precision == "fp16":
+            return "ONNX Runtime's CPU provider has no float16 kernels for most of the graph; use fp32"
+        if device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
+    return None
 
-            backend = OnnxBackend(modules, device, Path(tmp) / "onnx")
-        else:
-            backend = TorchBackend(modules)
-        timed = TimedBackend(backend, device)
-        model = Geo4D(timed, config, modules.context, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        windows = model.predict(frames, 24.0, stride, options)
-        total = time.perf_counter() - start
-        n = len(frames)
-        row = {"runtime": runtime, "precision": precision, "windows": windows.num_windows,
-               **{f"{stage} s/frame": timed.seconds[stage] / n for stage in ("encode", "diffusion", "decoding")},
-               "total s/frame": total / n}
-        if device.type == "cuda":
-            row.update({f"{stage} peak GB": timed.peak[stage] / 2**30 for stage in ("encode", "diffusion", "decoding")})
-        row["process peak RSS GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+def run_row(runtime: str, precision: str, config: dict, frames: np.ndarray, args, device: torch.device,
+            scratch: Path) -> Row:
+    row = Row(runtime, precision, unavailable_reason(runtime, precision, device))
+    if row.unavailable:
         return row
+    try:
+        _measure(row, config, frames, args, device, scratch / f"{runtime}-{precision}")
+    except torch.cuda.OutOfMemoryError:
+        row.unavailable = "out of GPU memory"
+    except (EngineError, RuntimeError, NotImplementedError) as exc:
+        row.unavailable = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    # The model of this row is gone with _measure's frame; give its memory back before the next.
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.device, directory: Path) -> None:
+    probe = MemoryProbe(device, row.runtime)
+    started = time.perf_counter()
+    modules = random_modules(config, device, getattr(torch, PRECISIONS[row.precision]), directory)
+    if row.runtime == "torch":
+        backend = TorchBackend(modules)
+    else:
+        from ..runtime.onnx_backend import OnnxBackend
+
+        backend = OnnxBackend(modules, device)
+    _synchronize(device)
+    row.setup_s = time.perf_counter() - started
+    if args.warmup:
+        # Kernel selection, cuDNN autotuning and ONNX Runtime's arena growth happen on first calls.
+        Geo4D(backend, config, modules.context, device).predict(
+            frames[:WINDOW_LENGTH], args.fps, args.stride, SamplingOptions(steps=1, seed=args.seed))
+    metered = MeteredBackend(backend, device, probe)
+    model = Geo4D(metered, config, modules.context, device)
+    options = SamplingOptions(steps=args.steps, seed=args.seed, window_batch=args.window_batch)
+    _synchronize(device)
+    start = time.perf_counter()
+    row.predictions = model.predict(frames, args.fps, args.stride, options)
+    _synchronize(device)
+    row.seconds = {**metered.seconds, "total": time.perf_counter() - start}
+    peaks = [v for v in metered.peak_bytes.values() if v is not None]
+    row.peak_bytes = {**metered.peak_bytes, "total": max(peaks) if peaks else None}
+
+
+def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tuple[float, str]:
+    """The largest |ours - reference| / max(1, |reference|) over the continuous maps (point map,
+    disparity, ray directions and moments; the confidence is left out because its validity mask is
+    a threshold that a tiny difference can flip), and the map where it occurs."""
+    errors = {name: float((np.abs(getattr(ours, name) - getattr(reference, name))
+                           / np.maximum(1.0, np.abs(getattr(reference, name)))).max()) for name in COMPARED}
+    name = max(errors, key=errors.get)
+    return errors[name], name
+
+
+def format_table(rows: list[Row], num_frames: int) -> str:
+    reference = next((r for r in rows if (r.runtime, r.precision) == ("torch", "fp32") and r.predictions), None)
+    stages = (*STAGES, "total")
+    header = (f"{'runtime':8} {'precision':9} "
+              + " ".join(f"{s + ' s/f':>13}" for s in stages) + "  "
+              + " ".join(f"{s + ' GB':>12}" for s in stages)
+              + f"  {'setup s':>8}  max diff vs torch fp32")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        head = f"{row.runtime:8} {row.precision:9} "
+        if row.unavailable:
+            lines.append(head + f"n/a ({row.unavailable})")
+            continue
+        times = " ".join(f"{row.seconds[s] / num_frames:13.4f}" for s in stages)
+        memory = " ".join(f"{'n/a':>12}" if row.peak_bytes[s] is None else f"{row.peak_bytes[s] / GB:12.2f}"
+                          for s in stages)
+        if reference is None:
+            diff = "n/a (no torch fp32 row)"
+        elif row is reference:
+            diff = "reference"
+        else:
+            value, name = max_difference(row.predictions, reference.predictions)
+            diff = f"{value:.3g} ({name})"
+        lines.append(head + times + "  " + memory + f"  {row.setup_s:8.1f}  {diff}")
+    return "\n".join(lines)
+
+
+def synthetic_clip(num_frames: int, size: tuple[int, int], seed: int) -> np.ndarray:
+    """uint8 [N, H, W, 3] noise frames: the compute does not depend on the content."""
+    return np.random.default_rng(seed).integers(0, 256, (num_frames, *size, 3), dtype=np.uint8)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.bench model", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(OFFICIAL_CONFIG), help="architecture (default: full-size Geo4D)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--runtimes", default="torch,onnx", help="comma-separated: torch, onnx")
-    parser.add_argument("--precisions", default=None,
-                        help="comma-separated fp16, bf16, fp32 (default: fp16,bf16,fp32 on cuda, fp32 on cpu)")
-    parser.add_argument("--frames", type=int, default=64)
+    parser = argparse.ArgumentParser(prog="python -m engine.bench model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="full", help="full (the real architecture) or a tiny_config.json")
     parser.add_argument("--size", type=int, nargs=2, default=(320, 512), metavar=("H", "W"))
+    parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--stride", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--window-batch", type=int, default=1)
+    parser.add_argument("--window-batch", type=int, default=1, help="windows denoised together")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--runtime", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
+    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=None,
+                        help="default: fp32 fp16 bf16 on cuda; fp32 on cpu (torch's CPU fp16 kernels are very slow)")
+    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                        help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena)")
     args = parser.parse_args(argv)
+
     device = torch.device(args.device)
-    precisions = (args.precisions or ("fp16,bf16,fp32" if device.type == "cuda" else "fp32")).split(",")
-    config = load_config(args.config)
-    frames = np.random.default_rng(0).integers(0, 256, (args.frames, *args.size, 3), dtype=np.uint8)
-    options = SamplingOptions(steps=args.steps, window_batch=args.window_batch)
-    print(f"Geo4D window inference: {Path(args.config).name}, {args.frames} frames at {args.size[0]}x{args.size[1]}, "
-          f"stride {args.stride}, {args.steps} steps, window batch {args.window_batch}, {device}")
-    for runtime in args.runtimes.split(","):
-        for precision in precisions:
-            if runtime == "onnx" and precision == "bf16":
-                continue  # ONNX Runtime runs float32 or float16 graphs
-            try:
-                row = run_one(config, runtime, precision, device, frames, options, args.stride)
-            except Exception as exc:  # one failing combination (memory, provider) must not hide the others
-                print(f"{runtime:5} {precision}: failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-                continue
-            cells = (f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-            print(" | ".join(cells), flush=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    precisions = args.precision or (list(PRECISIONS) if device.type == "cuda" else ["fp32"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU", "use --device cpu")
+    config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
+    with torch.device("meta"):
+        counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
+    multiple = 8 * 2 ** (len(unet_params(config)["channel_mult"]) - 1)
+    if args.size[0] % multiple or args.size[1] % multiple:
+        raise EngineError(f"--size {args.size[0]} {args.size[1]} is not a multiple of {multiple}",
+                          f"pass sides that are multiples of {multiple} (Geo4D trains at 320 512)")
+    frames = synthetic_clip(args.frames, tuple(args.size), args.seed)
+    num_windows = len(window_starts(args.frames, args.stride))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"Geo4D window inference, {'FULL-size' if args.config == 'full' else args.config} architecture with "
+          f"random weights (UNet {counts['unet'] / 1e6:.1f} M, VAEs {counts['vae'] / 1e6:.1f} M + "
+          f"{counts['pointmap_vae'] / 1e6:.1f} M parameters)")
+    print(f"clip {args.frames} frames at {args.size[0]}x{args.size[1]}, stride {args.stride} -> {num_windows} windows, "
+          f"{args.steps} DDIM steps, window batch {args.window_batch}, warm-up {'on' if args.warmup else 'off'}, device {device} ({where})")
+    print("s/f: seconds per clip frame (total = the whole predict call). GB: peak during the stage, weights "
+          + ("included (torch: max_memory_allocated; onnx: device memory in use, sampled)" if device.type == "cuda"
+             else "included (peak RSS above the process before the model was built)"))
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="parallax-bench-") as scratch:
+        for runtime in args.runtime:
+            for precision in sorted(precisions, key=list(PRECISIONS).index):
+                rows.append(run_row(runtime, precision, config, frames, args, device, Path(scratch)))
+                print(f"  done: {runtime} {precision}", flush=True)
+    print(format_table(rows, args.frames))
     return 0
