@@ -40,24 +40,23 @@ def draw_reconstruct(layout, context) -> None:
         layout.label(text=wm.parallax_message)
 
 
-class PARALLAX_PT_clip(bpy.types.Panel):
+class ReconstructPanel:
+    """The same panel in each editor's sidebar; subclasses name the editor."""
+
     bl_label = "Parallax"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+
+    def draw(self, context):
+        draw_reconstruct(self.layout, context)
+
+
+class PARALLAX_PT_clip(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "CLIP_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Parallax"
-
-    def draw(self, context):
-        draw_reconstruct(self.layout, context)
 
 
-class PARALLAX_PT_view3d(bpy.types.Panel):
-    bl_label = "Parallax"
+class PARALLAX_PT_view3d(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Parallax"
-
-    def draw(self, context):
-        draw_reconstruct(self.layout, context)
 
 
 classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d)
