@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -29,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from ...errors import ModelError
+from ...io.atomic import staged_dir
 from .config import OFFICIAL_CONFIG, load_config
 
 FORMAT_VERSION = 1
@@ -136,9 +134,7 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
     context = constant_context(parts.pop("conditioning"), config)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         for name in ("unet", "vae", "pointmap_vae"):
             log(f"writing {name}.safetensors ({dtype})")
             _save(parts.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
@@ -149,10 +145,6 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
                  for name in MANIFEST_FILES}
         (tmp / "manifest.json").write_text(json.dumps(
             {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"wrote {out_dir}")
     return out_dir
 
@@ -174,14 +166,3 @@ def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> Non
     # while the memory-mapped source stays on disk.
     cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     save_file(cast, path)
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
