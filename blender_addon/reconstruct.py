@@ -64,7 +64,7 @@ def reconstruct_options(context, clip) -> dict:
         "device": None if prefs.device == "auto" else prefs.device,
         "stride": stride,
         "steps": steps,
-        "size": list(size),
+        "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect
         "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
     }
