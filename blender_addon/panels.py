@@ -16,11 +16,14 @@ def draw_reconstruct(layout, context) -> None:
     col.prop(settings, "preset")
     if settings.preset == "CUSTOM":
         sub = col.column(align=True)
-        for name in ("stride", "steps", "size_h", "size_w"):
+        for name in ("stride", "steps", "use_custom_size"):
             sub.prop(settings, name)
+        if settings.use_custom_size:
+            sub.prop(settings, "size_h")
+            sub.prop(settings, "size_w")
     else:
-        stride, steps, (h, w) = properties.quality(settings)
-        col.label(text=f"stride {stride}, {steps} steps, {h}x{w}")
+        stride, steps, _ = properties.quality(settings)
+        col.label(text=f"stride {stride}, {steps} steps, size fitted to the clip")
     col.prop(settings, "use_clip_range")
     if not settings.use_clip_range:
         row = col.row(align=True)
@@ -31,6 +34,8 @@ def draw_reconstruct(layout, context) -> None:
     row.label(text="Import")
     for name in ("import_camera", "import_points", "import_depth"):
         row.prop(settings, name, toggle=True)
+    for name in ("floor_fit", "accumulate", "confidence_threshold", "point_radius"):
+        col.prop(settings, name)
     if wm.parallax_running:
         layout.progress(factor=wm.parallax_progress, type="BAR", text=wm.parallax_stage)
         layout.operator(reconstruct.PARALLAX_OT_cancel.bl_idname, icon="CANCEL")
@@ -40,24 +45,23 @@ def draw_reconstruct(layout, context) -> None:
         layout.label(text=wm.parallax_message)
 
 
-class PARALLAX_PT_clip(bpy.types.Panel):
+class ReconstructPanel:
+    """The same panel in each editor's sidebar; subclasses name the editor."""
+
     bl_label = "Parallax"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+
+    def draw(self, context):
+        draw_reconstruct(self.layout, context)
+
+
+class PARALLAX_PT_clip(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "CLIP_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Parallax"
-
-    def draw(self, context):
-        draw_reconstruct(self.layout, context)
 
 
-class PARALLAX_PT_view3d(bpy.types.Panel):
-    bl_label = "Parallax"
+class PARALLAX_PT_view3d(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Parallax"
-
-    def draw(self, context):
-        draw_reconstruct(self.layout, context)
 
 
 classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d)

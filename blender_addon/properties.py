@@ -2,21 +2,24 @@
 
 import bpy
 
-# Quality presets: (label, window stride in frames, diffusion steps, processing size (H, W) in pixels).
-# Geo4D was trained at 320x512; a smaller stride means more overlapping windows (slower, steadier).
+# Quality presets: (label, window stride in frames, diffusion steps). A smaller stride means more overlapping
+# windows (slower, steadier). Presets leave the processing size to the engine, which matches the clip's aspect
+# at Geo4D's training area (320x512); a fixed size would stretch clips of another aspect.
 PRESETS = {
-    "FAST": ("Fast", 8, 5, (256, 384)),
-    "STANDARD": ("Standard", 4, 5, (320, 512)),
-    "FINE": ("Fine", 2, 5, (320, 512)),
+    "FAST": ("Fast", 8, 5),
+    "STANDARD": ("Standard", 4, 5),
+    "FINE": ("Fine", 2, 5),
 }
 
 
-def quality(settings) -> tuple[int, int, tuple[int, int]]:
-    """(stride, steps, (H, W)) for the settings' preset, or its own values for CUSTOM."""
-    if settings.preset == "CUSTOM":
-        return settings.stride, settings.steps, (settings.size_h, settings.size_w)
-    _, stride, steps, size = PRESETS[settings.preset]
-    return stride, steps, size
+def quality(settings) -> tuple[int, int, tuple[int, int] | None]:
+    """(stride, steps, (H, W) or None for the engine's aspect-aware size) for the settings' preset, or its own
+    values for CUSTOM."""
+    if settings.preset != "CUSTOM":
+        _, stride, steps = PRESETS[settings.preset]
+        return stride, steps, None
+    size = (settings.size_h, settings.size_w) if settings.use_custom_size else None
+    return settings.stride, settings.steps, size
 
 
 class ParallaxSettings(bpy.types.PropertyGroup):
@@ -26,13 +29,16 @@ class ParallaxSettings(bpy.types.PropertyGroup):
         default="geo4d")
     preset: bpy.props.EnumProperty(
         name="Quality",
-        items=[(key, label, f"window stride {stride}, {steps} steps, {size[0]}x{size[1]} processing")
-               for key, (label, stride, steps, size) in PRESETS.items()]
+        items=[(key, label, f"window stride {stride}, {steps} steps, processing size fitted to the clip")
+               for key, (label, stride, steps) in PRESETS.items()]
         + [("CUSTOM", "Custom", "Set stride, steps and processing size yourself")],
         default="STANDARD")
     stride: bpy.props.IntProperty(name="Stride", default=4, min=1, max=15,
                                   description="Frames between the starts of consecutive 16-frame windows")
     steps: bpy.props.IntProperty(name="Steps", default=5, min=1, max=50, description="Diffusion (DDIM) steps")
+    use_custom_size: bpy.props.BoolProperty(
+        name="Custom Size", default=False,
+        description="Process at Height x Width instead of the size the engine fits to the clip's aspect")
     size_h: bpy.props.IntProperty(name="Height", default=320, min=32, max=1024,
                                   description="Processing height in pixels (multiple of 64)")
     size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
@@ -45,6 +51,16 @@ class ParallaxSettings(bpy.types.PropertyGroup):
     import_camera: bpy.props.BoolProperty(name="Camera", default=True)
     import_points: bpy.props.BoolProperty(name="Points", default=True)
     import_depth: bpy.props.BoolProperty(name="Depth", default=True)
+    # The names match the File > Import operator's, so importer.options_from_settings reads either.
+    floor_fit: bpy.props.BoolProperty(name="Level on Floor", default=False,
+                                      description="Fit the dominant ground plane and make it Z = 0")
+    accumulate: bpy.props.BoolProperty(name="Accumulate Points", default=False,
+                                       description="Also show the points of earlier frames")
+    confidence_threshold: bpy.props.FloatProperty(
+        name="Confidence Threshold", min=0.0, default=0.0,
+        description="Hide points below this confidence (changeable after import on the points' modifier)")
+    point_radius: bpy.props.FloatProperty(name="Point Radius", min=0.0, default=0.0, subtype="DISTANCE",
+                                          description="0 picks one from the point spacing")
 
 
 def register_runtime_props():

@@ -64,7 +64,7 @@ def reconstruct_options(context, clip) -> dict:
         "device": None if prefs.device == "auto" else prefs.device,
         "stride": stride,
         "steps": steps,
-        "size": list(size),
+        "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect
         "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
     }
@@ -96,6 +96,10 @@ def show(context, job: EngineJob) -> None:
             area.tag_redraw()
 
 
+def explain(problem: str, fix: str) -> str:
+    return f"{problem} — {fix}" if fix else problem
+
+
 def finish(context, job: EngineJob) -> tuple[set, str]:
     """Import a finished job's bundle. Returns (report type, message)."""
     show(context, job)
@@ -105,11 +109,11 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
             level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
         except EngineError as exc:
-            level, message = {"ERROR"}, f"Importing {job.bundle} failed: {exc.problem} — {exc.fix}"
+            level, message = {"ERROR"}, f"Importing {job.bundle} failed: {explain(exc.problem, exc.fix)}"
     elif job.outcome == "cancelled":
         level, message = {"WARNING"}, "Reconstruction cancelled; the scene is unchanged"
     else:
-        level, message = {"ERROR"}, f"Reconstruction failed: {job.problem}" + (f" — {job.fix}" if job.fix else "")
+        level, message = {"ERROR"}, f"Reconstruction failed: {explain(job.problem, job.fix)}"
     wm.parallax_message = message
     return level, message
 
@@ -132,8 +136,8 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
         try:
             return start(context)
         except EngineUnavailable as exc:
-            context.window_manager.parallax_message = f"{exc.problem} — {exc.fix}"
-            self.report({"ERROR"}, f"{exc.problem} — {exc.fix}")
+            context.window_manager.parallax_message = explain(exc.problem, exc.fix)
+            self.report({"ERROR"}, context.window_manager.parallax_message)
             return None
 
     def execute(self, context):

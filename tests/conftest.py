@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.fixture_paths import GEO4D_FIXTURES
+
 TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
 
 
@@ -26,6 +27,14 @@ class TinyCheckpoints:
     vae: Path       # {"state_dict": {"model.<point-map VAE key>": ...}}
     pickled: Path   # a vae.ckpt that also holds a pickled class instance
     config: Path    # the tiny architecture (tiny_config.json)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """The golden fixtures' tiny architecture (tiny_config.json), loaded."""
+    from engine.models.geo4d.config import load_config
+
+    return load_config(TINY_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +59,12 @@ def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_modules():
+def tiny_modules(tiny_config):
     """The fixture folder's tiny Geo4D networks loaded straight from its safetensors (no conversion),
     with the official constant context of the end-to-end fixture."""
-    from engine.models.geo4d.config import load_config
     from engine.models.geo4d.weights import Geo4DModules, build_modules
 
-    config = load_config(TINY_CONFIG)
+    config = tiny_config
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     pointmap = load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")
     modules = build_modules(config)

@@ -21,3 +21,9 @@ requires_geo4d_fixtures = pytest.mark.skipif(
     not (GEO4D_FIXTURES / "tiny_config.json").is_file(),
     reason=f"Geo4D golden fixtures not found (looked in {', '.join(map(str, _CANDIDATES))})",
 )
+
+
+def assert_within_tolerance(results) -> None:
+    """Fail naming every CheckResult of a fixture reproduction that is beyond its tolerance."""
+    bad = [(r.name, r.max_error, r.tolerance) for r in results if not r.ok]
+    assert not bad, bad

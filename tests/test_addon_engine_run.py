@@ -11,7 +11,7 @@ prefs.model_dir = sys.argv[3]
 prefs.device = "cpu"
 settings = bpy.context.scene.parallax
 settings.preset = "CUSTOM"
-settings.stride, settings.steps, settings.size_h, settings.size_w = 4, 2, 32, 64
+settings.stride, settings.steps, settings.use_custom_size, settings.size_h, settings.size_w = 4, 2, True, 32, 64
 settings.use_clip_range, settings.frame_start, settings.frame_end = False, 1, 16
 rc = importlib.import_module(MOD + ".reconstruct")
 ep = importlib.import_module(MOD + ".engine_process")
@@ -38,7 +38,13 @@ def leftovers():
 
 def test_operator_reconstructs_the_active_clip_and_reimport_replaces(addon_zip, clip, tmp_path, tiny_model_dir):
     script = TINY + """
+settings.confidence_threshold, settings.accumulate = 0.25, True
 first = reconstruct()
+points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
+modifier = points[0].modifiers["Parallax Points"]
+result["points_inputs"] = [len(points)] + [modifier[modifier.node_group.interface.items_tree[name].identifier]
+                                           for name in ("Confidence Threshold", "Accumulate")]
+settings.confidence_threshold, settings.accumulate = 0.0, False
 pid = ep.current_engine().pid
 after_first = snapshot()
 scene = bpy.context.scene
@@ -62,6 +68,8 @@ report()
     assert first["meshes"] != before["meshes"] and first["images"] != before["images"]
     assert result["frames"][1] - result["frames"][0] + 1 == 16  # the 16 reconstructed frames
     assert result["camera_moves"]
+    # The panel's import settings reach the points' modifier.
+    assert result["points_inputs"] == [1, 0.25, True]
     # A second run reuses the running engine and replaces the first import instead of adding to it.
     assert result["second"]["status"] == ["FINISHED"] and result["same_engine"]
     assert result["after_second"] == first

@@ -87,3 +87,24 @@ report()
     assert result["running_before_cancel"] and result["outcome"] == "cancelled"
     assert "cancelled" in result["message"] and result["unchanged"]
     assert result["engine_alive"] is False
+
+
+def test_presets_leave_the_processing_size_to_the_engine(addon_zip, clip, tmp_path):
+    # A fixed 320x512 would stretch clips of another aspect; the engine fits the size when it gets null.
+    script = SCENE + """
+rc = importlib.import_module(MOD + ".reconstruct")
+settings = bpy.context.scene.parallax
+sent = {}
+for preset in ("FAST", "STANDARD", "FINE", "CUSTOM"):
+    settings.preset = preset
+    options = rc.reconstruct_options(bpy.context, clip)
+    sent[preset] = [options["stride"], options["steps"], options["size"]]
+settings.stride, settings.steps, settings.use_custom_size, settings.size_h, settings.size_w = 3, 7, True, 256, 448
+options = rc.reconstruct_options(bpy.context, clip)
+sent["CUSTOM size"] = [options["stride"], options["steps"], options["size"]]
+result["sent"] = sent
+report()
+"""
+    sent = run_bpy(script, [addon_zip, clip], tmp_path / "profile")["sent"]
+    assert sent == {"FAST": [8, 5, None], "STANDARD": [4, 5, None], "FINE": [2, 5, None], "CUSTOM": [4, 5, None],
+                    "CUSTOM size": [3, 7, [256, 448]]}

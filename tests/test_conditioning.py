@@ -10,41 +10,37 @@ from safetensors.torch import load_file
 from engine.errors import ModelError
 from engine.models.geo4d import conditioning as cond
 from engine.models.geo4d.checks import conditioning as cond_check
-from engine.models.geo4d.config import load_config
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
 
 
 @requires_geo4d_fixtures
-def test_fixture_g_reproduced():
-    results = cond_check.run(GEO4D_FIXTURES, load_config(GEO4D_FIXTURES / "tiny_config.json"))
+def test_fixture_g_reproduced(tiny_config):
+    results = cond_check.run(GEO4D_FIXTURES, tiny_config)
     assert len(results) == 10
-    bad = [(r.name, r.max_error) for r in results if not r.ok]
-    assert not bad, bad
+    assert_within_tolerance(results)
 
 
 @requires_geo4d_fixtures
-def test_context_depends_on_the_checkpoint_text_and_image_weights():
-    config = load_config(GEO4D_FIXTURES / "tiny_config.json")
+def test_context_depends_on_the_checkpoint_text_and_image_weights(tiny_config):
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     expected = load_file(GEO4D_FIXTURES / "conditioning.safetensors")["c_crossattn"]
-    context = cond.constant_context(weights, config)
+    context = cond.constant_context(weights, tiny_config)
     assert context.shape == (1, 77 + 16 * 16, 16)
     torch.testing.assert_close(context, expected, atol=1e-5, rtol=1e-5)
     changed = dict(weights)
     # A patch-embedding change (a constant shift would vanish in ln_pre).
     changed["embedder.model.visual.conv1.weight"] = weights["embedder.model.visual.conv1.weight"] * 1.5
-    other = cond.constant_context(changed, config)
+    other = cond.constant_context(changed, tiny_config)
     assert torch.equal(other[:, :77], context[:, :77])
     assert (other[:, 77:] - context[:, 77:]).abs().max() > 1e-3
 
 
 @requires_geo4d_fixtures
-def test_missing_clip_tensor_is_a_clear_model_error():
-    config = load_config(GEO4D_FIXTURES / "tiny_config.json")
+def test_missing_clip_tensor_is_a_clear_model_error(tiny_config):
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     del weights["cond_stage_model.model.ln_final.weight"]
     with pytest.raises(ModelError, match="cond_stage_model.model.ln_final.weight"):
-        cond.constant_context(weights, config)
+        cond.constant_context(weights, tiny_config)
 
 
 def test_unknown_clip_architecture_is_refused():

@@ -110,3 +110,14 @@ def test_missing_and_corrupt_model_directories_are_named(tiny_model_dir, tmp_pat
     (broken / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match=r"manifest\.json is corrupt"):
         load_geo4d(broken)
+
+
+def test_checkpoint_with_another_noise_schedule_is_refused(tmp_path):
+    state = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
+    state["alphas_cumprod"] = torch.linspace(0.999, 0.001, 1000)  # plain linear: not zero-terminal-SNR
+    torch.save({"state_dict": state}, tmp_path / "model.ckpt")
+    torch.save({"state_dict": load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")}, tmp_path / "vae.ckpt")
+    with pytest.raises(ModelError, match="alphas_cumprod differs from the noise schedule"):
+        convert_geo4d(tmp_path / "model.ckpt", tmp_path / "vae.ckpt", tmp_path / "out", "fp16",
+                      GEO4D_FIXTURES / "tiny_config.json", log=lambda m: None)
+    assert not (tmp_path / "out").exists()

@@ -2,14 +2,12 @@
 condition -> 5 DDIM steps through our UNet -> decoding -> the demo's post-processing and cameras."""
 
 from engine.models.geo4d.checks import e2e_window
-from engine.models.geo4d.config import load_config
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
 
 
 @requires_geo4d_fixtures
-def test_fixture_e_reproduced():
-    results = e2e_window.run(GEO4D_FIXTURES, load_config(GEO4D_FIXTURES / "tiny_config.json"))
+def test_fixture_e_reproduced(tiny_config):
+    results = e2e_window.run(GEO4D_FIXTURES, tiny_config)
     names = [r.name for r in results]
     assert len(results) == 35 and "e2e.samples" in names and "e2e.post.traj_c2w" in names
-    bad = [(r.name, r.max_error) for r in results if not r.ok]
-    assert not bad, bad
+    assert_within_tolerance(results)

@@ -11,25 +11,20 @@ from safetensors.torch import load_file
 
 from engine.errors import InputError, ModelError
 from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward
-from engine.models.geo4d.config import load_config, unet_params
+from engine.models.geo4d.config import unet_params
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts
 from engine.models.geo4d.resampler import Resampler
 from engine.models.geo4d.unet import UNet3D
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
 
 FIXTURES = GEO4D_FIXTURES
 pytestmark = requires_geo4d_fixtures
 
 
 @pytest.fixture(scope="module")
-def config():
-    return load_config(FIXTURES / "tiny_config.json")
-
-
-@pytest.fixture(scope="module")
-def unet(config):
+def unet(tiny_config):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    return unet_forward.load_tiny_unet(FIXTURES, config)
+    return unet_forward.load_tiny_unet(FIXTURES, tiny_config)
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +33,16 @@ def case_a():
     return {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith("caseA.")}
 
 
-def test_unet_reproduces_official_forward_and_intermediates(config):
-    results = unet_forward.run(FIXTURES, config)
+def test_unet_reproduces_official_forward_and_intermediates(tiny_config):
+    results = unet_forward.run(FIXTURES, tiny_config)
     names = {r.name for r in results}
     assert {"caseA.out", "caseB.out", "caseA.after_init_attn", "caseB.middle_block_out"} <= names
-    bad = [(r.name, r.max_error) for r in results if not r.ok]
-    assert not bad, bad
+    assert_within_tolerance(results)
     assert all(r.tolerance == ATOL_UNET for r in results)
 
 
-def test_resampler_reproduces_official_output(config):
-    [result] = resampler_check.run(FIXTURES, config)
+def test_resampler_reproduces_official_output(tiny_config):
+    [result] = resampler_check.run(FIXTURES, tiny_config)
     assert result.ok, result
 
 
@@ -61,10 +55,10 @@ def test_full_size_unet_and_resampler_match_the_checkpoint_manifest():
     assert numel == manifest["model_ckpt"]["numel_per_prefix_state_dict"]["model.diffusion_model."]
 
 
-def test_manifest_check_names_what_differs(config):
+def test_manifest_check_names_what_differs(tiny_config):
     manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
     with torch.device("meta"):
-        tiny = UNet3D.from_params(unet_params(config))
+        tiny = UNet3D.from_params(unet_params(tiny_config))
     report = check_manifest_part(manifest, "model.diffusion_model.", tiny)
     assert not report.ok
     # The tiny UNet has 1 res-block per level and 3 levels: the real one's extra blocks are missing.
@@ -126,10 +120,10 @@ def _four_frames(case: dict) -> tuple:
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @torch.no_grad()
-def test_half_precision_runs_close_to_float32(unet, case_a, dtype):
+def test_half_precision_runs_close_to_float32(unet, case_a, dtype, tiny_config):
     x, t, context, fs = _four_frames(case_a)
     reference = unet(x, t, context, fs)
-    half = unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json")).to(dtype)
+    half = unet_forward.load_tiny_unet(FIXTURES, tiny_config).to(dtype)
     out = half(x.to(dtype), t, context.to(dtype), fs)
     assert out.dtype == dtype
     error = (out.float() - reference).abs().max() / reference.abs().max()
@@ -146,12 +140,12 @@ def test_autocast_bfloat16_on_float32_weights(unet, case_a):
     assert error < 0.05, error
 
 
-def test_unsupported_configuration_is_refused(config):
-    params = dict(unet_params(config), use_scale_shift_norm=True)
+def test_unsupported_configuration_is_refused(tiny_config):
+    params = dict(unet_params(tiny_config), use_scale_shift_norm=True)
     with pytest.raises(ModelError, match="use_scale_shift_norm"):
         UNet3D.from_params(params)
     with pytest.raises(ModelError, match="does not know: num_classes"):
-        UNet3D.from_params(dict(unet_params(config), num_classes=10))
+        UNet3D.from_params(dict(unet_params(tiny_config), num_classes=10))
 
 
 def test_resampler_refuses_per_frame_input():

@@ -7,18 +7,18 @@ from safetensors.torch import load_file
 
 from engine.models.geo4d.checks import full_manifest
 from engine.models.geo4d.checks import vae as vae_check
-from engine.models.geo4d.config import load_config, model_params, pointmap_vae_params, vae_params
+from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
 from engine.models.geo4d.vae import (FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames,
                                      encode_frames, load_vae)
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_config):
     torch.set_num_threads(2)
-    config = load_config(GEO4D_FIXTURES / "tiny_config.json")
+    config = tiny_config
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     vae = load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
     pm = load_vae(pointmap_vae_params(config), load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors"),
@@ -30,8 +30,7 @@ def test_fixture_b_reproduced(tiny):
     config = tiny[0]
     results = vae_check.run(GEO4D_FIXTURES, config)
     assert len(results) == 9
-    bad = [(r.name, r.max_error) for r in results if not r.ok]
-    assert not bad, bad
+    assert_within_tolerance(results)
 
 
 def test_encode_with_recorded_posterior_noise_gives_the_e2e_condition(tiny):

@@ -9,27 +9,26 @@ from scipy.spatial.transform import Rotation
 
 from engine.models.geo4d import postprocess as post
 from engine.models.geo4d.checks import postprocess as post_check
-from engine.models.geo4d.config import load_config, model_params, pointmap_vae_params, vae_params
+from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
 from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, load_vae
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
 
 
 @requires_geo4d_fixtures
-def test_fixture_f_reproduced():
-    results = post_check.run(GEO4D_FIXTURES, load_config(GEO4D_FIXTURES / "tiny_config.json"))
+def test_fixture_f_reproduced(tiny_config):
+    results = post_check.run(GEO4D_FIXTURES, tiny_config)
     assert len(results) == 13
-    bad = [(r.name, r.max_error) for r in results if not r.ok]
-    assert not bad, bad
+    assert_within_tolerance(results)
 
 
 @requires_geo4d_fixtures
-def test_e2e_window_decoded_and_post_processed_like_the_demo():
-    config = load_config(GEO4D_FIXTURES / "tiny_config.json")
+def test_e2e_window_decoded_and_post_processed_like_the_demo(tiny_config):
     e2e = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")
-    first = load_vae(vae_params(config), load_file(GEO4D_FIXTURES / "tiny_weights.safetensors"), FIRST_STAGE_PREFIX)
-    pm = load_vae(pointmap_vae_params(config), load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors"),
+    first = load_vae(vae_params(tiny_config), load_file(GEO4D_FIXTURES / "tiny_weights.safetensors"),
+                     FIRST_STAGE_PREFIX)
+    pm = load_vae(pointmap_vae_params(tiny_config), load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors"),
                   POINTMAP_VAE_PREFIX)
-    decoded = post.decode_window(e2e["samples"], first, pm, model_params(config)["scale_factor"], chunk=6)
+    decoded = post.decode_window(e2e["samples"], first, pm, model_params(tiny_config)["scale_factor"], chunk=6)
     batch = e2e["batch_images"][0].permute(1, 2, 3, 0)  # [T, H, W, 11]
     for ours, channels in [(decoded.xyz, slice(0, 3)), (decoded.raw_uncertainty, slice(3, 4)),
                            (decoded.ray_dirs, slice(4, 7)), (decoded.ray_moments, slice(7, 10)),

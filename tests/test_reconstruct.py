@@ -77,6 +77,16 @@ def test_model_stays_loaded_between_runs(tiny_model_dir, tmp_path):
     assert load_model(_options(CLIP, tmp_path / "b", tiny_model_dir, stride=2, steps=3)) is first
 
 
+def test_options_from_protocol_json():
+    """The Blender server builds options from JSON: null means the default, lists become tuples."""
+    options = ReconstructOptions(video="clip.mp4", out="bundle", stride=None, steps=None, frames=[2, None],
+                                 size=[320, 576], align=None)
+    assert options.stride == 4 and options.steps == 5 and options.align == {}
+    assert options.frames == (2, None) and options.size == (320, 576) and options.video.name == "clip.mp4"
+    with pytest.raises(InputError, match="`video` is missing"):
+        ReconstructOptions(video=None, out="bundle")
+
+
 def test_processing_size_keeps_aspect_near_training_area():
     assert processing_size((480, 854), 64) == (320, 576)
     assert processing_size((1080, 1920), 64) == (320, 576)
@@ -101,6 +111,11 @@ def test_unreadable_video_fails_cleanly(tiny_model_dir, tmp_path):
 
 
 def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (64, 48)).release()
+    with pytest.raises(InputError, match="no decodable frames"):
+        run_reconstruct(_options(empty, tmp_path / "b", tiny_model_dir))
+    empty.unlink()
     with pytest.raises(InputError, match="zero frames"):
         run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, frames=(500, 600)))
     with pytest.raises(InputError, match="multiple of 32"):

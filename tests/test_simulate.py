@@ -7,7 +7,7 @@ from engine.alignment.geometry import umeyama
 from engine.io.bundle import Reconstruction
 from engine.synthetic.metrics import evaluate
 from engine.synthetic.procedural import GROUND_Y, PROCEDURAL_SCENES, make_scene
-from engine.synthetic.simulate import Corruption, simulate_windows, window_starts
+from engine.synthetic.simulate import Corruption, simulate_windows
 
 SIZE = (32, 48)
 
@@ -53,12 +53,6 @@ def test_scene_specifics():
     yaw = np.degrees(np.arccos(rot.camera_to_world[0, :3, 2] @ rot.camera_to_world[-1, :3, 2]))
     assert travel < 0.1 and yaw > 60
     np.testing.assert_array_equal(make_scene("static", 3, SIZE, seed=4).rgb, make_scene("static", 3, SIZE, seed=4).rgb)
-
-
-def test_window_starts_cover_the_clip():
-    assert window_starts(40, 16, 4).tolist() == [0, 4, 8, 12, 16, 20, 24]
-    assert window_starts(41, 16, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 25]
-    assert window_starts(10, 16, 4).tolist() == [0]
 
 
 def test_noise_free_windows_hold_exact_geometry_up_to_the_window_ambiguity():

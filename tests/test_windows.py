@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.pipeline.windows import window_lengths, window_starts
+from engine.pipeline.windows import sliding_starts, window_lengths, window_starts
 
 from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES, requires_geo4d_fixtures
 
@@ -55,3 +55,12 @@ def test_bad_arguments_are_refused():
         window_starts(40, 16)
     with pytest.raises(InputError, match="0 frames"):
         window_starts(0, 4)
+
+
+def test_sliding_schedule_any_stride():
+    """The schedule the simulator also uses: the last window always ends on the last frame, even for
+    strides that leave gaps (the model refuses those; simulated predictions may use them)."""
+    assert sliding_starts(40, 4).tolist() == [0, 4, 8, 12, 16, 20, 24]
+    assert sliding_starts(41, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 25]
+    assert sliding_starts(10, 4).tolist() == [0]
+    assert sliding_starts(40, 16).tolist() == [0, 16, 24]

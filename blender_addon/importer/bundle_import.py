@@ -43,9 +43,13 @@ class ImportOptions:
     clip_path: str | None = None
 
 
-def options_from_settings(settings) -> ImportOptions:
-    """ImportOptions from the add-on's per-scene settings (properties.ParallaxSettings)."""
-    return ImportOptions(camera=settings.import_camera, points=settings.import_points, depth=settings.import_depth)
+def options_from_settings(settings, clip_path: str | None = None) -> ImportOptions:
+    """ImportOptions from the add-on's per-scene settings (properties.ParallaxSettings) or the File > Import
+    operator, which name these properties alike."""
+    return ImportOptions(camera=settings.import_camera, points=settings.import_points, depth=settings.import_depth,
+                         floor_fit=settings.floor_fit, accumulate=settings.accumulate,
+                         confidence_threshold=settings.confidence_threshold, point_radius=settings.point_radius,
+                         clip_path=clip_path)
 
 
 def import_bundle(context: bpy.types.Context, bundle_path: str | Path,

@@ -9,7 +9,7 @@ from bpy.props import BoolProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..engine.errors import EngineError
-from .bundle_import import ImportOptions, import_bundle
+from .bundle_import import import_bundle, options_from_settings
 
 
 class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper):
@@ -36,11 +36,7 @@ class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper):
 
     def execute(self, context):
         path = Path(bpy.path.abspath(self.filepath))
-        options = ImportOptions(
-            camera=self.import_camera, points=self.import_points, depth=self.import_depth,
-            floor_fit=self.floor_fit, accumulate=self.accumulate, confidence_threshold=self.confidence_threshold,
-            point_radius=self.point_radius, clip_path=bpy.path.abspath(self.clip_path) or None,
-        )
+        options = options_from_settings(self, bpy.path.abspath(self.clip_path) or None)
         try:
             collection = import_bundle(context, path if path.is_dir() else path.parent, options)
         except EngineError as exc:

@@ -26,7 +26,7 @@ from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_
                       rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import centred_pixels, intrinsics, pixel_grid, project_to_rotation
-from .poses import slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
+from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 Progress = Callable[[str, float], None]
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -87,6 +87,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
                                 centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
                                 focal=ray_focal)
         cameras = fuse_cameras(from_rays, from_points)
+        sources = [from_rays, from_points]
     else:
         lacking = np.isnan(from_points.focal)
         if lacking.any():
@@ -95,6 +96,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
                              "its camera from the point map alone", "align with the rays (drop --no-rays)")
         focal = _frame_focal(from_points.focal, slot_frame, n, opts.per_frame_focal)
         cameras = from_points
+        sources = [from_points]
     rotation, centre = cameras.rotation, cameras.centre
     depth = np.einsum("spi,si->sp", points - centre[:, None], rotation[:, :, 2])
     usable = (conf > 0) & (depth > 0)
@@ -124,9 +126,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         window_weight = poses.weight
 
     report("cameras", 0.6)
-    world_rot = poses.rotation[slot_window] @ rotation
-    world_centre = (poses.scale[slot_window, None] * np.einsum("sij,sj->si", poses.rotation[slot_window], centre)
-                    + poses.translation[slot_window])
+    world_rot, world_centre = _to_world(poses, slot_window, rotation, centre)
     slot_w = poses.weight[slot_window]
     frame_rot = np.zeros((n, 3, 3))
     frame_centre = np.zeros((n, 3))
@@ -136,8 +136,14 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     np.add.at(frame_w, slot_frame, slot_w)
     frame_rot = project_to_rotation(frame_rot)
     frame_centre /= frame_w[:, None]
-    rot_var = _variance_of_mean(world_rot.reshape(-1, 9), frame_rot.reshape(-1, 9), slot_w, slot_frame, n)
-    centre_var = _variance_of_mean(world_centre, frame_centre, slot_w, slot_frame, n)
+    # How uncertain each frame's camera is: the spread of every window's estimate from every source.
+    per_source = [_to_world(poses, slot_window, np.nan_to_num(c.rotation), np.nan_to_num(c.centre)) for c in sources]
+    frames_all = np.concatenate([slot_frame] * len(sources))
+    weights_all = np.concatenate([slot_w * ~np.isnan(c.focal) for c in sources])
+    rot_var = _variance_of_mean(np.concatenate([r for r, _ in per_source]).reshape(-1, 9),
+                                frame_rot.reshape(-1, 9), weights_all, frames_all, n)
+    centre_var = _variance_of_mean(np.concatenate([c for _, c in per_source]), frame_centre, weights_all,
+                                   frames_all, n)
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
@@ -187,11 +193,19 @@ def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_fra
     return np.array([np.median(slot_focal[slot_frame == i]) for i in range(n)])
 
 
+def _to_world(poses: WindowPoses, slot_window: np.ndarray, rotation: np.ndarray,
+              centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slot cameras (rotation [S, 3, 3], centre [S, 3], window frames) in the world."""
+    rot = poses.rotation[slot_window]
+    return (rot @ rotation,
+            poses.scale[slot_window, None] * np.einsum("sij,sj->si", rot, centre) + poses.translation[slot_window])
+
+
 def _variance_of_mean(values: np.ndarray, mean: np.ndarray, weight: np.ndarray, frame: np.ndarray,
                       n: int) -> np.ndarray:
-    """Variance of each frame's weighted mean [N] from its slots' spread; nan where one slot only.
+    """Variance of each frame's weighted mean [N] from its estimates' spread; nan where only one.
 
-    values: [S, D] per slot; mean: [N, D] per frame; weight: [S]; frame: [S] frame of each slot.
+    values: [E, D] per estimate; mean: [N, D] per frame; weight: [E]; frame: [E] frame of each estimate.
     """
     sq = np.zeros(n)
     wsum = np.zeros(n)

@@ -15,7 +15,8 @@ from .align import AlignOptions, align
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AlignOptions()
-    parser.add_argument("windows", type=Path, help="window-predictions .npz (docs/formats.md) or a bundle's windows.npz")
+    parser.add_argument("windows", type=Path,
+                        help="window-predictions .npz (docs/formats.md) or a bundle's windows.npz")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (replaced only on success)")
     parser.add_argument("--per-frame-focal", action="store_true", help="one focal length per frame (zoom shots)")
     parser.add_argument("--no-rays", action="store_true", help="cameras from the point maps instead of the rays")

@@ -1,6 +1,7 @@
 """`python -m engine.bench NAME [options]`: benchmarks that print figures. NAME is a key of BENCHMARKS.
 
-Each module named here (relative to this package) defines `main(argv) -> int`; it is imported only when its benchmark runs.
+Each module named here (relative to this package) defines `main(argv) -> int`; it is imported only
+when its benchmark runs.
 """
 
 import importlib

@@ -15,15 +15,13 @@ This module needs only numpy and json for reading, so the Blender add-on can use
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .atomic import staged_dir
 
 FORMAT_NAME = "parallax.bundle"
 FORMAT_VERSION = 1
@@ -91,9 +89,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
         if not out_dir.is_dir() or any(out_dir.iterdir()):
             raise InputError(f"{out_dir} exists and is not a Parallax bundle",
                              "choose a new output folder or an existing bundle to replace")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
         entries = []
@@ -130,23 +126,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "frames": entries,
         }
         (tmp / "scene.json").write_text(json.dumps(scene, indent=1))
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an old bundle at target is removed only after the move succeeded."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 @dataclass

@@ -8,13 +8,13 @@ the alignment fuses them.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .atomic import staged_file
 
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 1
@@ -156,15 +156,8 @@ def save_windows(w: WindowPredictions, path: str | os.PathLike) -> None:
         arrays[name] = np.asarray(getattr(w, name), np.float32)
     if w.rgb is not None:
         arrays["rgb"] = np.asarray(w.rgb, np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged_file(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_windows(path: str | os.PathLike, validate_data: bool = True) -> WindowPredictions:

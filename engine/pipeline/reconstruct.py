@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -46,7 +46,17 @@ class ReconstructOptions:
     align: dict = field(default_factory=dict)  # alignment options by name
 
     def __post_init__(self):
-        # The protocol server builds options from JSON: strings and lists become paths and tuples.
+        # The protocol server builds options from JSON: null means the default, strings and lists
+        # become paths and tuples.
+        for f in fields(self):
+            if getattr(self, f.name) is not None:
+                continue
+            if f.default is not MISSING:
+                setattr(self, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+            else:
+                raise InputError(f"the reconstruct option `{f.name}` is missing", f"pass {f.name}")
         self.video = Path(self.video)
         self.out = Path(self.out)
         self.model_dir = Path(self.model_dir) if self.model_dir else None

@@ -15,10 +15,10 @@ WINDOW_LENGTH = 16
 
 
 def window_starts(num_frames: int, stride: int, length: int = WINDOW_LENGTH) -> np.ndarray:
-    """int64[G]: first frame of each window of `length` frames over `num_frames` frames.
+    """int64[G]: first frame of each model window of `length` frames over `num_frames` frames.
 
-    Windows start at 0, stride, 2*stride, ... while they fit; the last window ends on the last
-    frame. A clip shorter than `length` gives one short window starting at 0.
+    The schedule of `sliding_starts`, refused where the model cannot use it: no frames, or a stride
+    that leaves consecutive windows without shared frames.
     """
     if num_frames < 1:
         raise InputError(f"the clip has {num_frames} frames", "choose a clip or frame range with at least one frame")
@@ -26,6 +26,12 @@ def window_starts(num_frames: int, stride: int, length: int = WINDOW_LENGTH) -> 
         # Windows must overlap: the alignment links them through their shared frames.
         raise InputError(f"window stride {stride} is not usable: windows of {length} frames must overlap",
                          f"pass a stride from 1 to {length - 1} (default 4)")
+    return sliding_starts(num_frames, stride, length)
+
+
+def sliding_starts(num_frames: int, stride: int, length: int = WINDOW_LENGTH) -> np.ndarray:
+    """int64[G]: windows start at 0, stride, 2*stride, ... while they fit; the last window ends on the
+    last frame. A clip shorter than `length` gives one short window starting at 0. Any stride >= 1."""
     if num_frames <= length:
         return np.zeros(1, np.int64)
     starts = list(range(0, num_frames - length + 1, stride))

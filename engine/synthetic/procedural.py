@@ -1,7 +1,8 @@
 """Procedural ground-truth scenes ray-cast with numpy: exact depth and cameras, any length and size.
 
 World axes follow OpenCV (x right, y down, z forward); the ground is the plane y = +1.5 (1.5 m below
-the eye); whatever is further than FAR is sky. Every trajectory is a function of u = i / (N - 1) in [0, 1], so any N samples the same shot.
+the eye); whatever is further than FAR is sky. Every trajectory is a function of u = i / (N - 1) in
+[0, 1], so any N samples the same shot.
 Textures are simple 3D patterns so that the frames look like something; the geometry is what matters.
 
 `make_scene(name, num_frames, size, seed)` -> GroundTruth; names in PROCEDURAL_SCENES.
@@ -164,6 +165,11 @@ def _dolly(u: np.ndarray) -> np.ndarray:
     return np.stack([-1.2 + 2.4 * u, -0.2 * np.sin(np.pi * u), 0.8 * u], axis=1)
 
 
+def _pan(u: np.ndarray) -> np.ndarray:
+    """Yaw of the rotation shot, radians: a 70 degree pan."""
+    return np.radians(-35.0 + 70.0 * u)
+
+
 def _scene(name: str, rng: np.random.Generator) -> Shot:
     if name == "static":
         return Shot(_room(rng), _dolly, lambda u: np.stack([0.8 - 1.6 * u, 0.3 + 0 * u, 7.0 + 0 * u], axis=1))
@@ -204,9 +210,8 @@ def _scene(name: str, rng: np.random.Generator) -> Shot:
             s = rng.uniform(0.6, 1.4)
             shapes.append(_box([x - s, GROUND_Y - rng.uniform(1, 4), z - s], [x + s, GROUND_Y, z + s],
                                tuple(rng.uniform(60, 230, 3))))
-        yaw = lambda u: np.radians(-35.0 + 70.0 * u)  # noqa: E731 - a one-line trajectory
-        return Shot(shapes, lambda u: np.stack([0.05 * np.sin(yaw(u)), 0 * u, 0.05 * np.cos(yaw(u))], axis=1),
-                    lambda u: np.stack([np.sin(yaw(u)), 0.1 + 0 * u, np.cos(yaw(u))], axis=1))
+        return Shot(shapes, lambda u: np.stack([0.05 * np.sin(_pan(u)), 0 * u, 0.05 * np.cos(_pan(u))], axis=1),
+                    lambda u: np.stack([np.sin(_pan(u)), 0.1 + 0 * u, np.cos(_pan(u))], axis=1))
     raise ValueError(f"unknown procedural scene {name!r}; choose one of {PROCEDURAL_SCENES}")
 
 

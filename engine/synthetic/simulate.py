@@ -20,6 +20,7 @@ import numpy as np
 
 from ..alignment.geometry import pixel_grid
 from ..io.windows import WindowPredictions
+from ..pipeline.windows import sliding_starts
 from .groundtruth import GroundTruth
 
 
@@ -65,16 +66,6 @@ class Corruption:
                    bad_window_probability=0.1)
 
 
-def window_starts(num_frames: int, length: int, stride: int) -> np.ndarray:
-    """First frame of each window: every `stride` frames, plus one ending on the last frame."""
-    if num_frames <= length:
-        return np.zeros(1, np.int64)
-    starts = list(range(0, num_frames - length + 1, stride))
-    if starts[-1] != num_frames - length:
-        starts.append(num_frames - length)
-    return np.array(starts, np.int64)
-
-
 def _smooth_field(rng: np.random.Generator, h: int, w: int, amplitude: float) -> np.ndarray:
     """A random low-frequency field float[H, W] with values of about +-amplitude."""
     y, x = np.mgrid[0:h, 0:w]
@@ -102,7 +93,7 @@ def simulate_windows(gt: GroundTruth, stride: int = 4, corruption: Corruption | 
     c = corruption or Corruption.none()
     rng = np.random.default_rng(seed)
     n, (h, w) = gt.num_frames, gt.image_size
-    starts = window_starts(n, window_length, stride)
+    starts = sliding_starts(n, stride, window_length)
     lengths = np.minimum(window_length, n - starts)
     g_count, l = len(starts), window_length
     finite = np.isfinite(gt.depth)

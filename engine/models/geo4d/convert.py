@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -29,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from ...errors import ModelError
+from ...io.atomic import staged_dir
 from .config import OFFICIAL_CONFIG, load_config
 
 FORMAT_VERSION = 1
@@ -39,6 +37,8 @@ MODEL_PARTS = {"unet": "model.diffusion_model.", "vae": "first_stage_model."}
 POINTMAP_VAE_PREFIX = "model."
 # Only used to compute the constant context.
 CONDITIONING_PREFIXES = ("cond_stage_model.", "embedder.", "image_proj_model.")
+# Top-level buffers the sampler recomputes from the config; compared, not converted.
+SCHEDULE_BUFFERS = ("alphas_cumprod", "scale_arr")
 WEIGHT_FILES = ("unet.safetensors", "vae.safetensors", "pointmap_vae.safetensors", "context.safetensors")
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
 
@@ -76,11 +76,28 @@ def split_model_state(state: dict[str, torch.Tensor], role: str = "model.ckpt") 
     """{"unet", "vae", "conditioning"} sub-dicts of the model.ckpt state_dict (prefixes stripped for unet/vae)."""
     parts = {name: _strip(state, prefix) for name, prefix in MODEL_PARTS.items()}
     parts["conditioning"] = {k: v for k, v in state.items() if k.startswith(CONDITIONING_PREFIXES)}
+    parts["schedule"] = {k: v for k, v in state.items() if k in SCHEDULE_BUFFERS}
     for name, prefix in [*MODEL_PARTS.items(), ("conditioning", "/".join(CONDITIONING_PREFIXES))]:
         if not parts[name]:
             raise ModelError(f"{role} has no '{prefix}' keys: it is not a Geo4D model checkpoint",
                              "pass Geo4D's model.ckpt as --model-ckpt and its vae.ckpt as --vae-ckpt")
     return parts
+
+
+def check_schedule(buffers: dict[str, torch.Tensor], config: dict) -> None:
+    """Refuse a checkpoint trained with another noise schedule than the config describes (the
+    sampler recomputes the schedule from the config, so it must be the one the weights learned)."""
+    from ...sampling.schedule import NoiseSchedule
+    from .config import model_params
+
+    schedule = NoiseSchedule.from_model_params(model_params(config))
+    ours = {"alphas_cumprod": schedule.alphas_cumprod, "scale_arr": schedule.scale_arr}
+    for name, value in buffers.items():
+        expected = torch.as_tensor(ours[name], dtype=torch.float64)
+        if value.shape != expected.shape or not torch.allclose(value.double(), expected, atol=1e-6):
+            raise ModelError(f"model.ckpt's {name} differs from the noise schedule of the config "
+                             "(a Geo4D checkpoint with another schedule, or a different model)",
+                             "pass the official Geo4D model.ckpt, or the --config it was trained with")
 
 
 def pointmap_vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -112,13 +129,12 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     log(f"loading {vae_ckpt}")
     parts["pointmap_vae"] = pointmap_vae_state(load_checkpoint_state_dict(vae_ckpt, "vae.ckpt"))
     check_state_dicts(config, {k: parts[k] for k in ("unet", "vae", "pointmap_vae")})
+    check_schedule(parts.pop("schedule"), config)
 
     log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
     context = constant_context(parts.pop("conditioning"), config)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         for name in ("unet", "vae", "pointmap_vae"):
             log(f"writing {name}.safetensors ({dtype})")
             _save(parts.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
@@ -129,10 +145,6 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
                  for name in MANIFEST_FILES}
         (tmp / "manifest.json").write_text(json.dumps(
             {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"wrote {out_dir}")
     return out_dir
 
@@ -154,14 +166,3 @@ def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> Non
     # while the memory-mapped source stays on disk.
     cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     save_file(cast, path)
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)

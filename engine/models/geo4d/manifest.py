@@ -55,9 +55,13 @@ def check_manifest_part(manifest: dict, prefix: str, module: nn.Module) -> Manif
     Keys that start with a longer prefix owned by another part are the caller's to exclude by
     checking that part under its own prefix."""
     expected = {k[len(prefix):]: shape for k, shape in manifest_entries(manifest).items() if k.startswith(prefix)}
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return compare_shapes(prefix, {k: tuple(v.shape) for k, v in module.state_dict().items()}, expected)
+
+
+def compare_shapes(label: str, ours: dict[str, tuple], expected: dict[str, tuple]) -> ManifestReport:
+    """Compare our {key: shape} with the manifest's; `label` names the part in the report."""
     return ManifestReport(
-        prefix=prefix,
+        prefix=label,
         num_keys=len(expected),
         missing=sorted(set(expected) - set(ours)),
         extra=sorted(set(ours) - set(expected)),

@@ -11,7 +11,7 @@ import torch
 from ....sampling.schedule import NoiseSchedule
 from .. import conditioning as cond
 from ..config import load_config, model_params, pointmap_vae_params, vae_params
-from ..manifest import ManifestReport, check_manifest_part, full_size_parts, manifest_entries
+from ..manifest import ManifestReport, check_manifest_part, compare_shapes, full_size_parts, manifest_entries
 from ..vae import FIRST_STAGE_PREFIX, AutoencoderKL
 from . import CheckResult
 
@@ -47,10 +47,7 @@ def _schedule_report(manifest: dict, config: dict) -> ManifestReport:
     ours = {name: (schedule.num_steps,) for name in SCHEDULE_BUFFERS}
     ours["scale_arr"] = tuple(schedule.scale_arr.shape)
     expected = {k: tuple(s) for k, s in manifest_entries(manifest).items() if "." not in k}
-    return ManifestReport(
-        prefix="<schedule buffers>", num_keys=len(expected),
-        missing=sorted(set(expected) - set(ours)), extra=sorted(set(ours) - set(expected)),
-        shape_mismatches=sorted((k, ours[k], expected[k]) for k in set(ours) & set(expected) if ours[k] != expected[k]))
+    return compare_shapes("<schedule buffers>", ours, expected)
 
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
@@ -63,13 +60,9 @@ def run(folder: Path, config: dict) -> list[CheckResult]:
     reports = [check_manifest_part(manifest, prefix, module) for prefix, module in parts.items()]
     reports.append(_schedule_report(manifest, real))
 
-    theirs_pm = {e["name"]: tuple(e["shape"]) for e in manifest["vae_ckpt"]["state_dict"]}
-    ours_pm = {k: tuple(v.shape) for k, v in pointmap_vae.state_dict().items()}
-    reports.append(ManifestReport(
-        prefix="vae.ckpt model.", num_keys=len(theirs_pm),
-        missing=sorted(set(theirs_pm) - set(ours_pm)), extra=sorted(set(ours_pm) - set(theirs_pm)),
-        shape_mismatches=sorted((k, ours_pm[k], theirs_pm[k]) for k in set(ours_pm) & set(theirs_pm)
-                                if ours_pm[k] != theirs_pm[k])))
+    reports.append(compare_shapes("vae.ckpt model.",
+                                  {k: tuple(v.shape) for k, v in pointmap_vae.state_dict().items()},
+                                  {e["name"]: tuple(e["shape"]) for e in manifest["vae_ckpt"]["state_dict"]}))
 
     covered = set().union(*({prefix + k for k in module.state_dict()} for prefix, module in parts.items()))
     covered |= {k for k in manifest_entries(manifest) if "." not in k}

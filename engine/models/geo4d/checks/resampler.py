@@ -7,24 +7,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from . import ATOL_UNET, CheckResult, compare
+from . import ATOL_UNET, CheckResult, compare, load_tiny
+from ..conditioning import RESAMPLER_PREFIX
 from ..config import resampler_params
 from ..resampler import Resampler
 
 FIXTURE = "resampler.safetensors"
-PREFIX = "image_proj_model."
-
-
-def load_tiny_resampler(folder: Path, config: dict) -> Resampler:
-    """The fixture folder's tiny Resampler with its weights (strict load)."""
-    weights = load_file(Path(folder) / "tiny_weights.safetensors")
-    resampler = Resampler.from_params(resampler_params(config)).eval()
-    resampler.load_state_dict({k[len(PREFIX):]: v for k, v in weights.items() if k.startswith(PREFIX)}, strict=True)
-    return resampler
 
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
     data = load_file(Path(folder) / FIXTURE)
     with torch.no_grad():
-        out = load_tiny_resampler(folder, config)(data["x"])
+        resampler = load_tiny(Resampler.from_params(resampler_params(config)), folder, RESAMPLER_PREFIX)
+        out = resampler(data["x"])
     return [compare("out", out, data["out"], ATOL_UNET)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from . import ATOL_UNET, CheckResult, compare
+from . import ATOL_UNET, CheckResult, compare, load_tiny
 from ..config import unet_params
 from ..unet import UNet3D
 
@@ -17,10 +17,7 @@ PREFIX = "model.diffusion_model."
 
 def load_tiny_unet(folder: Path, config: dict) -> UNet3D:
     """The fixture folder's tiny UNet with its weights (strict load)."""
-    weights = load_file(Path(folder) / "tiny_weights.safetensors")
-    unet = UNet3D.from_params(unet_params(config)).eval()
-    unet.load_state_dict({k[len(PREFIX):]: v for k, v in weights.items() if k.startswith(PREFIX)}, strict=True)
-    return unet
+    return load_tiny(UNet3D.from_params(unet_params(config)), folder, PREFIX)
 
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
