@@ -15,7 +15,7 @@ pytestmark = requires_geo4d_fixtures
 def test_bench_model_prints_table_and_runtimes_agree(capsys):
     code = main(["--config", str(GEO4D_FIXTURES / "tiny_config.json"), "--size", "32", "64", "--frames", "20",
                  "--stride", "4", "--steps", "1", "--device", "cpu", "--runtime", "torch", "onnx",
-                 "--precision", "fp32", "bf16"])
+                 "--precision", "fp32", "bf16", "--no-warmup"])
     out = capsys.readouterr().out
     assert code == 0
     assert "20 frames at 32x64, stride 4 -> 2 windows, 1 DDIM steps" in out

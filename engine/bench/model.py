@@ -210,20 +210,26 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     probe = MemoryProbe(device, row.runtime)
     started = time.perf_counter()
     modules = random_modules(config, device, getattr(torch, PRECISIONS[row.precision]), directory)
+    context = modules.context
     if row.runtime == "torch":
         backend = TorchBackend(modules)
     else:
         from ..runtime.onnx_backend import OnnxBackend
 
         backend = OnnxBackend(modules, device)
+    # The ONNX backend keeps only its sessions: free the torch networks so they are not counted.
+    del modules
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the ONNX rows' memory is the device's, cached torch blocks included
     _synchronize(device)
     row.setup_s = time.perf_counter() - started
     if args.warmup:
         # Kernel selection, cuDNN autotuning and ONNX Runtime's arena growth happen on first calls.
-        Geo4D(backend, config, modules.context, device).predict(
+        Geo4D(backend, config, context, device).predict(
             frames[:WINDOW_LENGTH], args.fps, args.stride, SamplingOptions(steps=1, seed=args.seed))
     metered = MeteredBackend(backend, device, probe)
-    model = Geo4D(metered, config, modules.context, device)
+    model = Geo4D(metered, config, context, device)
     options = SamplingOptions(steps=args.steps, seed=args.seed, window_batch=args.window_batch)
     _synchronize(device)
     start = time.perf_counter()
