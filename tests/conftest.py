@@ -62,7 +62,7 @@ def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
 def tiny_modules(tiny_config):
     """The fixture folder's tiny Geo4D networks loaded straight from its safetensors (no conversion),
     with the official constant context of the end-to-end fixture."""
-    from engine.models.geo4d.weights import Geo4DModules, build_modules
+    from engine.models.geo4d.weights import Geo4DModules, build_modules, strip_prefix
 
     config = tiny_config
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
@@ -71,7 +71,7 @@ def tiny_modules(tiny_config):
     parts = {"unet": ("model.diffusion_model.", weights), "vae": ("first_stage_model.", weights),
              "pointmap_vae": ("model.", pointmap)}
     for name, (prefix, state) in parts.items():
-        modules[name].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        modules[name].load_state_dict(strip_prefix(state, prefix))
         modules[name].eval()
     context = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")["c_crossattn"]
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, GEO4D_FIXTURES)

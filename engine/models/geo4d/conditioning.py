@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ...errors import ModelError
 from .config import model_params, resampler_params
 from .resampler import Resampler
+from .weights import strip_prefix
 
 PROMPT = "Output a video that assigns each 3D location in the world a consistent color."
 TEXT_PREFIX = "cond_stage_model.model."
@@ -61,7 +62,7 @@ def build_clip(arch: str, state_dict: dict[str, torch.Tensor], prefix: str, need
         raise ModelError(f"open_clip does not know the CLIP architecture {arch!r}",
                          "use the official config, or a fixture tiny_config.json that carries open_clip_model_config")
     model = open_clip.create_model(arch, pretrained=None, device="meta")
-    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    weights = strip_prefix(state_dict, prefix)
     expected = [k for k in model.state_dict() if k.split(".")[0] in needed]
     missing = [prefix + k for k in expected if k not in weights]
     if missing:
@@ -132,7 +133,7 @@ def image_tokens(clip, pixels: torch.Tensor) -> torch.Tensor:
 
 def load_resampler(config: dict, state_dict: dict[str, torch.Tensor]) -> Resampler:
     resampler = Resampler.from_params(resampler_params(config))
-    weights = {k[len(RESAMPLER_PREFIX):]: v.float() for k, v in state_dict.items() if k.startswith(RESAMPLER_PREFIX)}
+    weights = {k: v.float() for k, v in strip_prefix(state_dict, RESAMPLER_PREFIX).items()}
     resampler.load_state_dict(weights, strict=True)
     return resampler.eval()
 

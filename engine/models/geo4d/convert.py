@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from ...errors import ModelError
 from ...io.atomic import staged_dir
 from .config import OFFICIAL_CONFIG, load_config
+from .weights import strip_prefix
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -74,7 +75,7 @@ def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.T
 
 def split_model_state(state: dict[str, torch.Tensor], role: str = "model.ckpt") -> dict[str, dict[str, torch.Tensor]]:
     """{"unet", "vae", "conditioning"} sub-dicts of the model.ckpt state_dict (prefixes stripped for unet/vae)."""
-    parts = {name: _strip(state, prefix) for name, prefix in MODEL_PARTS.items()}
+    parts = {name: strip_prefix(state, prefix) for name, prefix in MODEL_PARTS.items()}
     parts["conditioning"] = {k: v for k, v in state.items() if k.startswith(CONDITIONING_PREFIXES)}
     parts["schedule"] = {k: v for k, v in state.items() if k in SCHEDULE_BUFFERS}
     for name, prefix in [*MODEL_PARTS.items(), ("conditioning", "/".join(CONDITIONING_PREFIXES))]:
@@ -102,7 +103,7 @@ def check_schedule(buffers: dict[str, torch.Tensor], config: dict) -> None:
 
 def pointmap_vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The point-map VAE: keys starting with 'model.', prefix stripped (as the official loader does)."""
-    sd = _strip(state, POINTMAP_VAE_PREFIX)
+    sd = strip_prefix(state, POINTMAP_VAE_PREFIX)
     if not sd or any(k.startswith("diffusion_model.") for k in sd):
         raise ModelError("vae.ckpt does not hold the point-map VAE (keys 'model.encoder.*', 'model.decoder.*')",
                          "pass Geo4D's fine-tuned vae.ckpt as --vae-ckpt and model.ckpt as --model-ckpt")
@@ -155,10 +156,6 @@ def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> None:

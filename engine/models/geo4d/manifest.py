@@ -16,6 +16,7 @@ from torch import nn
 from .config import load_config, resampler_params, unet_params
 from .resampler import Resampler
 from .unet import UNet3D
+from .weights import strip_prefix
 
 
 @dataclass
@@ -38,9 +39,13 @@ class ManifestReport:
     def summary(self) -> str:
         if self.ok:
             return f"{self.prefix}: all {self.num_keys} keys and shapes match"
+        return f"{self.prefix}: {self.differences()}"
+
+    def differences(self) -> str:
+        """What differs, counted, with one example each ("no keys" for an empty part)."""
         parts = [f"{label} {len(items)} (e.g. {items[0]})" for label, items in
                  (("missing", self.missing), ("extra", self.extra), ("wrong shape", self.shape_mismatches)) if items]
-        return f"{self.prefix}: " + "; ".join(parts or ["no keys"])
+        return "; ".join(parts or ["no keys"])
 
 
 def manifest_entries(manifest: dict) -> dict[str, tuple]:
@@ -52,12 +57,13 @@ def check_manifest_part(manifest: dict, prefix: str, module: nn.Module) -> Manif
     """Compare `module.state_dict()` with the manifest keys that start with `prefix` (stripped).
     Keys that start with a longer prefix owned by another part are the caller's to exclude by
     checking that part under its own prefix."""
-    expected = {k[len(prefix):]: shape for k, shape in manifest_entries(manifest).items() if k.startswith(prefix)}
+    expected = strip_prefix(manifest_entries(manifest), prefix)
     return compare_shapes(prefix, {k: tuple(v.shape) for k, v in module.state_dict().items()}, expected)
 
 
 def compare_shapes(label: str, ours: dict[str, tuple], expected: dict[str, tuple]) -> ManifestReport:
-    """Compare our {key: shape} with the manifest's; `label` names the part in the report."""
+    """Compare our {key: shape} with the expected one (the manifest's, or a module's); `label` names
+    the part in the report. missing: expected keys ours lacks; extra: our keys not expected."""
     return ManifestReport(
         prefix=label,
         num_keys=len(expected),

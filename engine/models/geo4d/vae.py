@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weights import strip_prefix
+
 
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
@@ -322,7 +324,7 @@ POINTMAP_VAE_PREFIX = "model."
 def load_vae(params: dict, state_dict: dict[str, torch.Tensor], prefix: str) -> AutoencoderKL:
     """Builds the VAE from its official params and loads (strictly) the `prefix`ed tensors of
     `state_dict`, in eval mode, in the tensors' dtype."""
-    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    weights = strip_prefix(state_dict, prefix)
     vae = AutoencoderKL(params)
     vae.load_state_dict(weights, strict=True)
     dtype = next(iter(weights.values())).dtype

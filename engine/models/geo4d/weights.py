@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -20,6 +21,7 @@ from .config import pointmap_vae_params, unet_params, vae_params
 
 DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
 MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
+T = TypeVar("T")
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
 
@@ -45,6 +47,11 @@ class Geo4DModules:
     directory: Path
 
 
+def strip_prefix(state: dict[str, T], prefix: str) -> dict[str, T]:
+    """The entries of `state` whose key starts with `prefix`, keyed without it (a checkpoint part)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def default_model_dir(name: str = "geo4d") -> Path:
     """$PARALLAX_MODEL_DIR, else ~/.cache/parallax/models/<name>."""
     env = os.environ.get(MODEL_DIR_ENV)
@@ -66,18 +73,16 @@ def build_modules(config: dict) -> dict[str, torch.nn.Module]:
 
 def check_state_dicts(config: dict, states: dict[str, dict[str, torch.Tensor]]) -> None:
     """Raise ModelError unless each state dict has exactly the keys and shapes of its module."""
+    from .manifest import compare_shapes
+
     with torch.device("meta"):
         modules = build_modules(config)
     for name, module in modules.items():
-        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in states[name].items()}
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        if missing or extra or wrong:
-            detail = "; ".join(f"{label} {len(keys)} (e.g. {keys[0]})" for label, keys in
-                               (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if keys)
-            raise ModelError(f"the {name} weights do not match the Geo4D architecture of this config: {detail}",
+        report = compare_shapes(name, {k: tuple(v.shape) for k, v in states[name].items()},
+                                {k: tuple(v.shape) for k, v in module.state_dict().items()})
+        if not report.ok:
+            raise ModelError(f"the {name} weights do not match the Geo4D architecture of this config: "
+                             f"{report.differences()}",
                              "pass the official Geo4D model.ckpt / vae.ckpt (and --config only for test models)")
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from safetensors.torch import load_file
 from torch import nn
 
+from ..weights import strip_prefix
+
 # The fixture README's suggested tolerances for an independent float32 implementation.
 ATOL = 1e-4
 ATOL_UNET = 1e-5
@@ -23,7 +25,7 @@ def load_tiny(module: nn.Module, folder: Path, prefix: str) -> nn.Module:
     """`module` in eval mode with the weights under `prefix` of the folder's tiny_weights.safetensors
     (strict load)."""
     weights = load_file(Path(folder) / "tiny_weights.safetensors")
-    module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}, strict=True)
+    module.load_state_dict(strip_prefix(weights, prefix), strict=True)
     return module.eval()
 
 
