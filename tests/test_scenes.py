@@ -34,7 +34,7 @@ def hit_plane(origin, dirs, plane):
     with np.errstate(divide="ignore", invalid="ignore"):
         t = ((c - origin) @ n) / (dirs @ n)
     p = origin + t[..., None] * dirs - c
-    tilt, yaw = np.radians(plane.tilt_deg), np.radians(plane.yaw_deg)
+    yaw = np.radians(plane.yaw_deg)
     ex = np.array([np.cos(yaw), np.sin(yaw), 0.0])
     ey = np.cross(n, ex)
     inside = (np.abs(p @ ex) <= plane.size / 2) & (np.abs(p @ ey) <= plane.size / 2) & (t > 0)

@@ -8,9 +8,7 @@ into the 100%-of-keys check.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -78,8 +76,3 @@ def full_size_parts(config: dict | None = None) -> dict[str, nn.Module]:
             "image_proj_model.": Resampler.from_params(resampler_params(config)),
         }
 
-
-def check_unet_and_resampler(manifest_path: str | Path) -> list[ManifestReport]:
-    """The UNet and Resampler parts of the full-size manifest check."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    return [check_manifest_part(manifest, prefix, module) for prefix, module in full_size_parts().items()]
