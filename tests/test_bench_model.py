@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from engine.bench.model import main
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
@@ -34,3 +36,10 @@ def test_bench_model_prints_table_and_runtimes_agree(capsys):
     assert onnx_diff < 1e-3  # float32 ONNX Runtime vs torch, as tests/test_onnx_pipeline.py
     _, bf16_diff = figures(rows[("torch", "bf16")])
     assert onnx_diff < bf16_diff  # bf16's 8-bit mantissa is far coarser than float32 reordering
+
+
+def test_bench_model_refuses_unusable_sizes_before_building_anything(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(GEO4D_FIXTURES / "tiny_config.json"), "--size", "30", "64", "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "multiples of 32" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import tempfile
 import threading
 import time
@@ -63,6 +64,7 @@ class MemoryProbe:
         else:
             self.kind = "rss" if Path("/proc/self/clear_refs").exists() else None
         self._sampler: threading.Thread | None = None
+        self._running = False
         self._sampled = 0
         self.baseline = self._now()
 
@@ -126,10 +128,12 @@ class MeteredBackend:
         _synchronize(self.device)
         self.probe.start()
         start = time.perf_counter()
-        out = fn(*args)
-        _synchronize(self.device)
-        self.seconds[stage] += time.perf_counter() - start
-        peak = self.probe.peak()
+        try:
+            out = fn(*args)
+            _synchronize(self.device)
+            self.seconds[stage] += time.perf_counter() - start
+        finally:
+            peak = self.probe.peak()  # also stops the sampling thread when the call fails
         if peak is not None:
             self.peak_bytes[stage] = max(peak, self.peak_bytes[stage] or 0)
         return out
@@ -303,22 +307,26 @@ def main(argv: list[str]) -> int:
     device = torch.device(args.device)
     precisions = args.precision or (list(PRECISIONS) if device.type == "cuda" else ["fp32"])
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU", "use --device cpu")
+        parser.error("--device cuda was asked for but PyTorch sees no CUDA GPU: use --device cpu")
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     with torch.device("meta"):
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
     multiple = 8 * 2 ** (len(unet_params(config)["channel_mult"]) - 1)
-    if args.size[0] % multiple or args.size[1] % multiple:
-        raise EngineError(f"--size {args.size[0]} {args.size[1]} is not a multiple of {multiple}",
-                          f"pass sides that are multiples of {multiple} (Geo4D trains at 320 512)")
+    if args.size[0] % multiple or args.size[1] % multiple or min(args.size) < multiple:
+        parser.error(f"--size {args.size[0]} {args.size[1]}: pass sides that are multiples of {multiple} "
+                     "(Geo4D trains at 320 512)")
+    try:
+        num_windows = len(window_starts(args.frames, args.stride))
+    except EngineError as exc:
+        parser.error(str(exc))
     frames = synthetic_clip(args.frames, tuple(args.size), args.seed)
-    num_windows = len(window_starts(args.frames, args.stride))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"Geo4D window inference, {'FULL-size' if args.config == 'full' else args.config} architecture with "
           f"random weights (UNet {counts['unet'] / 1e6:.1f} M, VAEs {counts['vae'] / 1e6:.1f} M + "
           f"{counts['pointmap_vae'] / 1e6:.1f} M parameters)")
     print(f"clip {args.frames} frames at {args.size[0]}x{args.size[1]}, stride {args.stride} -> {num_windows} windows, "
-          f"{args.steps} DDIM steps, window batch {args.window_batch}, warm-up {'on' if args.warmup else 'off'}, device {device} ({where})")
+          f"{args.steps} DDIM steps, window batch {args.window_batch}, warm-up {'on' if args.warmup else 'off'}, "
+          f"device {device} ({where})")
     print("s/f: seconds per clip frame (total = the whole predict call). GB: peak during the stage, weights "
           + ("included (torch: max_memory_allocated; onnx: device memory in use, sampled)" if device.type == "cuda"
              else "included (peak RSS above the process before the model was built)"))
@@ -328,6 +336,6 @@ def main(argv: list[str]) -> int:
         for runtime in args.runtime:
             for precision in sorted(precisions, key=list(PRECISIONS).index):
                 rows.append(run_row(runtime, precision, config, frames, args, device, Path(scratch)))
-                print(f"  done: {runtime} {precision}", flush=True)
+                print(f"done: {runtime} {precision}", file=sys.stderr, flush=True)
     print(format_table(rows, args.frames))
     return 0
