@@ -23,7 +23,11 @@ requires_geo4d_fixtures = pytest.mark.skipif(
 )
 
 
-def assert_within_tolerance(results) -> None:
-    """Fail naming every CheckResult of a fixture reproduction that is beyond its tolerance."""
+def assert_fixture_reproduced(check, config: dict, num_results: int) -> list:
+    """Run the fixture check module `check` (engine.models.geo4d.checks.*) on the golden fixtures and
+    fail unless it gives `num_results` results, all within tolerance (naming those that are not)."""
+    results = check.run(GEO4D_FIXTURES, config)
+    assert len(results) == num_results, [r.name for r in results]
     bad = [(r.name, r.max_error, r.tolerance) for r in results if not r.ok]
     assert not bad, bad
+    return results

@@ -10,14 +10,12 @@ from safetensors.torch import load_file
 from engine.errors import ModelError
 from engine.models.geo4d import conditioning as cond
 from engine.models.geo4d.checks import conditioning as cond_check
-from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 
 @requires_geo4d_fixtures
 def test_fixture_g_reproduced(tiny_config):
-    results = cond_check.run(GEO4D_FIXTURES, tiny_config)
-    assert len(results) == 10
-    assert_within_tolerance(results)
+    assert_fixture_reproduced(cond_check, tiny_config, 10)
 
 
 @requires_geo4d_fixtures

@@ -15,7 +15,7 @@ from engine.models.geo4d.config import unet_params
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts
 from engine.models.geo4d.resampler import Resampler
 from engine.models.geo4d.unet import UNet3D
-from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 FIXTURES = GEO4D_FIXTURES
 pytestmark = requires_geo4d_fixtures
@@ -34,10 +34,9 @@ def case_a():
 
 
 def test_unet_reproduces_official_forward_and_intermediates(tiny_config):
-    results = unet_forward.run(FIXTURES, tiny_config)
+    results = assert_fixture_reproduced(unet_forward, tiny_config, 14)
     names = {r.name for r in results}
     assert {"caseA.out", "caseB.out", "caseA.after_init_attn", "caseB.middle_block_out"} <= names
-    assert_within_tolerance(results)
     assert all(r.tolerance == ATOL_UNET for r in results)
 
 

@@ -10,7 +10,7 @@ from engine.models.geo4d.checks import vae as vae_check
 from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
 from engine.models.geo4d.vae import (FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames,
                                      encode_frames, load_vae)
-from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
 
@@ -27,10 +27,7 @@ def tiny(tiny_config):
 
 
 def test_fixture_b_reproduced(tiny):
-    config = tiny[0]
-    results = vae_check.run(GEO4D_FIXTURES, config)
-    assert len(results) == 9
-    assert_within_tolerance(results)
+    assert_fixture_reproduced(vae_check, tiny[0], 9)
 
 
 def test_encode_with_recorded_posterior_noise_gives_the_e2e_condition(tiny):

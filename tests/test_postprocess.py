@@ -11,14 +11,12 @@ from engine.models.geo4d import postprocess as post
 from engine.models.geo4d.checks import postprocess as post_check
 from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
 from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, load_vae
-from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 
 @requires_geo4d_fixtures
 def test_fixture_f_reproduced(tiny_config):
-    results = post_check.run(GEO4D_FIXTURES, tiny_config)
-    assert len(results) == 13
-    assert_within_tolerance(results)
+    assert_fixture_reproduced(post_check, tiny_config, 13)
 
 
 @requires_geo4d_fixtures

@@ -10,7 +10,7 @@ from engine.models.geo4d.checks import ddim_sampling
 from engine.models.geo4d.config import load_config, model_params
 from engine.sampling.ddim import DDIMPlan, ddim_sample, uniform_trailing_timesteps
 from engine.sampling.schedule import NoiseSchedule, linear_betas, rescale_zero_terminal_snr
-from tests.fixture_paths import GEO4D_FIXTURES, assert_within_tolerance, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 REAL = NoiseSchedule.from_model_params(model_params(load_config()))
 
@@ -45,9 +45,7 @@ def test_uniform_trailing_timesteps():
 
 @requires_geo4d_fixtures
 def test_fixture_d_reproduced(tiny_config):
-    results = ddim_sampling.run(GEO4D_FIXTURES, tiny_config)
-    assert len(results) == 26 + 6
-    assert_within_tolerance(results)
+    assert_fixture_reproduced(ddim_sampling, tiny_config, 26 + 6)
 
 
 def _oracle(schedule: NoiseSchedule, x0: torch.Tensor):
