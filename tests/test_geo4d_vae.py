@@ -7,9 +7,8 @@ from safetensors.torch import load_file
 
 from engine.models.geo4d.checks import full_manifest
 from engine.models.geo4d.checks import vae as vae_check
-from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
-from engine.models.geo4d.vae import (FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames,
-                                     encode_frames, load_vae)
+from engine.models.geo4d.config import model_params, vae_params
+from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, AutoencoderKL, decode_frames, encode_frames, load_vae
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
@@ -18,12 +17,7 @@ pytestmark = requires_geo4d_fixtures
 @pytest.fixture(scope="module")
 def tiny(tiny_config):
     torch.set_num_threads(2)
-    config = tiny_config
-    weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
-    vae = load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
-    pm = load_vae(pointmap_vae_params(config), load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors"),
-                  POINTMAP_VAE_PREFIX)
-    return config, vae, pm
+    return (tiny_config, *vae_check.load_tiny_vaes(GEO4D_FIXTURES, tiny_config))
 
 
 def test_fixture_b_reproduced(tiny):

@@ -9,8 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from engine.models.geo4d import postprocess as post
 from engine.models.geo4d.checks import postprocess as post_check
-from engine.models.geo4d.config import model_params, pointmap_vae_params, vae_params
-from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, load_vae
+from engine.models.geo4d.checks.vae import load_tiny_vaes
+from engine.models.geo4d.config import model_params
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 
@@ -22,10 +22,7 @@ def test_fixture_f_reproduced(tiny_config):
 @requires_geo4d_fixtures
 def test_e2e_window_decoded_and_post_processed_like_the_demo(tiny_config):
     e2e = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")
-    first = load_vae(vae_params(tiny_config), load_file(GEO4D_FIXTURES / "tiny_weights.safetensors"),
-                     FIRST_STAGE_PREFIX)
-    pm = load_vae(pointmap_vae_params(tiny_config), load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors"),
-                  POINTMAP_VAE_PREFIX)
+    first, pm = load_tiny_vaes(GEO4D_FIXTURES, tiny_config)
     decoded = post.decode_window(e2e["samples"], first, pm, model_params(tiny_config)["scale_factor"], chunk=6)
     batch = e2e["batch_images"][0].permute(1, 2, 3, 0)  # [T, H, W, 11]
     for ours, channels in [(decoded.xyz, slice(0, 3)), (decoded.raw_uncertainty, slice(3, 4)),

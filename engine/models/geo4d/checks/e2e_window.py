@@ -13,10 +13,11 @@ from ....sampling.ddim import DDIMPlan, DDIMStep, ddim_sample
 from ....sampling.schedule import NoiseSchedule
 from .. import postprocess as post
 from ..conditioning import constant_context
-from ..config import model_params, pointmap_vae_params, vae_params
-from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, encode_frames, load_vae
+from ..config import model_params
+from ..vae import encode_frames
 from . import CheckResult, compare
 from .unet_forward import load_tiny_unet
+from .vae import load_tiny_vaes
 
 FIXTURE = "e2e_window.safetensors"
 
@@ -25,9 +26,7 @@ def run(folder: Path, config: dict) -> list[CheckResult]:
     folder = Path(folder)
     fx = load_file(folder / FIXTURE)
     weights = load_file(folder / "tiny_weights.safetensors")
-    vae = load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
-    pointmap_vae = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
-                            POINTMAP_VAE_PREFIX)
+    vae, pointmap_vae = load_tiny_vaes(folder, config)
     unet = load_tiny_unet(folder, config)
     params = model_params(config)
     scale = params["scale_factor"]

@@ -8,18 +8,24 @@ import torch
 from safetensors.torch import load_file
 
 from ..config import model_params, pointmap_vae_params, vae_params
-from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, decode_frames, load_vae
+from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames, load_vae
 from . import CheckResult, compare
 
 FIXTURE = "vae.safetensors"
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
+def load_tiny_vaes(folder: Path, config: dict) -> tuple[AutoencoderKL, AutoencoderKL]:
+    """The fixture folder's tiny first-stage VAE and point-map VAE with their weights (strict loads)."""
     folder = Path(folder)
-    fx = load_file(folder / FIXTURE)
     vae = load_vae(vae_params(config), load_file(folder / "tiny_weights.safetensors"), FIRST_STAGE_PREFIX)
-    pm = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
-                  POINTMAP_VAE_PREFIX)
+    pointmap_vae = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
+                            POINTMAP_VAE_PREFIX)
+    return vae, pointmap_vae
+
+
+def run(folder: Path, config: dict) -> list[CheckResult]:
+    fx = load_file(Path(folder) / FIXTURE)
+    vae, pm = load_tiny_vaes(folder, config)
     scale = model_params(config)["scale_factor"]
     with torch.no_grad():
         images = fx["encode.images"]
