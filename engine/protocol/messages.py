@@ -76,7 +76,6 @@ class ShutdownRequest:
 
 
 REQUESTS = {cls.type: cls for cls in (PingRequest, ReconstructRequest, AlignRequest, CancelRequest, ShutdownRequest)}
-JOB_REQUESTS = (ReconstructRequest, AlignRequest)
 
 
 # Events (engine -> client)
