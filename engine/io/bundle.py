@@ -73,6 +73,17 @@ class Reconstruction:
         return xyz, rgb, conf.astype(np.float32)
 
 
+def check_bundle_target(out_dir: str | Path) -> Path:
+    """The absolute out_dir, or InputError when a bundle may not go there: it exists and is
+    neither an empty folder nor a bundle (which would be replaced)."""
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not (out_dir / "scene.json").is_file():
+        if not out_dir.is_dir() or any(out_dir.iterdir()):
+            raise InputError(f"{out_dir} exists and is not a Parallax bundle",
+                             "choose a new output folder or an existing bundle to replace")
+    return out_dir
+
+
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                  point_stride: int = 1, min_confidence: float = 0.0) -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
@@ -84,11 +95,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     from .ply import write_ply
     from .windows import save_windows
 
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not (out_dir / "scene.json").is_file():
-        if not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise InputError(f"{out_dir} exists and is not a Parallax bundle",
-                             "choose a new output folder or an existing bundle to replace")
+    out_dir = check_bundle_target(out_dir)
     with staged_dir(out_dir) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()

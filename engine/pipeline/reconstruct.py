@@ -145,7 +145,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
                     cancelled: Callable[[], bool] | None = None) -> Path:
     """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
     from ..alignment import AlignOptions, align
-    from ..io.bundle import write_bundle
+    from ..io.bundle import check_bundle_target, write_bundle
     from ..models.geo4d.model import SamplingOptions
 
     progress = progress or (lambda stage, fraction: None)
@@ -156,10 +156,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     except TypeError as exc:
         raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
                          "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
-    out = Path(options.out).absolute()
-    if out.exists() and not (out / "scene.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not a Parallax bundle",
-                         "choose a new output folder or an existing bundle to replace")
+    out = check_bundle_target(options.out)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
     started = time.perf_counter()
     progress("loading model", 0.0)
