@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -43,11 +42,11 @@ def parse_frames(text: str | None) -> tuple[int, int | None]:
 def run(args: argparse.Namespace) -> int:
     from .reconstruct import ReconstructOptions, run_reconstruct
 
+    # ReconstructOptions turns the strings and lists into paths and tuples.
     options = ReconstructOptions(
-        video=Path(args.video), out=Path(args.out), model=args.model,
-        model_dir=Path(args.model_dir) if args.model_dir else None, stride=args.stride, steps=args.steps,
-        device=args.device, precision=args.precision, runtime=args.runtime, frames=parse_frames(args.frames),
-        size=tuple(args.size) if args.size else None, seed=args.seed, window_batch=args.window_batch,
+        video=args.video, out=args.out, model=args.model, model_dir=args.model_dir, stride=args.stride,
+        steps=args.steps, device=args.device, precision=args.precision, runtime=args.runtime,
+        frames=parse_frames(args.frames), size=args.size, seed=args.seed, window_batch=args.window_batch,
         point_stride=args.point_stride)
     last = {}
 
