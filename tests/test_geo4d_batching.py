@@ -18,7 +18,7 @@ def test_results_do_not_depend_on_window_batching(tiny_modules):
     # Directions are unit-normalised decoder outputs; with random weights some decode to length ~0.01,
     # so fp32 rounding of ~1e-6 (a different conv batch) becomes ~1e-4 after normalising. Compare
     # them by angle instead: 1e-3 rad is far below any real disagreement (windows differ by degrees).
-    cos = np.sum(one.ray_dirs * two.ray_dirs, axis=-1)
+    cos = np.sum(one.ray_dirs.astype(np.float64) * two.ray_dirs, axis=-1)
     assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < np.degrees(1e-3)
     # Frames 1-15 are shared by both windows: same latents, but each window has its own noise.
     assert not np.allclose(one.pointmap[0, 1:], one.pointmap[1, :15], atol=1e-3)
