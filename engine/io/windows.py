@@ -160,7 +160,7 @@ def save_windows(w: WindowPredictions, path: str | os.PathLike) -> None:
         np.savez(f, **arrays)
 
 
-def load_windows(path: str | os.PathLike, validate_data: bool = True) -> WindowPredictions:
+def load_windows(path: str | os.PathLike) -> WindowPredictions:
     """Read a window-predictions file; raise InputError naming what is wrong with it."""
     path = Path(path)
     if not path.is_file():
@@ -189,8 +189,7 @@ def load_windows(path: str | os.PathLike, validate_data: bool = True) -> WindowP
         rgb=data["rgb"] if "rgb" in keys else None,
         source=str(data["source"]) if "source" in keys else "",
     )
-    if validate_data:
-        validate(w)
+    validate(w)
     return w
 
 
