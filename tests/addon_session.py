@@ -2,19 +2,15 @@
 session with its own user folders (a clean Blender profile).
 
 A script runs in a subprocess so every test gets a new Blender; it reports by printing one line
-`RESULT <json>`, which `run_bpy` returns parsed. Test modules import the fixtures they use from here.
+`RESULT <json>`, which `run_bpy` returns parsed. The fixtures `addon_zip` and `clip` are in conftest.py.
 """
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-import build_addon
 from tests.fixture_paths import GEO4D_FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,14 +70,3 @@ def reconstruct():
 
 before = snapshot()
 """
-
-
-@pytest.fixture(scope="session")
-def addon_zip(tmp_path_factory) -> Path:
-    return build_addon.build(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture
-def clip(tmp_path) -> Path:
-    """A copy of the real clip that a test may delete or damage."""
-    return Path(shutil.copy(CLIP, tmp_path / "shot.mp4"))

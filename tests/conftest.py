@@ -1,15 +1,21 @@
-"""Shared fixtures: tiny Geo4D checkpoints in the official Lightning layout, and their conversion."""
+"""Shared fixtures: tiny Geo4D checkpoints in the official Lightning layout, and their conversion; the built
+add-on zip and a copy of the real clip (add-on tests); the synthetic bundle (importer tests).
+
+torch is imported inside the fixtures that need it, so the importer tests also run in a venv holding only bpy,
+numpy, OpenEXR, OpenCV and pytest."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
+import build_addon
+from tests.addon_session import CLIP
 from tests.fixture_paths import GEO4D_FIXTURES
+from tests.synthetic_bundle import write_synthetic_bundle
 
 TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
 
@@ -39,6 +45,9 @@ def tiny_config() -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
+    import torch
+    from safetensors.torch import load_file
+
     folder = tmp_path_factory.mktemp("checkpoints")
     model_state = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     vae_state = load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")
@@ -62,6 +71,8 @@ def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
 def tiny_modules(tiny_config):
     """The fixture folder's tiny Geo4D networks loaded straight from its safetensors (no conversion),
     with the official constant context of the end-to-end fixture."""
+    from safetensors.torch import load_file
+
     from engine.models.geo4d.weights import Geo4DModules, build_modules, strip_prefix
 
     config = tiny_config
@@ -75,3 +86,20 @@ def tiny_modules(tiny_config):
         modules[name].eval()
     context = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")["c_crossattn"]
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, GEO4D_FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory) -> Path:
+    return build_addon.build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    """A copy of the real clip that a test may delete or damage."""
+    return Path(shutil.copy(CLIP, tmp_path / "shot.mp4"))
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """(bundle folder, its Reconstruction): the default synthetic scene written once; tests must not change it."""
+    return write_synthetic_bundle(tmp_path_factory.mktemp("bundle") / "bundle")

@@ -2,7 +2,7 @@
 random-weight Geo4D model: Movie Clip -> engine process -> bundle -> import; cancel, a killed engine,
 a missing model and an unreadable clip leave the scene as it was and say why."""
 
-from tests.addon_session import SCENE, addon_zip, clip, run_bpy  # noqa: F401 (fixtures)
+from tests.addon_session import SCENE, run_bpy
 
 # The tiny model (UNet stride 32) at 32x64, 2 steps, on one window (the first 16 frames) keeps a run short.
 TINY = SCENE + """

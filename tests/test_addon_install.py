@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 import build_addon
-from tests.addon_session import INSTALL, addon_zip, run_bpy  # noqa: F401 (fixture)
+from tests.addon_session import INSTALL, run_bpy
 
 
 def test_zip_holds_manifest_addon_engine_and_requirements(addon_zip):

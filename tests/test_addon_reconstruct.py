@@ -4,7 +4,7 @@ and say why; the engine environment builder makes a working venv."""
 import re
 import sys
 
-from tests.addon_session import SCENE, addon_zip, clip, run_bpy  # noqa: F401 (fixtures)
+from tests.addon_session import SCENE, run_bpy
 
 
 def run_failure(addon_zip, clip, tmp_path, setup: str) -> dict:

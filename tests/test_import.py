@@ -12,14 +12,9 @@ from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.points import COLOR_ATTRIBUTE  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
-from tests.synthetic_bundle import FLOOR_Y, write_synthetic_bundle  # noqa: E402
+from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 
 NAME = "synthetic-shot"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return write_synthetic_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
 @pytest.fixture

@@ -8,15 +8,9 @@ OpenEXR = pytest.importorskip("OpenEXR")
 
 from blender_addon.importer import import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_output, compositor_tree  # noqa: E402
-from tests.synthetic_bundle import write_synthetic_bundle  # noqa: E402
 
 RED, BLUE, FOG = (1.0, 0.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0), (0.5, 0.5, 0.5, 1.0)
 CG_DEPTH = 8.0
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return write_synthetic_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
 @pytest.fixture

@@ -8,12 +8,6 @@ bpy = pytest.importorskip("bpy")
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.headless import PREVIEW_SIZE, bundle_to_blend  # noqa: E402
-from tests.synthetic_bundle import write_synthetic_bundle  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return write_synthetic_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
 def _png_pixels(path):

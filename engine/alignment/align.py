@@ -25,7 +25,7 @@ from ..io.windows import WindowPredictions
 from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
                       rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
-from .geometry import centred_pixels, intrinsics, pixel_grid, project_to_rotation
+from .geometry import intrinsics, project_to_rotation, sample_pixels
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 Progress = Callable[[str, float], None]
@@ -71,9 +71,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     num_windows = windows.num_windows
 
     report("cameras", 0.0)
-    step = max(1, int(round(np.sqrt(h * w / opts.pose_pixels))))
-    v, u = (a.ravel() for a in pixel_grid(h, w, step))
-    pixels = centred_pixels(v, u, h, w)
+    v, u, pixels = sample_pixels(h, w, opts.pose_pixels)
     sw, st = slot_window[:, None], slot_t[:, None]
     points = windows.pointmap[sw, st, v, u].astype(np.float64)
     conf = windows.pointmap_conf[sw, st, v, u].astype(np.float64)

@@ -13,15 +13,13 @@ import numpy as np
 from ..io.bundle import Reconstruction
 from ..io.windows import WindowPredictions
 from .cameras import centre_from_rays, focal_from_rays, rotation_from_rays
-from .geometry import centred_pixels, intrinsics, pixel_grid, umeyama
+from .geometry import intrinsics, sample_pixels, umeyama
 
 
 def align_baseline(windows: WindowPredictions, pose_pixels: int = 256) -> Reconstruction:
     windows.validate()
     n, (h, w) = windows.num_frames, windows.image_size
-    step = max(1, int(round(np.sqrt(h * w / pose_pixels))))
-    v, u = (a.ravel() for a in pixel_grid(h, w, step))
-    pixels = centred_pixels(v, u, h, w)
+    v, u, pixels = sample_pixels(h, w, pose_pixels)
 
     # Window g -> world similarity (s, R, t), chained through window g - 1.
     sims = [(1.0, np.eye(3), np.zeros(3))]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +32,16 @@ def run(args: argparse.Namespace) -> int:
     options = AlignOptions(per_frame_focal=args.per_frame_focal, use_rays=not args.no_rays,
                            use_disparity=not args.no_disparity, robust=not args.no_robust,
                            smoothness=args.smoothness)
-    start = time.perf_counter()
     recon = align(windows, options)
-    seconds = time.perf_counter() - start
     out = write_bundle(recon, args.out, windows=windows, point_stride=args.point_stride,
                        min_confidence=args.min_confidence)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]
     valid = float((recon.depth > 0).mean())
-    dropped = recon.metadata["alignment"]["down_weighted_windows"]
-    print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {seconds:.2f} s")
+    facts = recon.metadata["alignment"]
+    dropped = facts["down_weighted_windows"]
+    print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s")
     print(f"  focal {focal.min():.1f}-{focal.max():.1f} px, camera path {path:.3g} units, "
           f"valid depth {100 * valid:.1f} %, down-weighted windows {dropped or 'none'}")
     print(f"wrote {out}")

@@ -88,8 +88,7 @@ def _median_of_valid(values: np.ndarray, valid: np.ndarray, count: np.ndarray) -
     """Per-pixel median over the valid entries of values [K, H, W]; 0 where none is valid."""
     ordered = np.sort(np.where(valid, values, np.inf), axis=0)
     lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[None] // 2, axis=0)[0]
-    hi = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0] if len(values) > 1 else lo
-    hi = np.where(count // 2 < len(values), hi, lo)
+    hi = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]  # count <= K, so count // 2 < K
     return np.where(count > 0, 0.5 * (lo + hi), 0.0)
 
 

@@ -61,6 +61,13 @@ def centred_pixels(v: np.ndarray, u: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.stack([u + 0.5 - w / 2.0, v + 0.5 - h / 2.0], axis=-1).astype(np.float64)
 
 
+def sample_pixels(h: int, w: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A regular grid of about `count` pixels: (v int[P], u int[P], centred pixels float64[P, 2])."""
+    step = max(1, int(round(np.sqrt(h * w / count))))
+    v, u = (a.ravel() for a in pixel_grid(h, w, step))
+    return v, u, centred_pixels(v, u, h, w)
+
+
 def intrinsics(focal: np.ndarray, h: int, w: int) -> np.ndarray:
     """K [..., 3, 3] for focal lengths [...] in pixels, principal point at the image centre."""
     focal = np.asarray(focal, float)

@@ -6,7 +6,7 @@ Sections (all on SIMULATED window predictions made from ground truth, see engine
   ablation  realistic corruptions, what each modality adds (points only, +disparity, +rays, all);
   speed     wall time of `align` for 64 frames at 160x256, and for 64 / 256 / 1024 frames at a smaller
             size (the window predictions of 1024 frames at 160x256 would take about 7 GB).
-Procedural scenes always; the Blender-rendered scenes too when engine.synthetic.scenes and bpy exist.
+Procedural scenes always; the Blender-rendered scenes too when this Python has bpy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import gc
 import importlib.util
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..alignment import AlignOptions, align
 from ..alignment.baseline import align_baseline
 from ..synthetic.metrics import evaluate
 from ..synthetic.procedural import PROCEDURAL_SCENES, make_scene
+from ..synthetic.scenes import SCENE_NAMES, load_scene
 from ..synthetic.simulate import Corruption, simulate_windows
 
 COLUMNS = ("abs_rel", "delta_1.25", "ate_percent", "rpe_trans_percent", "rpe_rot_deg", "focal_error")
@@ -36,21 +38,14 @@ ABLATION = {
 def _scene_sources(scenes: list[str], rendered: bool):
     """(label, scene names, loader(name, frames, size)): procedural always, rendered when available."""
     sources = [("procedural", scenes, lambda name, n, size: make_scene(name, n, size))]
-    if rendered and importlib.util.find_spec("bpy") is not None:
-        try:
-            from ..synthetic import scenes as rendered_scenes
-        except ImportError:
-            rendered_scenes = None
-        if rendered_scenes is not None:
-            names = [name for name in scenes if name in rendered_scenes.SCENE_NAMES]
-            sources.append(("rendered", names, rendered_scenes.load_scene))
+    if rendered and importlib.util.find_spec("bpy") is not None:  # load_scene renders with this Python's bpy
+        sources.append(("rendered", [name for name in scenes if name in SCENE_NAMES], load_scene))
     return sources
 
 
 def _options_for(name: str, base: AlignOptions | None = None) -> AlignOptions:
-    opts = AlignOptions(**vars(base)) if base is not None else AlignOptions()
-    opts.per_frame_focal = name == "zoom"  # the zoom shot is the one that needs per-frame focal lengths
-    return opts
+    # The zoom shot is the one that needs per-frame focal lengths.
+    return replace(base or AlignOptions(), per_frame_focal=name == "zoom")
 
 
 def _row(label: str, metrics: dict, seconds: tuple[float, float] | None = None) -> str:

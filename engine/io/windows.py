@@ -107,9 +107,9 @@ def validate(w: WindowPredictions) -> None:
         if not isinstance(arr, np.ndarray) or arr.shape != shape:
             got = getattr(arr, "shape", type(arr).__name__)
             _fail(f"`{name}` has shape {got}, expected {shape} (G, L, H, W[, 3])")
-        real = np.concatenate([arr[i, : lengths[i]].ravel() for i in range(g)])
-        if not np.all(np.isfinite(real)):
-            bad = int(np.count_nonzero(~np.isfinite(real)))
+        # Window by window, so that no copy of the whole map is made.
+        bad = sum(int(np.count_nonzero(~np.isfinite(arr[i, : lengths[i]]))) for i in range(g))
+        if bad:
             _fail(f"`{name}` holds {bad} NaN or inf values; invalid pixels must be marked with "
                   "pointmap_conf = 0 / disparity <= 0, not with NaN")
     if np.any(w.pointmap_conf < 0):
@@ -160,7 +160,7 @@ def save_windows(w: WindowPredictions, path: str | os.PathLike) -> None:
         np.savez(f, **arrays)
 
 
-def load_windows(path: str | os.PathLike, validate_data: bool = True) -> WindowPredictions:
+def load_windows(path: str | os.PathLike) -> WindowPredictions:
     """Read a window-predictions file; raise InputError naming what is wrong with it."""
     path = Path(path)
     if not path.is_file():
@@ -189,8 +189,7 @@ def load_windows(path: str | os.PathLike, validate_data: bool = True) -> WindowP
         rgb=data["rgb"] if "rgb" in keys else None,
         source=str(data["source"]) if "source" in keys else "",
     )
-    if validate_data:
-        validate(w)
+    validate(w)
     return w
 
 

@@ -93,7 +93,8 @@ class PongEvent:
 
 @dataclass
 class ProgressEvent:
-    """stage names what runs now (e.g. "diffusion", "alignment"); fraction in [0, 1] is how far that stage is."""
+    """stage names what runs now (e.g. "diffusion", "poses"); fraction in [0, 1] is how far that stage is
+    (the alignment's stages "cameras", "poses" and "depth" share one fraction for the whole alignment)."""
 
     type: ClassVar[str] = "progress"
     id: str

@@ -63,7 +63,6 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     from ..io.bundle import write_bundle
 
     recon = align(windows, None, progress)
-    recon.source_clip = recon.source_clip or windows.source
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
 
