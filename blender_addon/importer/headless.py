@@ -1,8 +1,9 @@
 """Bundle -> .blend + preview PNG without a user interface (scripts/bundle_to_blend.py, the demo, CI).
 
-The .blend holds exactly what File > Import makes. The preview is rendered afterwards with Cycles on the CPU
-from a viewer camera that sees the whole shot: every frame's points, camera frusta along the path, and the last
-frame's depth map on that frame's frustum (yellow = near, purple = far). Those preview objects are not saved.
+The .blend holds exactly what File > Import makes (with Level on Floor when the points hold a floor). The
+preview is rendered afterwards with Cycles on the CPU from a viewer camera that sees the whole shot: every frame's
+points, camera frusta along the path, and the last frame's depth map on that frame's frustum (yellow = near,
+purple = far). Those preview objects are not saved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mathutils import Matrix, Vector
 from ..engine.io.bundle import read_bundle
 from .bundle_import import ImportOptions, depth_timing, import_bundle
 from .floor import FloorNotFound
-from .points import FRAME_ATTRIBUTE
+from .points import FRAME_ATTRIBUTE, MODIFIER, emission_material, set_modifier_input
 
 PREVIEW_SIZE = (480, 270)
 FRUSTUM_COUNT = 5
@@ -45,8 +46,7 @@ def render_preview(scene: bpy.types.Scene, collection: bpy.types.Collection, bun
     """Add the preview set-up (viewer camera, frusta, depth card) to the imported scene and render png."""
     shot_camera = scene.camera
     points = next(o for o in collection.objects if o.type == "MESH")
-    modifier = points.modifiers["Parallax Points"]
-    modifier[modifier.node_group.interface.items_tree["Accumulate"].identifier] = True
+    set_modifier_input(points.modifiers[MODIFIER], "Accumulate", True)
     last = scene.frame_end
     scene.frame_set(last)
 
@@ -110,19 +110,6 @@ def _frame_corners(scene, camera, frame, distance: float) -> tuple[Vector, list[
     return matrix.translation.copy(), [matrix @ (c * (distance / -c.z)) for c in corners]
 
 
-def _emission_material(name: str, color) -> bpy.types.Material:
-    material = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    nodes.clear()
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Color"].default_value = color
-    output = nodes.new("ShaderNodeOutputMaterial")
-    material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
-    return material
-
-
 def _frusta(scene, camera, frames, distance: float) -> bpy.types.Object:
     """One wire mesh: a pyramid per frame in `frames`, apex at the camera, base on the image frame."""
     verts, faces = [], []
@@ -137,7 +124,7 @@ def _frusta(scene, camera, frames, distance: float) -> bpy.types.Object:
     obj = bpy.data.objects.new("Camera Frusta", mesh)
     wire = obj.modifiers.new("Wire", "WIREFRAME")
     wire.thickness = 0.01 * distance
-    mesh.materials.append(_emission_material("Frustum", (1.0, 0.75, 0.1, 1.0)))
+    mesh.materials.append(emission_material("Frustum", (1.0, 0.75, 0.1, 1.0)))
     return obj
 
 
@@ -150,7 +137,7 @@ def _depth_card(scene, camera, image, timing, distance: float, near: float) -> b
     uv.data.foreach_set("uv", np.array([1, 1, 1, 0, 0, 0, 0, 1], np.float32))
     obj = bpy.data.objects.new("Depth Card", mesh)
 
-    material = _emission_material("Depth Card", (1, 1, 1, 1))
+    material = emission_material("Depth Card")
     nodes, links = material.node_tree.nodes, material.node_tree.links
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = image

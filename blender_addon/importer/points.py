@@ -11,6 +11,7 @@ from mathutils import Matrix
 COLOR_ATTRIBUTE = "point_color"
 CONFIDENCE_ATTRIBUTE = "confidence"
 FRAME_ATTRIBUTE = "frame"
+MODIFIER = "Parallax Points"
 
 
 @dataclass
@@ -49,15 +50,16 @@ def build_points(name: str, points: FramePoints, world: np.ndarray, radius: floa
 
     obj = bpy.data.objects.new(name, mesh)
     obj.matrix_world = Matrix(world.tolist())
-    modifier = obj.modifiers.new("Parallax Points", "NODES")
+    modifier = obj.modifiers.new(MODIFIER, "NODES")
     modifier.node_group = _points_node_group(f"{name} Frame Points", _points_material(f"{name} Color"))
-    _set_input(modifier, "Confidence Threshold", float(confidence_threshold))
-    _set_input(modifier, "Point Radius", float(radius))
-    _set_input(modifier, "Accumulate", bool(accumulate))
+    set_modifier_input(modifier, "Confidence Threshold", float(confidence_threshold))
+    set_modifier_input(modifier, "Point Radius", float(radius))
+    set_modifier_input(modifier, "Accumulate", bool(accumulate))
     return obj
 
 
-def _set_input(modifier, name: str, value) -> None:
+def set_modifier_input(modifier, name: str, value) -> None:
+    """Set the Geometry Nodes modifier's input `name` (modifiers key their inputs by socket identifier)."""
     modifier[modifier.node_group.interface.items_tree[name].identifier] = value
 
 
@@ -127,16 +129,23 @@ def _boolean(tree, operation: str, a, b):
 
 def _points_material(name: str) -> bpy.types.Material:
     """Unlit material showing each point's footage colour (emission), the same in Cycles and EEVEE."""
+    material = emission_material(name)
+    attribute = material.node_tree.nodes.new("ShaderNodeAttribute")
+    attribute.attribute_type = "GEOMETRY"
+    attribute.attribute_name = COLOR_ATTRIBUTE
+    material.node_tree.links.new(attribute.outputs["Color"], material.node_tree.nodes["Emission"].inputs["Color"])
+    return material
+
+
+def emission_material(name: str, color=(1.0, 1.0, 1.0, 1.0)) -> bpy.types.Material:
+    """Material of one Emission node (named "Emission") of `color` (linear RGBA) into the output: unlit."""
     material = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):  # older Blender makes materials without nodes
         material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes = material.node_tree.nodes
     nodes.clear()
-    attribute = nodes.new("ShaderNodeAttribute")
-    attribute.attribute_type = "GEOMETRY"
-    attribute.attribute_name = COLOR_ATTRIBUTE
     emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = color
     output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(attribute.outputs["Color"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return material

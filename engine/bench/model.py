@@ -31,8 +31,10 @@ import torch
 
 from ..errors import EngineError
 from ..io.windows import WindowPredictions
-from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
-from ..models.geo4d.model import IMAGE_TOKENS_PER_FRAME, TEXT_TOKENS, Geo4D, SamplingOptions, TorchBackend
+from ..models.geo4d.attention import TEXT_TOKENS
+from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, size_multiple, unet_params
+from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend
+from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
 from ..pipeline.reconstruct import PRECISIONS
 from ..pipeline.windows import WINDOW_LENGTH, window_starts
@@ -311,7 +313,7 @@ def main(argv: list[str]) -> int:
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     with torch.device("meta"):
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
-    multiple = 8 * 2 ** (len(unet_params(config)["channel_mult"]) - 1)
+    multiple = size_multiple(config)
     if args.size[0] % multiple or args.size[1] % multiple or min(args.size) < multiple:
         parser.error(f"--size {args.size[0]} {args.size[1]}: pass sides that are multiples of {multiple} "
                      "(Geo4D trains at 320 512)")

@@ -105,7 +105,7 @@ def load_model(options: ReconstructOptions):
     precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
-    model_dir = Path(options.model_dir).expanduser() if options.model_dir else default_model_dir(options.model)
+    model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
     key = (str(model_dir.absolute()), device, precision, options.runtime)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()  # one model in memory at a time
@@ -164,7 +164,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress("loading model", 1.0)
     multiple = model.size_multiple
     if options.size is not None:
-        size = tuple(int(v) for v in options.size)
+        size = options.size
         if size[0] % multiple or size[1] % multiple or min(size) < multiple:
             raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
                              f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
@@ -179,7 +179,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
     windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
                             map_size=output_size(clip_size, size))
-    windows.source = str(Path(options.video).absolute())
+    windows.source = str(options.video.absolute())
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started

@@ -36,6 +36,11 @@ def unet_params(config: dict) -> dict:
     return model_params(config)["unet_config"]["params"]
 
 
+def size_multiple(config: dict) -> int:
+    """Frame sides must be multiples of this: the VAE's 8 times the UNet's downsampling."""
+    return 8 * 2 ** (len(unet_params(config)["channel_mult"]) - 1)
+
+
 def vae_params(config: dict) -> dict:
     """The first-stage (SD) VAE: embed_dim, ddconfig, adaptorconfig."""
     return model_params(config)["first_stage_config"]["params"]

@@ -26,13 +26,13 @@ from ...pipeline.resize import resize_frames, resize_window_maps
 from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule
-from .config import model_params
+from .attention import TEXT_TOKENS
+from .config import model_params, size_multiple
 from .postprocess import DecodedWindow, decode_window, window_geometry
+from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
 from .weights import Geo4DModules
 
-TEXT_TOKENS = 77
-IMAGE_TOKENS_PER_FRAME = 16
 # Progress: (stage, fraction of that stage done in [0, 1]).
 Progress = Callable[[str, float], None]
 
@@ -98,9 +98,8 @@ class Geo4D:
 
     @property
     def size_multiple(self) -> int:
-        """Frame sides must be multiples of this: the VAE's 8 times the UNet's downsampling."""
-        levels = len(model_params(self.config)["unet_config"]["params"]["channel_mult"])
-        return 8 * 2 ** (levels - 1)
+        """Frame sides must be multiples of this (config.size_multiple)."""
+        return size_multiple(self.config)
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, stride: int = 4, options: SamplingOptions | None = None,
