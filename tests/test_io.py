@@ -9,19 +9,18 @@ from engine.errors import InputError
 from engine.io.bundle import Reconstruction, read_bundle, write_bundle
 from engine.io.exr import read_depth_exr
 from engine.io.windows import WindowPredictions, load_windows, save_windows
+from engine.pipeline.windows import sliding_starts
 
 
 def make_windows(n=20, l=16, stride=4, h=6, w=8, seed=0):
     rng = np.random.default_rng(seed)
-    starts = list(range(0, n - l + 1, stride))
-    if starts[-1] != n - l:
-        starts.append(n - l)
+    starts = sliding_starts(n, stride, l)
     g = len(starts)
     dirs = rng.normal(size=(g, l, h, w, 3)).astype(np.float32)
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     return WindowPredictions(
         num_frames=n, fps=25.0, image_size=(h, w), window_length=l,
-        window_starts=np.array(starts), window_lengths=np.full(g, l),
+        window_starts=starts, window_lengths=np.full(g, l),
         pointmap=rng.normal(size=(g, l, h, w, 3)).astype(np.float32),
         pointmap_conf=rng.uniform(0.5, 2, size=(g, l, h, w)).astype(np.float32),
         disparity=rng.uniform(0.1, 1, size=(g, l, h, w)).astype(np.float32),

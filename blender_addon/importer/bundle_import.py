@@ -29,7 +29,8 @@ class ImportOptions:
     floor_fit: level the scene on its dominant ground plane (else the first camera looks along +Y, Z up).
     accumulate: show the points of every frame up to the current one, not only the current frame's.
     confidence_threshold: points below it are hidden (a modifier input, changeable after import).
-    point_radius: world units; 0 picks half a pixel footprint at the median depth.
+    point_radius: world units; 0 picks half the point spacing's footprint at the median distance, so
+        neighbouring points just touch.
     clip_path: the footage, when not at the bundle's source_clip path (None: use source_clip if it exists).
     """
 
@@ -211,7 +212,8 @@ def _scene_scale(points: FramePoints | None) -> float:
 
 
 def _auto_radius(bundle: Bundle, K: np.ndarray, points: FramePoints, scale: float) -> float:
-    """Half the footprint of the point spacing at the median depth, so neighbouring points just touch."""
+    """Half the footprint of the point spacing at the median distance (`scale`), so neighbouring points just
+    touch."""
     h, w = bundle.image_size
     per_frame = max(1.0, len(points.xyz) / len(bundle.frames))
     spacing_px = np.sqrt(h * w / per_frame)

@@ -2,7 +2,8 @@
 (defocus by depth, depth fog, Z-combine of CG over the plate) wired into the scene's compositor.
 
 Blender 5.x keeps the compositor in scene.compositing_node_group (math and mix are the shader nodes there);
-4.2-4.5 keep it in scene.node_tree with the Compositor* math and mix nodes. Only 5.x is tested here.
+4.2-4.5 keep it in scene.node_tree with the Compositor* math and mix nodes. CI tests 5.x; docs/import.md says
+which 4.x versions the tests were also run with.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Bundle -> .blend + preview PNG without a user interface (scripts/bundle_to_blend.py, the demo, CI).
 
-The .blend holds exactly what File > Import makes. The preview is rendered afterwards with Cycles on the CPU
-from a viewer camera that sees the whole shot: every frame's points, camera frusta along the path, and the last
-frame's depth map on that frame's frustum (yellow = near, purple = far). Those preview objects are not saved.
+The .blend holds exactly what File > Import makes (with Level on Floor when the points hold a floor). The
+preview is rendered afterwards with Cycles on the CPU from a viewer camera that sees the whole shot: every frame's
+points, camera frusta along the path, and the last frame's depth map on that frame's frustum (yellow = near,
+purple = far). Those preview objects are not saved.
 """
 
 from __future__ import annotations

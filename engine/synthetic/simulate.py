@@ -20,7 +20,7 @@ import numpy as np
 
 from ..alignment.geometry import pixel_grid
 from ..io.windows import WindowPredictions
-from ..pipeline.windows import sliding_starts
+from ..pipeline.windows import sliding_starts, window_lengths
 from .groundtruth import GroundTruth
 
 
@@ -94,7 +94,7 @@ def simulate_windows(gt: GroundTruth, stride: int = 4, corruption: Corruption | 
     rng = np.random.default_rng(seed)
     n, (h, w) = gt.num_frames, gt.image_size
     starts = sliding_starts(n, stride, window_length)
-    lengths = np.minimum(window_length, n - starts)
+    lengths = window_lengths(starts, n, window_length)
     g_count, l = len(starts), window_length
     finite = np.isfinite(gt.depth)
     median_depth = float(np.median(gt.depth[finite]))
@@ -158,6 +158,6 @@ def simulate_windows(gt: GroundTruth, stride: int = 4, corruption: Corruption | 
 
     return WindowPredictions(
         num_frames=n, fps=gt.fps, image_size=(h, w), window_length=l, window_starts=starts,
-        window_lengths=lengths.astype(np.int64), pointmap=pointmap, pointmap_conf=conf, disparity=disparity,
+        window_lengths=lengths, pointmap=pointmap, pointmap_conf=conf, disparity=disparity,
         ray_dirs=ray_dirs, ray_moments=ray_moments, rgb=gt.rgb, source=f"simulated:{gt.name}",
     )
