@@ -1,8 +1,9 @@
-"""Helpers of the add-on tests: the built zip, a copy of a real clip, and scripts run in a fresh headless bpy
-session with its own user folders (a clean Blender profile).
+"""Helpers of the add-on tests: the real clip's path and scripts run in a fresh headless bpy session with its
+own user folders (a clean Blender profile). The fixtures `addon_zip` (the built zip) and `clip` (a copy of the
+clip) are in conftest.py.
 
 A script runs in a subprocess so every test gets a new Blender; it reports by printing one line
-`RESULT <json>`, which `run_bpy` returns parsed. The fixtures `addon_zip` and `clip` are in conftest.py.
+`RESULT <json>`, which `run_bpy` returns parsed.
 """
 
 import json
