@@ -28,14 +28,15 @@ from safetensors.torch import save_file
 from ...errors import ModelError
 from ...io.atomic import staged_dir
 from .config import OFFICIAL_CONFIG, load_config
+from .unet import UNET_PREFIX
+from .vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX
 from .weights import strip_prefix
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 # Converted file -> prefix of its keys in the source state_dict.
-MODEL_PARTS = {"unet": "model.diffusion_model.", "vae": "first_stage_model."}
-POINTMAP_VAE_PREFIX = "model."
+MODEL_PARTS = {"unet": UNET_PREFIX, "vae": FIRST_STAGE_PREFIX}
 # Only used to compute the constant context.
 CONDITIONING_PREFIXES = ("cond_stage_model.", "embedder.", "image_proj_model.")
 # Top-level buffers the sampler recomputes from the config; compared, not converted.

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .conditioning import RESAMPLER_PREFIX
 from .config import load_config, resampler_params, unet_params
 from .resampler import Resampler
-from .unet import UNet3D
+from .unet import UNET_PREFIX, UNet3D
 from .weights import strip_prefix
 
 
@@ -78,7 +79,7 @@ def full_size_parts(config: dict | None = None) -> dict[str, nn.Module]:
     config = config or load_config()
     with torch.device("meta"):
         return {
-            "model.diffusion_model.": UNet3D.from_params(unet_params(config)),
-            "image_proj_model.": Resampler.from_params(resampler_params(config)),
+            UNET_PREFIX: UNet3D.from_params(unet_params(config)),
+            RESAMPLER_PREFIX: Resampler.from_params(resampler_params(config)),
         }
 

@@ -17,36 +17,33 @@ from .unet_forward import load_tiny_unet
 FIXTURE = "ddim_sampling.safetensors"
 
 
-def check_sampler(fx: dict[str, torch.Tensor], x_T: torch.Tensor, expected: torch.Tensor, config: dict,
-                  prefix: str = "") -> list[CheckResult]:
-    """Plan and loop from `x_T` against a fixture's DDIM records and final `expected` samples;
-    `prefix` is where the records sit ("ddim." in (e))."""
-    steps = len(fx[prefix + "ddim_timesteps"])
-    plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), steps)
+def check_sampler(fx: dict[str, torch.Tensor], plan: DDIMPlan) -> list[CheckResult]:
+    """The plan, and the loop driven by the recorded model outputs, against the fixture's DDIM records."""
+    steps = len(plan.timesteps)
     results = [
-        compare("ddim.timesteps", plan.timesteps, fx[prefix + "ddim_timesteps"], 0.0),
-        compare("ddim.alphas", plan.alphas, fx[prefix + "ddim_alphas"]),
-        compare("ddim.alphas_prev", plan.alphas_prev, fx[prefix + "ddim_alphas_prev"]),
-        compare("ddim.sqrt_one_minus_alphas", plan.sqrt_one_minus_alphas, fx[prefix + "ddim_sqrt_one_minus_alphas"]),
-        compare("ddim.rescale", plan.rescale, fx[prefix + "ddim_scale_arr_prev"] / fx[prefix + "ddim_scale_arr"]),
+        compare("ddim.timesteps", plan.timesteps, fx["ddim_timesteps"], 0.0),
+        compare("ddim.alphas", plan.alphas, fx["ddim_alphas"]),
+        compare("ddim.alphas_prev", plan.alphas_prev, fx["ddim_alphas_prev"]),
+        compare("ddim.sqrt_one_minus_alphas", plan.sqrt_one_minus_alphas, fx["ddim_sqrt_one_minus_alphas"]),
+        compare("ddim.rescale", plan.rescale, fx["ddim_scale_arr_prev"] / fx["ddim_scale_arr"]),
     ]
-    recorded = {int(fx[f"{prefix}step{i}.t"]): fx[f"{prefix}step{i}.model_output"] for i in range(steps)}
+    recorded = {int(fx[f"step{i}.t"]): fx[f"step{i}.model_output"] for i in range(steps)}
     seen: list[DDIMStep] = []
-    samples = ddim_sample(lambda x, t: recorded[int(t[0])], x_T, plan, seen.append)
+    samples = ddim_sample(lambda x, t: recorded[int(t[0])], fx["x_T"], plan, seen.append)
     for i, step in enumerate(seen):
-        results.append(compare(f"ddim.step{i}.t", step.t, fx[f"{prefix}step{i}.t"][0], 0.0))
+        results.append(compare(f"ddim.step{i}.t", step.t, fx[f"step{i}.t"][0], 0.0))
         for name in ("x_in", "pred_x0", "x_prev"):
-            results.append(compare(f"ddim.step{i}.{name}", getattr(step, name), fx[f"{prefix}step{i}.{name}"]))
-    results.append(compare("ddim.samples", samples, expected))
+            results.append(compare(f"ddim.step{i}.{name}", getattr(step, name), fx[f"step{i}.{name}"]))
+    results.append(compare("ddim.samples", samples, fx["samples"]))
     return results
 
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
     fx = load_file(Path(folder) / FIXTURE)
-    results = check_sampler(fx, fx["x_T"], fx["samples"], config)
+    plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), len(fx["ddim_timesteps"]))
+    results = check_sampler(fx, plan)
 
     unet = load_tiny_unet(folder, config)
-    plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), len(fx["ddim_timesteps"]))
     seen: list[DDIMStep] = []
     with torch.no_grad():
         samples = ddim_sample(lambda x, t: unet(torch.cat([x, fx["c_concat"]], dim=1), t, fx["c_crossattn"], fx["fs"]),

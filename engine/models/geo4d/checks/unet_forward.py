@@ -9,15 +9,14 @@ from safetensors.torch import load_file
 
 from . import ATOL_UNET, CheckResult, compare, load_tiny
 from ..config import unet_params
-from ..unet import UNet3D
+from ..unet import UNET_PREFIX, UNet3D
 
 FIXTURE = "unet_forward.safetensors"
-PREFIX = "model.diffusion_model."
 
 
 def load_tiny_unet(folder: Path, config: dict) -> UNet3D:
     """The fixture folder's tiny UNet with its weights (strict load)."""
-    return load_tiny(UNet3D.from_params(unet_params(config)), folder, PREFIX)
+    return load_tiny(UNet3D.from_params(unet_params(config)), folder, UNET_PREFIX)
 
 
 def run(folder: Path, config: dict) -> list[CheckResult]:
