@@ -11,13 +11,13 @@ import sys
 from .errors import EngineError
 
 COMMANDS = {
-    "align": ("engine.alignment.command", "fuse window predictions into a reconstruction bundle"),
-    "reconstruct": ("engine.pipeline.command", "run a model over a clip and write a bundle"),
-    "convert": ("engine.models.convert_command", "convert official checkpoints to a model directory"),
-    "download": ("engine.models.download", "download a model's official checkpoints"),
-    "check-fixtures": ("engine.models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
-    "serve": ("engine.protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
-    "demo": ("engine.synthetic.demo_command", "weight-free pipeline demo from simulated predictions"),
+    "align": (".alignment.command", "fuse window predictions into a reconstruction bundle"),
+    "reconstruct": (".pipeline.command", "run a model over a clip and write a bundle"),
+    "convert": (".models.convert_command", "convert official checkpoints to a model directory"),
+    "download": (".models.download", "download a model's official checkpoints"),
+    "check-fixtures": (".models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
+    "serve": (".protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
+    "demo": (".synthetic.demo_command", "weight-free pipeline demo from simulated predictions"),
 }
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args(argv)  # prints usage / error and exits
         return 2
     name = argv[0]
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(COMMANDS[name][0], __package__)
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
