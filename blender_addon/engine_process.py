@@ -98,7 +98,7 @@ class EngineProcess:
             with self._write_lock:
                 self._proc.stdin.write(json.dumps(request) + "\n")
                 self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
+        except (OSError, ValueError):  # a broken pipe, or stdin already closed
             pass  # the stdout reader reports the exit with the engine's last words
 
     def poll(self) -> list[dict]:

@@ -73,19 +73,14 @@ def tiny_modules(tiny_config):
     with the official constant context of the end-to-end fixture."""
     from safetensors.torch import load_file
 
-    from engine.models.geo4d.weights import Geo4DModules, build_modules, strip_prefix
+    from engine.models.geo4d.checks.unet_forward import load_tiny_unet
+    from engine.models.geo4d.checks.vae import load_tiny_vaes
+    from engine.models.geo4d.weights import Geo4DModules
 
-    config = tiny_config
-    weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
-    pointmap = load_file(GEO4D_FIXTURES / "tiny_pointmap_vae.safetensors")
-    modules = build_modules(config)
-    parts = {"unet": ("model.diffusion_model.", weights), "vae": ("first_stage_model.", weights),
-             "pointmap_vae": ("model.", pointmap)}
-    for name, (prefix, state) in parts.items():
-        modules[name].load_state_dict(strip_prefix(state, prefix))
-        modules[name].eval()
+    vae, pointmap_vae = load_tiny_vaes(GEO4D_FIXTURES, tiny_config)
     context = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")["c_crossattn"]
-    return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, GEO4D_FIXTURES)
+    return Geo4DModules(load_tiny_unet(GEO4D_FIXTURES, tiny_config), vae, pointmap_vae, context, tiny_config,
+                        GEO4D_FIXTURES)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 
 from engine.errors import ModelError
 from engine.models.geo4d.checks import compare, unet_forward
-from engine.models.geo4d.config import load_config
 from engine.runtime.onnx_backend import OnnxUNet, cached_export, execution_providers
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
@@ -21,9 +20,9 @@ TOLERANCE = 5e-5
 
 
 @pytest.fixture(scope="module")
-def unet():
+def unet(tiny_config):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    return unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
+    return unet_forward.load_tiny_unet(FIXTURES, tiny_config)
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +87,11 @@ def test_gpu_without_the_cuda_provider_is_a_model_error():
     assert execution_providers("cpu") == ["CPUExecutionProvider"]
 
 
-def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tmp_path):
+def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tiny_config, tmp_path):
     model_dir = exported[1]
     with pytest.raises(ModelError, match="float32 or float16"):
-        cached_export("unet", unet_forward.load_tiny_unet(FIXTURES, load_config(FIXTURES / "tiny_config.json"))
-                      .to(torch.bfloat16), model_dir, tmp_path)
+        cached_export("unet", unet_forward.load_tiny_unet(FIXTURES, tiny_config).to(torch.bfloat16),
+                      model_dir, tmp_path)
     with pytest.raises(ModelError, match="vae.safetensors is missing"):
         cached_export("vae-decoder", unet, model_dir, tmp_path)
     blocker = tmp_path / "a file"
