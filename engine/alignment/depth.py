@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .robust import cauchy_weights, median_of_valid
+
 MIN_SIGMA = 0.002  # log-depth deviation below which estimates count as equally exact
 
 
@@ -51,8 +53,7 @@ def fit_disparity(disparity: np.ndarray, depth: np.ndarray, weight: np.ndarray, 
         sw = np.sqrt(w * robust)
         a, b = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)[0]
         r = np.abs(design @ np.array([a, b]) - y) / np.maximum(np.abs(y), 1e-12)
-        scale = max(2.5 * 1.4826 * float(np.median(r)), 1e-6)
-        robust = 1.0 / (1.0 + (r / scale) ** 2)
+        robust = cauchy_weights(r, 1e-6)
     return DisparityFit(float(a), float(b), 0.5 * float(depth[use].min()), 2.0 * float(depth[use].max()))
 
 
@@ -66,7 +67,7 @@ def fuse_depths(estimates: np.ndarray, weights: np.ndarray, threshold: float = 3
     valid = (estimates > 0) & (weights > 0)
     logd = np.log(np.where(valid, estimates, 1.0))
     count = valid.sum(axis=0)
-    median = _median_of_valid(logd, valid, count) if robust else \
+    median = np.where(count > 0, median_of_valid(logd, valid), 0.0) if robust else \
         np.where(valid, logd, 0.0).sum(axis=0) / np.maximum(count, 1)
     dev = np.abs(logd - median)
     multi = valid & (count >= 2)
@@ -82,14 +83,6 @@ def fuse_depths(estimates: np.ndarray, weights: np.ndarray, threshold: float = 3
         confidence = np.where(kept > 0, (np.where(keep, weights, 0).sum(axis=0) / np.maximum(kept, 1))
                               * kept / np.maximum(count, 1), 0.0)
     return fused.astype(np.float32), confidence.astype(np.float32)
-
-
-def _median_of_valid(values: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Per-pixel median over the valid entries of values [K, H, W]; 0 where none is valid."""
-    ordered = np.sort(np.where(valid, values, np.inf), axis=0)
-    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[None] // 2, axis=0)[0]
-    hi = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]  # count <= K, so count // 2 < K
-    return np.where(count > 0, 0.5 * (lo + hi), 0.0)
 
 
 def _typical(deviation: np.ndarray) -> float:

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .geometry import project_to_rotation
+from .robust import cauchy_weights, median_of_valid
 
 IRLS_STEPS = 4
 STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
@@ -76,11 +77,6 @@ def slot_pairs(slot_window: np.ndarray, slot_frame: np.ndarray, neighbours: int 
     return SlotPairs(a=a.astype(np.int64), b=b.astype(np.int64), adjacent=adjacent)
 
 
-def _cauchy(residual: np.ndarray, floor: float) -> np.ndarray:
-    scale = max(2.5 * 1.4826 * float(np.median(residual)), floor) if len(residual) else floor
-    return 1.0 / (1.0 + (residual / scale) ** 2)
-
-
 def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: SlotPairs, num_windows: int,
                      window_weight: np.ndarray, robust: bool = True) -> np.ndarray:
     """Rotation of each window frame in the world (= window 0's frame). Returns float64[G, 3, 3].
@@ -118,7 +114,7 @@ def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: 
         z = spla.spsolve((a.T @ aw).tocsc(), a.T @ (rhs * row_w[:, None]))
         z = np.asarray(z).reshape(num_windows, 3, 3)
         residual = np.linalg.norm(z[h] - np.swapaxes(rel, 1, 2) @ z[g], axis=(1, 2))
-        weight = _cauchy(residual, 1e-4)
+        weight = cauchy_weights(residual, 1e-4)
     return project_to_rotation(np.swapaxes(z, 1, 2))
 
 
@@ -134,9 +130,8 @@ def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, 
     """
     has = usable.any(axis=1)
     ratio = np.log(np.where(usable, depth_a, 1.0)) - np.log(np.where(usable, depth_b, 1.0))
-    ordered = np.sort(np.where(usable, ratio, np.inf), axis=1)[has]
+    log_ratio = median_of_valid(ratio, usable, axis=1)[has]
     count = usable.sum(axis=1)[has]
-    log_ratio = 0.5 * (ordered[np.arange(len(count)), (count - 1) // 2] + ordered[np.arange(len(count)), count // 2])
     g, h = ga[has], gb[has]
     pair_w = np.sqrt(count.astype(float)) * window_weight[g] * window_weight[h]
     num_windows = len(window_weight)
@@ -150,7 +145,7 @@ def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, 
     for _ in range(IRLS_STEPS if robust else 1):
         sw = np.sqrt(np.concatenate([pair_w * robust_w, [pair_w.sum()]]))
         log_s = np.linalg.lstsq(design * sw[:, None], target * sw, rcond=None)[0]
-        robust_w = _cauchy(np.abs(design[:m] @ log_s - log_ratio), 1e-4)
+        robust_w = cauchy_weights(np.abs(design[:m] @ log_s - log_ratio), 1e-4)
     return np.exp(log_s)
 
 
@@ -189,7 +184,7 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
         residual = np.linalg.norm(gap + t[ga, None] - t[gb, None], axis=2) * norm
         if robust:
             sample_w = np.zeros_like(weight)
-            sample_w[usable] = (weight * norm**2)[usable] * _cauchy(residual[usable], 1e-6)
+            sample_w[usable] = (weight * norm**2)[usable] * cauchy_weights(residual[usable], 1e-6)
             window_w = _window_weights(residual, usable, ga, gb, num_windows)
     return WindowPoses(rotation=rotation, scale=scale, translation=t, weight=window_w)
 
@@ -197,11 +192,7 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
 def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
                     num_windows: int) -> np.ndarray:
     """Down-weight windows whose typical residual is far above the others' (they disagree)."""
-    count = usable.sum(axis=1)
-    ordered = np.sort(np.where(usable, residual, np.inf), axis=1)
-    rows = np.arange(len(count))
-    per_pair = np.where(count > 0, 0.5 * (ordered[rows, np.maximum(count - 1, 0) // 2]
-                                          + ordered[rows, np.minimum(count // 2, residual.shape[1] - 1)]), np.nan)
+    per_pair = median_of_valid(residual, usable, axis=1)
     typical = np.full(num_windows, np.nan)
     for g in range(num_windows):
         mine = per_pair[(ga == g) | (gb == g)]
