@@ -19,15 +19,11 @@ class Clip:
         frames: uint8[N, H, W, 3] sRGB frames at the requested size.
         frame_indices: int64[N], 0-based index of each frame in the file.
         fps: frames per second of the file.
-        source_size: (H, W) of the file's frames, pixels.
-        path: the file.
     """
 
     frames: np.ndarray
     frame_indices: np.ndarray
     fps: float
-    source_size: tuple[int, int]
-    path: Path
 
 
 def probe_video(path: str | Path) -> tuple[tuple[int, int], float]:
@@ -52,7 +48,7 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
     cap = _open(path)
     try:
         fps = _fps(cap)
-        frames, indices, source_size = [], [], None
+        frames, indices = [], []
         index = 0
         while stop is None or index < stop:
             if index < start:
@@ -62,8 +58,6 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
             if not ok:
                 break
             if index >= start:
-                if source_size is None:
-                    source_size = frame.shape[:2]
                 if size is not None:
                     frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                 frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
@@ -75,7 +69,7 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
         where = "" if start == 0 else f" from frame {start} (the file has {index})"
         raise InputError(f"{path} gave zero frames{where}",
                          "choose a frame range inside the clip, or re-encode the file to H.264 MP4")
-    return Clip(np.stack(frames), np.asarray(indices, np.int64), fps, source_size, path)
+    return Clip(np.stack(frames), np.asarray(indices, np.int64), fps)
 
 
 def _open(path: Path) -> cv2.VideoCapture:
