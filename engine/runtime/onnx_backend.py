@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..models.geo4d.model import VaeBackend
 from ..models.geo4d.vae import Posterior
 from . import onnx_export
 
@@ -110,15 +111,13 @@ class OnnxVAE:
         return self.decoder(z)[0]
 
 
-class OnnxBackend:
+class OnnxBackend(VaeBackend):
     """Window-inference backend of a loaded Geo4D model (weights.Geo4DModules) running every network
     in ONNX Runtime. Graphs are exported in the modules' dtype (float32 for the CPU provider, float16
     for CUDA) to `cache_dir` (default: the model directory's `onnx/`) the first time."""
 
     def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
                  decode_chunk: int = 8):
-        from ..models.geo4d.config import model_params
-
         directory = Path(modules.directory)
         cache_dir = Path(cache_dir) if cache_dir else directory / "onnx"
 
@@ -126,23 +125,12 @@ class OnnxBackend:
             return OnnxGraph(cached_export(name, module, directory, cache_dir), GRAPHS[name][1], device)
 
         self.unet = OnnxUNet(cached_export("unet", modules.unet, directory, cache_dir), device)
-        self.vae = OnnxVAE(graph("vae-encoder", modules.vae), graph("vae-decoder", modules.vae), with_confidence=False)
-        self.pointmap_vae = OnnxVAE(None, graph("pointmap-decoder", modules.pointmap_vae), with_confidence=True)
-        self.scale_factor = float(model_params(modules.config)["scale_factor"])
-        self.decode_chunk = decode_chunk
-
-    def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        from ..models.geo4d.vae import encode_frames
-
-        return encode_frames(self.vae, video, self.scale_factor, self.decode_chunk, noise)
+        vae = OnnxVAE(graph("vae-encoder", modules.vae), graph("vae-decoder", modules.vae), with_confidence=False)
+        pointmap_vae = OnnxVAE(None, graph("pointmap-decoder", modules.pointmap_vae), with_confidence=True)
+        super().__init__(vae, pointmap_vae, modules.config, decode_chunk)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, context, fs)
-
-    def decode(self, latent: torch.Tensor):
-        from ..models.geo4d.postprocess import decode_window
-
-        return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.decode_chunk)
 
 
 def cached_export(name: str, module: torch.nn.Module, model_dir: str | Path, cache_dir: str | Path) -> Path:

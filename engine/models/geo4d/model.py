@@ -48,27 +48,34 @@ class Backend(Protocol):
         """One window's latent [1, 16, T, h, w] -> decoded maps at [T, 8h, 8w]."""
 
 
-class TorchBackend:
+class VaeBackend:
+    """encode and decode of a backend, through its `vae` and `pointmap_vae` (torch modules, or the
+    ONNX Runtime stand-ins that make the same calls); subclasses add `denoise`."""
+
+    def __init__(self, vae, pointmap_vae, config: dict, decode_chunk: int = 8):
+        self.vae = vae
+        self.pointmap_vae = pointmap_vae
+        self.scale_factor = float(model_params(config)["scale_factor"])
+        self.decode_chunk = decode_chunk
+
+    def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return encode_frames(self.vae, video, self.scale_factor, self.decode_chunk, noise)
+
+    def decode(self, latent: torch.Tensor) -> DecodedWindow:
+        return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.decode_chunk)
+
+
+class TorchBackend(VaeBackend):
     """The networks in PyTorch, on one device, in one precision (float32, float16 or bfloat16)."""
 
     def __init__(self, modules: Geo4DModules, decode_chunk: int = 8):
-        self.modules = modules
-        self.scale_factor = float(model_params(modules.config)["scale_factor"])
-        self.decode_chunk = decode_chunk
+        super().__init__(modules.vae, modules.pointmap_vae, modules.config, decode_chunk)
+        self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
 
     @torch.no_grad()
-    def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return encode_frames(self.modules.vae, video, self.scale_factor, self.decode_chunk, noise)
-
-    @torch.no_grad()
     def denoise(self, x, t, context, fs):
-        return self.modules.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
-
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor) -> DecodedWindow:
-        return decode_window(latent, self.modules.vae, self.modules.pointmap_vae, self.scale_factor,
-                             self.decode_chunk)
+        return self.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
 
 
 @dataclass
