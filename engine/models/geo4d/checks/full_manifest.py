@@ -64,10 +64,11 @@ def run(folder: Path, config: dict) -> list[CheckResult]:
                                   {k: tuple(v.shape) for k, v in pointmap_vae.state_dict().items()},
                                   {e["name"]: tuple(e["shape"]) for e in manifest["vae_ckpt"]["state_dict"]}))
 
+    entries = manifest_entries(manifest)
     covered = set().union(*({prefix + k for k in module.state_dict()} for prefix, module in parts.items()))
-    covered |= {k for k in manifest_entries(manifest) if "." not in k}
-    uncovered = sorted(set(manifest_entries(manifest)) - covered)
+    covered |= {k for k in entries if "." not in k}
+    uncovered = sorted(set(entries) - covered)
     results = [_result(r) for r in reports]
-    results.append(CheckResult(f"manifest model.ckpt keys covered: {len(covered)}/{len(manifest_entries(manifest))}"
+    results.append(CheckResult(f"manifest model.ckpt keys covered: {len(covered)}/{len(entries)}"
                                + (f" (e.g. missing {uncovered[0]})" if uncovered else ""), float(len(uncovered)), 0.0))
     return results
