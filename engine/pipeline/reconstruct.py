@@ -4,8 +4,8 @@
 `reconstruct` command and by the Blender protocol server. The loaded model is cached between
 runs (the server keeps its process alive so a second run does not reload 3 GB of weights).
 
-Sizes: the model runs at a processing size whose sides are multiples of its stride (64 for
-Geo4D), close to its training size (320 x 512) in area and to the clip in aspect. Its maps are
+Sizes: the model runs at a processing size whose sides are multiples of its `size_multiple` (64
+for Geo4D), close to its training size (320 x 512) in area and to the clip in aspect. Its maps are
 then resized to the output size: the processing height with the clip's exact aspect ratio, so the
 bundle's intrinsics map to the clip's pixels by one scale factor (scene.json metadata.clip_size).
 """
