@@ -54,12 +54,17 @@ def manifest_entries(manifest: dict) -> dict[str, tuple]:
     return {entry["name"]: tuple(entry["shape"]) for entry in manifest["model_ckpt"]["state_dict"]}
 
 
+def state_shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    """{key: shape} of a state dict."""
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
 def check_manifest_part(manifest: dict, prefix: str, module: nn.Module) -> ManifestReport:
     """Compare `module.state_dict()` with the manifest keys that start with `prefix` (stripped).
     Keys that start with a longer prefix owned by another part are the caller's to exclude by
     checking that part under its own prefix."""
     expected = strip_prefix(manifest_entries(manifest), prefix)
-    return compare_shapes(prefix, {k: tuple(v.shape) for k, v in module.state_dict().items()}, expected)
+    return compare_shapes(prefix, state_shapes(module.state_dict()), expected)
 
 
 def compare_shapes(label: str, ours: dict[str, tuple], expected: dict[str, tuple]) -> ManifestReport:

@@ -73,13 +73,12 @@ def build_modules(config: dict) -> dict[str, torch.nn.Module]:
 
 def check_state_dicts(config: dict, states: dict[str, dict[str, torch.Tensor]]) -> None:
     """Raise ModelError unless each state dict has exactly the keys and shapes of its module."""
-    from .manifest import compare_shapes
+    from .manifest import compare_shapes, state_shapes
 
     with torch.device("meta"):
         modules = build_modules(config)
     for name, module in modules.items():
-        report = compare_shapes(name, {k: tuple(v.shape) for k, v in states[name].items()},
-                                {k: tuple(v.shape) for k, v in module.state_dict().items()})
+        report = compare_shapes(name, state_shapes(states[name]), state_shapes(module.state_dict()))
         if not report.ok:
             raise ModelError(f"the {name} weights do not match the Geo4D architecture of this config: "
                              f"{report.differences()}",

@@ -11,7 +11,8 @@ import torch
 from ....sampling.schedule import NoiseSchedule
 from .. import conditioning as cond
 from ..config import load_config, model_params, pointmap_vae_params, vae_params
-from ..manifest import ManifestReport, check_manifest_part, compare_shapes, full_size_parts, manifest_entries
+from ..manifest import (ManifestReport, check_manifest_part, compare_shapes, full_size_parts, manifest_entries,
+                        state_shapes)
 from ..vae import FIRST_STAGE_PREFIX, AutoencoderKL
 from . import CheckResult
 
@@ -60,8 +61,7 @@ def run(folder: Path, config: dict) -> list[CheckResult]:
     reports = [check_manifest_part(manifest, prefix, module) for prefix, module in parts.items()]
     reports.append(_schedule_report(manifest, real))
 
-    reports.append(compare_shapes("vae.ckpt model.",
-                                  {k: tuple(v.shape) for k, v in pointmap_vae.state_dict().items()},
+    reports.append(compare_shapes("vae.ckpt model.", state_shapes(pointmap_vae.state_dict()),
                                   {e["name"]: tuple(e["shape"]) for e in manifest["vae_ckpt"]["state_dict"]}))
 
     entries = manifest_entries(manifest)
