@@ -24,7 +24,8 @@ from torch import nn
 
 from ...errors import InputError, ModelError
 from .attention import TEXT_TOKENS, SpatialTransformer, TemporalTransformer
-from .blocks import Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample
+from .blocks import (Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample, clips_to_frames,
+                     frames_to_clips)
 
 # Image tokens per frame in the context. Hard-coded in the official forward as well: the per-frame
 # split happens exactly when the context length is 77 + 16*t.
@@ -192,7 +193,7 @@ class UNet3D(nn.Module):
             emb = emb + _repeat_per_frame(self.fps_embed(fs, dtype), t)
         context = self.frame_context(context, t)
 
-        hidden = x.transpose(1, 2).reshape(b * t, -1, h, w)
+        hidden = clips_to_frames(x)
         skips = []
         for index, block in enumerate(self.input_blocks):
             hidden = block(hidden, emb, context, b)
@@ -203,4 +204,4 @@ class UNet3D(nn.Module):
         for block in self.output_blocks:
             hidden = block(torch.cat([hidden, skips.pop()], dim=1), emb, context, b)
         out = self.out(hidden)
-        return out.reshape(b, t, -1, h, w).transpose(1, 2)
+        return frames_to_clips(out, b)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import clips_to_frames, frames_to_clips
 from .weights import strip_prefix
 
 
@@ -268,18 +269,6 @@ class AutoencoderKL(nn.Module):
         return torch.cat([image, self.decoder_adaptor(features)], dim=1)
 
 
-def _frames(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, T, H, W] -> [(B T), C, H, W]."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-
-
-def _video(x: torch.Tensor, b: int) -> torch.Tensor:
-    """[(B T), C, H, W] -> [B, C, T, H, W]."""
-    bt, c, h, w = x.shape
-    return x.reshape(b, bt // b, c, h, w).permute(0, 2, 1, 3, 4)
-
-
 def _module_dtype(module) -> torch.dtype:
     """The dtype the VAE's inputs must have. A runtime wrapper without parameters (the ONNX
     Runtime backend's OnnxVAE) states it as `dtype`."""
@@ -292,14 +281,14 @@ def encode_frames(vae: AutoencoderKL, video: torch.Tensor, scale_factor: float, 
     """Video [B, 3, T, H, W] in [-1, 1] -> diffusion latent [B, 4, T, H/8, W/8] (float32),
     `scale_factor * (mean + std * noise)` with `noise` [(B T), 4, H/8, W/8] in frame order, or the
     posterior mean when `noise` is None. Frames go through the VAE `chunk` at a time."""
-    frames = _frames(video)
+    frames = clips_to_frames(video)
     dtype = _module_dtype(vae)
     out = []
     for i in range(0, frames.shape[0], chunk):
         post = vae.encode(frames[i:i + chunk].to(dtype))
         z = post.mean if noise is None else post.sample(noise[i:i + chunk])
         out.append(z.float() * scale_factor)
-    return _video(torch.cat(out), video.shape[0])
+    return frames_to_clips(torch.cat(out), video.shape[0])
 
 
 @torch.no_grad()
@@ -307,12 +296,12 @@ def decode_frames(vae: AutoencoderKL, latent: torch.Tensor, scale_factor: float,
                   with_confidence: bool = False) -> torch.Tensor:
     """Diffusion latent [B, 4, T, h, w] -> [B, C, T, 8h, 8w] float32, C = 3 (or 4 with the raw
     uncertainty channel). Decoded `chunk` frames at a time so memory stays bounded."""
-    frames = _frames(latent)
+    frames = clips_to_frames(latent)
     dtype = _module_dtype(vae)
     decode = vae.decode_with_confidence if with_confidence else vae.decode
     out = [decode((frames[i:i + chunk] * (1.0 / scale_factor)).to(dtype)).float()
            for i in range(0, frames.shape[0], chunk)]
-    return _video(torch.cat(out), latent.shape[0])
+    return frames_to_clips(torch.cat(out), latent.shape[0])
 
 
 # Where the VAEs' tensors sit in the official checkpoints: model.ckpt's state_dict holds the
