@@ -38,7 +38,7 @@ from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
 from ..pipeline.reconstruct import PRECISIONS
 from ..pipeline.windows import WINDOW_LENGTH, window_starts
-from .onnx_unet import randomize_parameters
+from .onnx_unet import randomize_parameters, synchronize
 
 STAGES = ("encoding", "diffusion", "decoding")
 COMPARED = ("pointmap", "disparity", "ray_dirs", "ray_moments")
@@ -127,12 +127,12 @@ class MeteredBackend:
         self.peak_bytes: dict[str, int | None] = dict.fromkeys(STAGES)
 
     def _run(self, stage: str, fn: Callable, *args):
-        _synchronize(self.device)
+        synchronize(self.device)
         self.probe.start()
         start = time.perf_counter()
         try:
             out = fn(*args)
-            _synchronize(self.device)
+            synchronize(self.device)
             self.seconds[stage] += time.perf_counter() - start
         finally:
             peak = self.probe.peak()  # also stops the sampling thread when the call fails
@@ -148,11 +148,6 @@ class MeteredBackend:
 
     def decode(self, latent):
         return self._run("decoding", self.backend.decode, latent)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def random_modules(config: dict, device: torch.device, dtype: torch.dtype, directory: Path,
@@ -228,7 +223,7 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the ONNX rows' memory is the device's, cached torch blocks included
-    _synchronize(device)
+    synchronize(device)
     row.setup_s = time.perf_counter() - started
     if args.warmup:
         # Kernel selection, cuDNN autotuning and ONNX Runtime's arena growth happen on first calls.
@@ -237,10 +232,10 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     metered = MeteredBackend(backend, device, probe)
     model = Geo4D(metered, config, context, device)
     options = SamplingOptions(steps=args.steps, seed=args.seed, window_batch=args.window_batch)
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     row.predictions = model.predict(frames, args.fps, args.stride, options)
-    _synchronize(device)
+    synchronize(device)
     row.seconds = {**metered.seconds, "total": time.perf_counter() - start}
     peaks = [v for v in metered.peak_bytes.values() if v is not None]
     row.peak_bytes = {**metered.peak_bytes, "total": max(peaks) if peaks else None}

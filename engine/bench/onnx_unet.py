@@ -38,15 +38,19 @@ def randomize_parameters(module: torch.nn.Module, seed: int = 1234) -> None:
             p.copy_(noise / math.sqrt(p.numel() / p.shape[0]))
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _timed(fn, device: torch.device, repeats: int) -> tuple[torch.Tensor, float]:
     out = fn()  # warm-up (kernel selection, ORT arena)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return out, (time.perf_counter() - start) / repeats
 
 
