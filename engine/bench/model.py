@@ -36,7 +36,7 @@ from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, size_multiple, u
 from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
-from ..pipeline.reconstruct import PRECISIONS
+from ..pipeline.reconstruct import PRECISIONS, check_size
 from ..pipeline.windows import WINDOW_LENGTH, window_starts
 from .onnx_unet import randomize_parameters, synchronize
 
@@ -308,11 +308,8 @@ def main(argv: list[str]) -> int:
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     with torch.device("meta"):
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
-    multiple = size_multiple(config)
-    if args.size[0] % multiple or args.size[1] % multiple or min(args.size) < multiple:
-        parser.error(f"--size {args.size[0]} {args.size[1]}: pass sides that are multiples of {multiple} "
-                     "(Geo4D trains at 320 512)")
     try:
+        check_size(args.size, size_multiple(config))
         num_windows = len(window_starts(args.frames, args.stride))
     except EngineError as exc:
         parser.error(str(exc))

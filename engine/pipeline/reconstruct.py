@@ -79,6 +79,13 @@ def processing_size(clip_size: tuple[int, int], multiple: int, area: int = TRAIN
     return best[1], best[2]
 
 
+def check_size(size: tuple[int, int], multiple: int) -> None:
+    """Refuse a processing size (H, W) whose sides are not positive multiples of `multiple` (InputError)."""
+    if size[0] % multiple or size[1] % multiple or min(size) < multiple:
+        raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
+                         f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
+
+
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
     """The processing height with the clip's aspect ratio."""
     ch, cw = clip_size
@@ -165,9 +172,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     multiple = model.size_multiple
     if options.size is not None:
         size = options.size
-        if size[0] % multiple or size[1] % multiple or min(size) < multiple:
-            raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
-                             f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
+        check_size(size, multiple)
     else:
         size = processing_size(clip_size, multiple)
     start, stop = options.frames
