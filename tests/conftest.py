@@ -14,7 +14,7 @@ import pytest
 
 import build_addon
 from tests.addon_session import CLIP
-from tests.fixture_paths import GEO4D_FIXTURES
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 from tests.synthetic_bundle import write_synthetic_bundle
 
 TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
@@ -35,9 +35,16 @@ class TinyCheckpoints:
     config: Path    # the tiny architecture (tiny_config.json)
 
 
+def _skip_without_fixtures() -> None:
+    """What requires_geo4d_fixtures does, for every test that reaches the fixtures through conftest."""
+    if requires_geo4d_fixtures.args[0]:
+        pytest.skip(requires_geo4d_fixtures.kwargs["reason"])
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> dict:
     """The golden fixtures' tiny architecture (tiny_config.json), loaded."""
+    _skip_without_fixtures()
     from engine.models.geo4d.config import load_config
 
     return load_config(TINY_CONFIG)
@@ -45,6 +52,7 @@ def tiny_config() -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
+    _skip_without_fixtures()
     import torch
     from safetensors.torch import load_file
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.fixture_paths import GEO4D_FIXTURES
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 from engine.errors import ModelError
 from engine.models.geo4d.convert import convert_geo4d
 from engine.models.geo4d.weights import load_geo4d, verify_model_dir
@@ -112,6 +112,7 @@ def test_missing_and_corrupt_model_directories_are_named(tiny_model_dir, tmp_pat
         load_geo4d(broken)
 
 
+@requires_geo4d_fixtures
 def test_checkpoint_with_another_noise_schedule_is_refused(tmp_path):
     state = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     state["alphas_cumprod"] = torch.linspace(0.999, 0.001, 1000)  # plain linear: not zero-terminal-SNR
