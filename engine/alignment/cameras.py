@@ -46,6 +46,18 @@ def _null_vectors(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return vecs[..., 0]
 
 
+def _dlt_rows(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Linear projection equations u = (a1.x)/(a3.x), v = (a2.x)/(a3.x) for every slot and pixel, as rows
+    acting on the stacked [a1; a2; a3]. x: [S, P, k] rays or homogeneous points; q: [P, 2] pixels -> [S, 2P, 3k]."""
+    s, p, k = x.shape
+    rows = np.zeros((s, 2 * p, 3 * k))
+    rows[:, :p, 0:k] = x
+    rows[:, :p, 2 * k:] = -q[None, :, 0:1] * x
+    rows[:, p:, k:2 * k] = x
+    rows[:, p:, 2 * k:] = -q[None, :, 1:2] * x
+    return rows
+
+
 def _focal_rotation(a: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Split A ~ diag(f, f, 1) R^T (up to a signed factor) into (f [S], R [S, 3, 3]); A: [S, 3, 3]."""
     norms = np.linalg.norm(a, axis=2)
@@ -60,13 +72,8 @@ def focal_from_rays(dirs: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Focal length per slot. dirs: [S, P, 3] unit rays; pixels: [P, 2] centred pixel coordinates."""
     scale = float(np.abs(pixels).max()) or 1.0
     q = pixels / scale
-    s, p, _ = dirs.shape
-    rows = np.zeros((s, 2 * p, 9))
-    rows[:, :p, 0:3] = dirs
-    rows[:, :p, 6:9] = -q[None, :, 0:1] * dirs
-    rows[:, p:, 3:6] = dirs
-    rows[:, p:, 6:9] = -q[None, :, 1:2] * dirs
-    a = _null_vectors(rows, np.ones((s, 2 * p))).reshape(s, 3, 3)
+    rows = _dlt_rows(dirs, q)
+    a = _null_vectors(rows, np.ones(rows.shape[:2])).reshape(len(dirs), 3, 3)
     return _focal_rotation(a, scale)[0]
 
 
@@ -100,11 +107,7 @@ def cameras_from_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndar
     xn = (points - mean[:, None]) / spread[:, None, None]
     xh = np.concatenate([xn, np.ones(xn.shape[:2] + (1,))], axis=2)
     s, p, _ = points.shape
-    rows = np.zeros((s, 2 * p, 12))
-    rows[:, :p, 0:4] = xh
-    rows[:, :p, 8:12] = -q[None, :, 0:1] * xh
-    rows[:, p:, 4:8] = xh
-    rows[:, p:, 8:12] = -q[None, :, 1:2] * xh
+    rows = _dlt_rows(xh, q)
     robust = np.ones_like(weights)
     for _ in range(steps):
         w = weights * robust
