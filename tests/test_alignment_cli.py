@@ -1,6 +1,7 @@
 """`python -m engine align` end to end through a subprocess: a good file, and each kind of bad file."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from engine.io.bundle import read_bundle
 from engine.io.exr import read_depth_exr
-from engine.io.windows import save_windows
+from engine.io.windows import load_windows, save_windows
 from engine.synthetic.procedural import make_scene
 from engine.synthetic.simulate import simulate_windows
 
@@ -21,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def scene_and_file(tmp_path_factory):
     gt = make_scene("static", 20, (24, 40))
     windows = simulate_windows(gt, stride=4)
-    path = tmp_path_factory.mktemp("windows") / "windows.npz"
-    save_windows(windows, path)
+    path = save_windows(windows, tmp_path_factory.mktemp("windows") / "windows")
     return gt, path
 
 
@@ -48,15 +48,34 @@ def test_align_writes_a_bundle_matching_the_ground_truth(scene_and_file, tmp_pat
     depth, conf = read_depth_exr(bundle.frames[7].depth_path)
     np.testing.assert_allclose(scale * depth, gt.depth[7], rtol=1e-4)
     assert (conf > 0).all()
-    assert (tmp_path / "bundle" / "windows.npz").is_file()
+    assert load_windows(tmp_path / "bundle" / "windows").num_windows == 2
     assert json.loads((tmp_path / "bundle" / "scene.json").read_text())["metadata"]["alignment"]["options"]
 
 
+def test_a_bundle_is_realigned_in_place_from_its_own_windows(scene_and_file, tmp_path):
+    _, path = scene_and_file
+    assert _align(path, "--out", tmp_path / "bundle").returncode == 0
+    result = _align(tmp_path / "bundle" / "windows", "--out", tmp_path / "bundle", "--per-frame-focal")
+    assert result.returncode == 0, result.stderr
+    scene = json.loads((tmp_path / "bundle" / "scene.json").read_text())
+    assert scene["metadata"]["alignment"]["options"]["per_frame_focal"] is True
+    again = load_windows(tmp_path / "bundle" / "windows")
+    np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap)
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
 def _broken(path: Path, tmp_path: Path, change) -> Path:
-    data = dict(np.load(path))
+    """A copy of the window-predictions folder at `path` with `change` applied to its facts and maps."""
+    data = json.loads((path / "windows.json").read_text())
+    data.update({p.stem: np.load(p) for p in path.glob("*.npy") if p.stem != "rgb"})
     change(data)
-    out = tmp_path / "broken.npz"
-    np.savez(out, **data)
+    out = tmp_path / "broken"
+    out.mkdir()
+    shutil.copy(path / "rgb.npy", out)
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            np.save(out / f"{key}.npy", value)
+    (out / "windows.json").write_text(json.dumps({k: v for k, v in data.items() if not isinstance(v, np.ndarray)}))
     return out
 
 
@@ -67,7 +86,7 @@ def _drop_last_window(d):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda d: d.pop("ray_moments"), "lacks the keys ['ray_moments']"),
+    (lambda d: d.pop("ray_moments"), "lacks ray_moments.npy"),
     (lambda d: d.update(disparity=d["disparity"][:, :, :-1]), "`disparity` has shape"),
     (lambda d: d["pointmap"].__setitem__((1, 2, 3, 4, 0), np.inf), "NaN or inf"),
     (lambda d: d["pointmap_conf"].fill(0.0), "pointmap_conf = 0"),
@@ -81,10 +100,10 @@ def test_bad_input_fails_clearly_and_leaves_no_bundle(scene_and_file, tmp_path, 
     assert message in result.stderr
     assert "fix:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bundle").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["broken.npz"]  # no temporary folder left either
+    assert [p.name for p in tmp_path.iterdir()] == ["broken"]  # no temporary folder left either
 
 
 def test_missing_file_is_named(tmp_path):
-    result = _align(tmp_path / "nope.npz", "--out", tmp_path / "bundle")
+    result = _align(tmp_path / "nope", "--out", tmp_path / "bundle")
     assert result.returncode != 0 and "does not exist" in result.stderr
     assert not (tmp_path / "bundle").exists()

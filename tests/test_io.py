@@ -1,6 +1,7 @@
 """Round trips of the public formats: window predictions, depth EXR, PLY and the bundle."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from engine.errors import InputError
 from engine.io.bundle import Reconstruction, read_bundle, write_bundle
 from engine.io.exr import read_depth_exr
-from engine.io.windows import WindowPredictions, load_windows, save_windows
+from engine.io.windows import WindowPredictions, load_windows, new_maps, save_windows
 from engine.pipeline.windows import sliding_starts
 
 
@@ -29,19 +30,65 @@ def make_windows(n=20, l=16, stride=4, h=6, w=8, seed=0):
     )
 
 
-def test_windows_round_trip(tmp_path):
+def test_windows_round_trip_is_memory_mapped(tmp_path):
     w = make_windows()
-    save_windows(w, tmp_path / "w.npz")
-    r = load_windows(tmp_path / "w.npz")
+    save_windows(w, tmp_path / "w")
+    r = load_windows(tmp_path / "w")
     assert r.num_windows == w.num_windows == 2
+    assert isinstance(r.pointmap, np.memmap) and not r.pointmap.flags.writeable
+    for name in ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments", "rgb"):
+        np.testing.assert_array_equal(getattr(r, name), getattr(w, name))
+    assert r.image_size == (6, 8) and r.fps == 25.0 and r.window_starts.tolist() == [0, 4]
+
+
+def _mapped_from(folder) -> int:
+    """How many of this process's memory maps come from deleted files in `folder` (Linux)."""
+    return sum(f" {folder}/" in line and line.endswith("(deleted)")
+               for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+def test_spilled_maps_live_in_nameless_files_and_save_like_arrays(tmp_path):
+    """A model fills `new_maps(..., spill_dir)` window by window: disk-backed, invisible in the folder
+    (so a killed engine leaves nothing behind), and gone when freed."""
+    w = make_windows()
+    (tmp_path / "spill").mkdir()
+    maps = new_maps(w.num_windows, w.window_length, w.image_size, tmp_path / "spill")
+    assert all(isinstance(m, np.memmap) for m in maps.values())
+    assert _mapped_from(tmp_path / "spill") == 5 and not any((tmp_path / "spill").iterdir())
+    for name, m in maps.items():
+        m[:] = getattr(w, name)
+    save_windows(WindowPredictions(**{**vars(w), **maps}), tmp_path / "w")
+    r = load_windows(tmp_path / "w")
+    np.testing.assert_array_equal(r.pointmap, w.pointmap)
+    np.testing.assert_array_equal(r.ray_moments, w.ray_moments)
+    del maps, m
+    assert _mapped_from(tmp_path / "spill") == 0
+
+
+def test_saving_a_folder_onto_itself_keeps_it(tmp_path):
+    w = make_windows()
+    save_windows(w, tmp_path / "w")
+    save_windows(load_windows(tmp_path / "w"), tmp_path / "w")
+    r = load_windows(tmp_path / "w")
     np.testing.assert_array_equal(r.pointmap, w.pointmap)
     np.testing.assert_array_equal(r.rgb, w.rgb)
-    assert r.image_size == (6, 8)
+
+
+def test_version_1_npz_is_still_read(tmp_path):
+    w = make_windows()
+    np.savez(tmp_path / "w.npz", format="parallax.window_predictions", format_version=1, num_frames=w.num_frames,
+             fps=w.fps, image_size=w.image_size, window_length=w.window_length, window_starts=w.window_starts,
+             pointmap=w.pointmap, pointmap_conf=w.pointmap_conf, disparity=w.disparity, ray_dirs=w.ray_dirs,
+             ray_moments=w.ray_moments)  # no window_lengths: they default to min(L, N - start)
+    r = load_windows(tmp_path / "w.npz")
+    assert r.window_lengths.tolist() == [16, 16] and r.rgb is None
+    np.testing.assert_array_equal(r.disparity, w.disparity)
 
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda w: setattr(w, "pointmap", w.pointmap[..., :2]), "shape"),
     (lambda w: w.disparity.__setitem__((0, 3, 2, 2), np.nan), "NaN"),
+    (lambda w: w.pointmap_conf.__setitem__((1, 0, 0, 0), -1.0), "negative"),
     (lambda w: w.pointmap_conf.fill(0), "every pixel"),
     (lambda w: setattr(w, "window_starts", w.window_starts[:1]), "window_lengths"),
     (lambda w: (setattr(w, "window_starts", w.window_starts[:-1]), setattr(w, "window_lengths", w.window_lengths[:-1]),
@@ -51,9 +98,23 @@ def test_windows_round_trip(tmp_path):
 def test_windows_bad_input_is_named(tmp_path, breakage, message):
     w = make_windows()
     breakage(w)
-    save_windows(w, tmp_path / "w.npz")
+    save_windows(w, tmp_path / "w")
     with pytest.raises(InputError, match=message):
-        load_windows(tmp_path / "w.npz")
+        load_windows(tmp_path / "w")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "windows.json").unlink(), "has no windows.json"),
+    (lambda d: (d / "disparity.npy").unlink(), "lacks disparity.npy"),
+    (lambda d: (d / "ray_dirs.npy").write_bytes(b"\x93NUMPY garbage"), "not a readable .npy"),
+    (lambda d: (d / "windows.json").write_text("{"), "not valid JSON"),
+    (lambda d: (d / "windows.json").write_text('{"format_version": 9}'), "newer than this Parallax"),
+])
+def test_damaged_folder_is_named(tmp_path, damage, message):
+    save_windows(make_windows(), tmp_path / "w")
+    damage(tmp_path / "w")
+    with pytest.raises(InputError, match=message):
+        load_windows(tmp_path / "w")
 
 
 def test_missing_keys_are_named(tmp_path):
@@ -85,7 +146,8 @@ def test_bundle_round_trip_and_back_projection(tmp_path):
     np.testing.assert_allclose(uv % 1.0, 0.5, atol=1e-4)
     d, c = read_depth_exr(b.frames[0].depth_path)
     np.testing.assert_array_equal(d, depth[0])
-    assert json.loads((out / "scene.json").read_text())["windows"] == "windows.npz"
+    assert json.loads((out / "scene.json").read_text())["windows"] == "windows"
+    np.testing.assert_array_equal(load_windows(out / "windows").pointmap, make_windows().pointmap)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
 
 

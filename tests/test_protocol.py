@@ -140,9 +140,8 @@ def windows_file(tmp_path_factory) -> Path:
     from engine.synthetic.procedural import make_scene
     from engine.synthetic.simulate import simulate_windows
 
-    path = tmp_path_factory.mktemp("windows") / "windows.npz"
-    save_windows(simulate_windows(make_scene("static", 24, (48, 64)), stride=4), path)
-    return path
+    return save_windows(simulate_windows(make_scene("static", 24, (48, 64)), stride=4),
+                        tmp_path_factory.mktemp("windows") / "windows")
 
 
 def test_align_request_fuses_a_windows_file_into_a_bundle(engine, tmp_path, windows_file):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,10 +24,20 @@ def _options(video, out, model_dir, **kw):
 
 
 def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
-    stages = []
+    stages, spilled = [], []
+
+    def progress(stage, fraction):
+        stages.append((stage, fraction))
+        if (stage, fraction) == ("diffusion", 0.5):
+            # The maps live in nameless files beside the bundle (gone even if the engine is killed), not in memory.
+            maps = Path("/proc/self/maps").read_text().splitlines()
+            spilled.append((sum(f" {tmp_path}/" in line and line.endswith("(deleted)") for line in maps),
+                            list(tmp_path.iterdir())))
+
     # 17 frames: two windows (0-15, 1-16); 2 DDIM steps keep it quick on 2 CPU cores.
     options = _options(CLIP, tmp_path / "bundle", tiny_model_dir, frames=(3, 20), stride=4, steps=2)
-    bundle = run_reconstruct(options, progress=lambda stage, fraction: stages.append((stage, fraction)))
+    bundle = run_reconstruct(options, progress=progress)
+    assert spilled == [(5, [])]
     scene = json.loads((bundle / "scene.json").read_text())
     assert [f["frame"] for f in scene["frames"]] == list(range(3, 20))
     # drift-turn is 854x480: maps at the processing height with the clip's aspect.
@@ -36,7 +47,7 @@ def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
     for frame in scene["frames"]:
         assert (bundle / frame["depth"]).is_file() and (bundle / frame["points"]).is_file()
         assert np.isfinite(np.asarray(frame["camera_to_world"])).all()
-    windows = load_windows(bundle / "windows.npz")
+    windows = load_windows(bundle / "windows")
     assert windows.window_starts.tolist() == [0, 1] and windows.num_frames == 17
     assert windows.image_size == (32, 57) and windows.rgb.shape == (17, 32, 57, 3)
     assert np.allclose(np.linalg.norm(windows.ray_dirs, axis=-1), 1.0, atol=1e-5)
@@ -56,7 +67,7 @@ def test_odd_resolution_short_clip(tiny_model_dir, tmp_path):
     bundle = run_reconstruct(_options(video, tmp_path / "bundle", tiny_model_dir, stride=4, steps=1))
     scene = json.loads((bundle / "scene.json").read_text())
     assert len(scene["frames"]) == 5 and scene["image_size"] == [32, 48]
-    windows = load_windows(bundle / "windows.npz")
+    windows = load_windows(bundle / "windows")
     assert windows.window_starts.tolist() == [0] and windows.window_lengths.tolist() == [5]
 
 

@@ -1,4 +1,4 @@
-"""`python -m engine align WINDOWS.npz --out BUNDLE_DIR [options]`: fuse window predictions into a bundle."""
+"""`python -m engine align WINDOWS --out BUNDLE_DIR [options]`: fuse window predictions into a bundle."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .align import AlignOptions, align
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AlignOptions()
     parser.add_argument("windows", type=Path,
-                        help="window-predictions .npz (docs/formats.md) or a bundle's windows.npz")
+                        help="window predictions (docs/formats.md): a folder such as a bundle's `windows`, "
+                             "or a version-1 .npz")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (replaced only on success)")
     parser.add_argument("--per-frame-focal", action="store_true", help="one focal length per frame (zoom shots)")
     parser.add_argument("--no-rays", action="store_true", help="cameras from the point maps instead of the rays")

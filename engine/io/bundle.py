@@ -4,7 +4,7 @@
       scene.json               cameras, intrinsics, frame numbers, file names
       depth/000000.exr ...     float32 planar depth (channel Y) + confidence, one per frame
       points/000000.ply ...    binary PLY: xyz, rgb, confidence, one per frame, in world coordinates
-      windows.npz              the raw window predictions, to re-align without the model
+      windows/                 the raw window predictions, to re-align without the model
 
 World = the first camera, OpenCV axes (x right, y down, z forward). A bundle is written to a
 temporary sibling folder and renamed into place, so a failed run never leaves half a bundle.
@@ -88,7 +88,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                  point_stride: int = 1, min_confidence: float = 0.0) -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
-    windows: the WindowPredictions the reconstruction came from (saved as windows.npz), or None.
+    windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
@@ -114,7 +114,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                 "num_points": int(len(xyz)),
             })
         if windows is not None:
-            save_windows(windows, tmp / "windows.npz")
+            save_windows(windows, tmp / "windows")
         h, w = recon.image_size
         scene = {
             "format": FORMAT_NAME,
@@ -128,7 +128,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                       "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
-            "windows": "windows.npz" if windows is not None else None,
+            "windows": "windows" if windows is not None else None,
             "metadata": recon.metadata,
             "frames": entries,
         }

@@ -1,23 +1,28 @@
-"""The window-predictions file: what a geometry model says about each sliding window.
+"""Window predictions: what a geometry model says about each sliding window of a clip.
 
-Public format (documented in docs/formats.md): one `.npz` holding the arrays below.
+Public format (docs/formats.md): a folder holding `windows.json` (the facts) and one `.npy` file per
+map. The maps are memory-mapped, both while a model writes them (`new_maps`) and when they are read,
+so a clip of any length needs memory for about one window, not for all of them (~0.13 GB per window
+at 320x576). Version 1, one `.npz` with the same arrays, is still read.
 Every window has its own frame (its first camera) and its own unknown scale and shift;
 the alignment fuses them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .atomic import staged_file
 
 FORMAT_NAME = "parallax.window_predictions"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+META_FILE = "windows.json"  # written last: a folder without it is incomplete
 
 
 @dataclass
@@ -71,7 +76,24 @@ class WindowPredictions:
         validate(self)
 
 
-_MAPS = ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments")
+# Each map's trailing axes after (G, L, H, W).
+_MAPS = {"pointmap": (3,), "pointmap_conf": (), "disparity": (), "ray_dirs": (3,), "ray_moments": (3,)}
+
+
+def new_maps(num_windows: int, window_length: int, image_size: tuple[int, int],
+             spill_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """Zero-filled float32 maps for WindowPredictions, by name: in memory, or (spill_dir given) mapped
+    from nameless temporary files in that folder, so that the system pages them to disk instead of
+    holding them in memory. The files have no name from the start: the system deletes them when
+    the maps are freed or the process ends, even when it is killed."""
+    shapes = {name: (num_windows, window_length, *image_size, *channels) for name, channels in _MAPS.items()}
+    if spill_dir is None:
+        return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+    maps = {}
+    for name, shape in shapes.items():
+        with tempfile.TemporaryFile(dir=spill_dir, prefix=f".parallax-{name}-") as f:
+            maps[name] = np.memmap(f, np.float32, "w+", shape=shape)  # the map keeps the file open
+    return maps
 
 
 def _fail(problem: str, fix: str = "regenerate the predictions file with `python -m engine reconstruct` "
@@ -98,12 +120,9 @@ def validate(w: WindowPredictions) -> None:
         _fail(f"window_lengths must lie in 1..{l}, got {lengths.tolist()}")
     if np.any(starts < 0) or np.any(starts + lengths > n):
         _fail(f"a window runs outside the clip's {n} frames: starts {starts.tolist()}, lengths {lengths.tolist()}")
-    expected = {
-        "pointmap": (g, l, h, wd, 3), "pointmap_conf": (g, l, h, wd), "disparity": (g, l, h, wd),
-        "ray_dirs": (g, l, h, wd, 3), "ray_moments": (g, l, h, wd, 3),
-    }
-    for name, shape in expected.items():
+    for name, channels in _MAPS.items():
         arr = getattr(w, name)
+        shape = (g, l, h, wd, *channels)
         if not isinstance(arr, np.ndarray) or arr.shape != shape:
             got = getattr(arr, "shape", type(arr).__name__)
             _fail(f"`{name}` has shape {got}, expected {shape} (G, L, H, W[, 3])")
@@ -112,7 +131,7 @@ def validate(w: WindowPredictions) -> None:
         if bad:
             _fail(f"`{name}` holds {bad} NaN or inf values; invalid pixels must be marked with "
                   "pointmap_conf = 0 / disparity <= 0, not with NaN")
-    if np.any(w.pointmap_conf < 0):
+    if any(np.any(w.pointmap_conf[i] < 0) for i in range(g)):
         _fail("`pointmap_conf` has negative values; it must be >= 0 (0 = invalid)")
     covered = np.zeros(n, bool)
     for i in range(g):
@@ -141,56 +160,111 @@ def _ranges(idx: np.ndarray) -> str:
     return ", ".join(parts[:8]) + (" ..." if len(parts) > 8 else "")
 
 
-def save_windows(w: WindowPredictions, path: str | os.PathLike) -> None:
-    """Write `w` to `path` (.npz, uncompressed) atomically: a temporary file, then a rename."""
-    path = Path(path)
-    arrays = {
-        "format": np.array(FORMAT_NAME), "format_version": np.array(FORMAT_VERSION),
-        "num_frames": np.array(w.num_frames, np.int64), "fps": np.array(w.fps, np.float64),
-        "image_size": np.array(w.image_size, np.int64), "window_length": np.array(w.window_length, np.int64),
-        "window_starts": np.asarray(w.window_starts, np.int64),
-        "window_lengths": np.asarray(w.window_lengths, np.int64),
-        "source": np.array(w.source),
-    }
+def save_windows(w: WindowPredictions, folder: str | os.PathLike) -> Path:
+    """Write `w` as a window-predictions folder (docs/formats.md); return its path.
+
+    `windows.json` is written last, so a folder without it is incomplete; callers that need
+    all-or-nothing write into a staged folder (a bundle does)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     for name in _MAPS:
-        arrays[name] = np.asarray(getattr(w, name), np.float32)
+        _save_array(getattr(w, name), folder / f"{name}.npy", np.float32)
     if w.rgb is not None:
-        arrays["rgb"] = np.asarray(w.rgb, np.uint8)
-    with staged_file(path) as f:
-        np.savez(f, **arrays)
+        _save_array(w.rgb, folder / "rgb.npy", np.uint8)
+    meta = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "num_frames": int(w.num_frames),
+        "fps": float(w.fps), "image_size": [int(v) for v in w.image_size], "window_length": int(w.window_length),
+        "window_starts": [int(v) for v in w.window_starts], "window_lengths": [int(v) for v in w.window_lengths],
+        "rgb": "rgb.npy" if w.rgb is not None else None, "source": str(w.source),
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def _save_array(arr: np.ndarray, target: Path, dtype) -> None:
+    if isinstance(arr, np.memmap) and arr.filename and target.exists() and os.path.samefile(arr.filename, target):
+        return  # already there (a folder saved onto itself); rewriting would truncate the file under its map
+    np.save(target, np.asarray(arr, dtype))
 
 
 def load_windows(path: str | os.PathLike) -> WindowPredictions:
-    """Read a window-predictions file; raise InputError naming what is wrong with it."""
+    """Read window predictions: a folder (memory-mapped, read-only) or a version-1 `.npz`;
+    raise InputError naming what is wrong with them."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"predictions file {path} does not exist", "pass the path of a .npz window-predictions file")
+    if path.is_dir():
+        w = _load_folder(path)
+    elif path.is_file():
+        w = _load_npz(path)
+    else:
+        raise InputError(f"window predictions {path} does not exist",
+                         "pass a window-predictions folder (a bundle's `windows`) or a .npz file")
+    validate(w)
+    return w
+
+
+def _check_version(meta: dict, where: Path) -> None:
+    if meta.get("format", FORMAT_NAME) != FORMAT_NAME:
+        _fail(f"{where} has format {meta['format']!r}, expected {FORMAT_NAME!r}")
+    version = int(meta.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise InputError(f"{where} is window-predictions version {version}, newer than this Parallax "
+                         f"({FORMAT_VERSION})", "update Parallax")
+
+
+def _facts(meta, where: Path) -> dict:
+    """The WindowPredictions fields other than the maps, from a mapping of the format's facts."""
+    missing = sorted({"num_frames", "fps", "image_size", "window_length", "window_starts"} - set(meta))
+    if missing:
+        _fail(f"{where} lacks {missing}")
+    try:
+        starts = np.asarray(meta["window_starts"], np.int64).reshape(-1)
+        n, l = int(meta["num_frames"]), int(meta["window_length"])
+        lengths = (np.asarray(meta["window_lengths"], np.int64).reshape(-1) if "window_lengths" in meta
+                   else np.minimum(l, n - starts))  # writers other than ours may omit it
+        return dict(num_frames=n, fps=float(meta["fps"]), image_size=tuple(int(v) for v in meta["image_size"]),
+                    window_length=l, window_starts=starts, window_lengths=lengths,
+                    source=str(meta["source"]) if "source" in meta else "")
+    except (TypeError, ValueError) as exc:
+        _fail(f"{where} has a malformed value ({exc})")
+
+
+def _load_folder(folder: Path) -> WindowPredictions:
+    meta_file = folder / META_FILE
+    if not meta_file.is_file():
+        _fail(f"{folder} has no {META_FILE}: it is not a window-predictions folder, or its writing was cut short")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{meta_file} is not valid JSON ({exc})")
+    _check_version(meta, meta_file)
+    names = [*_MAPS, "rgb"] if meta.get("rgb") else list(_MAPS)
+    arrays = {}
+    for name in names:
+        file = folder / f"{name}.npy"
+        if not file.is_file():
+            _fail(f"{folder} lacks {file.name}")
+        try:
+            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:  # truncated file or damaged header
+            _fail(f"{file} is not a readable .npy file ({exc})")
+    return WindowPredictions(**_facts(meta, meta_file), **arrays)
+
+
+def _load_npz(path: Path) -> WindowPredictions:
     try:
         data = np.load(path, allow_pickle=False)
         keys = set(data.files)
     except Exception as exc:  # zip or npy header damage
         raise InputError(f"{path} is not a readable .npz file ({exc})",
                          "regenerate it; the format is in docs/formats.md") from exc
-    required = {"num_frames", "fps", "image_size", "window_length", "window_starts", *_MAPS}
-    missing = sorted(required - keys)
+    missing = sorted(set(_MAPS) - keys)
     if missing:
         _fail(f"{path.name} lacks the keys {missing}")
-    starts = data["window_starts"].astype(np.int64)
-    l = int(data["window_length"])
-    n = int(data["num_frames"])
-    if "window_lengths" in keys:
-        lengths = data["window_lengths"].astype(np.int64)
-    else:  # writers other than ours may omit it: a window runs to L or to the clip's end
-        lengths = np.minimum(l, n - starts)
-    w = WindowPredictions(
-        num_frames=n, fps=float(data["fps"]), image_size=tuple(int(v) for v in data["image_size"]),
-        window_length=l, window_starts=starts, window_lengths=lengths,
-        **{name: data[name] for name in _MAPS},
-        rgb=data["rgb"] if "rgb" in keys else None,
-        source=str(data["source"]) if "source" in keys else "",
-    )
-    validate(w)
-    return w
+    meta = {k: data[k].item() if data[k].ndim == 0 else data[k] for k in keys - set(_MAPS) - {"rgb"}}
+    _check_version(meta, path)
+    return WindowPredictions(**_facts(meta, path), **{name: data[name] for name in _MAPS},
+                             rgb=data["rgb"] if "rgb" in keys else None)
 
 
-__all__ = ["WindowPredictions", "save_windows", "load_windows", "validate", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["WindowPredictions", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
+           "FORMAT_VERSION"]

@@ -182,8 +182,10 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
+    # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder.
+    spill_dir = next(folder for folder in out.parents if folder.is_dir())
     windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
-                            map_size=output_size(clip_size, size))
+                            map_size=output_size(clip_size, size), spill_dir=spill_dir)
     windows.source = str(options.video.absolute())
     if cancelled():
         raise Cancelled()

@@ -47,7 +47,7 @@ class ReconstructRequest:
 class AlignRequest:
     """Fuse an existing window-predictions file into a bundle (no model needed).
 
-    windows: path of a window-predictions .npz (docs/formats.md) or of a bundle's windows.npz.
+    windows: path of window predictions (docs/formats.md): a folder such as a bundle's `windows`, or a .npz.
     out: the bundle folder to write.
     point_stride: keep every k-th pixel in x and y for the point clouds.
     """

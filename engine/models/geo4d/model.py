@@ -15,13 +15,14 @@ engine/runtime/) with three calls: encode, denoise and decode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
 from ...errors import Cancelled
-from ...io.windows import WindowPredictions
+from ...io.windows import WindowPredictions, new_maps
 from ...pipeline.resize import resize_frames, resize_window_maps
 from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
 from ...sampling.ddim import DDIMPlan, ddim_sample
@@ -111,11 +112,14 @@ class Geo4D:
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, stride: int = 4, options: SamplingOptions | None = None,
                 progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
-                map_size: tuple[int, int] | None = None) -> WindowPredictions:
+                map_size: tuple[int, int] | None = None, spill_dir: Path | None = None) -> WindowPredictions:
         """frames [N, H, W, 3] with H, W multiples of `size_multiple`: uint8 sRGB, or float32 already
         in the model's [-1, 1] -> WindowPredictions (maps in each window's first-camera frame,
         OpenCV axes; rgb kept when the frames are uint8) at map_size (default H x W). Each window
-        is resized as it is made, so only the output size is ever held for the whole clip."""
+        is resized as it is made, so only the output size is ever held for the whole clip.
+
+        spill_dir: a folder for nameless temporary files that hold the maps as they are made, so that
+        a long clip's maps need not fit in memory (`new_maps`); None keeps them in memory."""
         options = options or SamplingOptions()
         progress = progress or (lambda stage, fraction: None)
         cancelled = cancelled or (lambda: False)
@@ -131,9 +135,7 @@ class Geo4D:
         latents = self._encode(frames, options, progress, cancelled)  # [1, 4, N, h/8, w/8]
         g_count, length = len(starts), WINDOW_LENGTH
         map_h, map_w = map_size or (h, w)
-        out = {name: np.zeros((g_count, length, map_h, map_w, *channels), np.float32)
-               for name, channels in (("pointmap", (3,)), ("pointmap_conf", ()), ("disparity", ()),
-                                      ("ray_dirs", (3,)), ("ray_moments", (3,)))}
+        out = new_maps(g_count, length, (map_h, map_w), spill_dir)
         progress("diffusion", 0.0)
         for first in range(0, g_count, options.window_batch):
             if cancelled():
