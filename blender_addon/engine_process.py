@@ -168,7 +168,7 @@ class EngineJob:
         self.id = request["id"]
         self.stage = "starting engine"
         self.fraction = 0.0
-        self.log: list[str] = []
+        self.log: list[tuple[str, str]] = []  # (level, message) the engine said about this job
         self.outcome: str | None = None
         self.bundle: str | None = None
         self.problem = ""
@@ -204,7 +204,7 @@ class EngineJob:
             elif kind == "progress":
                 self.stage, self.fraction = event["stage"], float(event["fraction"])
             elif kind == "log":
-                self.log.append(event["message"])
+                self.log.append((event.get("level", "info"), event["message"]))
             elif kind == "result":
                 self.outcome, self.bundle, self.fraction = "result", event["bundle"], 1.0
             elif kind == "error":

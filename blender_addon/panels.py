@@ -43,6 +43,9 @@ def draw_reconstruct(layout, context) -> None:
         layout.operator(reconstruct.PARALLAX_OT_reconstruct.bl_idname, icon="VIEW_CAMERA")
     if wm.parallax_message:
         layout.label(text=wm.parallax_message)
+    for line in wm.parallax_log.splitlines():
+        level, _, message = line.partition("\t")
+        layout.label(text=message, icon="ERROR" if level == "warning" else "INFO")
 
 
 class ReconstructPanel:

@@ -69,10 +69,11 @@ def register_runtime_props():
     wm.parallax_progress = bpy.props.FloatProperty(min=0.0, max=1.0, options={"SKIP_SAVE"})
     wm.parallax_stage = bpy.props.StringProperty(options={"SKIP_SAVE"})
     wm.parallax_message = bpy.props.StringProperty(options={"SKIP_SAVE"})
+    wm.parallax_log = bpy.props.StringProperty(options={"SKIP_SAVE"})  # "level\tmessage" lines from the engine
 
 
 def unregister_runtime_props():
-    for name in ("parallax_running", "parallax_progress", "parallax_stage", "parallax_message"):
+    for name in ("parallax_running", "parallax_progress", "parallax_stage", "parallax_message", "parallax_log"):
         delattr(bpy.types.WindowManager, name)
 
 

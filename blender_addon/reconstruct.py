@@ -91,6 +91,7 @@ def show(context, job: EngineJob) -> None:
     wm.parallax_running = not job.done
     wm.parallax_progress = job.fraction
     wm.parallax_stage = job.stage
+    wm.parallax_log = "\n".join(f"{level}\t{message}" for level, message in job.log)
     for area in context.screen.areas if context.screen else ():
         if area.type in {"CLIP_EDITOR", "VIEW_3D"}:
             area.tag_redraw()
@@ -170,6 +171,9 @@ class PARALLAX_OT_reconstruct(bpy.types.Operator):
 
     def _end(self, context, job: EngineJob):
         level, message = finish(context, job)
+        for kind, text in job.log:  # the engine's warnings reach the status bar and the Info log too
+            if kind == "warning":
+                self.report({"WARNING"}, text)
         self.report(level, message)
         return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
 

@@ -40,6 +40,7 @@ def test_operator_reconstructs_the_active_clip_and_reimport_replaces(addon_zip, 
     script = TINY + """
 settings.confidence_threshold, settings.accumulate = 0.25, True
 first = reconstruct()
+result["engine_log"] = bpy.context.window_manager.parallax_log.splitlines()
 points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
 modifier = points[0].modifiers["Parallax Points"]
 result["points_inputs"] = [len(points)] + [modifier[modifier.node_group.interface.items_tree[name].identifier]
@@ -62,6 +63,10 @@ report()
     result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
     assert result["first"]["status"] == ["FINISHED"], result["first"]
     assert "Reconstructed into" in result["first"]["message"]
+    # What the engine said about the job, as the panel lists it: where the model ran, and that the CPU is slow.
+    assert result["engine_log"][:2] == ["info\tGeo4D on cpu, fp32, torch runtime",
+                                        "warning\tGeo4D is running on the CPU: expect minutes per frame; "
+                                        "use a CUDA GPU for whole shots"]
     before, first = result["before"], result["after_first"]
     assert len(first["collections"]) == len(before["collections"]) + 1
     assert len(first["cameras"]) == len(before["cameras"]) + 1 and first["scene"][5] is not None

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.alignment import AlignOptions, align
+from engine.alignment import AlignOptions, align, down_weighted_note
 from engine.alignment.baseline import align_baseline
 from engine.synthetic.metrics import evaluate
 from engine.synthetic.procedural import make_scene
@@ -73,6 +73,10 @@ def test_a_disagreeing_window_is_down_weighted():
     robust = align(windows)
     plain = align(windows, AlignOptions(robust=False))
     assert robust.metadata["alignment"]["down_weighted_windows"] == [bad]
+    robust.frames = robust.frames + 100  # a clip range starting at frame 100: the note names clip frames
+    assert down_weighted_note(windows, robust) == ("1 of 5 windows disagreed with the others and were "
+                                                   "down-weighted (clip frames 108-123); check the camera there")
+    assert down_weighted_note(windows, plain) is None
     m_robust, m_plain = evaluate(robust, gt), evaluate(plain, gt)
     assert m_robust["abs_rel"] < 0.002 and m_robust["abs_rel"] < m_plain["abs_rel"]
     assert m_robust["ate_percent"] < 0.1 < m_plain["ate_percent"]

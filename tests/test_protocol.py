@@ -114,6 +114,8 @@ def test_reconstruct_reports_progress_then_its_bundle_and_refuses_a_second_job_m
     stages = list(dict.fromkeys(e["stage"] for e in progress))
     assert stages[0] == "loading model" and stages[-1] == "writing bundle" and len(stages) >= 4, stages
     assert all(0.0 <= e["fraction"] <= 1.0 for e in progress)
+    logs = [(e["level"], e["message"]) for e in events if e["type"] == "log" and e["id"] == "r1"]
+    assert logs[0] == ("info", "Geo4D on cpu, fp32, torch runtime") and logs[1][0] == "warning", logs
     result = events[-1]
     assert result["type"] == "result" and result["bundle"] == str(tmp_path / "b1") and result["seconds"] > 0
     scene = json.loads((tmp_path / "b1" / "scene.json").read_text())

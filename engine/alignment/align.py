@@ -184,6 +184,18 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     )
 
 
+def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str | None:
+    """A sentence for the artist naming the clip frames of the windows the alignment down-weighted
+    (they disagreed with the others: a moving object, a cut, a model failure), or None."""
+    dropped = recon.metadata["alignment"]["down_weighted_windows"]
+    if not dropped:
+        return None
+    spans = ", ".join(f"{recon.frames[s]}-{recon.frames[s + n - 1]}"
+                      for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
+    return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
+            f"(clip frames {spans}); check the camera there")
+
+
 def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_frame: bool) -> np.ndarray:
     """Focal length of each frame [N]: the median over all slots, or over each frame's slots."""
     if not per_frame:

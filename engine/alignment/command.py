@@ -9,7 +9,7 @@ import numpy as np
 
 from ..io.bundle import write_bundle
 from ..io.windows import load_windows
-from .align import AlignOptions, align
+from .align import AlignOptions, align, down_weighted_note
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     focal = recon.K[:, 0, 0]
     valid = float((recon.depth > 0).mean())
     facts = recon.metadata["alignment"]
-    dropped = facts["down_weighted_windows"]
     print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s")
     print(f"  focal {focal.min():.1f}-{focal.max():.1f} px, camera path {path:.3g} units, "
-          f"valid depth {100 * valid:.1f} %, down-weighted windows {dropped or 'none'}")
+          f"valid depth {100 * valid:.1f} %")
+    print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
     print(f"wrote {out}")
     return 0

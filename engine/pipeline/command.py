@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
             last[stage] = percent
             print(f"{stage}: {percent}%", file=sys.stderr, flush=True)
 
-    path = run_reconstruct(options, progress)
+    def log(level: str, message: str) -> None:
+        print(f"{level}: {message}", file=sys.stderr, flush=True)
+
+    path = run_reconstruct(options, progress, log=log)
     print(path)
     return 0

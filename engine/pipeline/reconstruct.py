@@ -24,6 +24,7 @@ from .windows import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 Progress = Callable[[str, float], None]
+Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -96,6 +97,26 @@ def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tupl
 _MODEL_CACHE: dict = {}
 
 
+def resolve_device(options: ReconstructOptions) -> tuple[str, str]:
+    """(device, precision) the model runs with: the options', or cuda + fp16 when there is a GPU, else cpu + fp32."""
+    import torch
+
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU",
+                          "use --device cpu, or install a CUDA build of PyTorch")
+    precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    return device, precision
+
+
+def _describe_device(device: str) -> str:
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else device
+
+
 def load_model(options: ReconstructOptions):
     """The Geo4D model for these options, loaded once and kept for the next run."""
     import torch
@@ -105,13 +126,7 @@ def load_model(options: ReconstructOptions):
 
     if options.model != "geo4d":
         raise InputError(f"unknown model {options.model!r}", "use --model geo4d")
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                          "use --device cpu, or install a CUDA build of PyTorch")
-    precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    device, precision = resolve_device(options)
     model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
     key = (str(model_dir.absolute()), device, precision, options.runtime)
     if key not in _MODEL_CACHE:
@@ -149,14 +164,16 @@ def check_options(options: ReconstructOptions) -> None:
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> Path:
-    """Run the whole job; return the bundle folder. Nothing is written unless it succeeds."""
-    from ..alignment import AlignOptions, align
+                    cancelled: Callable[[], bool] | None = None, log: Log | None = None) -> Path:
+    """Run the whole job; return the bundle folder. Nothing is written unless it succeeds.
+    `log` hears what the artist should know: where the model runs, and windows the alignment distrusted."""
+    from ..alignment import AlignOptions, align, down_weighted_note
     from ..io.bundle import check_bundle_target, write_bundle
     from ..models.geo4d.model import SamplingOptions
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
+    log = log or (lambda level, message: None)
     check_options(options)
     try:
         align_options = AlignOptions(**options.align)
@@ -169,6 +186,10 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress("loading model", 0.0)
     model = load_model(options)
     progress("loading model", 1.0)
+    device, precision = resolve_device(options)
+    log("info", f"Geo4D on {_describe_device(device)}, {precision}, {options.runtime} runtime")
+    if device == "cpu":
+        log("warning", "Geo4D is running on the CPU: expect minutes per frame; use a CUDA GPU for whole shots")
     multiple = model.size_multiple
     if options.size is not None:
         size = options.size
@@ -193,6 +214,9 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     recon = align(windows, align_options, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
+    note = down_weighted_note(windows, recon)
+    if note:
+        log("warning", note)
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": options.stride, "steps": options.steps, "seed": options.seed,

@@ -104,6 +104,9 @@ class ProgressEvent:
 
 @dataclass
 class LogEvent:
+    """Something the artist should know about the job: level "info" (e.g. where the model runs) or
+    "warning" (e.g. the model runs on the CPU, the alignment distrusted some windows)."""
+
     type: ClassVar[str] = "log"
     id: str
     level: str

@@ -28,6 +28,7 @@ from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, Er
 SHUTDOWN_GRACE_S = 10.0
 
 Progress = Callable[[str, float], None]
+Log = Callable[[str, str], None]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,21 +49,24 @@ def _take_stdout() -> TextIO:
     return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
 
 
-def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
+def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
     from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
 
-    return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled)
+    return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled, log)
 
 
-def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool]) -> Path:
+def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
     from ..io.windows import load_windows
 
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
-    from ..alignment import align
+    from ..alignment import align, down_weighted_note
     from ..io.bundle import write_bundle
 
     recon = align(windows, None, progress)
+    note = down_weighted_note(windows, recon)
+    if note:
+        log("warning", note)
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
 
@@ -137,7 +141,8 @@ class Server:
             self.emit(ProgressEvent(request.id, stage, float(fraction)))
 
         try:
-            bundle = JOBS[type(request)](request, progress, cancel.is_set)
+            bundle = JOBS[type(request)](request, progress, cancel.is_set,
+                                         lambda level, message: self.emit(LogEvent(request.id, level, message)))
             event = ResultEvent(request.id, str(Path(bundle).absolute()), time.perf_counter() - start)
         except Cancelled:
             event = CancelledEvent(request.id)
