@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from engine.models.geo4d.check_fixtures import check_modules, run_checks
@@ -52,3 +54,16 @@ def test_a_wrong_or_missing_fixture_is_a_miss(tmp_path):
 def test_a_folder_without_fixtures_is_refused(tmp_path):
     result = _cli(tmp_path)
     assert result.returncode == 2 and "tiny_config.json" in result.stderr and "fix:" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused():
+    result = _cli(GEO4D_FIXTURES, "--device", "cuda", "--only", "windows")
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "--device cpu" in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fixtures_are_reproduced_on_cuda():
+    results = run_checks(GEO4D_FIXTURES, device="cuda")
+    bad = [(fixture, r.name, r.max_error) for fixture, r in results if not r.ok]
+    assert results and not bad, bad

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +39,7 @@ from ..pipeline.reconstruct import PRECISIONS, check_size
 from ..pipeline.windows import WINDOW_LENGTH, window_starts
 from .onnx_unet import randomize_parameters, synchronize
 
+RUNTIMES = ("torch", "onnx")
 STAGES = ("encoding", "diffusion", "decoding")
 COMPARED = ("pointmap", "disparity", "ray_dirs", "ray_moments")
 GB = 1024 ** 3
@@ -251,31 +251,32 @@ def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tup
     return errors[name], name
 
 
-def format_table(rows: list[Row], num_frames: int) -> str:
-    reference = next((r for r in rows if (r.runtime, r.precision) == ("torch", "fp32") and r.predictions), None)
+def table_header() -> str:
     stages = (*STAGES, "total")
     header = (f"{'runtime':8} {'precision':9} "
               + " ".join(f"{s + ' s/f':>13}" for s in stages) + "  "
               + " ".join(f"{s + ' GB':>12}" for s in stages)
               + f"  {'setup s':>8}  max diff vs torch fp32")
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        head = f"{row.runtime:8} {row.precision:9} "
-        if row.unavailable:
-            lines.append(head + f"n/a ({row.unavailable})")
-            continue
-        times = " ".join(f"{row.seconds[s] / num_frames:13.4f}" for s in stages)
-        memory = " ".join(f"{'n/a':>12}" if row.peak_bytes[s] is None else f"{row.peak_bytes[s] / GB:12.2f}"
-                          for s in stages)
-        if reference is None:
-            diff = "n/a (no torch fp32 row)"
-        elif row is reference:
-            diff = "reference"
-        else:
-            value, name = max_difference(row.predictions, reference.predictions)
-            diff = f"{value:.3g} ({name})"
-        lines.append(head + times + "  " + memory + f"  {row.setup_s:8.1f}  {diff}")
-    return "\n".join(lines)
+    return header + "\n" + "-" * len(header)
+
+
+def format_row(row: Row, reference: Row | None, num_frames: int) -> str:
+    """One line of the table; `reference` is the torch fp32 row (None when it did not run)."""
+    head = f"{row.runtime:8} {row.precision:9} "
+    if row.unavailable:
+        return head + f"n/a ({row.unavailable})"
+    stages = (*STAGES, "total")
+    times = " ".join(f"{row.seconds[s] / num_frames:13.4f}" for s in stages)
+    memory = " ".join(f"{'n/a':>12}" if row.peak_bytes[s] is None else f"{row.peak_bytes[s] / GB:12.2f}"
+                      for s in stages)
+    if reference is None:
+        diff = "n/a (no torch fp32 row)"
+    elif row is reference:
+        diff = "reference"
+    else:
+        value, name = max_difference(row.predictions, reference.predictions)
+        diff = f"{value:.3g} ({name})"
+    return head + times + "  " + memory + f"  {row.setup_s:8.1f}  {diff}"
 
 
 def synthetic_clip(num_frames: int, size: tuple[int, int], seed: int) -> np.ndarray:
@@ -292,7 +293,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--window-batch", type=int, default=1, help="windows denoised together")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--runtime", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
+    parser.add_argument("--runtime", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=None,
                         help="default: fp32 fp16 bf16 on cuda; fp32 on cpu (torch's CPU fp16 kernels are very slow)")
     parser.add_argument("--fps", type=float, default=24.0)
@@ -325,11 +326,15 @@ def main(argv: list[str]) -> int:
           + ("included (torch: max_memory_allocated; onnx: device memory in use, sampled)" if device.type == "cuda"
              else "included (peak RSS above the process before the model was built)"))
 
-    rows = []
+    # Each row is printed as soon as it is measured, so a run stopped at a time limit keeps its
+    # finished rows; torch fp32, the reference of the last column, runs first.
+    print(table_header(), flush=True)
+    reference = None
     with tempfile.TemporaryDirectory(prefix="parallax-bench-") as scratch:
-        for runtime in args.runtime:
+        for runtime in sorted(set(args.runtime), key=RUNTIMES.index):
             for precision in sorted(precisions, key=list(PRECISIONS).index):
-                rows.append(run_row(runtime, precision, config, frames, args, device, Path(scratch)))
-                print(f"done: {runtime} {precision}", file=sys.stderr, flush=True)
-    print(format_table(rows, args.frames))
+                row = run_row(runtime, precision, config, frames, args, device, Path(scratch))
+                if (runtime, precision) == ("torch", "fp32") and row.predictions is not None:
+                    reference = row
+                print(format_row(row, reference, args.frames), flush=True)
     return 0

@@ -21,34 +21,70 @@ from .config import load_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="fixture folder (layout of ../shared/fixtures/geo4d/README.md)")
     parser.add_argument("--only", default="", help="run only check modules whose name contains this text")
+    parser.add_argument("--device", default="cpu",
+                        help="where the networks run: cpu (default) or cuda (float32 with TF32 off)")
 
 
 def check_modules() -> list:
     """The check modules, in name order."""
-    return [importlib.import_module(f"{checks.__name__}.{info.name}")
-            for info in sorted(pkgutil.iter_modules(checks.__path__), key=lambda m: m.name)]
+    return [importlib.import_module(f"{checks.__name__}.{info.name}") for info in _check_infos()]
 
 
-def run_checks(folder: Path, only: str = "") -> list[tuple[str, CheckResult]]:
-    """[(fixture file, result)] for every check module whose fixture file is in `folder`."""
+def _check_infos() -> list:
+    return sorted(pkgutil.iter_modules(checks.__path__), key=lambda m: m.name)
+
+
+def strict_float32() -> None:
+    """No TF32 in float32 matmuls and cuDNN convolutions: torch lets cuDNN convolutions use it by
+    default on Ampere and later GPUs, ~1e-3 relative error, far beyond the fixtures' tolerances."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def run_checks(folder: Path, only: str = "", device: str = "cpu") -> list[tuple[str, CheckResult]]:
+    """[(fixture file, result)] for every check module whose fixture file is in `folder`, its
+    networks and tensors on `device` (a module's `DEVICE` overrides that: see `checks`)."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))  # the fixtures were made with 2 threads
+    if torch.device(device).type == "cuda":
+        strict_float32()
     config = load_config(folder / "tiny_config.json")
     results = []
-    for module in check_modules():
-        if only and only not in module.__name__.rsplit(".", 1)[-1]:
+    for info in _check_infos():
+        if only and only not in info.name:
             continue
-        fixture = module.FIXTURE
-        if not (folder / fixture).is_file():
-            results.append((fixture, CheckResult(f"{fixture} is missing from the folder", float("inf"), 0.0)))
-            continue
+        # A check whose import fails (open_clip missing, say) is a miss named by its module.
+        fixture = f"checks/{info.name}.py"
         try:
+            module = importlib.import_module(f"{checks.__name__}.{info.name}")
+            fixture = module.FIXTURE
+            if not (folder / fixture).is_file():
+                results.append((fixture, CheckResult(f"{fixture} is missing from the folder", float("inf"), 0.0)))
+                continue
             with torch.no_grad():
-                results.extend((fixture, r) for r in module.run(folder, config))
+                results.extend((fixture, r) for r in module.run(folder, config, device))
         except Exception as exc:  # a fixture file that does not follow the layout is a miss, not a crash
             results.append((fixture, CheckResult(f"failed: {type(exc).__name__}: {exc}", float("inf"), 0.0)))
     return results
+
+
+def where_checks_run(device: str, only: str = "") -> str:
+    """Where each check computed its tensors: `device`, or its module's `DEVICE`. Modules that do
+    not import are left out (run_checks reports them)."""
+    places: dict[str, list[str]] = {}
+    for info in _check_infos():
+        if only and only not in info.name:
+            continue
+        try:
+            module = importlib.import_module(f"{checks.__name__}.{info.name}")
+        except ImportError:
+            continue
+        place = getattr(module, "DEVICE", device)
+        places.setdefault("no tensors" if place is None else place, []).append(module.FIXTURE)
+    return "; ".join(f"{place}: {', '.join(fixtures)}" for place, fixtures in places.items())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +92,17 @@ def run(args: argparse.Namespace) -> int:
     if not (folder / "tiny_config.json").is_file():
         raise InputError(f"{folder} has no tiny_config.json: it is not a Geo4D fixture folder",
                          "pass a folder laid out as ../shared/fixtures/geo4d (see its README.md)")
-    results = run_checks(folder, args.only)
+    import torch
+
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU",
+                         "run on a machine with a CUDA GPU and a CUDA build of PyTorch, or use --device cpu")
+    results = run_checks(folder, args.only, args.device)
     misses = 0
     for fixture, r in results:
         misses += not r.ok
         print(f"{'ok  ' if r.ok else 'MISS'} {fixture:<28} {r.name:<48} max error {r.max_error:.3g}"
               f"  (tolerance {r.tolerance:.3g})")
+    print(f"computed on {where_checks_run(args.device, args.only)}")
     print(f"{len(results) - misses}/{len(results)} checks within tolerance")
     return 1 if misses or not results else 0

@@ -1,8 +1,11 @@
 """Reproductions of the golden fixtures (../shared/fixtures/geo4d layout), one module per fixture file.
 
 Each module in this package defines `FIXTURE` (the file name) and
-`run(folder: Path, config: dict) -> list[CheckResult]`, where `config` is `load_config(folder /
-"tiny_config.json")`. `python -m engine check-fixtures FOLDER` runs them all and prints one line each.
+`run(folder: Path, config: dict, device="cpu") -> list[CheckResult]`, where `config` is
+`load_config(folder / "tiny_config.json")` and `device` is where the networks and the fixture's
+tensors go. A module whose code does not run on that device says where it runs in `DEVICE`: "cpu"
+(conversion-time code) or None (no tensors computed). `python -m engine check-fixtures FOLDER`
+runs them all and prints one line each.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -21,12 +25,17 @@ ATOL = 1e-4
 ATOL_UNET = 1e-5
 
 
-def load_tiny(module: nn.Module, folder: Path, prefix: str) -> nn.Module:
-    """`module` in eval mode with the weights under `prefix` of the folder's tiny_weights.safetensors
-    (strict load)."""
+def load_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, on `device`."""
+    return {name: tensor.to(device) for name, tensor in load_file(path).items()}
+
+
+def load_tiny(module: nn.Module, folder: Path, prefix: str, device: torch.device | str = "cpu") -> nn.Module:
+    """`module` on `device` in eval mode with the weights under `prefix` of the folder's
+    tiny_weights.safetensors (strict load)."""
     weights = load_file(Path(folder) / "tiny_weights.safetensors")
     module.load_state_dict(strip_prefix(weights, prefix), strict=True)
-    return module.eval()
+    return module.to(device).eval()
 
 
 @dataclass

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ....sampling.ddim import DDIMPlan, DDIMStep, ddim_sample
 from ....sampling.schedule import NoiseSchedule
 from ..config import model_params
-from . import CheckResult, compare
+from . import CheckResult, compare, load_tensors
 from .unet_forward import load_tiny_unet
 
 FIXTURE = "ddim_sampling.safetensors"
@@ -38,12 +37,12 @@ def check_sampler(fx: dict[str, torch.Tensor], plan: DDIMPlan) -> list[CheckResu
     return results
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
-    fx = load_file(Path(folder) / FIXTURE)
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
+    fx = load_tensors(Path(folder) / FIXTURE, device)
     plan = DDIMPlan.make(NoiseSchedule.from_model_params(model_params(config)), len(fx["ddim_timesteps"]))
     results = check_sampler(fx, plan)
 
-    unet = load_tiny_unet(folder, config)
+    unet = load_tiny_unet(folder, config, device)
     seen: list[DDIMStep] = []
     with torch.no_grad():
         samples = ddim_sample(lambda x, t: unet(torch.cat([x, fx["c_concat"]], dim=1), t, fx["c_crossattn"], fx["fs"]),

@@ -15,23 +15,24 @@ from .. import postprocess as post
 from ..conditioning import constant_context
 from ..config import model_params
 from ..vae import encode_frames
-from . import CheckResult, compare
+from . import CheckResult, compare, load_tensors
 from .unet_forward import load_tiny_unet
 from .vae import load_tiny_vaes
 
 FIXTURE = "e2e_window.safetensors"
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
     folder = Path(folder)
-    fx = load_file(folder / FIXTURE)
+    fx = load_tensors(folder / FIXTURE, device)
     weights = load_file(folder / "tiny_weights.safetensors")
-    vae, pointmap_vae = load_tiny_vaes(folder, config)
-    unet = load_tiny_unet(folder, config)
+    vae, pointmap_vae = load_tiny_vaes(folder, config, device)
+    unet = load_tiny_unet(folder, config, device)
     params = model_params(config)
     scale = params["scale_factor"]
 
-    context = constant_context(weights, config)
+    # The context is computed at conversion, on the CPU (checks/conditioning.py), as the engine does.
+    context = constant_context(weights, config).to(device)
     z_cond = encode_frames(vae, fx["video"], scale, noise=fx["posterior_noise"])
     results = [compare("e2e.c_crossattn", context, fx["c_crossattn"]), compare("e2e.z_cond", z_cond, fx["z_cond"])]
 

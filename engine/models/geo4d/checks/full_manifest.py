@@ -17,6 +17,7 @@ from ..vae import FIRST_STAGE_PREFIX, AutoencoderKL
 from . import CheckResult
 
 FIXTURE = "full_manifest.json"
+DEVICE = None  # shapes of modules built on the meta device, no values
 
 # model.ckpt's top-level tensors: the training schedule buffers (the sampler recomputes them).
 SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -51,7 +52,7 @@ def _schedule_report(manifest: dict, config: dict) -> ManifestReport:
     return compare_shapes("<schedule buffers>", ours, expected)
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
+def run(folder: Path, config: dict, device: str = "cpu") -> list[CheckResult]:
     """`config` (the tiny one) is not used: the manifest describes the real model."""
     manifest = json.loads((Path(folder) / FIXTURE).read_text())
     real = load_config()

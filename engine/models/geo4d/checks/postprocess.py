@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from .. import postprocess as post
-from . import CheckResult, compare
+from . import CheckResult, compare, load_tensors
 
 FIXTURE = "postprocess.safetensors"
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
-    fx = load_file(Path(folder) / FIXTURE)
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
+    fx = load_tensors(Path(folder) / FIXTURE, device)
     masks_in = fx["masks.in"]
     normed, scale, lower = post.normalize_depth(fx["normalize_depth.in"])
     # [1, 3, T, H, W] -> [T, H, W, 3]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from . import ATOL_UNET, CheckResult, compare, load_tiny
+from . import ATOL_UNET, CheckResult, compare, load_tensors, load_tiny
 from ..conditioning import RESAMPLER_PREFIX
 from ..config import resampler_params
 from ..resampler import Resampler
@@ -15,9 +14,9 @@ from ..resampler import Resampler
 FIXTURE = "resampler.safetensors"
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
-    data = load_file(Path(folder) / FIXTURE)
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
+    data = load_tensors(Path(folder) / FIXTURE, device)
     with torch.no_grad():
-        resampler = load_tiny(Resampler.from_params(resampler_params(config)), folder, RESAMPLER_PREFIX)
+        resampler = load_tiny(Resampler.from_params(resampler_params(config)), folder, RESAMPLER_PREFIX, device)
         out = resampler(data["x"])
     return [compare("out", out, data["out"], ATOL_UNET)]

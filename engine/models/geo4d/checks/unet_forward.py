@@ -5,23 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from . import ATOL_UNET, CheckResult, compare, load_tiny
+from . import ATOL_UNET, CheckResult, compare, load_tensors, load_tiny
 from ..config import unet_params
 from ..unet import UNET_PREFIX, UNet3D
 
 FIXTURE = "unet_forward.safetensors"
 
 
-def load_tiny_unet(folder: Path, config: dict) -> UNet3D:
-    """The fixture folder's tiny UNet with its weights (strict load)."""
-    return load_tiny(UNet3D.from_params(unet_params(config)), folder, UNET_PREFIX)
+def load_tiny_unet(folder: Path, config: dict, device: torch.device | str = "cpu") -> UNet3D:
+    """The fixture folder's tiny UNet with its weights (strict load), on `device`."""
+    return load_tiny(UNet3D.from_params(unet_params(config)), folder, UNET_PREFIX, device)
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
-    data = load_file(Path(folder) / FIXTURE)
-    unet = load_tiny_unet(folder, config)
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
+    data = load_tensors(Path(folder) / FIXTURE, device)
+    unet = load_tiny_unet(folder, config, device)
     captured: dict[str, torch.Tensor] = {}
     hooks = [
         unet.init_attn.register_forward_hook(lambda m, i, o: captured.__setitem__("after_init_attn", o)),

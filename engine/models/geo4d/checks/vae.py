@@ -9,23 +9,25 @@ from safetensors.torch import load_file
 
 from ..config import model_params, pointmap_vae_params, vae_params
 from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames, load_vae
-from . import CheckResult, compare
+from . import CheckResult, compare, load_tensors
 
 FIXTURE = "vae.safetensors"
 
 
-def load_tiny_vaes(folder: Path, config: dict) -> tuple[AutoencoderKL, AutoencoderKL]:
-    """The fixture folder's tiny first-stage VAE and point-map VAE with their weights (strict loads)."""
+def load_tiny_vaes(folder: Path, config: dict,
+                   device: torch.device | str = "cpu") -> tuple[AutoencoderKL, AutoencoderKL]:
+    """The fixture folder's tiny first-stage VAE and point-map VAE with their weights (strict loads),
+    on `device`."""
     folder = Path(folder)
     vae = load_vae(vae_params(config), load_file(folder / "tiny_weights.safetensors"), FIRST_STAGE_PREFIX)
     pointmap_vae = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
                             POINTMAP_VAE_PREFIX)
-    return vae, pointmap_vae
+    return vae.to(device), pointmap_vae.to(device)
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
-    fx = load_file(Path(folder) / FIXTURE)
-    vae, pm = load_tiny_vaes(folder, config)
+def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
+    fx = load_tensors(Path(folder) / FIXTURE, device)
+    vae, pm = load_tiny_vaes(folder, config, device)
     scale = model_params(config)["scale_factor"]
     with torch.no_grad():
         images = fx["encode.images"]

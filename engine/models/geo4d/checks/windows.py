@@ -10,9 +10,10 @@ from ....pipeline.windows import window_starts
 from . import CheckResult
 
 FIXTURE = "windows.json"
+DEVICE = None  # integer lists, no tensors
 
 
-def run(folder: Path, config: dict) -> list[CheckResult]:
+def run(folder: Path, config: dict, device: str = "cpu") -> list[CheckResult]:
     results = []
     for case in json.loads((Path(folder) / FIXTURE).read_text())["cases"]:
         official = []
