@@ -11,6 +11,7 @@ BENCHMARKS = {
     "align": ".align",
     "onnx-unet": ".onnx_unet",
     "model": ".model",
+    "memory": ".memory",
 }
 
 

@@ -1,0 +1,79 @@
+"""`python -m engine.bench memory`: the storage tracker gives the same peaks over meta tensors as over
+real CPU tensors running the same ops, CudaAttention counts a fused kernel's outputs only (and the
+math path's weights where CUDA takes it), and the table prints. Tiny fixture configuration."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from engine.bench.memory import CudaAttention, StorageTracker, main, meta_modules, stage_peaks
+from engine.bench.model import random_modules
+from engine.models.geo4d.config import load_config
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+
+TINY = GEO4D_FIXTURES / "tiny_config.json"
+
+
+@requires_geo4d_fixtures
+@pytest.mark.parametrize("dtype, stages", [
+    # The VAEs run the same ops on every device; float32 is quick on the CPU.
+    (torch.float32, ("encoding", "decoding")),
+    # The UNet's float32 attention takes a CPU-only chunked path; bfloat16 sends it through
+    # F.scaled_dot_product_attention on both devices.
+    (torch.bfloat16, ("diffusion",)),
+])
+def test_meta_peaks_equal_real_cpu_peaks(tmp_path, dtype, stages):
+    config = load_config(TINY)
+    with sdpa_kernel(SDPBackend.MATH):  # the same attention ops on both devices
+        real = stage_peaks(random_modules(config, torch.device("cpu"), dtype, tmp_path / "w"), (32, 64), 1,
+                           cuda_attention=False, stages=stages)
+        meta = stage_peaks(meta_modules(config, dtype), (32, 64), 1, cuda_attention=False, stages=stages)
+    modules = meta_modules(config, dtype)
+    numel = sum(p.numel() for m in (modules.unet, modules.vae, modules.pointmap_vae) for p in m.parameters())
+    assert meta.weights == real.weights == dtype.itemsize * (numel + modules.context.numel())
+    assert set(real.peaks) == set(stages)
+    for stage in stages:
+        assert real.peaks[stage] > real.weights + 200_000, stage  # the activations are counted
+        assert meta.peaks[stage] == pytest.approx(real.peaks[stage], rel=0.02), stage
+    assert real.attention_ops == meta.attention_ops
+
+
+def _attention_peak(q, k, v) -> tuple[int, str]:
+    """Bytes added by one F.scaled_dot_product_attention under CudaAttention, and the kernel used."""
+    tracker, attention = StorageTracker(q.device), CudaAttention()
+    with tracker, attention, torch.no_grad():
+        tracker.reset_peak()
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return tracker.peak - tracker.live, next(iter(attention.kernels))
+
+
+def test_cuda_attention_counts_fused_outputs_only():
+    n, heads, length, d = 3, 5, 256, 64
+    q = torch.empty(n, length, heads, d, device="meta", dtype=torch.float16).transpose(1, 2)
+    # flash: the float16 output and a float32 logsumexp [N, heads, L] (+ 24 bytes of RNG state).
+    assert _attention_peak(q, q, q) == (n * heads * length * (2 * d + 4) + 24, "flash")
+    # memory-efficient (float32): the output only (+ 16 bytes of RNG state).
+    q32 = q.float()
+    assert _attention_peak(q32, q32, q32) == (n * heads * length * d * 4 + 16, "efficient")
+    # Transposed heads (last-dim stride 1024): no fused kernel, the math path holds [L x L] weights.
+    qt = torch.empty(n, heads, d, length, device="meta").transpose(2, 3)
+    peak, kernel = _attention_peak(qt, qt, qt)
+    assert kernel == "math" and peak >= 2 * n * heads * length * length * 4
+
+
+@requires_geo4d_fixtures
+def test_bench_memory_prints_table(capsys):
+    assert main(["--config", str(TINY), "--size", "64", "128", "--window-batch", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in out.splitlines()
+            if re.match(r"(fp32|fp16|bf16)\s+\d", line)}
+    assert set(rows) == {"fp32", "fp16", "bf16"}
+    assert all(len(v) == 5 and v[4] == max(v[1:4]) and min(v[1:4]) > v[0] > 0 for v in rows.values())
+    assert re.search(r"fp32\s+diffusion\s+efficient x\d+", out)
+    assert re.search(r"bf16\s+diffusion\s+flash x\d+\s+aten\._scaled_dot_product_flash_attention", out)
+    assert re.search(r"fp16\s+decoding\s+math x\d+\s+aten\._safe_softmax", out)  # the VAE's transposed q, k, v
+    assert "Not counted:" in out
