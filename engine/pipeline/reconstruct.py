@@ -20,11 +20,10 @@ from typing import Callable
 
 from ..errors import Cancelled, EngineError, InputError
 from ..io.video import probe_video, read_video
+from ..reporting import Log, Progress
 from .windows import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
-Progress = Callable[[str, float], None]
-Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
