@@ -9,7 +9,7 @@ import pytest
 from engine.errors import InputError
 from engine.io.bundle import Reconstruction, read_bundle, write_bundle
 from engine.io.exr import read_depth_exr
-from engine.io.windows import WindowPredictions, load_windows, new_maps, save_windows
+from engine.io.windows import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
 from engine.pipeline.windows import sliding_starts
 
 
@@ -63,6 +63,10 @@ def test_spilled_maps_live_in_nameless_files_and_save_like_arrays(tmp_path):
     np.testing.assert_array_equal(r.ray_moments, w.ray_moments)
     del maps, m
     assert _mapped_from(tmp_path / "spill") == 0
+
+
+def test_maps_bytes_is_what_new_maps_allocates():
+    assert maps_bytes(3, 16, (5, 7)) == sum(m.nbytes for m in new_maps(3, 16, (5, 7)).values()) == 3 * 16 * 35 * 44
 
 
 def test_saving_a_folder_onto_itself_keeps_it(tmp_path):

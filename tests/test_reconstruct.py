@@ -1,6 +1,7 @@
 """`reconstruct` end to end with the tiny converted model on real footage, and its bad-input errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.errors import Cancelled, InputError, ModelError
+from engine.errors import Cancelled, EngineError, InputError, ModelError
 from engine.io.windows import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
-from engine.pipeline.reconstruct import load_model, output_size, processing_size
+from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, processing_size
 from tests.fixture_paths import GEO4D_FIXTURES
 
 CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
@@ -81,6 +82,14 @@ def test_cancel_between_windows_leaves_nothing(tiny_model_dir, tmp_path):
         run_reconstruct(_options(CLIP, tmp_path / "bundle", tiny_model_dir, frames=(0, 17), stride=4, steps=1),
                         lambda stage, fraction: seen.append((stage, fraction)), cancelled)
     assert not list(tmp_path.iterdir())
+
+
+def test_too_little_disk_for_the_window_predictions_is_refused(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    check_disk_space(tmp_path, free // 2)
+    with pytest.raises(EngineError, match="GB free on the disk of") as error:
+        check_disk_space(tmp_path, free + 10**12)
+    assert "shorter frame range" in error.value.fix
 
 
 def test_model_stays_loaded_between_runs(tiny_model_dir, tmp_path):

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError
 from ..io.bundle import Reconstruction
 from ..io.windows import WindowPredictions
+from ..reporting import Progress
 from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
                       rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
-Progress = Callable[[str, float], None]
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera

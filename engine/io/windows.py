@@ -80,6 +80,12 @@ class WindowPredictions:
 _MAPS = {"pointmap": (3,), "pointmap_conf": (), "disparity": (), "ray_dirs": (3,), "ray_moments": (3,)}
 
 
+def maps_bytes(num_windows: int, window_length: int, image_size: tuple[int, int]) -> int:
+    """Bytes of the float32 maps of `num_windows` windows (11 floats per pixel and frame)."""
+    floats = sum(int(np.prod(channels)) for channels in _MAPS.values())
+    return 4 * floats * num_windows * window_length * image_size[0] * image_size[1]
+
+
 def new_maps(num_windows: int, window_length: int, image_size: tuple[int, int],
              spill_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Zero-filled float32 maps for WindowPredictions, by name: in memory, or (spill_dir given) mapped
@@ -266,5 +272,5 @@ def _load_npz(path: Path) -> WindowPredictions:
                              rgb=data["rgb"] if "rgb" in keys else None)
 
 
-__all__ = ["WindowPredictions", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
+__all__ = ["WindowPredictions", "maps_bytes", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
            "FORMAT_VERSION"]

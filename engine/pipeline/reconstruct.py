@@ -13,6 +13,7 @@ bundle's intrinsics map to the clip's pixels by one scale factor (scene.json met
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -20,11 +21,11 @@ from typing import Callable
 
 from ..errors import Cancelled, EngineError, InputError
 from ..io.video import probe_video, read_video
+from ..io.windows import maps_bytes
+from ..reporting import Log, Progress
 from .windows import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
-Progress = Callable[[str, float], None]
-Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -153,6 +154,15 @@ def _onnx_model(modules, device):
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
 
 
+def check_disk_space(folder: Path, needed: int) -> None:
+    """Refuse (EngineError) when the disk holding `folder` has less than `needed` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise EngineError(f"the window predictions need {needed / 1e9:.1f} GB free on the disk of {folder} "
+                          f"(while the model runs, then in the bundle); {free / 1e9:.1f} GB are free",
+                          "free disk space, write the bundle to a larger disk, or reconstruct a shorter frame range")
+
+
 def check_options(options: ReconstructOptions) -> None:
     """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
     window_starts(WINDOW_LENGTH + 1, options.stride)  # raises for a stride the windows cannot use
@@ -203,10 +213,14 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
-    # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder.
+    map_size = output_size(clip_size, size)
+    # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
+    # are then copied into the bundle: both copies must fit.
     spill_dir = next(folder for folder in out.parents if folder.is_dir())
+    num_windows = len(window_starts(len(clip.frames), options.stride))
+    check_disk_space(spill_dir, 2 * maps_bytes(num_windows, WINDOW_LENGTH, map_size))
     windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
-                            map_size=output_size(clip_size, size), spill_dir=spill_dir)
+                            map_size=map_size, spill_dir=spill_dir)
     windows.source = str(options.video.absolute())
     if cancelled():
         raise Cancelled()

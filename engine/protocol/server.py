@@ -20,6 +20,7 @@ from typing import Callable, TextIO
 
 from .. import __version__
 from ..errors import Cancelled, EngineError
+from ..reporting import Log, Progress
 from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
                        PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
                        build, decode, encode)
@@ -27,8 +28,6 @@ from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, Er
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
 
-Progress = Callable[[str, float], None]
-Log = Callable[[str, str], None]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

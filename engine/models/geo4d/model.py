@@ -25,6 +25,7 @@ from ...errors import Cancelled
 from ...io.windows import WindowPredictions, new_maps
 from ...pipeline.resize import resize_frames, resize_window_maps
 from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
+from ...reporting import Progress
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
@@ -34,8 +35,6 @@ from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
 from .weights import Geo4DModules
 
-# Progress: (stage, fraction of that stage done in [0, 1]).
-Progress = Callable[[str, float], None]
 
 
 class Backend(Protocol):
