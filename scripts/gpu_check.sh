@@ -3,7 +3,8 @@
 # scripts/gpu_prepare.sh ran here (it copies the fixtures and open_clip's wheels into .gpu/):
 #   1. facts: nvidia-smi, Python, numpy, torch, CUDA, the GPU
 #   2. python -m engine check-fixtures .gpu/fixtures --device cuda   (float32, TF32 off)
-#   3. python -m engine.bench model: FULL-size architecture, 320x512, 64 frames, stride 4, 5 steps,
+#   3. python -m engine.bench memory: the predicted peak memory (meta tensors), to compare with 4.
+#   4. python -m engine.bench model: FULL-size architecture, 320x512, 64 frames, stride 4, 5 steps,
 #      torch fp32 fp16 bf16 (ONNX Runtime on CUDA needs onnxruntime-gpu, which that machine lacks)
 # Logs go to $OUT when set (the device tool brings its files back), else .gpu/out. Each step has a time
 # limit (it is killed past it); every step runs, a summary ends the output, and the script exits 1
@@ -28,9 +29,11 @@ fi
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
   DEVICE=cpu
   BENCH=(--config "$FIXTURES/tiny_config.json" --size 64 128 --frames 16 --stride 4 --steps 1 --precision fp32 bf16)
+  PREDICT=(--config "$FIXTURES/tiny_config.json" --size 64 128 --precision fp32 bf16)
 else
   DEVICE=cuda
   BENCH=(--size 320 512 --frames 64 --stride 4 --steps 5 --precision fp32 fp16 bf16)
+  PREDICT=(--size 320 512 --precision fp32 fp16 bf16)
 fi
 mkdir -p "$LOGS"
 
@@ -83,6 +86,8 @@ step facts 120 "$LOGS/facts.txt" "$PY" -c "$FACTS"
 step check-fixtures "$FIXTURE_LIMIT" "$LOGS/check_fixtures.txt" \
   "$PY" -m engine check-fixtures "$FIXTURES" --device "$DEVICE"
 echo "(ONNX Runtime rows: not run; on CUDA they need onnxruntime-gpu, which this machine does not have)"
+# The memory the model benchmark measures, as predicted without a GPU: the two tables side by side.
+step bench-memory 120 "$LOGS/bench_memory.txt" "$PY" -m engine.bench memory "${PREDICT[@]}"
 step bench-model "$BENCH_LIMIT" "$LOGS/bench_model.txt" \
   "$PY" -m engine.bench model "${BENCH[@]}" --device "$DEVICE" --runtime torch
 
