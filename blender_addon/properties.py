@@ -43,6 +43,10 @@ class ParallaxSettings(bpy.types.PropertyGroup):
                                   description="Processing height in pixels (multiple of 64)")
     size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
                                   description="Processing width in pixels (multiple of 64)")
+    zoom_shot: bpy.props.BoolProperty(
+        name="Zoom Shot", default=False,
+        description="The focal length changes during the shot: solve one focal length per frame (keyframed on "
+                    "the camera's lens) instead of one for the whole clip")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
     frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")

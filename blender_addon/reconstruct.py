@@ -67,6 +67,7 @@ def reconstruct_options(context, clip) -> dict:
         "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect
         "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
+        "align": {"per_frame_focal": settings.zoom_shot},
     }
 
 

@@ -39,13 +39,19 @@ def leftovers():
 def test_operator_reconstructs_the_active_clip_and_reimport_replaces(addon_zip, clip, tmp_path, tiny_model_dir):
     script = TINY + """
 settings.confidence_threshold, settings.accumulate = 0.25, True
+import json
+def per_frame_focal():
+    scene_json = json.loads((rc.bundle_dir(clip) / "scene.json").read_text())
+    return scene_json["metadata"]["alignment"]["options"]["per_frame_focal"]
 first = reconstruct()
+result["per_frame_focal"] = [per_frame_focal()]
 result["engine_log"] = bpy.context.window_manager.parallax_log.splitlines()
 points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
 modifier = points[0].modifiers["Parallax Points"]
 result["points_inputs"] = [len(points)] + [modifier[modifier.node_group.interface.items_tree[name].identifier]
                                            for name in ("Confidence Threshold", "Accumulate")]
 settings.confidence_threshold, settings.accumulate = 0.0, False
+settings.zoom_shot = True
 pid = ep.current_engine().pid
 after_first = snapshot()
 scene = bpy.context.scene
@@ -54,6 +60,7 @@ start_matrix = [list(r) for r in scene.camera.matrix_world]
 scene.frame_set(scene.frame_end)
 end_matrix = [list(r) for r in scene.camera.matrix_world]
 second = reconstruct()
+result["per_frame_focal"].append(per_frame_focal())
 result.update(first=first, second=second, before=before, after_first=after_first, after_second=snapshot(),
               same_engine=ep.current_engine().pid == pid, frames=[scene.frame_start, scene.frame_end],
               camera_moves=start_matrix != end_matrix, bundle=str(rc.bundle_dir(clip)),
@@ -78,6 +85,8 @@ report()
     # A second run reuses the running engine and replaces the first import instead of adding to it.
     assert result["second"]["status"] == ["FINISHED"] and result["same_engine"]
     assert result["after_second"] == first
+    # Zoom Shot reaches the alignment: the second bundle has one focal length per frame.
+    assert result["per_frame_focal"] == [False, True]
     assert result["leftovers"] == ["shot"]  # the bundle, no half-written temporary folders
 
 
