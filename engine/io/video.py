@@ -1,4 +1,5 @@
-"""Reading a clip's frames with OpenCV."""
+"""Reading a clip's frames: a video file through OpenCV, or an image sequence (engine/io/sequence.py):
+a folder of numbered frames, or one numbered frame's file standing for its sequence."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from .images import read_image
+from .sequence import find_sequence, is_image_sequence
+
+DEFAULT_FPS = 24.0  # the film default, for clips that store no rate; it only labels the animation
 
 
 @dataclass
 class Clip:
-    """Frames of a video, resized on read.
+    """Frames of a clip, resized on read.
 
     Attributes:
         frames: uint8[N, H, W, 3] sRGB frames at the requested size.
-        frame_indices: int64[N], 0-based index of each frame in the file.
-        fps: frames per second of the file.
+        frame_indices: int64[N], 0-based index of each frame in the clip (an image sequence's first file is 0).
+        fps: frames per second of the file, or the fallback rate where it stores none.
     """
 
     frames: np.ndarray
@@ -26,28 +31,34 @@ class Clip:
     fps: float
 
 
-def probe_video(path: str | Path) -> tuple[tuple[int, int], float]:
-    """((H, W), fps) of a video without decoding it all; InputError when OpenCV cannot open it."""
+def probe_video(path: str | Path, fps: float | None = None) -> tuple[tuple[int, int], float]:
+    """((H, W), fps) of a clip without decoding it all; InputError when it cannot be read.
+    fps: the rate where the clip stores none (image sequences); None: 24."""
+    if is_image_sequence(path):
+        return read_image(find_sequence(path).files[0]).shape[:2], fps or DEFAULT_FPS
     cap = _open(Path(path))
     try:
         ok, frame = cap.read()
         if not ok or frame is None:
             raise InputError(f"{path} has no decodable frames",
                              "check the file plays in a video player; re-encode it to H.264 MP4 if it does not")
-        return frame.shape[:2], _fps(cap)
+        return frame.shape[:2], _fps(cap, fps)
     finally:
         cap.release()
 
 
 def read_video(path: str | Path, start: int = 0, stop: int | None = None,
-               size: tuple[int, int] | None = None) -> Clip:
-    """Decode frames [start, stop) of `path` (stop None = to the end), resized to size (H, W) if given."""
+               size: tuple[int, int] | None = None, fps: float | None = None) -> Clip:
+    """Decode frames [start, stop) of `path` (stop None = to the end), resized to size (H, W) if given.
+    fps: the rate where the clip stores none (image sequences); None: 24."""
     path = Path(path)
     if start < 0 or (stop is not None and stop <= start):
         raise InputError(f"frame range {start}:{stop} is empty or negative", "pass --frames A:B with 0 <= A < B")
+    if is_image_sequence(path):
+        return _read_sequence(path, start, stop, size, fps or DEFAULT_FPS)
     cap = _open(path)
     try:
-        fps = _fps(cap)
+        fps = _fps(cap, fps)
         frames, indices = [], []
         index = 0
         while stop is None or index < stop:
@@ -72,6 +83,26 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
     return Clip(np.stack(frames), np.asarray(indices, np.int64), fps)
 
 
+def _read_sequence(path: Path, start: int, stop: int | None, size: tuple[int, int] | None, fps: float) -> Clip:
+    files = find_sequence(path).files
+    if start >= len(files):
+        raise InputError(f"{path} gave zero frames from frame {start} (the sequence has {len(files)})",
+                         "choose a frame range inside the clip")
+    first_size = read_image(files[0]).shape[:2]
+    indices = range(start, len(files) if stop is None else min(stop, len(files)))
+    frames = []
+    for index in indices:
+        frame = read_image(files[index])
+        if frame.shape[:2] != first_size:
+            raise InputError(f"frame {index} of the image sequence ({files[index].name}) is "
+                             f"{frame.shape[1]}x{frame.shape[0]}, the first frame ({files[0].name}) is "
+                             f"{first_size[1]}x{first_size[0]}", "export every frame of the sequence at one size")
+        if size is not None:
+            frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        frames.append(frame)
+    return Clip(np.stack(frames), np.arange(indices.start, indices.stop, dtype=np.int64), fps)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     if not path.is_file():
         raise InputError(f"video {path} does not exist", "pass the path of a video file")
@@ -83,7 +114,7 @@ def _open(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _fps(cap: cv2.VideoCapture) -> float:
+def _fps(cap: cv2.VideoCapture, fallback: float | None) -> float:
     fps = float(cap.get(cv2.CAP_PROP_FPS))
-    # Some containers store no rate; 24 is the film default and only labels the animation.
-    return fps if np.isfinite(fps) and fps > 0 else 24.0
+    # The file's own rate wins; some containers store none.
+    return fps if np.isfinite(fps) and fps > 0 else fallback or DEFAULT_FPS

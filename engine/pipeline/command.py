@@ -9,7 +9,8 @@ from ..errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="the clip (any format OpenCV reads)")
+    parser.add_argument("video", help="the clip: a video OpenCV reads, or an image sequence (a folder of numbered "
+                                      "frames or one frame's file; PNG, TIFF, JPEG, BMP, EXR)")
     parser.add_argument("--out", required=True, help="bundle folder to write (replaced only on success)")
     parser.add_argument("--model", default="geo4d", choices=["geo4d"])
     parser.add_argument("--model-dir", default=None,
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--window-batch", type=int, default=1, help="windows denoised together")
     parser.add_argument("--point-stride", type=int, default=2, help="keep every k-th pixel in the point clouds")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frames per second where the clip stores none: image sequences (default 24)")
 
 
 def parse_frames(text: str | None) -> tuple[int, int | None]:
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         video=args.video, out=args.out, model=args.model, model_dir=args.model_dir, stride=args.stride,
         steps=args.steps, device=args.device, precision=args.precision, runtime=args.runtime,
         frames=parse_frames(args.frames), size=args.size, seed=args.seed, window_batch=args.window_batch,
-        point_stride=args.point_stride)
+        point_stride=args.point_stride, fps=args.fps)
     last = {}
 
     def progress(stage: str, fraction: float) -> None:

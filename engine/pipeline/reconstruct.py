@@ -46,6 +46,7 @@ class ReconstructOptions:
     window_batch: int = 1
     point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
     align: dict = field(default_factory=dict)  # alignment options by name
+    fps: float | None = None         # frames per second where the clip does not store it: image sequences; default 24
 
     def __post_init__(self):
         # The protocol server builds options from JSON: null means the default, strings and lists
@@ -171,6 +172,8 @@ def check_options(options: ReconstructOptions) -> None:
         if not low <= value <= high:
             raise InputError(f"{name} is {value}; it must lie in {low}..{high}",
                              f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
+    if options.fps is not None and not 0 < options.fps < 1000:
+        raise InputError(f"fps is {options.fps}; it must lie in (0, 1000)", "pass --fps with the clip's frame rate")
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
@@ -208,7 +211,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         size = processing_size(clip_size, multiple)
     start, stop = options.frames
     progress("reading video", 0.0)
-    clip = read_video(options.video, start, stop, size)
+    clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
     if cancelled():
         raise Cancelled()

@@ -1,0 +1,62 @@
+"""Reading one frame of an image sequence as the model's input: RGB uint8 sRGB.
+
+PNG, TIFF, JPEG and BMP (8 or 16 bit, grey or colour, with or without alpha) through OpenCV; OpenEXR
+(linear light) through the OpenEXR package, converted with the sRGB transfer function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import OpenEXR
+
+from ..errors import InputError
+from .sequence import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8[H, W, 3] sRGB of an image file; alpha is dropped (the colours are kept as stored)."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path} is not a supported image format",
+                         f"convert the sequence to one of {SUPPORTED_TEXT}")
+    if suffix == ".exr":
+        return linear_to_srgb8(_read_exr(path))
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"OpenCV cannot read the image {path}",
+                         f"check the file opens in an image viewer; re-export it as {SUPPORTED_TEXT}")
+    if image.dtype == np.uint16:
+        image = np.round(image / 257.0).astype(np.uint8)  # 65535 -> 255
+    elif image.dtype != np.uint8:
+        raise InputError(f"{path} stores {image.dtype} samples",
+                         "export 8- or 16-bit integer images, or EXR for floating point")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
+    """float[..., 3] linear-light RGB -> uint8 sRGB (IEC 61966-2-1), clipped to [0, 1]; NaN becomes 0."""
+    x = np.clip(np.nan_to_num(linear.astype(np.float64), nan=0.0), 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.round(srgb * 255).astype(np.uint8)
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    """float32[H, W, 3] linear RGB of the EXR's R, G, B channels (or its grey Y channel)."""
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            channels = {name: channel.pixels for name, channel in f.channels().items()}
+    except Exception as exc:  # OpenEXR raises bare RuntimeErrors for truncated or foreign files
+        raise InputError(f"OpenEXR cannot read {path} ({exc})", "check the file opens in an image viewer") from None
+    if all(name in channels for name in "RGB"):
+        return np.stack([channels[name] for name in "RGB"], axis=-1).astype(np.float32)
+    if "Y" in channels:
+        return np.repeat(channels["Y"][:, :, None].astype(np.float32), 3, axis=2)
+    raise InputError(f"{path} has no R, G, B or Y channels (it has {', '.join(sorted(channels))})",
+                     "write the colour pass to the EXR's R, G, B channels")
