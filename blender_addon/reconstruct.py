@@ -14,7 +14,8 @@ from pathlib import Path
 import bpy
 
 from . import engine_process, preferences, properties
-from .engine.errors import EngineError
+from .engine.errors import EngineError, InputError
+from .engine.io.sequence import find_sequence
 from .engine_process import EngineJob, EngineUnavailable
 from .importer import import_bundle, options_from_settings
 
@@ -55,6 +56,8 @@ def reconstruct_options(context, clip) -> dict:
     video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
     if not video.is_file():
         raise EngineUnavailable(f"the clip file {video} does not exist", "relink the clip in the Movie Clip Editor")
+    if clip.source == "SEQUENCE":
+        check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
     return {
         "video": str(video),
@@ -68,7 +71,21 @@ def reconstruct_options(context, clip) -> dict:
         "frames": frame_range(clip, settings),
         "point_stride": settings.point_stride,
         "align": {"per_frame_focal": settings.zoom_shot},
+        # Image sequences store no rate (clip.fps is 0): they play at the scene's.
+        "fps": context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
     }
+
+
+def check_sequence_start(frame_file: Path) -> None:
+    """Refuse a sequence clip that Blender starts after the sequence's first file: the engine's frame 0 is that
+    first file, and the bundle's frame k is imported at clip frame k."""
+    try:
+        first = find_sequence(frame_file).files[0]
+    except InputError as exc:
+        raise EngineUnavailable(exc.problem, exc.fix) from None
+    if first.name != frame_file.name:
+        raise EngineUnavailable(f"the clip starts at {frame_file.name}, inside the image sequence that begins at "
+                                f"{first.name}", f"open the clip from {first.name}, or move the earlier frames away")
 
 
 def start(context) -> EngineJob:
