@@ -92,6 +92,23 @@ def test_too_little_disk_for_the_window_predictions_is_refused(tmp_path):
     assert "shorter frame range" in error.value.fix
 
 
+def test_running_out_of_memory_is_explained_and_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    """A GPU that runs out of memory mid-clip (simulated: this machine has none) gets a message with the
+    remedies, not a traceback, and no bundle or temporary file is left."""
+    import torch
+
+    options = _options(CLIP, tmp_path / "bundle", tiny_model_dir, frames=(0, 17), stride=4, steps=1)
+
+    def out_of_memory(latent):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(load_model(options).backend, "decode", out_of_memory)
+    with pytest.raises(EngineError, match=r"ran out of memory running Geo4D at 32x64 \(fp32, 1 window") as error:
+        run_reconstruct(options)
+    assert "smaller processing size" in error.value.fix
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_model_stays_loaded_between_runs(tiny_model_dir, tmp_path):
     first = load_model(_options(CLIP, tmp_path / "a", tiny_model_dir))
     assert load_model(_options(CLIP, tmp_path / "b", tiny_model_dir, stride=2, steps=3)) is first

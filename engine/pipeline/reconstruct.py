@@ -180,6 +180,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
                     cancelled: Callable[[], bool] | None = None, log: Log | None = None) -> Path:
     """Run the whole job; return the bundle folder. Nothing is written unless it succeeds.
     `log` hears what the artist should know: where the model runs, and windows the alignment distrusted."""
+    import torch
+
     from ..alignment import AlignOptions, align, down_weighted_note
     from ..io.bundle import check_bundle_target, write_bundle
     from ..models.geo4d.model import SamplingOptions
@@ -222,8 +224,15 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     spill_dir = next(folder for folder in out.parents if folder.is_dir())
     num_windows = len(window_starts(len(clip.frames), options.stride))
     check_disk_space(spill_dir, 2 * maps_bytes(num_windows, WINDOW_LENGTH, map_size))
-    windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
-                            map_size=map_size, spill_dir=spill_dir)
+    try:
+        windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
+                                map_size=map_size, spill_dir=spill_dir)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        where = "GPU" if device.startswith("cuda") else "computer"
+        raise EngineError(f"the {where} ran out of memory running Geo4D at {size[0]}x{size[1]} ({precision}, "
+                          f"{options.window_batch} window(s) at a time): {exc}",
+                          "use a smaller processing size, window batch 1, fp16 on a GPU, or close other programs "
+                          "that use the memory") from exc
     windows.source = str(options.video.absolute())
     if cancelled():
         raise Cancelled()
