@@ -1,6 +1,8 @@
 """Round trips of the public formats: window predictions, depth EXR, PLY and the bundle."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,13 @@ def test_failed_bundle_write_leaves_old_bundle(tmp_path):
         write_bundle(bad, tmp_path / "b")
     assert (tmp_path / "b" / "scene.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_only_exr_files_need_openexr():
+    """The GPU benchmark machine and Blender's Python have no OpenEXR: reading clips, the benchmarks and the
+    server must import without it (an EXR plate or a depth-map writer then loads it)."""
+    code = ("import sys; sys.modules['OpenEXR'] = None\n"
+            "import engine.io.video, engine.io.bundle, engine.bench.model, engine.bench.memory, engine.protocol.server")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

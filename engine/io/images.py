@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import OpenEXR
 
 from ..errors import InputError
 from .sequence import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
@@ -49,6 +48,8 @@ def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
 
 def _read_exr(path: Path) -> np.ndarray:
     """float32[H, W, 3] linear RGB of the EXR's R, G, B channels (or its grey Y channel)."""
+    import OpenEXR  # only EXR plates need it (the GPU benchmark machine, for one, has none)
+
     try:
         with OpenEXR.File(str(path), separate_channels=True) as f:
             channels = {name: channel.pixels for name, channel in f.channels().items()}
