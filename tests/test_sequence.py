@@ -139,11 +139,11 @@ def test_reconstruct_png_sequence_equals_the_video(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     from_video = run_reconstruct(ReconstructOptions(video=CLIP, out=tmp_path / "from_video", model_dir=tiny_model_dir,
                                                     size=(32, 64), device="cpu", steps=1, frames=(0, 17)))
-    scenes = [json.loads((tmp_path / name / "scene.json").read_text()) for name in ("from_seq", "from_video")]
+    scenes = [json.loads((folder / "scene.json").read_text()) for folder in (tmp_path / "from_seq", from_video)]
     assert [f["frame"] for f in scenes[0]["frames"]] == list(range(17))
     assert scenes[0]["fps"] == scenes[1]["fps"] == 25.0
     assert scenes[0]["metadata"]["clip_size"] == [480, 854]
-    seq_windows, video_windows = (load_windows(tmp_path / name / "windows") for name in ("from_seq", "from_video"))
+    seq_windows, video_windows = (load_windows(folder / "windows") for folder in (tmp_path / "from_seq", from_video))
     assert np.array_equal(seq_windows.rgb, video_windows.rgb)
     assert np.allclose(seq_windows.pointmap, video_windows.pointmap, atol=1e-5)
     with pytest.raises(InputError, match="fps is -1"):
