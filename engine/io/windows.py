@@ -137,12 +137,13 @@ def validate(w: WindowPredictions) -> None:
         if bad:
             _fail(f"`{name}` holds {bad} NaN or inf values; invalid pixels must be marked with "
                   "pointmap_conf = 0 / disparity <= 0, not with NaN")
-    if any(np.any(w.pointmap_conf[i] < 0) for i in range(g)):
-        _fail("`pointmap_conf` has negative values; it must be >= 0 (0 = invalid)")
     covered = np.zeros(n, bool)
     for i in range(g):
+        conf = np.asarray(w.pointmap_conf[i])  # one read of the window's confidence (it may be on disk)
+        if np.any(conf < 0):
+            _fail("`pointmap_conf` has negative values; it must be >= 0 (0 = invalid)")
         frames = w.frames_of(i)
-        valid = (w.pointmap_conf[i, : lengths[i]] > 0).reshape(len(frames), -1).any(axis=1)
+        valid = (conf[: lengths[i]] > 0).reshape(len(frames), -1).any(axis=1)
         covered[frames[valid]] = True
     if not covered.any():
         _fail("every pixel of every window has pointmap_conf = 0: nothing to reconstruct",
