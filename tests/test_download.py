@@ -30,8 +30,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        self.wfile.write(data[start:])
+        # Counted before writing: the client may finish reading (and the test assert) before write returns.
         RangeHandler.sent += len(data) - start
+        self.wfile.write(data[start:])
 
     def log_message(self, *args):
         pass
