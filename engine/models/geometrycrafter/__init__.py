@@ -1,0 +1,1 @@
+"""GeometryCrafter (TencentARC, CVPR 2025) re-implemented: networks, priors and pipelines."""
