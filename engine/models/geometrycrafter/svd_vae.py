@@ -101,7 +101,7 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
-def _decoder_resnet(cin: int, cout: int) -> SpatioTemporalResBlock:
+def decoder_resnet(cin: int, cout: int) -> SpatioTemporalResBlock:
     """The temporal decoders' residual block: no time embedding, the learned mix switched."""
     return SpatioTemporalResBlock(cin, cout, None, eps=1e-6, temporal_eps=1e-5, merge_factor=0.0,
                                   switch_spatial_to_temporal_mix=True)
@@ -113,7 +113,7 @@ class MidBlockTemporalDecoder(nn.Module):
 
     def __init__(self, channels: int, num_layers: int):
         super().__init__()
-        self.resnets = nn.ModuleList([_decoder_resnet(channels, channels) for _ in range(num_layers)])
+        self.resnets = nn.ModuleList([decoder_resnet(channels, channels) for _ in range(num_layers)])
         self.attentions = nn.ModuleList([Attention(channels)])
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -126,7 +126,7 @@ class MidBlockTemporalDecoder(nn.Module):
 class UpBlockTemporalDecoder(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, add_upsample: bool):
         super().__init__()
-        self.resnets = nn.ModuleList([_decoder_resnet(in_channels if i == 0 else out_channels, out_channels)
+        self.resnets = nn.ModuleList([decoder_resnet(in_channels if i == 0 else out_channels, out_channels)
                                       for i in range(num_layers)])
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 
