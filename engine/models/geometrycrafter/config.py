@@ -19,11 +19,16 @@ PARTS = ("unet_diff", "unet_determ", "point_map_vae", "vae", "image_encoder", "m
 
 def load_config(path: str | Path) -> dict[str, dict]:
     """{part: kwargs} from a fixture folder's `tiny_config.json` (its `modules.<part>.kwargs`) or
-    from a plain {part: kwargs} JSON file."""
+    from a plain {part: kwargs} JSON file. A fixture's tiny DINOv2 entry point (not a hub name)
+    comes with its sizes, which go into the moge kwargs as `backbone`."""
     data = json.loads(Path(path).read_text())
-    if "modules" in data:
-        return {name: dict(module["kwargs"]) for name, module in data["modules"].items()}
-    return data
+    if "modules" not in data:
+        return data
+    config = {name: dict(module["kwargs"]) for name, module in data["modules"].items()}
+    entry = data["modules"].get("moge", {}).get("backbone_entry_point")
+    if entry is not None:
+        config["moge"]["backbone"] = {k: entry[k] for k in ("embed_dim", "depth", "num_heads")}
+    return config
 
 
 def part(config: dict, name: str) -> dict:
