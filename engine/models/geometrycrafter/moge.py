@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ModelError
 from .dinov2 import ENTRY_POINTS, PATCH, DinoVisionTransformer, ViTSize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -203,6 +204,20 @@ class MoGeModel(nn.Module):
             mask = F.interpolate(mask_raw[:, None], **bilinear)[:, 0]
         return MoGeOutput(points, mask > 0.5, intrinsics, focal, shift, (eh, ew), points_raw, mask_raw, depth,
                           projected, solver)
+
+
+def moge_from_checkpoint(checkpoint: dict, name: str = "model.pt") -> MoGeModel:
+    """MoGe from the content of its `model.pt` as `torch.load(path, weights_only=True)` returns it
+    ({'model_config': kwargs, 'model': state dict}), loaded strictly, in eval mode, float32."""
+    fix = "download Ruicheng/moge-vitl's model.pt again (python -m engine download geometrycrafter)"
+    if not isinstance(checkpoint, dict) or not {"model_config", "model"} <= checkpoint.keys():
+        raise ModelError(f"{name} is not a MoGe checkpoint (no 'model_config' and 'model' entries)", fix)
+    try:
+        model = MoGeModel(**checkpoint["model_config"])
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{name} does not match MoGe's architecture ({str(exc).splitlines()[0]})", fix) from exc
+    return model.float().eval().requires_grad_(False)
 
 
 def unproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
