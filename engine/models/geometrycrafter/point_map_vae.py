@@ -52,14 +52,15 @@ class PMapTemporalDecoder(TemporalDecoderTrunk):
 
 
 class PMapAutoencoderKLTemporalDecoder(nn.Module):
-    """Built from the official kwargs (config.json of the hub's `point_map_vae/`)."""
+    """Built from the official kwargs (config.json of the hub's `point_map_vae/`); other entries are
+    ignored, as the official constructor's **kwargs does."""
 
     def __init__(self, in_channels: int = 4, latent_channels: int = 4,
                  enc_down_block_types: list[str] = (ENCODER_BLOCK,) * 4,
                  enc_block_out_channels: list[int] = (128, 256, 512, 512), enc_layers_per_block: int = 2,
                  dec_block_out_channels: list[int] = (128, 256, 512, 512), dec_layers_per_block: int = 2,
                  out_channels: list[int] = (1, 1, 1), mid_block_add_attention: bool = True,
-                 offset_scale_factor: float = 0.1):
+                 offset_scale_factor: float = 0.1, **_ignored):
         super().__init__()
         if list(out_channels) != [1, 1, 1]:
             raise ValueError(f"the point-map VAE decodes three 1-channel heads, got out_channels {list(out_channels)}")

@@ -9,10 +9,13 @@ strict=True. Images `[N, 3, H, W]` in [-1, 1]; latents `[N, 4, H/8, W/8]`, unsca
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ModelError
 from ..geo4d.blocks import Upsample
 from ..geo4d.vae import Downsample, Posterior
 from .svd_blocks import ResnetBlock2D, SpatioTemporalResBlock, clips_to_frames, frames_to_clips
@@ -180,13 +183,15 @@ class TemporalDecoder(TemporalDecoderTrunk):
 
 class AutoencoderKLTemporalDecoder(nn.Module):
     """Built from the diffusers config (in/out channels, down_block_types, block_out_channels,
-    layers_per_block, latent_channels, scaling_factor; sample_size and force_upcast are accepted)."""
+    layers_per_block, latent_channels, scaling_factor; sample_size is accepted). With force_upcast
+    (SVD's config) the official pipeline runs the VAE in float32 even in an fp16 pipeline: load it so."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, down_block_types: list[str] = (ENCODER_BLOCK,),
                  block_out_channels: list[int] = (64,), layers_per_block: int = 1, latent_channels: int = 4,
                  scaling_factor: float = 0.18215, sample_size: int = 32, force_upcast: bool = True):
         super().__init__()
         self.scaling_factor = float(scaling_factor)
+        self.force_upcast = bool(force_upcast)
         self.encoder = Encoder(in_channels, latent_channels, list(down_block_types), list(block_out_channels),
                                layers_per_block, double_z=True)
         self.decoder = TemporalDecoder(latent_channels, out_channels, list(block_out_channels), layers_per_block)
@@ -195,7 +200,12 @@ class AutoencoderKLTemporalDecoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> "AutoencoderKLTemporalDecoder":
         """From a diffusers config.json dict (keys starting with '_' are ignored)."""
-        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
+        kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+        unknown = sorted(set(kwargs) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise ModelError(f"SVD VAE config has entries this engine does not know: {', '.join(unknown)}",
+                             "use Stable Video Diffusion's vae/config.json")
+        return cls(**kwargs)
 
     def moments(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> [N, 2*latent, H/8, W/8] (mean, logvar): diffusers' latent_dist.parameters."""
