@@ -15,7 +15,7 @@ COMMANDS = {
     "reconstruct": (".commands.reconstruct", "run a model over a clip and write a bundle"),
     "convert": (".commands.convert", "convert official checkpoints to a model directory"),
     "download": (".models.download", "download a model's official checkpoints"),
-    "check-fixtures": (".models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
+    "check-fixtures": (".commands.check_fixtures", "reproduce the golden fixtures of a folder (Geo4D, GeometryCrafter)"),
     "serve": (".protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
     "demo": (".commands.demo", "weight-free pipeline demo from simulated predictions"),
 }

@@ -13,7 +13,7 @@ from ..config import part
 from ..denoise import Conditioning, added_time_ids, predict_determ, sample_diff
 from ..point_map_vae import decode_point_map
 from ..windows import WindowPlan
-from . import ATOL, CheckResult, compare, load_tensors
+from . import CheckResult, compare, load_tensors
 from .point_map_vae import load_tiny_point_map_vae, mask_mismatch
 from .unet_forward import load_tiny_unet
 
