@@ -14,9 +14,9 @@ from pathlib import Path
 import bpy
 
 from . import engine_process, preferences, properties
-from .engine.errors import EngineError, InputError
-from .engine.formats.sequence import find_sequence
-from .engine_process import EngineJob, EngineUnavailable
+from .engine_link import find_sequence
+from .engine_process import EngineJob
+from .errors import EngineError, EngineUnavailable, InputError
 from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.

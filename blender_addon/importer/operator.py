@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from ..engine.errors import EngineError
+from ..errors import EngineError
 from .bundle_import import import_bundle, options_from_settings
 
 

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..models.geo4d.check_fixtures import run_checks, where_checks_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,6 @@ def run(args: argparse.Namespace) -> int:
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU",
                          "run on a machine with a CUDA GPU and a CUDA build of PyTorch, or use --device cpu")
-    from ..models.geo4d.check_fixtures import run_checks, where_checks_run
-
     results = run_checks(folder, args.only, args.device)
     misses = 0
     for fixture, r in results:
