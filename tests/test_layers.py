@@ -1,6 +1,6 @@
 """The layering of docs/architecture.md holds in the code: every engine import goes down the drawing,
 engine/models never imports engine/pipeline, and the add-on reaches the engine only through engine_link.py
-(and only its errors and formats)."""
+(and only its errors, options and formats)."""
 
 import ast
 import re
@@ -95,7 +95,7 @@ def test_the_addon_reaches_the_engine_only_through_engine_link():
                 seen.setdefault(path.name, set()).add(name.removeprefix("blender_addon."))
             assert name.split(".")[0] not in {"torch", "scipy", "cv2", "OpenEXR"}, f"{path} imports {name}"
     assert set(seen) == {"engine_link.py"}, seen
-    assert {name.split(".")[1] for name in seen["engine_link.py"] if "." in name} == {"errors", "formats"}
+    assert {name.split(".")[1] for name in seen["engine_link.py"] if "." in name} == {"errors", "formats", "options"}
 
 
 def test_the_engine_never_imports_bpy():

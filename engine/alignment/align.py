@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.bundle import Reconstruction
+from ..options import AlignOptions
 from ..windows.predictions import WindowPredictions
 from ..reporting import Progress
 from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
@@ -31,29 +32,6 @@ from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations,
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera
-
-
-@dataclass
-class AlignOptions:
-    """Settings of `align`.
-
-    per_frame_focal: one focal length per frame (zoom shots) instead of one for the clip.
-    use_rays: cameras from the ray maps and the point maps; False: from the point maps alone (ablation).
-    use_disparity: fuse the disparity maps into the depth; False uses the point maps only (ablation).
-    robust: reweight disagreeing windows and drop outlying depth estimates; False = plain least squares.
-    smoothness: temporal smoothness of the camera track (0 = none): a frame's velocity is expected to
-        change by about 1/smoothness of a typical step; applied in proportion to the windows' disagreement.
-    pose_pixels: pixels sampled per frame for the pose solve.
-    outlier_threshold: depth estimates further than this many robust deviations from the median are dropped.
-    """
-
-    per_frame_focal: bool = False
-    use_rays: bool = True
-    use_disparity: bool = True
-    robust: bool = True
-    smoothness: float = 30.0
-    pose_pixels: int = 256
-    outlier_threshold: float = 3.0
 
 
 @dataclass

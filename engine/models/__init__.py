@@ -17,6 +17,7 @@ from ..errors import InputError
 MODELS = {
     "geo4d": ".geo4d",
 }
+DEFAULT_MODEL = "geo4d"
 DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
 MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
 

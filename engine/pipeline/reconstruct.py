@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -25,50 +24,12 @@ from ..errors import Cancelled, EngineError, InputError
 from ..clips.video import probe_video, read_video
 from ..models import default_model_dir, model_package
 from ..models.window_model import SamplingOptions, WindowModel
+from ..options import ReconstructOptions, check
 from ..windows.predictions import maps_bytes
 from ..reporting import Log, Progress
 from ..windows.schedule import check_stride, window_starts
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-@dataclass
-class ReconstructOptions:
-    video: Path
-    out: Path
-    model: str = "geo4d"
-    model_dir: Path | None = None    # None: $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/<model>
-    stride: int = 4
-    steps: int = 5
-    device: str | None = None        # None: cuda when available, else cpu
-    precision: str | None = None     # fp32 | fp16 | bf16; None: fp16 on cuda, fp32 on cpu
-    runtime: str = "torch"           # torch | onnx
-    frames: tuple[int, int | None] = (0, None)  # [start, stop) in the clip
-    size: tuple[int, int] | None = None           # processing (H, W); None: automatic
-    seed: int = 123
-    window_batch: int = 1
-    point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
-    align: dict = field(default_factory=dict)  # alignment options by name
-    fps: float | None = None         # frames per second where the clip does not store it: image sequences; default 24
-
-    def __post_init__(self):
-        # The protocol server builds options from JSON: null means the default, strings and lists
-        # become paths and tuples.
-        for f in fields(self):
-            if getattr(self, f.name) is not None:
-                continue
-            if f.default is not MISSING:
-                setattr(self, f.name, f.default)
-            elif f.default_factory is not MISSING:
-                setattr(self, f.name, f.default_factory())
-            else:
-                raise InputError(f"the reconstruct option `{f.name}` is missing", f"pass {f.name}")
-        self.video = Path(self.video)
-        self.out = Path(self.out)
-        self.model_dir = Path(self.model_dir) if self.model_dir else None
-        start, stop = self.frames
-        self.frames = (int(start or 0), None if stop is None else int(stop))
-        self.size = tuple(int(v) for v in self.size) if self.size else None
 
 
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
@@ -124,14 +85,8 @@ def check_disk_space(folder: Path, needed: int) -> None:
 
 def check_options(options: ReconstructOptions) -> None:
     """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
+    check(options)  # every field's range, choices and pattern (engine/options.py)
     check_stride(options.stride, model_package(options.model).WINDOW_LENGTH)
-    for name, value, low, high in (("steps", options.steps, 1, 1000), ("window_batch", options.window_batch, 1, 4096),
-                                   ("point_stride", options.point_stride, 1, 4096)):
-        if not low <= value <= high:
-            raise InputError(f"{name} is {value}; it must lie in {low}..{high}",
-                             f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
-    if options.fps is not None and not 0 < options.fps < 1000:
-        raise InputError(f"fps is {options.fps}; it must lie in (0, 1000)", "pass --fps with the clip's frame rate")
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
@@ -140,18 +95,13 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     `log` hears what the artist should know: where the model runs, and windows the alignment distrusted."""
     import torch
 
-    from ..alignment import AlignOptions, align, down_weighted_note
+    from ..alignment import align, down_weighted_note
     from ..formats.bundle import check_bundle_target, write_bundle
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     check_options(options)
-    try:
-        align_options = AlignOptions(**options.align)
-    except TypeError as exc:
-        raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
-                         "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
     out = check_bundle_target(options.out)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
     started = time.perf_counter()
@@ -194,7 +144,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, align_options, progress)
+    recon = align(windows, options.align, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     note = down_weighted_note(windows, recon)
