@@ -91,8 +91,19 @@ def check_options(options: ReconstructOptions) -> None:
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
                     cancelled: Callable[[], bool] | None = None, log: Log | None = None) -> Path:
-    """Run the whole job; return the bundle folder. Nothing is written unless it succeeds.
-    `log` hears what the artist should know: where the model runs, and windows the alignment distrusted."""
+    """Run the whole job: clip -> window predictions -> alignment -> bundle. Nothing is written unless it succeeds.
+
+    Args:
+        options: the job (engine/options.py); checked before anything loads.
+        progress: hears (stage, fraction): "loading model", "reading video", the model's stages, the alignment's
+            "cameras" / "poses" / "depth", "writing bundle".
+        cancelled: polled between stages; when it returns True the job raises engine.errors.Cancelled.
+        log: hears (level, sentence) the artist should know: where the model runs, windows the alignment distrusted.
+
+    Returns:
+        The bundle folder (docs/formats.md): per clip frame a camera [4, 4], intrinsics [3, 3], a depth EXR
+        [H, W] and a point cloud, at the processing height with the clip's aspect.
+    """
     import torch
 
     from ..alignment import align, down_weighted_note
