@@ -1,7 +1,7 @@
 """The engine process as Blender sees it: start it, send requests, collect events, stop it.
 
-No bpy here (so it is testable from plain Python) and no engine import: the add-on speaks the
-protocol of docs/protocol.md as plain dicts. The process is started from an argument list, never a
+No bpy here (so it is testable from plain Python) and no engine code but its error types: the add-on
+speaks the protocol of docs/protocol.md as plain dicts. The process is started from an argument list, never a
 shell: [python, "-m", "engine", "serve"] with the engine sources on PYTHONPATH. Two reader threads
 drain its stdout (events) and stderr (log); the main thread only polls a queue, so Blender never waits.
 """
@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from .errors import EngineUnavailable
+
 # Lines of the engine's stderr kept to explain a crash.
 STDERR_TAIL = 40
 # The engine stops a cancelled job at its next progress report; one that has not after this many seconds
@@ -26,15 +28,6 @@ CANCEL_GRACE_S = 10.0
 # Events the client makes up itself (the engine never sends these types).
 EXIT = "exit"
 PROTOCOL_BROKEN = "protocol_broken"
-
-
-class EngineUnavailable(Exception):
-    """The engine cannot be started; problem and fix are for the user."""
-
-    def __init__(self, problem: str, fix: str):
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem} ({fix})")
 
 
 def engine_root() -> Path:

@@ -14,9 +14,9 @@ from pathlib import Path
 import bpy
 
 from . import engine_process, preferences, properties
-from .engine.errors import EngineError, InputError
-from .engine.formats.sequence import find_sequence
-from .engine_process import EngineJob, EngineUnavailable
+from .engine_link import AlignOptions, ReconstructOptions, find_sequence, options_json
+from .engine_process import EngineJob
+from .errors import EngineError, EngineUnavailable, InputError
 from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
@@ -49,8 +49,8 @@ def frame_range(clip, settings) -> list:
 
 
 def reconstruct_options(context, clip) -> dict:
-    """The options of the engine's reconstruct request for `clip`, from the scene's settings and the preferences
-    (the fields of engine.pipeline.ReconstructOptions, docs/protocol.md)."""
+    """The options of the engine's reconstruct request for `clip`, from the scene's settings and the preferences:
+    an engine.options.ReconstructOptions as JSON (docs/protocol.md), so every name is the engine's."""
     settings = context.scene.parallax
     prefs = preferences.get(context)
     video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
@@ -59,21 +59,21 @@ def reconstruct_options(context, clip) -> dict:
     if clip.source == "SEQUENCE":
         check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
-    return {
-        "video": str(video),
-        "out": str(bundle_dir(clip)),
-        "model": settings.model,
-        "model_dir": bpy.path.abspath(prefs.model_dir) or None,
-        "device": None if prefs.device == "auto" else prefs.device,
-        "stride": stride,
-        "steps": steps,
-        "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect
-        "frames": frame_range(clip, settings),
-        "point_stride": settings.point_stride,
-        "align": {"per_frame_focal": settings.zoom_shot},
+    return options_json(ReconstructOptions(
+        video=video,
+        out=bundle_dir(clip),
+        model=settings.model,
+        model_dir=bpy.path.abspath(prefs.model_dir) or None,
+        device=None if prefs.device == "auto" else prefs.device,
+        stride=stride,
+        steps=steps,
+        size=size,  # None: the engine fits the size to the clip's aspect
+        frames=frame_range(clip, settings),
+        point_stride=settings.point_stride,
+        align=AlignOptions(per_frame_focal=settings.zoom_shot),
         # Image sequences store no rate (clip.fps is 0): they play at the scene's.
-        "fps": context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
-    }
+        fps=context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
+    ))
 
 
 def check_sequence_start(frame_file: Path) -> None:

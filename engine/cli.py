@@ -41,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args(argv)  # prints usage / error and exits
         return 2
     name = argv[0]
-    module = importlib.import_module(command_module(name), __package__)
+    try:
+        module = importlib.import_module(command_module(name), __package__)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(f"{__package__}."):
+            raise
+        # The Blender extension ships the engine without its development tools (build_addon.DEV_ONLY).
+        print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
+              "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])

@@ -177,7 +177,8 @@ def test_only_exr_files_need_openexr():
     """The GPU benchmark machine and Blender's Python have no OpenEXR: reading clips, the benchmarks and the
     server must import without it (an EXR plate or a depth-map writer then loads it)."""
     code = ("import sys; sys.modules['OpenEXR'] = None\n"
-            "import engine.clips.video, engine.formats.bundle, engine.bench.model, engine.bench.memory, engine.protocol.server")
+            "import engine.clips.video, engine.formats.bundle, engine.bench.model, engine.bench.memory, "
+            "engine.protocol.server")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -13,7 +13,8 @@ import pytest
 from engine.errors import Cancelled, EngineError, InputError, ModelError
 from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
-from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, processing_size
+from engine.models.window_model import SizeRule
+from engine.pipeline.reconstruct import check_disk_space, load_model, output_size
 from tests.fixture_paths import GEO4D_FIXTURES
 
 CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
@@ -125,11 +126,12 @@ def test_options_from_protocol_json():
 
 
 def test_processing_size_keeps_aspect_near_training_area():
-    assert processing_size((480, 854), 64) == (320, 576)
-    assert processing_size((1080, 1920), 64) == (320, 576)
-    assert processing_size((720, 720), 64) == (384, 384)
-    assert processing_size((1920, 1080), 64) == (512, 320)
-    assert processing_size((320, 512), 64) == (320, 512)
+    processing_size = SizeRule(64, (320, 512), "Geo4D").fit
+    assert processing_size((480, 854)) == (320, 576)
+    assert processing_size((1080, 1920)) == (320, 576)
+    assert processing_size((720, 720)) == (384, 384)
+    assert processing_size((1920, 1080)) == (512, 320)
+    assert processing_size((320, 512)) == (320, 512)
     assert output_size((480, 854), (320, 576)) == (320, 569)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..engine.errors import InputError
-from ..engine.formats.bundle import Bundle, read_bundle
+from ..engine_link import Bundle, read_bundle
+from ..errors import InputError
 from . import replace
 from .camera import build_camera
 from .depth import SequenceTiming, depth_composite_group, load_depth_sequence, remove_compositor_nodes, \

@@ -2,12 +2,13 @@
 
 Channel `Y` holds depth, so Blender, Nuke and image viewers show it as a grey image;
 channel `confidence` holds the per-pixel confidence (0 = invalid, depth then 0 too).
+OpenEXR is imported by the functions that use it: Blender's Python has none, and reads depth with its own
+image loader.
 """
 
 from pathlib import Path
 
 import numpy as np
-import OpenEXR
 
 DEPTH_CHANNEL = "Y"
 CONFIDENCE_CHANNEL = "confidence"
@@ -15,6 +16,8 @@ CONFIDENCE_CHANNEL = "confidence"
 
 def write_depth_exr(path: str | Path, depth: np.ndarray, confidence: np.ndarray) -> None:
     """depth, confidence: float32[H, W]; depth is planar z (scene units), 0 where invalid."""
+    import OpenEXR
+
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     channels = {
         DEPTH_CHANNEL: np.ascontiguousarray(depth, np.float32),
@@ -26,6 +29,8 @@ def write_depth_exr(path: str | Path, depth: np.ndarray, confidence: np.ndarray)
 
 def read_depth_exr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Returns (depth float32[H, W], confidence float32[H, W])."""
+    import OpenEXR
+
     with OpenEXR.File(str(path)) as f:
         ch = f.channels()
         return np.array(ch[DEPTH_CHANNEL].pixels, np.float32), np.array(ch[CONFIDENCE_CHANNEL].pixels, np.float32)

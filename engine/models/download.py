@@ -77,7 +77,7 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
     """Download (or resume), verify and convert Geo4D's checkpoints; 1 after printing the manual steps when
     the network refuses. download_dir None: ~/.cache/parallax/downloads/geo4d; out None: the default model
     directory; mirror: a base URL serving model.ckpt and vae.ckpt instead of Google Drive."""
-    from .geo4d.model_dir import default_model_dir
+    from . import default_model_dir
 
     download_dir = Path(download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")

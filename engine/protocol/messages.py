@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
+from ..options import BundleOptions, check
 
 PROTOCOL_VERSION = 1
 
@@ -35,7 +36,8 @@ class PingRequest:
 class ReconstructRequest:
     """Run a model over a clip and write a bundle (engine.pipeline.run_reconstruct).
 
-    options: the fields of engine.pipeline.ReconstructOptions by name (video, out, model, ...).
+    options: the fields of engine.options.ReconstructOptions by name (video, out, model, ..., and `align`, an
+    object of engine.options.AlignOptions' fields); built and checked when the job starts.
     """
 
     type: ClassVar[str] = "reconstruct"
@@ -49,14 +51,14 @@ class AlignRequest:
 
     windows: path of window predictions (docs/formats.md): a folder such as a bundle's `windows`, or a .npz.
     out: the bundle folder to write.
-    point_stride: keep every k-th pixel in x and y for the point clouds.
+    point_stride: keep every k-th pixel in x and y for the point clouds (engine.options.BundleOptions).
     """
 
     type: ClassVar[str] = "align"
     id: str
     windows: str
     out: str
-    point_stride: int = 1
+    point_stride: int = BundleOptions.__dataclass_fields__["point_stride"]  # the same field: one definition
 
 
 @dataclass
@@ -162,7 +164,8 @@ def decode(line: str, table: dict):
 
 
 def build(cls, values: dict):
-    """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError."""
+    """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError, and values
+    outside their option's range or choices (nested options too) with an InputError (engine.options.check)."""
     what = getattr(cls, "type", cls.__name__)
     if not isinstance(values, dict):
         raise ProtocolError(f"'{what}' must be a JSON object, not {type(values).__name__}",
@@ -173,6 +176,11 @@ def build(cls, values: dict):
         raise ProtocolError(f"'{what}' has no field(s) {', '.join(unknown)}",
                             f"its fields are: {', '.join(sorted(names))}")
     try:
-        return cls(**values)
+        message = cls(**values)
     except TypeError as exc:
         raise ProtocolError(f"'{what}': {exc}", "see docs/protocol.md for the required fields") from None
+    try:
+        check(message)
+    except InputError as exc:
+        raise ProtocolError(exc.problem, exc.fix) from None
+    return message

@@ -29,7 +29,8 @@ SHUTDOWN_GRACE_S = 10.0
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
-    from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
+    from ..options import ReconstructOptions
+    from ..pipeline.reconstruct import run_reconstruct  # torch comes only with a model run
 
     return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled, log)
 

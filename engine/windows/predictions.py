@@ -195,8 +195,16 @@ def _save_array(arr: np.ndarray, target: Path, dtype) -> None:
 
 
 def load_windows(path: str | os.PathLike) -> WindowPredictions:
-    """Read window predictions: a folder (memory-mapped, read-only) or a version-1 `.npz`;
-    raise InputError naming what is wrong with them."""
+    """Read window predictions (docs/formats.md).
+
+    Args:
+        path: a window-predictions folder (memory-mapped, read-only) or a version-1 `.npz`.
+
+    Returns:
+        WindowPredictions: G windows of T frames at (H, W): pointmap [G, T, H, W, 3], pointmap_conf [G, T, H, W],
+        disparity [G, T, H, W], ray_dirs and ray_moments [G, T, H, W, 3], window_starts / window_lengths [G].
+        InputError names what is wrong with a file that is not that.
+    """
     path = Path(path)
     if path.is_dir():
         w = _load_folder(path)

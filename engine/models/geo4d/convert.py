@@ -94,7 +94,18 @@ def pointmap_vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | Path, dtype: str = "fp16",
                   config_path: str | Path = OFFICIAL_CONFIG,
                   log: Callable[[str], None] = print) -> Path:
-    """Write a converted model directory at out_dir (an older one there is replaced only on success)."""
+    """Convert the official checkpoints into a model directory (model_dir.py).
+
+    Args:
+        model_ckpt, vae_ckpt: Geo4D's model.ckpt and vae.ckpt, loaded without running pickled code.
+        out_dir: the directory to write; an older converted one there is replaced only on success.
+        dtype: storage precision of the networks, "fp16", "bf16" or "fp32" (the context stays float32).
+        config_path: the architecture (the official one, or a fixture folder's tiny_config.json).
+        log: hears one line per step.
+
+    Returns:
+        out_dir, absolute. ModelError names a checkpoint that is not Geo4D's or does not fit the config.
+    """
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
     config = load_config(config_path)

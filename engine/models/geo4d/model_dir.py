@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -31,16 +30,8 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 NETWORKS = ("unet", "vae", "pointmap_vae")
 WEIGHT_FILES = tuple(f"{name}.safetensors" for name in (*NETWORKS, "context"))
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
-DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
-MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
-
-
-def default_model_dir(name: str = "geo4d") -> Path:
-    """$PARALLAX_MODEL_DIR, else ~/.cache/parallax/models/<name>."""
-    env = os.environ.get(MODEL_DIR_ENV)
-    return Path(env).expanduser() if env else (DEFAULT_MODEL_ROOT / name).expanduser()
 
 
 def write_model_dir(out_dir: Path, networks: dict[str, dict[str, torch.Tensor]], context: torch.Tensor,
