@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
     download_dir = Path(args.download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(args.out).expanduser().absolute() if args.out else default_model_dir("geo4d")
+    if not args.no_convert:
+        from .geo4d.convert import check_model_target
+
+        check_model_target(out, {"download folder": download_dir})  # before 10 GB are downloaded
     urls = source_urls(args.mirror)
     download_dir.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():

@@ -25,8 +25,10 @@ from typing import Callable
 import torch
 from safetensors.torch import save_file
 
+from ... import __version__
 from ...errors import ModelError
-from ...formats.atomic import staged_dir
+from ...formats.atomic import recover, staged_dir
+from ...formats.paths import check_outside, check_replaceable, written_by_parallax
 from .config import OFFICIAL_CONFIG, load_config
 from .unet import UNET_PREFIX
 from .vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX
@@ -43,6 +45,32 @@ CONDITIONING_PREFIXES = ("cond_stage_model.", "embedder.", "image_proj_model.")
 SCHEDULE_BUFFERS = ("alphas_cumprod", "scale_arr")
 WEIGHT_FILES = ("unet.safetensors", "vae.safetensors", "pointmap_vae.safetensors", "context.safetensors")
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
+
+
+def model_dir_files(folder: Path) -> set[str] | None:
+    """Every file a converted model directory names, or None when its manifest.json does not say it is
+    one (every version wrote "model": "geo4d" and the "files" table; newer ones also a "generator")."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("model") != "geo4d" or not isinstance(manifest.get("files"), dict):
+        return None
+    return {"manifest.json", *MANIFEST_FILES}
+
+
+def check_model_target(out_dir: str | Path, inputs: dict[str, str | Path | None]) -> Path:
+    """The absolute out_dir, or InputError when a converted model may not be written there: it exists and
+    is neither empty nor a model directory Parallax wrote, or an input lies inside it."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    recover(out_dir, _is_model_dir)
+    check_replaceable(out_dir, "converted Geo4D model directory", model_dir_files)
+    check_outside(out_dir, inputs)
+    return out_dir
+
+
+def _is_model_dir(folder: Path) -> bool:
+    return written_by_parallax(folder, model_dir_files)
 
 
 def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.Tensor]:
@@ -120,11 +148,9 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
 
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
+    out_dir = check_model_target(out_dir, {"model checkpoint": model_ckpt, "VAE checkpoint": vae_ckpt,
+                                           "config": config_path})
     config = load_config(config_path)
-    out_dir = Path(out_dir).expanduser().absolute()
-    if out_dir.exists() and not (out_dir / "manifest.json").is_file() and any(out_dir.iterdir()):
-        raise ModelError(f"{out_dir} exists and is not a converted model directory",
-                         "choose an empty or new folder for --out")
 
     log(f"loading {model_ckpt} (weights only, memory-mapped)")
     parts = split_model_state(load_checkpoint_state_dict(model_ckpt, "model.ckpt"))
@@ -136,7 +162,7 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
     context = constant_context(parts.pop("conditioning"), config)
 
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, _is_model_dir) as tmp:
         for name in ("unet", "vae", "pointmap_vae"):
             log(f"writing {name}.safetensors ({dtype})")
             _save(parts.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
@@ -146,7 +172,8 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
         files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
                  for name in MANIFEST_FILES}
         (tmp / "manifest.json").write_text(json.dumps(
-            {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
+            {"model": "geo4d", "format_version": FORMAT_VERSION, "generator": f"parallax {__version__}",
+             "files": files}, indent=1))
     log(f"wrote {out_dir}")
     return out_dir
 
