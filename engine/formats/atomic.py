@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
 
 TAG = "parallax"
 OLD_SUFFIX = f".{TAG}-old"
@@ -94,6 +94,10 @@ def recover(target: Path, is_ours: Callable[[Path], bool]) -> None:
             _sync_folder(target.parent)
         elif old.name.endswith(OLD_SUFFIX):
             _remove(old)  # the new one did arrive; this is the old one a crash kept from being removed
+    old = old_path(target)
+    if old.exists() or old.is_symlink():
+        raise InputError(f"{old} is in the way: replacing {target} needs that name, and it holds files "
+                         "Parallax did not write", f"move or rename {old}, then run again")
 
 
 @contextmanager

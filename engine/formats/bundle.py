@@ -128,13 +128,15 @@ def check_bundle_target(out_dir: str | Path, inputs: dict[str, str | Path | None
 
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                  point_stride: int = 1, min_confidence: float = 0.0,
-                 inputs: dict[str, str | Path | None] | None = None) -> Path:
+                 inputs: dict[str, str | Path | None] | None = None, progress=None) -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
     windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
     inputs: the files the bundle was made from, by what they are ("clip", "window predictions"): refused
         when inside out_dir (check_bundle_target).
+    progress: called as progress("writing bundle", fraction) after each frame; a job's progress raises
+        engine.errors.Cancelled to stop it, and then nothing is left behind.
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
@@ -158,6 +160,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                 "points": f"points/{name}.ply",
                 "num_points": int(len(xyz)),
             })
+            if progress is not None:
+                progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
         if windows is not None:
             save_windows(windows, tmp / "windows")
         h, w = recon.image_size

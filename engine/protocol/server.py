@@ -73,7 +73,8 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     if note:
         log("warning", note)
     progress("writing bundle", 0.0)
-    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs)
+    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
+                        progress=progress)
 
 
 JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align}
