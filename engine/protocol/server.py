@@ -8,7 +8,6 @@ shutdown request or when stdin closes, which is what happens when Blender goes a
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -30,25 +29,6 @@ SHUTDOWN_GRACE_S = 10.0
 # The same on SIGTERM; then engine.cli removes what the job was writing. Below the add-on's wait
 # between SIGTERM and SIGKILL (blender_addon/engine_process.py TERMINATE_GRACE_S).
 TERMINATE_GRACE_S = 2.0
-
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Speak the JSON-lines protocol on stdin/stdout (see docs/protocol.md)."
-
-
-def run(args: argparse.Namespace) -> int:
-    return Server(_take_stdout()).serve(sys.stdin)
-
-
-def _take_stdout() -> TextIO:
-    """Reserve the real stdout for protocol lines; everything else printed (ours, libraries', C code's) goes
-    to stderr, so a stray print can never corrupt the protocol."""
-    sys.stdout.flush()
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:

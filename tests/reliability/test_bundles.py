@@ -192,7 +192,7 @@ def test_the_error_names_the_files_parallax_did_not_write(windows, good_bundle, 
 
 def _model_dir(out: Path, extra: dict[str, bytes] | None = None, manifest: dict | str | None = None) -> None:
     """A folder shaped like a converted model directory (the files' contents do not matter here)."""
-    from engine.models.geo4d.convert import MANIFEST_FILES
+    from engine.models.geo4d.model_dir import MANIFEST_FILES
 
     out.mkdir()
     for name in MANIFEST_FILES:
