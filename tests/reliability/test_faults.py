@@ -75,12 +75,19 @@ def _dead_pid() -> int:
 
 # Kills while writing.
 
+def _align_caught_writing(big_windows: Path, windows: Path, folder: Path):
+    """(out, snapshot of folder, process): an earlier bundle at folder/shot, and `align` replacing it, caught
+    while it writes the new one."""
+    out = make_bundle(folder / "shot", windows)
+    before = snapshot(folder)
+    proc = start_engine("align", big_windows, "--out", out, "--point-stride", "1")
+    _wait_for_staging(folder, proc)
+    return out, before, proc
+
+
 @pytest.mark.slow
 def test_sigkill_while_writing_keeps_the_old_bundle_and_the_next_run_cleans_up(big_windows, windows, tmp_path):
-    out = make_bundle(tmp_path / "shot", windows)
-    before = snapshot(tmp_path)
-    proc = start_engine("align", big_windows, "--out", out, "--point-stride", "1")
-    _wait_for_staging(tmp_path, proc)
+    out, before, proc = _align_caught_writing(big_windows, windows, tmp_path)
     proc.kill()
     proc.wait()
     staging = [name for name in _hidden(tmp_path) if ".parallax-" in name]
@@ -93,10 +100,7 @@ def test_sigkill_while_writing_keeps_the_old_bundle_and_the_next_run_cleans_up(b
 
 @pytest.mark.slow
 def test_sigterm_while_writing_removes_the_staging_and_keeps_the_old_bundle(big_windows, windows, tmp_path):
-    out = make_bundle(tmp_path / "shot", windows)
-    before = snapshot(tmp_path)
-    proc = start_engine("align", big_windows, "--out", out, "--point-stride", "1")
-    _wait_for_staging(tmp_path, proc)
+    _, before, proc = _align_caught_writing(big_windows, windows, tmp_path)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM, err
