@@ -6,9 +6,12 @@ Command `a-b` lives in `engine/commands/a_b.py`, which defines `add_arguments(pa
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from .errors import EngineError
+from .formats.atomic import remove_staging
 
 COMMANDS = {
     "align": "fuse window predictions into a reconstruction bundle",
@@ -53,8 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
+        raise
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: the process exits with 128 + 15 once the stack has unwound."""
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
+    written output is removed on the way out; then exit with the usual code 128 + signal."""
+    raise Terminated(128 + signum)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import align, down_weighted_note
-from ..formats.bundle import write_bundle
+from ..formats.bundle import check_bundle_target, write_bundle
 from ..options import AlignOptions, BundleOptions, from_args
 from ..options import add_arguments as add_option_arguments
 from ..windows.predictions import load_windows
@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options, bundle = from_args(AlignOptions, args), from_args(BundleOptions, args)
+    inputs = {"window predictions": args.windows}
+    check_bundle_target(args.out, inputs)  # before the alignment runs, not after
     windows = load_windows(args.windows)
     recon = align(windows, options)
     out = write_bundle(recon, args.out, windows=windows, point_stride=bundle.point_stride,
-                       min_confidence=bundle.min_confidence)
+                       min_confidence=bundle.min_confidence, inputs=inputs)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]

@@ -81,6 +81,10 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
 
     download_dir = Path(download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")
+    if convert:
+        from .geo4d.model_dir import check_model_target
+
+        check_model_target(out, {"download folder": download_dir})  # before 10 GB are downloaded
     urls = source_urls(mirror)
     download_dir.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():

@@ -15,6 +15,7 @@ intrinsics map to the clip's pixels by one scale factor (scene.json metadata.cli
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +31,31 @@ from ..reporting import Log, Progress
 from ..windows.schedule import check_stride, window_starts
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def check_memory(model: WindowModel, size: tuple[int, int], device: str, precision: str) -> None:
+    """Refuse (EngineError, with the figures) a processing size (H, W) that cannot fit in the memory of
+    `device`, before the clip is read or the model runs: an out-of-memory kill gives no message.
+    The model's `memory_floor` is a lower bound, so nothing that could fit is refused."""
+    needed, what = model.memory_floor(size, precision)
+    total, where = _memory_of(device)
+    if total is not None and needed > total:
+        raise EngineError(f"processing size {size[0]}x{size[1]} needs at least {needed / 1e9:,.1f} GB of {where} "
+                          f"memory ({what}); the {where} has {total / 1e9:,.1f} GB",
+                          f"pass a smaller --size ({model.label} was trained at {model.size_rule.trained_at[0]} "
+                          f"{model.size_rule.trained_at[1]}), or leave --size out for the automatic size")
+
+
+def _memory_of(device: str) -> tuple[int | None, str]:
+    """(bytes of memory, what it is) of a torch device; None where the system does not say."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(device).total_memory, "GPU"
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "computer's"
+    except (AttributeError, ValueError, OSError):
+        return None, "computer's"
 
 
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
@@ -113,7 +139,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     check_options(options)
-    out = check_bundle_target(options.out)  # before the model runs, not after
+    inputs = {"clip": options.video, "model directory": options.model_dir}
+    out = check_bundle_target(options.out, inputs)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
     started = time.perf_counter()
     progress("loading model", 0.0)
@@ -129,13 +156,13 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         model.size_rule.check(size)
     else:
         size = model.size_rule.fit(clip_size)
+    check_memory(model, size, device, precision)
     start, stop = options.frames
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
     if cancelled():
         raise Cancelled()
-    sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
     map_size = output_size(clip_size, size)
     # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
     # are then copied into the bundle: both copies must fit.
@@ -169,6 +196,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     progress("writing bundle", 0.0)
-    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride)
+    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride, inputs=inputs,
+                        progress=progress)  # the server's progress raises Cancelled on a cancel
     progress("writing bundle", 1.0)
     return path

@@ -30,7 +30,7 @@ from ...reporting import Progress
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
-from .config import model_params, size_multiple
+from .config import model_params, size_multiple, vae_params
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
@@ -97,6 +97,19 @@ def size_rule(config: dict) -> SizeRule:
     return SizeRule(size_multiple(config), TRAINING_SIZE, "Geo4D")
 
 
+def memory_floor(config: dict, size: tuple[int, int], precision: str) -> tuple[int, str]:
+    """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W). The VAE's
+    first full-resolution convolution holds its input and output, [frames, ch, H, W] each in the run precision
+    (one encoder call's frames), and one window's frames are held as uint8 RGB. (Weights, the UNet and the VAE's
+    other layers come on top: at 320x512 the measured peak is about 2.9 times this bound, docs/models.md.)"""
+    h, w = size
+    element = 4 if precision == "fp32" else 2
+    layers = 2 * SamplingOptions.encode_chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
+    clip = WINDOW_LENGTH * h * w * 3
+    return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {precision}, "
+                           f"{clip / 1e9:,.1f} GB for one window's frames")
+
+
 class Geo4D:
     """The assembled model: `predict(frames, ...)` gives the window predictions of a clip (a WindowModel)."""
 
@@ -122,6 +135,9 @@ class Geo4D:
     @property
     def size_rule(self) -> SizeRule:
         return size_rule(self.config)
+
+    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
+        return memory_floor(self.config, size, precision)
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray,
