@@ -8,6 +8,7 @@ blocking, for scripts and background Blender.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -28,11 +29,26 @@ def active_clip(context):
 
 
 def bundle_dir(clip) -> Path:
-    """Next to the .blend (//parallax/CLIP) when it is saved, else in the extension's user folder."""
+    """Next to the .blend (//parallax/CLIP) when it is saved, else in the extension's user folder. Clips of the
+    same name in different folders get CLIP, CLIP-2, ...: the first that is free or holds a bundle of this clip."""
     name = bpy.path.clean_name(Path(clip.filepath).stem or clip.name)
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath(f"//parallax/{name}"))
-    return preferences.user_dir("bundles") / name
+    parent = Path(bpy.path.abspath("//parallax")) if bpy.data.filepath else preferences.user_dir("bundles")
+    video = Path(bpy.path.abspath(clip.filepath, library=clip.library)).absolute()
+    for k in range(1, 1000):
+        folder = parent / (name if k == 1 else f"{name}-{k}")
+        if not folder.exists() or _bundle_source(folder) == video:
+            return folder
+    raise EngineUnavailable(f"{parent} holds 999 folders named after clips called {name}",
+                            "move old bundles out of that folder")
+
+
+def _bundle_source(folder: Path) -> Path | None:
+    """The absolute source clip a bundle folder's scene.json names (None: not a readable bundle)."""
+    try:
+        source = json.loads((folder / "scene.json").read_text()).get("source_clip")
+        return Path(source).absolute() if isinstance(source, str) and source else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def frame_range(clip, settings) -> list:
