@@ -23,7 +23,7 @@ from ..errors import Cancelled, EngineError
 from ..reporting import Log, Progress
 from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
                        PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
-                       build, decode, encode)
+                       build, decode, encode, request_id)
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
@@ -99,7 +99,7 @@ class Server:
             try:
                 request = decode(line, REQUESTS)
             except ProtocolError as exc:
-                self.emit(ErrorEvent("", exc.problem, exc.fix))
+                self.emit(ErrorEvent(request_id(line), exc.problem, exc.fix))
                 continue
             if isinstance(request, ShutdownRequest):
                 break
