@@ -16,12 +16,15 @@ import bpy
 
 from . import engine_process, preferences, properties
 from .engine.errors import EngineError, InputError
+from .engine.formats.bundle import read_bundle
 from .engine.formats.sequence import find_sequence
 from .engine_process import EngineJob, EngineUnavailable
 from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
+# How many frames Blender counts in the running job's range (to warn when the engine decoded fewer).
+_expected_frames: int | None = None
 
 
 def active_clip(context):
@@ -112,7 +115,10 @@ def start(context) -> EngineJob:
     clip = active_clip(context)
     if clip is None:
         raise EngineUnavailable("there is no active clip", "open a clip in the Movie Clip Editor")
+    global _expected_frames
     options = reconstruct_options(context, clip)  # bad settings are refused before an engine starts
+    first, end = options["frames"]
+    _expected_frames = (clip.frame_duration if end is None else end) - first
     engine = engine_process.get_engine(preferences.engine_python(context))
     _job = EngineJob(engine, {"type": "reconstruct", "id": engine.new_id("reconstruct"), "options": options})
     context.window_manager.parallax_message = ""
@@ -131,6 +137,14 @@ def show(context, job: EngineJob) -> None:
             area.tag_redraw()
 
 
+def frame_shortfall(frames: int, expected: int | None) -> str | None:
+    """A warning when a bundle holds fewer frames than Blender counts in the reconstructed range."""
+    if expected is None or frames >= expected:
+        return None
+    return (f"the bundle has {frames} frames but Blender counts {expected} in the clip's range: the engine "
+            "decoded only part of the clip (a truncated or damaged file?); check the footage")
+
+
 def explain(problem: str, fix: str) -> str:
     return f"{problem} — {fix}" if fix else problem
 
@@ -143,6 +157,9 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
         try:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
             level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+            note = frame_shortfall(len(read_bundle(job.bundle).frames), _expected_frames)
+            if note:
+                job.log.append(("warning", note))
         except EngineError as exc:
             level, message = {"ERROR"}, f"Importing {job.bundle} failed: {explain(exc.problem, exc.fix)}"
     elif job.outcome == "cancelled":

@@ -31,40 +31,42 @@ _LINES_PER_CHUNK = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256)
 class ExrHeader:
     channels: dict[str, int]  # name -> pixel type (0 uint, 1 half, 2 float)
     size: tuple[int, int]     # (H, W) of the data window
+    scanline: bool            # one part of scanlines (what write_depth_exr writes), not tiled or multi-part
 
 
-def exr_header(path: str | Path) -> ExrHeader:
-    """The channels and size a single-part scanline EXR declares; InputError when the file is not a whole EXR
-    (a wrong magic number, a damaged header, or chunks that end past the end of the file: a truncated copy)."""
+def exr_header(path: str | Path, fix: str = "re-run the engine to rewrite the bundle (a copy or a full disk may "
+                                            "have cut it short)") -> ExrHeader:
+    """The channels and size an EXR declares (the first part's); InputError when the file is not a whole EXR
+    (a wrong magic number, a damaged header, or, for single-part scanline files such as the depth maps, pixel
+    chunks that end past the end of the file: a truncated copy)."""
     path = Path(path)
     try:
         data = path.read_bytes()
         header, end = _parse_header(data)
-        if header.get("__flags", 0) & (_MULTI_PART | _TILED):
-            raise ValueError("multi-part or tiled EXRs are not depth files")
         channels = header["channels"]
         x0, y0, x1, y1 = header["dataWindow"]
         h, w = y1 - y0 + 1, x1 - x0 + 1
         if h < 1 or w < 1:
             raise ValueError(f"empty data window {header['dataWindow']}")
-        chunks = -(-h // _LINES_PER_CHUNK[header["compression"]])
-        offsets = struct.unpack_from(f"<{chunks}Q", data, end)
-        for offset in offsets:
-            _, size = struct.unpack_from("<ii", data, offset)
-            if size < 0 or offset + 8 + size > len(data):
-                raise ValueError(f"a pixel chunk ends past the end of the {len(data)}-byte file")
+        if not header["__flags"] & (_MULTI_PART | _TILED):
+            chunks = -(-h // _LINES_PER_CHUNK[header["compression"]])
+            for offset in struct.unpack_from(f"<{chunks}Q", data, end):
+                _, size = struct.unpack_from("<ii", data, offset)
+                if size < 0 or offset + 8 + size > len(data):
+                    raise ValueError(f"a pixel chunk ends past the end of the {len(data)}-byte file")
     except OSError as exc:
         raise InputError(f"cannot read {path} ({exc})", "check the file is there and readable") from None
     except (ValueError, KeyError, IndexError, struct.error, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not a complete EXR file ({exc})",
-                         "re-run the engine to rewrite the bundle (a copy or a full disk may have cut it short)"
-                         ) from None
-    return ExrHeader(channels, (h, w))
+        raise InputError(f"{path} is not a complete EXR file ({exc})", fix) from None
+    return ExrHeader(channels, (h, w), not header["__flags"] & (_MULTI_PART | _TILED))
 
 
 def check_depth_exr(path: str | Path, image_size: tuple[int, int]) -> None:
     """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y and confidence channels."""
     header = exr_header(path)
+    if not header.scanline:
+        raise InputError(f"{path} is a tiled or multi-part EXR, not a Parallax depth map",
+                         "re-run the engine to rewrite the bundle's depth maps")
     wanted = {DEPTH_CHANNEL: _FLOAT, CONFIDENCE_CHANNEL: _FLOAT}
     if any(header.channels.get(name) != kind for name, kind in wanted.items()):
         raise InputError(f"{path} has the channels {sorted(header.channels)}, not float {DEPTH_CHANNEL} (depth) and "

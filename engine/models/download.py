@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
 
     download_dir = Path(args.download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(args.out).expanduser().absolute() if args.out else default_model_dir("geo4d")
+    from ..formats.writable import check_writable
+
+    check_writable(download_dir / "model.ckpt", "--download-dir")  # before gigabytes are downloaded
+    if not args.no_convert:
+        check_writable(out)
     urls = source_urls(args.mirror)
     download_dir.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():

@@ -184,12 +184,14 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
 
     from ..alignment import AlignOptions, align, down_weighted_note
     from ..formats.bundle import check_bundle_target, write_bundle
+    from ..formats.writable import check_writable
     from ..models.geo4d.model import SamplingOptions
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     check_options(options)
+    check_writable(options.out)  # before the model loads: a read-only or full disk is named first
     try:
         align_options = AlignOptions(**options.align)
     except TypeError as exc:
@@ -215,6 +217,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
+    if clip.shortfall():
+        log("warning", clip.shortfall())
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)

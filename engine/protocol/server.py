@@ -9,6 +9,7 @@ shutdown request or when stdin closes, which is what happens when Blender goes a
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import threading
@@ -159,10 +160,19 @@ class Server:
             job.thread.join(SHUTDOWN_GRACE_S)
 
 
+# The errors of a disk that refuses writes: read-only, no permission, full, over quota.
+_DISK_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 def _error_event(job_id: str, exc: Exception) -> ErrorEvent:
     """What the user is told about a failed job: the error's own words, a missing package, or a bug."""
     if isinstance(exc, EngineError):
         return ErrorEvent(job_id, exc.problem, exc.fix)
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return ErrorEvent(job_id, f"cannot write{where}: {exc.strerror}",
+                          "choose a writable output folder with free space (a read-only disk, missing permissions "
+                          "or a full disk); nothing was written")
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != __name__.split(".")[0]:
         return ErrorEvent(job_id, f"the engine's Python ({sys.executable}) lacks the package '{exc.name}'",
                           "create the engine environment again in the add-on preferences, or install the "

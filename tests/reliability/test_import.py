@@ -306,3 +306,23 @@ def test_a_foreign_folder_named_like_the_clip_is_skipped(tmp_path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     assert rc.bundle_dir(bpy.data.movieclips.load(str(a))) == tmp_path / "parallax" / "plate-2"
+
+
+def test_the_add_on_warns_when_the_bundle_has_fewer_frames_than_blender_counts(tmp_path):
+    """Blender decodes 64 frames of the clip; a bundle of 34 (an engine whose decoder gave up early) is
+    imported with a warning naming both numbers. (A file cut short is counted short by Blender too: the
+    engine's own check against the header, tests/reliability/test_clips.py, covers that.)"""
+    import cv2
+
+    from blender_addon.reconstruct import frame_shortfall
+
+    path = tmp_path / "plate.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 24, (64, 48))
+    for _ in range(64):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    clip = bpy.data.movieclips.load(str(path))
+    note = frame_shortfall(34, clip.frame_duration)
+    assert clip.frame_duration == 64 and "has 34 frames but Blender counts 64" in note
+    assert frame_shortfall(64, clip.frame_duration) is None

@@ -17,6 +17,7 @@ import pytest
 from blender_addon.engine_process import PROTOCOL_VERSION, EngineJob, EngineProcess
 from engine.protocol.messages import PROTOCOL_VERSION as ENGINE_PROTOCOL
 from tests.reliability.conftest import ROOT, assert_unchanged, snapshot, start_engine
+from tests.reliability.read_only import read_only_folder  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +184,26 @@ def test_cancel_before_the_engine_answered_ends_the_job(tmp_path):
     assert not job.poll()
     job.cancel()
     assert job.poll() and job.outcome == "cancelled" and not engine.alive()
+
+
+def test_serve_names_a_read_only_output_not_a_bug(serve, windows, read_only_folder, tmp_path):
+    serve.send({"type": "reconstruct", "id": "r1", "options": {
+        "video": str(tmp_path / "plate.mp4"), "out": str(read_only_folder / "bundle"),
+        "model_dir": str(tmp_path / "no-model")}})
+    error = serve.outcome("r1")
+    assert error["type"] == "error" and "cannot write" in error["problem"] and "Read-only" in error["problem"]
+    serve.send({"type": "align", "id": "a1", "windows": str(windows), "out": str(read_only_folder / "bundle")})
+    error = serve.outcome("a1")
+    assert error["type"] == "error" and "Read-only" in error["problem"], error
+    assert "bug" not in error["fix"] and error["fix"]
+    assert list(read_only_folder.iterdir()) == [] and serve.alive()
+
+
+def test_serve_names_a_damaged_windows_file(serve, windows, tmp_path):
+    bad = tmp_path / "windows"
+    shutil.copytree(windows, bad)
+    (bad / "disparity.npy").write_bytes(b"")
+    serve.send({"type": "align", "id": "a1", "windows": str(bad), "out": str(tmp_path / "bundle")})
+    error = serve.outcome("a1")
+    assert error["type"] == "error" and "disparity.npy" in error["problem"] and "bug" not in error["fix"]
+    assert not (tmp_path / "bundle").exists()

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from ...errors import ModelError
 from ...formats.atomic import staged_dir
+from ...formats.writable import check_writable
 from .config import OFFICIAL_CONFIG, load_config
 from .unet import UNET_PREFIX
 from .vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX
@@ -145,6 +146,7 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
         raise ModelError(f"{out_dir} exists and is not a converted model directory",
                          "choose an empty or new folder for --out")
 
+    check_writable(out_dir)  # before gigabytes are loaded
     log(f"loading {model_ckpt} (weights only, memory-mapped)")
     parts = split_model_state(load_checkpoint_state_dict(model_ckpt, "model.ckpt"))
     log(f"loading {vae_ckpt}")
