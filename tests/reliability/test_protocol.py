@@ -5,9 +5,7 @@ another protocol version is named ("update the engine") before any request reach
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,8 +14,9 @@ import pytest
 
 from blender_addon.engine_process import PROTOCOL_VERSION, EngineJob, EngineProcess
 from engine.protocol.messages import PROTOCOL_VERSION as ENGINE_PROTOCOL
-from tests.reliability.conftest import ROOT, assert_unchanged, snapshot, start_engine
+from tests.reliability.conftest import ROOT, assert_unchanged, snapshot
 from tests.reliability.read_only import read_only_folder  # noqa: F401
+from tests.test_protocol import Engine
 
 
 @pytest.fixture(scope="module")
@@ -31,36 +30,18 @@ def windows(tmp_path_factory) -> Path:
                         tmp_path_factory.mktemp("windows") / "windows")
 
 
-class Serve:
-    """`python -m engine serve` over real pipes."""
-
-    def __init__(self):
-        self.proc = start_engine("serve", stdin=subprocess.PIPE)
-
-    def send(self, obj) -> None:
-        self.proc.stdin.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
-        self.proc.stdin.flush()
-
-    def read(self) -> dict:
-        line = self.proc.stdout.readline()
-        assert line, f"engine closed stdout; stderr:\n{self.proc.stderr.read()}"
-        return json.loads(line)
+class Serve(Engine):
+    """`python -m engine serve` over real pipes (tests/test_protocol.py's client)."""
 
     def outcome(self, job: str) -> dict:
-        while True:
-            event = self.read()
-            if event["type"] in ("result", "error", "cancelled") and event["id"] == job:
-                return event
+        return self.until({"result", "error", "cancelled"}, job)[-1]
 
     def alive(self) -> bool:
-        self.send({"type": "ping", "id": "alive?"})
-        return self.read() == {"type": "pong", "id": "alive?", "protocol": ENGINE_PROTOCOL,
-                               "engine_version": self.read_version(), "pid": self.proc.pid, "busy": False}
-
-    def read_version(self) -> str:
         from engine import __version__
 
-        return __version__
+        self.send({"type": "ping", "id": "alive?"})
+        return self.read() == {"type": "pong", "id": "alive?", "protocol": ENGINE_PROTOCOL,
+                               "engine_version": __version__, "pid": self.proc.pid, "busy": False}
 
 
 @pytest.fixture
