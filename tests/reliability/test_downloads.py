@@ -252,7 +252,7 @@ def test_download_command_resumes_after_a_drop(server, tmp_path):
 def test_a_pinned_size_or_hash_mismatch_is_refused(tiny_checkpoints):
     """The pins of the official files are unknown here (engine/models/download.py says why); the check
     itself runs on the tiny checkpoint with its own size and hash, then a wrong one of each."""
-    from engine.models.geo4d.convert import sha256_file
+    from engine.models.geo4d.model_dir import sha256_file
 
     vae = tiny_checkpoints.vae
     size, digest = vae.stat().st_size, sha256_file(vae)
