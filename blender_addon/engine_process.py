@@ -25,6 +25,9 @@ STDERR_TAIL = 40
 # The engine stops a cancelled job at its next progress report; one that has not after this many seconds
 # (a long model step on the CPU, a hung process) is ended by stopping the engine (the next run starts another).
 CANCEL_GRACE_S = 10.0
+# After SIGTERM the engine stops its job and removes what it was writing (engine/cli.py, 2 s at most);
+# it gets this long before SIGKILL, which would leave hidden staging folders for the next run to clean.
+TERMINATE_GRACE_S = 5.0
 # Events the client makes up itself (the engine never sends these types).
 EXIT = "exit"
 PROTOCOL_BROKEN = "protocol_broken"
@@ -124,7 +127,8 @@ class EngineProcess:
         return "\n".join(self._stderr)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the engine to shut down; terminate, then kill it if it does not exit in time."""
+        """Ask the engine to shut down; if it has not exited after `timeout` seconds send SIGTERM, and
+        SIGKILL only if it has not exited TERMINATE_GRACE_S seconds later."""
         proc = self._proc
         if proc is None:
             return
@@ -134,11 +138,11 @@ class EngineProcess:
                 proc.stdin.close()
             except OSError:
                 pass
-            for action in (None, proc.terminate, proc.kill):
+            for action, wait in ((None, timeout), (proc.terminate, TERMINATE_GRACE_S), (proc.kill, timeout)):
                 if action is not None:
                     action()
                 try:
-                    proc.wait(timeout)
+                    proc.wait(wait)
                     break
                 except subprocess.TimeoutExpired:
                     continue

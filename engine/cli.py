@@ -6,9 +6,11 @@ Command `a-b` lives in `engine/commands/a_b.py`, which defines `add_arguments(pa
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .errors import EngineError
+from .formats.atomic import remove_staging
 
 COMMANDS = {
     "align": "fuse window predictions into a reconstruction bundle",
@@ -45,8 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        remove_staging()  # what a SIGTERM cut short, also in a thread that had no time to clean up (serve)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
+    written output is removed on the way out; then exit with the usual code 128 + signal."""
+    raise SystemExit(128 + signum)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import AlignOptions, align, down_weighted_note
-from ..formats.bundle import write_bundle
+from ..formats.bundle import check_bundle_target, write_bundle
 from ..windows.predictions import load_windows
 
 
@@ -29,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = {"window predictions": args.windows}
+    check_bundle_target(args.out, inputs)  # before the alignment runs, not after
     windows = load_windows(args.windows)
     options = AlignOptions(per_frame_focal=args.per_frame_focal, use_rays=not args.no_rays,
                            use_disparity=not args.no_disparity, robust=not args.no_robust,
                            smoothness=args.smoothness)
     recon = align(windows, options)
     out = write_bundle(recon, args.out, windows=windows, point_stride=args.point_stride,
-                       min_confidence=args.min_confidence)
+                       min_confidence=args.min_confidence, inputs=inputs)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]

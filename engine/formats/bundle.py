@@ -15,13 +15,16 @@ This module needs only numpy and json for reading, so the Blender add-on can use
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
-from .atomic import staged_dir
+from .atomic import recover, staged_dir
+from .paths import check_outside, check_replaceable, contained, written_by_parallax
 
 FORMAT_NAME = "parallax.bundle"
 FORMAT_VERSION = 1
@@ -75,32 +78,76 @@ class Reconstruction:
         return xyz, rgb, conf.astype(np.float32)
 
 
-def check_bundle_target(out_dir: str | Path) -> Path:
-    """The absolute out_dir, or InputError when a bundle may not go there: it exists and is
-    neither an empty folder nor a bundle (which would be replaced)."""
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not (out_dir / "scene.json").is_file():
-        if not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise InputError(f"{out_dir} exists and is not a Parallax bundle",
-                             "choose a new output folder or an existing bundle to replace")
+_FRAME_FILES = {"depth": re.compile(r"depth/\d+\.exr"), "points": re.compile(r"points/\d+\.ply")}
+
+
+def bundle_files(folder: Path) -> set[str] | None:
+    """The relative paths of every file the bundle at `folder` names (scene.json, each frame's depth and
+    points, the windows folder's files), or None when its scene.json does not say it is a Parallax bundle
+    with the file names Parallax writes. Bundles of every Parallax version carry the format marker."""
+    from ..windows.predictions import FOLDER_FILES
+
+    try:
+        scene = json.loads((Path(folder) / "scene.json").read_text())
+        named = {"scene.json"}
+        for entry in scene["frames"]:
+            for key, pattern in _FRAME_FILES.items():
+                if not pattern.fullmatch(entry[key]):
+                    return None
+                named.add(entry[key])
+        windows = scene.get("windows")
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return None
+    if not isinstance(scene, dict) or scene.get("format") != FORMAT_NAME:
+        return None
+    if windows == "windows":
+        named |= {f"windows/{name}" for name in FOLDER_FILES}
+    elif windows == "windows.npz":  # bundles written before 2026-12-02
+        named.add(windows)
+    elif windows is not None:
+        return None
+    return named
+
+
+def _is_bundle(folder: Path) -> bool:
+    return written_by_parallax(folder, bundle_files)
+
+
+def check_bundle_target(out_dir: str | Path, inputs: dict[str, str | Path | None] | None = None) -> Path:
+    """The absolute out_dir, or InputError when a bundle may not go there (engine/formats/paths.py): it
+    exists and is neither an empty folder nor a bundle Parallax wrote, or an input lies inside it.
+
+    A bundle's own `windows` folder may be the input (re-aligning a bundle in place): the new bundle
+    carries its data over. What a killed earlier write left there is tidied first (atomic.recover)."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    recover(out_dir, _is_bundle)
+    check_replaceable(out_dir, "Parallax bundle", bundle_files)
+    own_windows = (out_dir / "windows").resolve()
+    check_outside(out_dir, {what: path for what, path in (inputs or {}).items()
+                            if path is not None and Path(path).expanduser().resolve() != own_windows})
     return out_dir
 
 
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
-                 point_stride: int = 1, min_confidence: float = 0.0) -> Path:
+                 point_stride: int = 1, min_confidence: float = 0.0,
+                 inputs: dict[str, str | Path | None] | None = None, progress=None) -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
     windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
+    inputs: the files the bundle was made from, by what they are ("clip", "window predictions"): refused
+        when inside out_dir (check_bundle_target).
+    progress: called as progress("writing bundle", fraction) after each frame; a job's progress raises
+        engine.errors.Cancelled to stop it, and then nothing is left behind.
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
     from ..windows.predictions import save_windows
 
-    out_dir = check_bundle_target(out_dir)
+    out_dir = check_bundle_target(out_dir, inputs)
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
                   np.asarray(recon.camera_to_world, float), "the reconstruction")
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
         entries = []
@@ -117,12 +164,15 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                 "points": f"points/{name}.ply",
                 "num_points": int(len(xyz)),
             })
+            if progress is not None:
+                progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
         if windows is not None:
             save_windows(windows, tmp / "windows")
         h, w = recon.image_size
         scene = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
+            "generator": f"parallax {__version__}",
             "source_clip": str(recon.source_clip),
             "fps": float(recon.fps),
             "image_size": [h, w],
@@ -178,26 +228,28 @@ def read_bundle(path: str | Path) -> Bundle:
                          "choose the folder written by `python -m engine reconstruct` or `align`")
     try:
         scene = json.loads(scene_file.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{scene_file} is not valid JSON ({exc})", "re-run the engine to rewrite the bundle") from exc
-    if scene.get("format") != FORMAT_NAME:
-        raise InputError(f"{scene_file} has format {scene.get('format')!r}, expected {FORMAT_NAME!r}",
+    if not isinstance(scene, dict) or scene.get("format") != FORMAT_NAME:
+        found = scene.get("format") if isinstance(scene, dict) else type(scene).__name__
+        raise InputError(f"{scene_file} has format {found!r}, expected {FORMAT_NAME!r}",
                          "choose a Parallax bundle folder")
-    if int(scene.get("version", 0)) > FORMAT_VERSION:
-        raise InputError(f"bundle version {scene.get('version')} is newer than this Parallax ({FORMAT_VERSION})",
-                         "update Parallax")
+    if not isinstance(scene.get("version", 0), int) or scene.get("version", 0) > FORMAT_VERSION:
+        raise InputError(f"bundle version {scene.get('version')!r} is not one this Parallax reads "
+                         f"(1..{FORMAT_VERSION})", "update Parallax, or re-run the engine to rewrite the bundle")
     try:
         frames = [
             BundleFrame(
                 frame=int(e["frame"]), K=np.array(e["K"], float), camera_to_world=np.array(e["camera_to_world"], float),
-                depth_path=root / e["depth"], points_path=root / e["points"], num_points=int(e["num_points"]),
+                depth_path=contained(root, e["depth"], scene_file), points_path=contained(root, e["points"], scene_file),
+                num_points=int(e["num_points"]),
             )
             for e in scene["frames"]
         ]
         h, w = scene["image_size"]
         bundle = Bundle(root=root, source_clip=scene.get("source_clip", ""), fps=float(scene["fps"]),
                         image_size=(int(h), int(w)), frames=frames, metadata=scene.get("metadata", {}))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
         raise InputError(f"{scene_file} is malformed ({exc!r})", "re-run the engine to rewrite the bundle") from exc
     if not frames:
         raise InputError(f"{scene_file} lists no frames", "re-run the engine on a clip with at least one frame")

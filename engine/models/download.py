@@ -170,6 +170,9 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
     out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")
     check_writable(download_dir / "model.ckpt", "--download-dir")  # before gigabytes are downloaded
     if convert:
+        from .geo4d.model_dir import check_model_target
+
+        check_model_target(out, {"download folder": download_dir})  # before 10 GB are downloaded
         check_writable(out)
     urls = source_urls(mirror)
     download_dir.mkdir(parents=True, exist_ok=True)

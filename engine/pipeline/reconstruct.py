@@ -13,6 +13,7 @@ bundle's intrinsics map to the clip's pixels by one scale factor (scene.json met
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -87,6 +88,42 @@ def check_size(size: tuple[int, int], multiple: int) -> None:
     if size[0] % multiple or size[1] % multiple or min(size) < multiple:
         raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
                          f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
+
+
+def check_memory(size: tuple[int, int], config: dict, device: str, precision: str, frames: int) -> None:
+    """Refuse (EngineError, with the figures) a processing size (H, W) that cannot fit in the memory of
+    `device`, before the clip is read or the model runs: an out-of-memory kill gives no message.
+
+    The estimate is a lower bound, so nothing that could fit is refused: the VAE's first full-resolution
+    convolution holds its input and output, [frames, ch, H, W] each in the run precision (`frames` per
+    encoder call), and one window's frames are held as uint8 RGB. (Weights, the UNet and the VAE's other
+    layers come on top: at 320x512 the measured peak is about 2.9 times this bound, docs/models.md.)"""
+    from ..models.geo4d.config import vae_params
+    from ..windows.schedule import WINDOW_LENGTH
+
+    h, w = size
+    element = 4 if precision == "fp32" else 2
+    layers = 2 * frames * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
+    clip = WINDOW_LENGTH * h * w * 3
+    total, where = _memory_of(device)
+    if total is not None and layers + clip > total:
+        raise EngineError(f"processing size {h}x{w} needs at least {(layers + clip) / 1e9:,.1f} GB of {where} "
+                          f"memory ({layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {precision}, "
+                          f"{clip / 1e9:,.1f} GB for one window's frames); the {where} has {total / 1e9:,.1f} GB",
+                          "pass a smaller --size (Geo4D was trained at 320 512), or leave --size out for the "
+                          "automatic size")
+
+
+def _memory_of(device: str) -> tuple[int | None, str]:
+    """(bytes of memory, what it is) of a torch device; None where the system does not say."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(device).total_memory, "GPU"
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "computer's"
+    except (AttributeError, ValueError, OSError):
+        return None, "computer's"
 
 
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
@@ -198,7 +235,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     except TypeError as exc:
         raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
                          "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
-    out = check_bundle_target(options.out)  # before the model runs, not after
+    inputs = {"clip": options.video, "model directory": options.model_dir}
+    out = check_bundle_target(options.out, inputs)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
     started = time.perf_counter()
     progress("loading model", 0.0)
@@ -214,6 +252,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         check_size(size, multiple)
     else:
         size = processing_size(clip_size, multiple)
+    sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
+    check_memory(size, model.config, device, precision, sampling.encode_chunk)
     start, stop = options.frames
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
@@ -222,7 +262,6 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         log("warning", clip.shortfall())
     if cancelled():
         raise Cancelled()
-    sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
     map_size = output_size(clip_size, size)
     # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
     # are then copied into the bundle: both copies must fit.
@@ -256,6 +295,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     progress("writing bundle", 0.0)
-    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride)
+    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride, inputs=inputs,
+                        progress=progress)  # the server's progress raises Cancelled on a cancel
     progress("writing bundle", 1.0)
     return path

@@ -157,6 +157,9 @@ def decode(line: str, table: dict):
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not a JSON line: {exc}", "send one JSON object per line") from None
+    except RecursionError:
+        raise ProtocolError("the JSON line is nested too deeply to read",
+                            "send one flat JSON object per line (docs/protocol.md)") from None
     if not isinstance(obj, dict) or obj.get("type") not in table:
         raise ProtocolError(f"unknown message type {obj.get('type') if isinstance(obj, dict) else obj!r}",
                             f"use one of: {', '.join(table)}")

@@ -27,6 +27,9 @@ from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, Er
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
+# The same on SIGTERM; then engine.cli removes what the job was writing. Below the add-on's wait
+# between SIGTERM and SIGKILL (blender_addon/engine_process.py TERMINATE_GRACE_S).
+TERMINATE_GRACE_S = 2.0
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
@@ -38,17 +41,21 @@ def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Cal
 def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
     from ..windows.predictions import load_windows
 
+    from ..formats.bundle import check_bundle_target, write_bundle
+
+    inputs = {"window predictions": request.windows}
+    check_bundle_target(request.out, inputs)
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
     from ..alignment import align, down_weighted_note
-    from ..formats.bundle import write_bundle
 
     recon = align(windows, None, progress)
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
     progress("writing bundle", 0.0)
-    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
+    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
+                        progress=progress)
 
 
 JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align}
@@ -74,17 +81,21 @@ class Server:
             self._out.flush()
 
     def serve(self, lines) -> int:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                request = decode(line, REQUESTS)
-            except ProtocolError as exc:
-                self.emit(ErrorEvent(request_id(line), exc.problem, exc.fix))
-                continue
-            if isinstance(request, ShutdownRequest):
-                break
-            self._handle(request)
+        try:
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    request = decode(line, REQUESTS)
+                except ProtocolError as exc:
+                    self.emit(ErrorEvent(request_id(line), exc.problem, exc.fix))
+                    continue
+                if isinstance(request, ShutdownRequest):
+                    break
+                self._handle(request)
+        except SystemExit:  # SIGTERM (engine.cli): a short grace for the job, then exit
+            self._stop_job(TERMINATE_GRACE_S)
+            raise
         self._stop_job()
         return 0
 
@@ -133,11 +144,11 @@ class Server:
             self._job = None
         self.emit(event)
 
-    def _stop_job(self) -> None:
+    def _stop_job(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         job = self._running()
         if job is not None:
             job.cancel.set()
-            job.thread.join(SHUTDOWN_GRACE_S)
+            job.thread.join(grace)
 
 
 # The errors of a disk that refuses writes: read-only, no permission, full, over quota.

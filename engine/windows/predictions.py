@@ -10,15 +10,18 @@ the alignment fuses them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import EngineError, InputError
+from ..formats.paths import contained
 
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 2
@@ -80,6 +83,8 @@ class WindowPredictions:
 
 # Each map's trailing axes after (G, L, H, W).
 _MAPS = {"pointmap": (3,), "pointmap_conf": (), "disparity": (), "ray_dirs": (3,), "ray_moments": (3,)}
+# Every file a window-predictions folder may hold.
+FOLDER_FILES = (META_FILE, *(f"{name}.npy" for name in _MAPS), "rgb.npy")
 
 
 def maps_bytes(num_windows: int, window_length: int, image_size: tuple[int, int]) -> int:
@@ -100,8 +105,27 @@ def new_maps(num_windows: int, window_length: int, image_size: tuple[int, int],
     maps = {}
     for name, shape in shapes.items():
         with tempfile.TemporaryFile(dir=spill_dir, prefix=f".parallax-{name}-") as f:
+            _reserve(f.fileno(), 4 * int(np.prod(shape)), Path(spill_dir), name)
             maps[name] = np.memmap(f, np.float32, "w+", shape=shape)  # the map keeps the file open
     return maps
+
+
+def _reserve(fd: int, size: int, folder: Path, name: str) -> None:
+    """Allocate a spill file's blocks before it is mapped: a memory-mapped write to a full disk kills the
+    process with SIGBUS, with no message; a reservation that fails is a clear error before the model runs.
+    (Without posix_fallocate, on macOS and Windows, the check of free space before the run is what is left.)"""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return  # a file system that cannot reserve: as without posix_fallocate
+        free = shutil.disk_usage(folder).free
+        raise EngineError(f"could not reserve {size / 1e9:.2f} GB on the disk of {folder} for the `{name}` "
+                          f"predictions while the model runs ({exc.strerror}; {free / 1e9:.2f} GB free)",
+                          "free disk space, write the bundle to a larger disk, or reconstruct a shorter "
+                          "frame range") from exc
 
 
 def _fail(problem: str, fix: str = "regenerate the predictions file with `python -m engine reconstruct` "
@@ -264,7 +288,7 @@ def _facts(meta, where: Path) -> dict:
 
 
 def _load_folder(folder: Path) -> WindowPredictions:
-    meta_file = folder / META_FILE
+    meta_file = contained(folder, META_FILE, folder)
     if not meta_file.is_file():
         _fail(f"{folder} has no {META_FILE}: it is not a window-predictions folder, or its writing was cut short")
     try:
@@ -277,7 +301,7 @@ def _load_folder(folder: Path) -> WindowPredictions:
     names = [*_MAPS, "rgb"] if meta.get("rgb") else list(_MAPS)
     arrays = {}
     for name in names:
-        file = folder / f"{name}.npy"
+        file = contained(folder, f"{name}.npy", folder)  # a link out of the folder is refused
         if not file.is_file():
             _fail(f"{folder} lacks {file.name}")
         try:

@@ -15,7 +15,9 @@ refused), `run_engine`/`start_engine` run `python -m engine` in a subprocess tha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -83,6 +85,21 @@ def run_engine(*args, timeout: float = 180, env: dict | None = None) -> subproce
     """`python -m engine ARGS` from the repository root; stdout and stderr captured as text."""
     return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=_engine_env(env))
+
+
+def run_main(*args) -> subprocess.CompletedProcess:
+    """`python -m engine ARGS` in this process (no interpreter start-up: for the many quick cases), with the
+    same result as run_engine. An exception other than the CLI's own clear errors fails the test, as a
+    traceback would."""
+    from engine.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["engine", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def start_engine(*args, env: dict | None = None, **popen) -> subprocess.Popen:

@@ -21,7 +21,7 @@ from ...sampling.schedule import NoiseSchedule
 from .checkpoint_keys import CONDITIONING_PREFIXES, FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, UNET_PREFIX, strip_prefix
 from .conditioning import constant_context
 from .config import OFFICIAL_CONFIG, load_config, model_params
-from .model_dir import DTYPES, NETWORKS, write_model_dir
+from .model_dir import DTYPES, NETWORKS, check_model_target, write_model_dir
 from .weights import check_state_dicts
 
 # Converted file -> prefix of its keys in the source state_dict.
@@ -117,11 +117,9 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     """Write a converted model directory at out_dir (an older one there is replaced only on success)."""
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
+    out_dir = check_model_target(out_dir, {"model checkpoint": model_ckpt, "VAE checkpoint": vae_ckpt,
+                                           "config": config_path})
     config = load_config(config_path)
-    out_dir = Path(out_dir).expanduser().absolute()
-    if out_dir.exists() and not (out_dir / "manifest.json").is_file() and any(out_dir.iterdir()):
-        raise ModelError(f"{out_dir} exists and is not a converted model directory",
-                         "choose an empty or new folder for --out")
 
     check_writable(out_dir)  # before gigabytes are loaded
     log(f"loading {model_ckpt} (weights only, memory-mapped)")

@@ -23,8 +23,10 @@ from typing import Callable
 import torch
 from safetensors.torch import save_file
 
+from ... import __version__
 from ...errors import ModelError
-from ...formats.atomic import staged_dir
+from ...formats.atomic import recover, staged_dir
+from ...formats.paths import check_outside, check_replaceable, written_by_parallax
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -43,13 +45,40 @@ def default_model_dir(name: str = "geo4d") -> Path:
     return Path(env).expanduser() if env else (DEFAULT_MODEL_ROOT / name).expanduser()
 
 
+def model_dir_files(folder: Path) -> set[str] | None:
+    """Every file a converted model directory names, or None when its manifest.json does not say it is
+    one (every version wrote "model": "geo4d" and the "files" table; newer ones also a "generator")."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("model") != "geo4d" or not isinstance(manifest.get("files"), dict):
+        return None
+    return {"manifest.json", *MANIFEST_FILES}
+
+
+def _is_model_dir(folder: Path) -> bool:
+    return written_by_parallax(folder, model_dir_files)
+
+
+def check_model_target(out_dir: str | Path, inputs: dict[str, str | Path | None]) -> Path:
+    """The absolute out_dir, or InputError when a converted model may not be written there: it exists and
+    is neither empty nor a model directory Parallax wrote, or an input lies inside it
+    (engine/formats/paths.py). What a killed earlier write left there is tidied first (atomic.recover)."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    recover(out_dir, _is_model_dir)
+    check_replaceable(out_dir, "converted Geo4D model directory", model_dir_files)
+    check_outside(out_dir, inputs)
+    return out_dir
+
+
 def write_model_dir(out_dir: Path, networks: dict[str, dict[str, torch.Tensor]], context: torch.Tensor,
                     config: dict, dtype: str, log: Callable[[str], None]) -> None:
     """Write the directory at out_dir (an older one there is replaced only on success).
 
     networks: {"unet", "vae", "pointmap_vae"} state dicts without prefixes, emptied as they are written
     (stored in `dtype`, one of DTYPES); context: [1, 77 + 16*16, C] (stored in float32)."""
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, _is_model_dir) as tmp:
         for name in NETWORKS:
             log(f"writing {name}.safetensors ({dtype})")
             _save(networks.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
@@ -59,7 +88,8 @@ def write_model_dir(out_dir: Path, networks: dict[str, dict[str, torch.Tensor]],
         files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
                  for name in MANIFEST_FILES}
         (tmp / "manifest.json").write_text(json.dumps(
-            {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
+            {"model": "geo4d", "format_version": FORMAT_VERSION, "generator": f"parallax {__version__}",
+             "files": files}, indent=1))
 
 
 def verify_model_dir(directory: str | Path) -> dict:
