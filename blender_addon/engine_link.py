@@ -15,17 +15,21 @@ _HERE = Path(__file__).resolve().parent
 if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.errors import EngineError, InputError
     from .engine.formats.bundle import Bundle, read_bundle
+    from .engine.formats.exr import check_depth_exr
     from .engine.formats.sequence import find_sequence
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
+    from .engine.protocol.messages import PROTOCOL_VERSION
 else:  # a checkout: the repository root holds the engine
     if str(_HERE.parent) not in sys.path:
         sys.path.append(str(_HERE.parent))
     from engine.errors import EngineError, InputError
     from engine.formats.bundle import Bundle, read_bundle
+    from engine.formats.exr import check_depth_exr
     from engine.formats.sequence import find_sequence
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
+    from engine.protocol.messages import PROTOCOL_VERSION
 
-__all__ = ["AlignOptions", "Bundle", "EngineError", "InputError", "ReconstructOptions", "find_sequence",
-           "options_json", "read_bundle"]
+__all__ = ["AlignOptions", "Bundle", "EngineError", "InputError", "PROTOCOL_VERSION", "ReconstructOptions",
+           "check_depth_exr", "find_sequence", "options_json", "read_bundle"]

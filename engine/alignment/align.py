@@ -74,7 +74,21 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     Returns:
         Reconstruction of the N frames: K [N, 3, 3], camera_to_world [N, 4, 4] (world = the first camera,
         OpenCV axes, the first window's scale), depth and confidence float32[N, H, W].
+
+    Raises:
+        InputError when the predictions are too degenerate to solve (validate refuses the known kinds:
+            all-zero or constant point maps, zero rays; this catches what slips past it).
     """
+    try:
+        return _align(windows, options, progress)
+    except np.linalg.LinAlgError as exc:
+        raise InputError(f"the window predictions are degenerate: the alignment cannot solve for the cameras "
+                         f"({exc})", "check the model's output; mark pixels without geometry with "
+                         "pointmap_conf = 0") from None
+
+
+def _align(windows: WindowPredictions, options: AlignOptions | None,
+           progress: Progress | None) -> Reconstruction:
     opts = options or AlignOptions()
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()

@@ -134,11 +134,13 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
 
     from ..alignment import align, down_weighted_note
     from ..formats.bundle import check_bundle_target, write_bundle
+    from ..formats.writable import check_writable
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     check_options(options)
+    check_writable(options.out)  # before the model loads: a read-only or full disk is named first
     inputs = {"clip": options.video, "model directory": options.model_dir}
     out = check_bundle_target(options.out, inputs)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
@@ -161,6 +163,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
+    if clip.shortfall():
+        log("warning", clip.shortfall())
     if cancelled():
         raise Cancelled()
     map_size = output_size(clip_size, size)

@@ -14,7 +14,9 @@ from typing import ClassVar
 from ..errors import EngineError, InputError
 from ..options import BundleOptions, check
 
-PROTOCOL_VERSION = 1
+# 2: a request that cannot be read is answered with its own id where the line has one (1: always "").
+# The add-on compares the pong's version with its own before its first request (docs/protocol.md).
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(EngineError):
@@ -166,6 +168,17 @@ def decode(line: str, table: dict):
     return build(table[obj.pop("type")], obj)
 
 
+def request_id(line: str) -> str:
+    """The "id" of a request line that decode refused, where the line is a JSON object with a string id;
+    else "" (the error then answers no particular request)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return ""
+    found = obj.get("id") if isinstance(obj, dict) else None
+    return found if isinstance(found, str) else ""
+
+
 def build(cls, values: dict):
     """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError, and values
     outside their option's range or choices (nested options too) with an InputError (engine.options.check)."""
@@ -177,7 +190,8 @@ def build(cls, values: dict):
     unknown = sorted(set(values) - names)
     if unknown:
         raise ProtocolError(f"'{what}' has no field(s) {', '.join(unknown)}",
-                            f"its fields are: {', '.join(sorted(names))}")
+                            f"its fields are: {', '.join(sorted(names))} (if a newer Parallax add-on sent it, "
+                            "update the engine)")
     try:
         message = cls(**values)
     except TypeError as exc:

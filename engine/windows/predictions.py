@@ -26,6 +26,8 @@ from ..formats.paths import contained
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 2
 META_FILE = "windows.json"  # written last: a folder without it is incomplete
+MAX_FPS = 1e6  # the fastest high-speed cameras; anything above is not a frame rate
+MAX_VALUE = 1e12  # map values beyond this are not a scene (float32 keeps 7 digits)
 
 
 @dataclass
@@ -135,8 +137,8 @@ def validate(w: WindowPredictions) -> None:
     n, (h, wd), l = int(w.num_frames), tuple(int(v) for v in w.image_size), int(w.window_length)
     if n < 1:
         _fail(f"num_frames is {n}; a clip needs at least one frame")
-    if not np.isfinite(w.fps) or w.fps <= 0:
-        _fail(f"fps is {w.fps}; it must be a positive number")
+    if not (np.isfinite(w.fps) and 0 < w.fps <= MAX_FPS):
+        _fail(f"fps is {w.fps}; it must be a positive number up to {MAX_FPS:g}")
     if h < 2 or wd < 2 or l < 1:
         _fail(f"image_size {w.image_size} / window_length {l} are not usable")
     g = w.num_windows
@@ -150,6 +152,9 @@ def validate(w: WindowPredictions) -> None:
         _fail(f"window_lengths must lie in 1..{l}, got {lengths.tolist()}")
     if np.any(starts < 0) or np.any(starts + lengths > n):
         _fail(f"a window runs outside the clip's {n} frames: starts {starts.tolist()}, lengths {lengths.tolist()}")
+    if int((starts + lengths).max()) < n:  # checked before any per-frame array of n frames is made
+        _fail(f"frames {int((starts + lengths).max())}-{n - 1} are not covered by any window (the clip has {n})",
+              "predict windows over the whole clip (the last window must end on the last frame)")
     for name, channels in _MAPS.items():
         arr = getattr(w, name)
         shape = (g, l, h, wd, *channels)
@@ -161,6 +166,10 @@ def validate(w: WindowPredictions) -> None:
         if bad:
             _fail(f"`{name}` holds {bad} NaN or inf values; invalid pixels must be marked with "
                   "pointmap_conf = 0 / disparity <= 0, not with NaN")
+        largest = max(float(np.abs(arr[i, : lengths[i]]).max()) for i in range(g))
+        if largest > MAX_VALUE:
+            _fail(f"`{name}` holds values up to {largest:.3g}; beyond {MAX_VALUE:g} the alignment's arithmetic "
+                  "loses all precision", "scale the predictions to a scene of ordinary size")
     covered = np.zeros(n, bool)
     for i in range(g):
         conf = np.asarray(w.pointmap_conf[i])  # one read of the window's confidence (it may be on disk)
@@ -169,6 +178,7 @@ def validate(w: WindowPredictions) -> None:
         frames = w.frames_of(i)
         valid = (conf[: lengths[i]] > 0).reshape(len(frames), -1).any(axis=1)
         covered[frames[valid]] = True
+        _check_not_degenerate(w, i, conf[: lengths[i]] > 0)
     if not covered.any():
         _fail("every pixel of every window has pointmap_conf = 0: nothing to reconstruct",
               "check the model's output; an all-invalid prediction usually means a wrong input range")
@@ -178,6 +188,24 @@ def validate(w: WindowPredictions) -> None:
               "predict windows over the whole clip (the last window must end on the last frame)")
     if w.rgb is not None and (w.rgb.shape != (n, h, wd, 3) or w.rgb.dtype != np.uint8):
         _fail(f"`rgb` has shape {w.rgb.shape} / dtype {w.rgb.dtype}, expected uint8 {(n, h, wd, 3)}")
+
+
+def _check_not_degenerate(w: WindowPredictions, i: int, valid: np.ndarray) -> None:
+    """InputError when window i's valid pixels have no geometry: every point at one place (an all-zero or
+    constant point map) or ray directions of zero length, from which no camera can be solved."""
+    if not valid.any():
+        return
+    points = np.asarray(w.pointmap[i, : len(valid)])[valid]
+    spread = float(np.abs(points - points[0]).max())
+    if spread <= 1e-12 * max(1.0, float(np.abs(points[0]).max())):
+        _fail(f"`pointmap` of window {i} puts all {len(points)} valid pixels at one point {points[0].tolist()}: "
+              "the prediction is degenerate", "check the model's output (an all-zero map usually means a failed "
+              "run); mark pixels without geometry with pointmap_conf = 0")
+    lengths = np.linalg.norm(np.asarray(w.ray_dirs[i, : len(valid)])[valid], axis=-1)
+    short = int(np.count_nonzero(lengths < 1e-6))
+    if short:
+        _fail(f"`ray_dirs` of window {i} has {short} of {len(lengths)} valid pixels with a zero-length direction: "
+              "the prediction is degenerate", "check the model's output; ray directions must be unit vectors")
 
 
 def _ranges(idx: np.ndarray) -> str:
@@ -274,9 +302,9 @@ def _load_folder(folder: Path) -> WindowPredictions:
     try:
         meta = json.loads(meta_file.read_text())
     except (OSError, ValueError, RecursionError) as exc:
-        _fail(f"{meta_file} is not valid JSON ({exc})")
+        _fail(f"{meta_file} is not valid JSON ({type(exc).__name__}: {exc})")
     if not isinstance(meta, dict):
-        _fail(f"{meta_file} holds a JSON {type(meta).__name__}, not an object")
+        _fail(f"{meta_file} holds a JSON {type(meta).__name__}, not an object of the format's facts")
     _check_version(meta, meta_file)
     names = [*_MAPS, "rgb"] if meta.get("rgb") else list(_MAPS)
     arrays = {}
@@ -286,8 +314,9 @@ def _load_folder(folder: Path) -> WindowPredictions:
             _fail(f"{folder} lacks {file.name}")
         try:
             arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:  # truncated file or damaged header
-            _fail(f"{file} is not a readable .npy file ({exc})")
+        except (OSError, ValueError, EOFError, SyntaxError) as exc:  # empty or truncated file, damaged header
+            _fail(f"{file} is not a readable .npy file ({type(exc).__name__}: {exc}); a full disk or an "
+                  "interrupted copy leaves such files")
     return WindowPredictions(**_facts(meta, meta_file), **arrays)
 
 

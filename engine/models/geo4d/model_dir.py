@@ -123,4 +123,8 @@ def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> Non
     # Cast one part at a time: peak memory is the largest part (the UNet) in the target dtype,
     # while the memory-mapped source stays on disk.
     cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    overflow = [k for k, v in cast.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if overflow:  # the sources are finite (convert.check_finite): these values lie beyond the dtype's range
+        raise ModelError(f"{len(overflow)} tensors of {path.stem} overflow {dtype} (the first {overflow[0]})",
+                         "convert with --dtype bf16 or fp32")
     save_file(cast, path)
