@@ -510,7 +510,7 @@ def test_read_bundle_refuses_a_malformed_scene_json(change, good_bundle, tmp_pat
 def test_import_in_blender_refuses_a_bundle_naming_an_outside_file(good_bundle, tmp_path):
     """The add-on reads bundles through read_bundle: the traversal is refused there, with the scene as before."""
     bpy = pytest.importorskip("bpy")
-    from blender_addon.engine.errors import InputError as AddonInputError  # the add-on's copy of the engine
+    from blender_addon.errors import InputError as AddonInputError  # the engine's, through the add-on's one door
     from blender_addon.importer.bundle_import import import_bundle
 
     bundle = copy_tree(good_bundle, tmp_path / "bundle")

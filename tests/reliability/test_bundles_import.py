@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_addon.engine.errors import InputError  # noqa: E402
+from blender_addon.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.replace import TAG  # noqa: E402
