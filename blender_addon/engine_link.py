@@ -4,7 +4,7 @@ formats.
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.options, engine.formats): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.protocol.messages): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys

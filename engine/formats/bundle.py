@@ -24,7 +24,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from .atomic import recover, staged_dir
-from .paths import check_outside, check_replaceable, contained, written_by_parallax
+from ..paths import check_outside, check_replaceable, contained, written_by_parallax
 
 FORMAT_NAME = "parallax.bundle"
 FORMAT_VERSION = 1
@@ -114,7 +114,7 @@ def _is_bundle(folder: Path) -> bool:
 
 
 def check_bundle_target(out_dir: str | Path, inputs: dict[str, str | Path | None] | None = None) -> Path:
-    """The absolute out_dir, or InputError when a bundle may not go there (engine/formats/paths.py): it
+    """The absolute out_dir, or InputError when a bundle may not go there (engine/paths.py): it
     exists and is neither an empty folder nor a bundle Parallax wrote, or an input lies inside it.
 
     A bundle's own `windows` folder may be the input (re-aligning a bundle in place): the new bundle

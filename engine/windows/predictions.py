@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineError, InputError
-from ..formats.paths import contained
+from ..paths import contained
 
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 2

@@ -555,7 +555,7 @@ def test_demo_refuses_an_earlier_demo_holding_other_files(good_bundle, tmp_path)
 
 def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
     from engine.commands.demo import demo_files
-    from engine.formats.paths import check_replaceable
+    from engine.paths import check_replaceable
 
     out = _demo_folder(tmp_path / "demo", good_bundle)
     assert check_replaceable(out, "Parallax demo folder", demo_files) == out

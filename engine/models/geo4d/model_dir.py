@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from ... import __version__
 from ...errors import ModelError
 from ...formats.atomic import recover, staged_dir
-from ...formats.paths import check_outside, check_replaceable, written_by_parallax
+from ...paths import check_outside, check_replaceable, written_by_parallax
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -55,7 +55,7 @@ def _is_model_dir(folder: Path) -> bool:
 def check_model_target(out_dir: str | Path, inputs: dict[str, str | Path | None]) -> Path:
     """The absolute out_dir, or InputError when a converted model may not be written there: it exists and
     is neither empty nor a model directory Parallax wrote, or an input lies inside it
-    (engine/formats/paths.py). What a killed earlier write left there is tidied first (atomic.recover)."""
+    (engine/paths.py). What a killed earlier write left there is tidied first (atomic.recover)."""
     out_dir = Path(out_dir).expanduser().absolute()
     recover(out_dir, _is_model_dir)
     check_replaceable(out_dir, "converted Geo4D model directory", model_dir_files)
