@@ -167,6 +167,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         log("warning", clip.shortfall())
     if cancelled():
         raise Cancelled()
+    sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
     map_size = output_size(clip_size, size)
     # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
     # are then copied into the bundle: both copies must fit.
