@@ -26,7 +26,7 @@ def option(default: Any = MISSING, help: str = "", *, low: float | None = None, 
            default_factory: Any = MISSING):
     """A dataclass field with what the CLI and `check` need to know about it.
 
-    low, high: the allowed range (inclusive; exclusive=True: open); floats must also be finite.
+    low, high: the allowed range, both given (inclusive; exclusive=True: open); floats must also be finite.
     choices: the allowed values; pattern: a regular expression a string must match in full.
     flag: the CLI flag (default --name-with-dashes; a `--no-...` flag for a bool that defaults to True);
     positional: a positional CLI argument; parse: turns the CLI text into the value; cli=False: not on the
@@ -164,16 +164,16 @@ def check(options) -> None:
             raise InputError(f"{f.name} {value!r} is not understood", f"pass {flag} as {f.metadata['help']}")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add a flag (or positional argument) for every CLI field of dataclass `cls`, nested dataclasses' fields
-    flattened in; `skip`: field names the command defines itself."""
+    flattened in."""
     hints = get_type_hints(cls)
     for f in fields(cls):
         kind = hints[f.name]
-        if f.name in skip or not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True):
             continue
         if is_dataclass(kind):
-            add_arguments(parser, kind, skip)
+            add_arguments(parser, kind)
             continue
         meta, default = f.metadata, f.default
         text = meta.get("help", "")
@@ -202,14 +202,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
                             **extra)
 
 
-def from_args(cls, args: argparse.Namespace, **values):
-    """An instance of dataclass `cls` from parsed `args` (nested dataclasses too), `values` overriding; checked."""
+def from_args(cls, args: argparse.Namespace):
+    """An instance of dataclass `cls` from parsed `args` (nested dataclasses too), checked."""
     hints = get_type_hints(cls)
     kwargs = {}
     for f in fields(cls):
-        if f.name in values:
-            kwargs[f.name] = values[f.name]
-        elif is_dataclass(hints[f.name]):
+        if is_dataclass(hints[f.name]):
             kwargs[f.name] = from_args(hints[f.name], args)
         elif hasattr(args, f.name):
             value = getattr(args, f.name)

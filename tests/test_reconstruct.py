@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.alignment import AlignOptions
 from engine.errors import Cancelled, EngineError, InputError, ModelError
 from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
@@ -116,10 +117,13 @@ def test_model_stays_loaded_between_runs(tiny_model_dir, tmp_path):
 
 
 def test_options_from_protocol_json():
-    """The Blender server builds options from JSON: null means the default, lists become tuples."""
+    """The Blender server builds options from JSON: null means the default, lists become tuples, the alignment's
+    object its dataclass."""
     options = ReconstructOptions(video="clip.mp4", out="bundle", stride=None, steps=None, frames=[2, None],
                                  size=[320, 576], align=None)
-    assert options.stride == 4 and options.steps == 5 and options.align == {}
+    assert options.stride == 4 and options.steps == 5 and options.align == AlignOptions()
+    zoom = ReconstructOptions(video="clip.mp4", out="bundle", align={"per_frame_focal": True})
+    assert zoom.align == AlignOptions(per_frame_focal=True)
     assert options.frames == (2, None) and options.size == (320, 576) and options.video.name == "clip.mp4"
     with pytest.raises(InputError, match="`video` is missing"):
         ReconstructOptions(video=None, out="bundle")
