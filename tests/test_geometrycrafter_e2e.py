@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from engine.commands.check_fixtures import check_modules, model_of
+from engine.models.fixtures import check_modules, model_of
 from engine.errors import InputError
 from engine.models.geometrycrafter.checks import e2e_determ, e2e_diff, e2e_variants
 from engine.models.geometrycrafter.config import load_config

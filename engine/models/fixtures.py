@@ -1,12 +1,28 @@
-"""What every golden-fixture check returns, and how it compares (Geo4D's and GeometryCrafter's
-`checks` packages; `python -m engine check-fixtures` prints the results)."""
+"""Reproducing a folder of golden fixtures of an official implementation (Geo4D, GeometryCrafter):
+what a check returns, how it compares, and the runner behind `python -m engine check-fixtures`.
+
+The folder's `tiny_config.json` says which model it is for (Geo4D: a `yaml_equivalent`;
+GeometryCrafter: `modules` with its UNets). Each model's package has `config.load_config` and a
+`checks` package of one module per fixture file (including the full-size state-dict manifest):
+`FIXTURE` (the file name), `run(folder, config, device) -> list[CheckResult]`, and optionally
+`DEVICE` ("cpu" for code that runs there, None for checks that compute no tensors).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+
+from ..errors import InputError
+
+# model name -> its package
+MODELS = {"geo4d": "engine.models.geo4d", "geometrycrafter": "engine.models.geometrycrafter"}
 
 
 @dataclass
@@ -35,3 +51,89 @@ def load_tensors(path: Path, device="cpu") -> dict:
     from safetensors.torch import load_file
 
     return {name: tensor.to(device) for name, tensor in load_file(path).items()}
+
+
+def model_of(folder: Path) -> str:
+    """Which model a fixture folder is for, from its tiny_config.json."""
+    path = Path(folder) / "tiny_config.json"
+    if not path.is_file():
+        raise InputError(f"{folder} has no tiny_config.json: it is not a golden-fixture folder",
+                         "pass a folder laid out as ../shared/fixtures/geo4d or ../shared/fixtures/geometrycrafter "
+                         "(see its README.md)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} cannot be read as JSON ({exc})", "restore the fixture folder's tiny_config.json")
+    if "yaml_equivalent" in data:
+        return "geo4d"
+    if "unet_diff" in data.get("modules", {}):
+        return "geometrycrafter"
+    raise InputError(f"{path} is neither a Geo4D nor a GeometryCrafter tiny configuration",
+                     "pass a folder laid out as ../shared/fixtures/geo4d or ../shared/fixtures/geometrycrafter")
+
+
+def _checks(model: str) -> ModuleType:
+    return importlib.import_module(f"{MODELS[model]}.checks")
+
+
+def _check_names(model: str, only: str = "") -> list[str]:
+    """The full names of the model's check modules (those containing `only`), in name order."""
+    package = _checks(model)
+    return [f"{package.__name__}.{info.name}"
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name) if only in info.name]
+
+
+def check_modules(model: str = "geo4d") -> list:
+    """The model's check modules, in name order."""
+    return [importlib.import_module(name) for name in _check_names(model)]
+
+
+def strict_float32() -> None:
+    """No TF32 in float32 matmuls and cuDNN convolutions: torch lets cuDNN convolutions use it by
+    default on Ampere and later GPUs, ~1e-3 relative error, far beyond the fixtures' tolerances."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def run_checks(folder: Path, only: str = "", device: str = "cpu") -> list[tuple[str, CheckResult]]:
+    """[(fixture file, result)] for every check module of the folder's model whose fixture file is
+    in `folder`, its networks and tensors on `device` (a module's `DEVICE` overrides that)."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # the fixtures were made with 1-2 threads
+    if torch.device(device).type == "cuda":
+        strict_float32()
+    folder = Path(folder)
+    model = model_of(folder)
+    config = importlib.import_module(f"{MODELS[model]}.config").load_config(folder / "tiny_config.json")
+    results = []
+    for name in _check_names(model, only):
+        # A check whose import fails (open_clip missing, say) is a miss named by its module.
+        fixture = f"checks/{name.rsplit('.', 1)[1]}.py"
+        try:
+            module = importlib.import_module(name)
+            fixture = module.FIXTURE
+            if not (folder / fixture).is_file():
+                results.append((fixture, CheckResult(f"{fixture} is missing from the folder", float("inf"), 0.0)))
+                continue
+            with torch.no_grad():
+                results.extend((fixture, r) for r in module.run(folder, config, device))
+        except Exception as exc:  # a fixture file that does not follow the layout is a miss, not a crash
+            results.append((fixture, CheckResult(f"failed: {type(exc).__name__}: {exc}", float("inf"), 0.0)))
+    return results
+
+
+def where_checks_run(model: str, device: str, only: str = "") -> str:
+    """Where each check computed its tensors: `device`, or its module's `DEVICE`. Modules that do
+    not import are left out (run_checks reports them)."""
+    places: dict[str, list[str]] = {}
+    for name in _check_names(model, only):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        place = getattr(module, "DEVICE", device)
+        places.setdefault("no tensors" if place is None else place, []).append(module.FIXTURE)
+    return "; ".join(f"{place}: {', '.join(fixtures)}" for place, fixtures in places.items())
