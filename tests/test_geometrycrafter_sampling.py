@@ -98,3 +98,14 @@ def test_diff_windows_without_overlap_are_sampled_independently(config):
                             cond.embeddings[start:start + 3], cond.added_time_ids)
         alone = sample_diff(unet, part, WindowPlan.make(3, 3, 0), euler, noise)
         torch.testing.assert_close(together[start:start + 3], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_seeded_noise_is_what_the_official_run_draws_on_a_cpu():
+    # run.py calls set_seed(seed), then the pipeline draws torch.randn([1, window, 4, h, w]).
+    from engine.models.geometrycrafter.pipeline import initial_noise
+
+    plan = WindowPlan.make(12, 5, 2)
+    torch.manual_seed(42)
+    expected = torch.randn(1, 5, 4, 8, 16)
+    torch.manual_seed(0)  # the global generator's state does not matter
+    assert torch.equal(initial_noise(plan, (4, 8, 16), 42), expected)
