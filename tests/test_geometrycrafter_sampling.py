@@ -12,6 +12,7 @@ from engine.models.geometrycrafter.checks import scheduler_sampling, windows as 
 from engine.models.geometrycrafter.checks.unet_forward import load_tiny_unet
 from engine.models.geometrycrafter.config import load_config
 from engine.models.geometrycrafter.denoise import Conditioning, added_time_ids, sample_diff
+from engine.models.geometrycrafter.pipeline import initial_noise
 from engine.models.geometrycrafter.windows import WindowPlan, append_window, window_noise
 from engine.sampling.euler import EulerPlan, euler_step, scale_input
 from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
@@ -102,8 +103,6 @@ def test_diff_windows_without_overlap_are_sampled_independently(config):
 
 def test_seeded_noise_is_what_the_official_run_draws_on_a_cpu():
     # run.py calls set_seed(seed), then the pipeline draws torch.randn([1, window, 4, h, w]).
-    from engine.models.geometrycrafter.pipeline import initial_noise
-
     plan = WindowPlan.make(12, 5, 2)
     torch.manual_seed(42)
     expected = torch.randn(1, 5, 4, 8, 16)
