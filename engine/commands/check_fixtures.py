@@ -1,7 +1,7 @@
-"""`python -m engine check-fixtures FOLDER [--only TEXT] [--device cuda]`: reproduce golden fixtures
-(Geo4D or GeometryCrafter, as the folder's tiny_config.json says; see engine/models/fixtures.py).
+"""`python -m engine check-fixtures FOLDER [--only TEXT] [--device cuda]`: reproduce golden fixtures.
 
-Prints one line per result with the max error and the tolerance, and exits 1 on any miss or missing file.
+The folder's `tiny_config.json` says which model it is for (Geo4D or GeometryCrafter). Prints one
+line per result with the max error and the tolerance, and exits 1 on any miss or missing file.
 """
 
 from __future__ import annotations
@@ -10,18 +10,17 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..models.fixtures import model_of, run_checks, where_checks_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="fixture folder (layout of ../shared/fixtures/{geo4d,geometrycrafter}/README.md)")
+    parser.add_argument("folder", help="fixture folder (layout of ../shared/fixtures/<model>/README.md)")
     parser.add_argument("--only", default="", help="run only check modules whose name contains this text")
     parser.add_argument("--device", default="cpu",
                         help="where the networks run: cpu (default) or cuda (float32 with TF32 off)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.fixtures import model_of, run_checks, where_checks_run
-
     folder = Path(args.folder)
     model = model_of(folder)
     import torch

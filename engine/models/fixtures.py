@@ -1,12 +1,7 @@
-"""Reproducing a folder of golden fixtures of an official implementation (Geo4D, GeometryCrafter):
-what a check returns, how it compares, and the runner behind `python -m engine check-fixtures`.
-
-The folder's `tiny_config.json` says which model it is for (Geo4D: a `yaml_equivalent`;
-GeometryCrafter: `modules` with its UNets). Each model's package has `config.load_config` and a
-`checks` package of one module per fixture file (including the full-size state-dict manifest):
-`FIXTURE` (the file name), `run(folder, config, device) -> list[CheckResult]`, and optionally
-`DEVICE` ("cpu" for code that runs there, None for checks that compute no tensors).
-"""
+"""Golden-fixture checks: which model a fixture folder is for, running its model's `checks` package
+(`engine/models/<model>/checks/`, one module per fixture file, including the full-size state-dict
+manifest), what every check returns and how it compares. `python -m engine check-fixtures` prints
+the results."""
 
 from __future__ import annotations
 
@@ -20,9 +15,6 @@ from types import ModuleType
 import numpy as np
 
 from ..errors import InputError
-
-# model name -> its package
-MODELS = {"geo4d": "engine.models.geo4d", "geometrycrafter": "engine.models.geometrycrafter"}
 
 
 @dataclass
@@ -53,6 +45,10 @@ def load_tensors(path: Path, device="cpu") -> dict:
     return {name: tensor.to(device) for name, tensor in load_file(path).items()}
 
 
+# model name -> its package (with `config.load_config` and a `checks` package)
+MODELS = {"geo4d": "engine.models.geo4d", "geometrycrafter": "engine.models.geometrycrafter"}
+
+
 def model_of(folder: Path) -> str:
     """Which model a fixture folder is for, from its tiny_config.json."""
     path = Path(folder) / "tiny_config.json"
@@ -76,16 +72,14 @@ def _checks(model: str) -> ModuleType:
     return importlib.import_module(f"{MODELS[model]}.checks")
 
 
-def _check_names(model: str, only: str = "") -> list[str]:
-    """The full names of the model's check modules (those containing `only`), in name order."""
-    package = _checks(model)
-    return [f"{package.__name__}.{info.name}"
-            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name) if only in info.name]
+def _check_infos(model: str) -> list:
+    return sorted(pkgutil.iter_modules(_checks(model).__path__), key=lambda m: m.name)
 
 
 def check_modules(model: str = "geo4d") -> list:
     """The model's check modules, in name order."""
-    return [importlib.import_module(name) for name in _check_names(model)]
+    package = _checks(model).__name__
+    return [importlib.import_module(f"{package}.{info.name}") for info in _check_infos(model)]
 
 
 def strict_float32() -> None:
@@ -99,21 +93,24 @@ def strict_float32() -> None:
 
 def run_checks(folder: Path, only: str = "", device: str = "cpu") -> list[tuple[str, CheckResult]]:
     """[(fixture file, result)] for every check module of the folder's model whose fixture file is
-    in `folder`, its networks and tensors on `device` (a module's `DEVICE` overrides that)."""
+    in `folder`, its networks and tensors on `device` (a module's `DEVICE` overrides that: see the
+    model's `checks`)."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))  # the fixtures were made with 1-2 threads
     if torch.device(device).type == "cuda":
         strict_float32()
-    folder = Path(folder)
     model = model_of(folder)
-    config = importlib.import_module(f"{MODELS[model]}.config").load_config(folder / "tiny_config.json")
+    config = importlib.import_module(f"{MODELS[model]}.config").load_config(Path(folder) / "tiny_config.json")
+    package = _checks(model).__name__
     results = []
-    for name in _check_names(model, only):
+    for info in _check_infos(model):
+        if only and only not in info.name:
+            continue
         # A check whose import fails (open_clip missing, say) is a miss named by its module.
-        fixture = f"checks/{name.rsplit('.', 1)[1]}.py"
+        fixture = f"checks/{info.name}.py"
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(f"{package}.{info.name}")
             fixture = module.FIXTURE
             if not (folder / fixture).is_file():
                 results.append((fixture, CheckResult(f"{fixture} is missing from the folder", float("inf"), 0.0)))
@@ -129,9 +126,12 @@ def where_checks_run(model: str, device: str, only: str = "") -> str:
     """Where each check computed its tensors: `device`, or its module's `DEVICE`. Modules that do
     not import are left out (run_checks reports them)."""
     places: dict[str, list[str]] = {}
-    for name in _check_names(model, only):
+    package = _checks(model).__name__
+    for info in _check_infos(model):
+        if only and only not in info.name:
+            continue
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(f"{package}.{info.name}")
         except ImportError:
             continue
         place = getattr(module, "DEVICE", device)
