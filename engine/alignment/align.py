@@ -22,10 +22,11 @@ from ..errors import InputError
 from ..io.bundle import Reconstruction
 from ..io.windows import WindowPredictions
 from ..reporting import Progress
-from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
-                      rotation_from_rays)
+from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_camera_points, focal_from_rays,
+                      fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
+from .motion import cameras_from_motion
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -74,8 +75,19 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     sw, st = slot_window[:, None], slot_t[:, None]
     points = windows.pointmap[sw, st, v, u].astype(np.float64)
     conf = windows.pointmap_conf[sw, st, v, u].astype(np.float64)
-    from_points = cameras_from_points(points, conf, pixels)
-    if opts.use_rays:
+    use_rays = opts.use_rays and "rays" in windows.modalities
+    use_disparity = opts.use_disparity and "disparity" in windows.modalities
+    camera_frame = windows.pointmap_frame == "camera"
+    if camera_frame:
+        # Each frame's points in its own camera: the focal from the points, the poses from the motion.
+        slot_focal = focal_from_camera_points(points, conf, pixels)
+        _check_placeable(slot_focal, slot_frame, slot_window, "find its focal length from the point map")
+        focal = _frame_focal(slot_focal, slot_frame, n, opts.per_frame_focal)
+        cameras = cameras_from_motion(windows, slot_t, slot_focal, opts.robust)
+        sources = [cameras]
+        points = points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # -> window frames
+    elif use_rays:
+        from_points = cameras_from_points(points, conf, pixels)
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
@@ -86,11 +98,9 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         cameras = fuse_cameras(from_rays, from_points)
         sources = [from_rays, from_points]
     else:
-        lacking = np.isnan(from_points.focal)
-        if lacking.any():
-            s = int(np.flatnonzero(lacking)[0])
-            raise InputError(f"frame {slot_frame[s]} has too few valid points in window {slot_window[s]} to place "
-                             "its camera from the point map alone", "align with the rays (drop --no-rays)")
+        from_points = cameras_from_points(points, conf, pixels)
+        _check_placeable(from_points.focal, slot_frame, slot_window, "place its camera from the point map alone",
+                         "align with the rays (drop --no-rays)" if "rays" in windows.modalities else None)
         focal = _frame_focal(from_points.focal, slot_frame, n, opts.per_frame_focal)
         cameras = from_points
         sources = [from_points]
@@ -148,7 +158,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
 
     report("depth", 0.7)
     disparity_fit = [DisparityFit()] * num_windows
-    if opts.use_disparity:
+    if use_disparity:
         disp = windows.disparity[sw, st, v, u].astype(np.float64)
         for g in range(num_windows):
             mine = slot_window == g
@@ -161,10 +171,13 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         for s in np.flatnonzero(slot_frame == i):
             g, t = slot_window[s], slot_t[s]
             c = windows.pointmap_conf[g, t] * poses.weight[g]
-            z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
+            if camera_frame:
+                z = np.asarray(windows.pointmap[g, t, ..., 2])
+            else:
+                z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
             estimates.append(z * poses.scale[g])
             weights.append(c)
-            if opts.use_disparity:
+            if use_disparity:
                 estimates.append(disparity_fit[g].depth(windows.disparity[g, t]))
                 weights.append(c)
         fused[i], confidence[i] = fuse_depths(np.stack(estimates), np.stack(weights), opts.outlier_threshold,
@@ -193,6 +206,16 @@ def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str
                       for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
     return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
             f"(clip frames {spans}); check the camera there")
+
+
+def _check_placeable(slot_focal: np.ndarray, slot_frame: np.ndarray, slot_window: np.ndarray, what: str,
+                     fix: str | None = None) -> None:
+    """Refuse slots whose point map had too few valid points (their focal is nan)."""
+    lacking = np.isnan(slot_focal)
+    if lacking.any():
+        s = int(np.flatnonzero(lacking)[0])
+        raise InputError(f"frame {slot_frame[s]} has too few valid points in window {slot_window[s]} to {what}",
+                         fix or "check the model's output for that frame (an all-invalid point map?)")
 
 
 def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_frame: bool) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""Pixel correspondences between frames of a clip: dense optical flow (OpenCV DIS), checked both ways.
+
+A pixel q of frame i moves to q' = q + F_ij(q) in frame j. Where the flow back from j, read at q',
+does not return to q within FB_TOLERANCE pixels (occlusion, a flow failure, the image border), the
+match is dropped. Flows are computed once per ordered pair of frames and the matches cached, since
+overlapping windows ask for the same pairs.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FB_TOLERANCE = 1.0  # pixels: forward-backward disagreement above which a match is dropped
+
+
+class FlowMatcher:
+    """Matches of sampled pixels between frames of `rgb` (uint8[N, H, W, 3]).
+
+    v, u: int[P] the sampled pixels (rows, columns), the same for every frame.
+    """
+
+    def __init__(self, rgb: np.ndarray, v: np.ndarray, u: np.ndarray):
+        self._rgb = rgb
+        self._v, self._u = v, u
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _image(self, i: int) -> np.ndarray:
+        return cv2.cvtColor(np.ascontiguousarray(self._rgb[i]), cv2.COLOR_RGB2GRAY)
+
+    def match(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the sampled pixels of frame i are in frame j: (x, y float64[P, 2] in pixel-index units,
+        i.e. column and row, integers at pixel centres; ok bool[P], False where the check failed)."""
+        key = (i, j)
+        if key not in self._cache:
+            a, b = self._image(i), self._image(j)
+            forward = self._flow.calc(a, b, None)
+            backward = self._flow.calc(b, a, None)
+            h, w = a.shape
+            x = self._u + forward[self._v, self._u, 0].astype(np.float64)
+            y = self._v + forward[self._v, self._u, 1].astype(np.float64)
+            back = cv2.remap(backward, x.astype(np.float32)[None], y.astype(np.float32)[None], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(np.inf, np.inf))[0]
+            round_trip = np.hypot(x + back[:, 0] - self._u, y + back[:, 1] - self._v)
+            inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            self._cache[key] = (np.stack([x, y], axis=1), inside & (round_trip < FB_TOLERANCE))
+        return self._cache[key]
+
+
+def bilinear(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Sample maps [H, W, C] at positions xy [P, 2] (column, row; inside the image) -> [P, C]."""
+    h, w = maps.shape[:2]
+    x = np.clip(xy[:, 0], 0, w - 1)
+    y = np.clip(xy[:, 1], 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(len(x), np.int64)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(len(y), np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    return ((1 - fy) * ((1 - fx) * maps[y0, x0] + fx * maps[y0, x1])
+            + fy * ((1 - fx) * maps[y1, x0] + fx * maps[y1, x1]))
