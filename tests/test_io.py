@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.io.bundle import Reconstruction, read_bundle, write_bundle
-from engine.io.exr import read_depth_exr
-from engine.io.windows import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
-from engine.pipeline.windows import sliding_starts
+from engine.formats.bundle import Reconstruction, read_bundle, write_bundle
+from engine.formats.exr import read_depth_exr
+from engine.windows.predictions import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
+from engine.windows.schedule import sliding_starts
 
 
 def make_windows(n=20, l=16, stride=4, h=6, w=8, seed=0):
@@ -177,7 +177,7 @@ def test_only_exr_files_need_openexr():
     """The GPU benchmark machine and Blender's Python have no OpenEXR: reading clips, the benchmarks and the
     server must import without it (an EXR plate or a depth-map writer then loads it)."""
     code = ("import sys; sys.modules['OpenEXR'] = None\n"
-            "import engine.io.video, engine.io.bundle, engine.bench.model, engine.bench.memory, engine.protocol.server")
+            "import engine.clips.video, engine.formats.bundle, engine.bench.model, engine.bench.memory, engine.protocol.server")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

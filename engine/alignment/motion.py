@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.windows import WindowPredictions
+from ..windows.predictions import WindowPredictions
 from .cameras import SlotCameras
 from .correspondences import FlowMatcher, bilinear
 from .geometry import axis_angle_to_rotation, project_to_rotation, sample_pixels, umeyama
