@@ -26,7 +26,7 @@ from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_
                       fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
-from .motion import cameras_from_motion
+from .motion import cameras_from_motion, in_own_cameras
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -46,6 +46,10 @@ class AlignOptions:
         change by about 1/smoothness of a typical step; applied in proportion to the windows' disagreement.
     pose_pixels: pixels sampled per frame for the pose solve.
     outlier_threshold: depth estimates further than this many robust deviations from the median are dropped.
+    motion_cameras: place the cameras as for a model without rays (optical flow and each frame's point
+        map in its own camera) even where the point maps are in the window's frame: each frame's map is
+        first moved into its own camera by its DLT, the rays are not used. A cross-check of that path on
+        Geo4D's predictions; camera-frame point maps always take it.
     """
 
     per_frame_focal: bool = False
@@ -55,6 +59,7 @@ class AlignOptions:
     smoothness: float = 30.0
     pose_pixels: int = 256
     outlier_threshold: float = 3.0
+    motion_cameras: bool = False
 
 
 def align(windows: WindowPredictions, options: AlignOptions | None = None,
@@ -77,6 +82,11 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     conf = windows.pointmap_conf[sw, st, v, u].astype(np.float64)
     use_rays = opts.use_rays and "rays" in windows.modalities
     use_disparity = opts.use_disparity and "disparity" in windows.modalities
+    if opts.motion_cameras and windows.pointmap_frame == "window":
+        own = cameras_from_points(points, conf, pixels)
+        _check_placeable(own.focal, slot_frame, slot_window, "place its camera from the point map alone")
+        windows = in_own_cameras(windows, own, slot_window, slot_t)
+        points = windows.pointmap[sw, st, v, u].astype(np.float64)
     camera_frame = windows.pointmap_frame == "camera"
     if camera_frame:
         # Each frame's points in its own camera: the focal from the points, the poses from the motion.

@@ -20,7 +20,7 @@ rest of the alignment (window similarities, fusion, smoothing, depth) is shared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -138,8 +138,10 @@ def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = T
         skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = y[..., 2], -y[..., 1], y[..., 0]
         jac = np.concatenate([-jac_y @ skew, jac_y], axis=3)  # [M, P, 3, 6]: d residual / d (omega, delta)
         res = np.concatenate([r_px / spread_px[:, None, None], (r_z / spread_z[:, None])[..., None]], axis=2)
-        normal = np.einsum("mp,mpki,mpkj->mij", w, jac, jac) + 1e-9 * np.eye(6)
-        step = -np.linalg.solve(normal, np.einsum("mp,mpki,mpk->mi", w, jac, res)[..., None])[..., 0]
+        jac = jac.reshape(m, -1, 6)  # rows: 3 residuals per match
+        weighted = jac * np.repeat(w, 3, axis=1)[..., None]
+        normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(6)  # batched matmul: BLAS, unlike einsum
+        step = -np.linalg.solve(normal, np.swapaxes(weighted, 1, 2) @ res.reshape(m, -1, 1))[..., 0]
         step[~enough] = 0.0
         turn = axis_angle_to_rotation(step[:, :3])
         rotation = turn @ rotation
@@ -174,3 +176,13 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
                                     np.ones(num_slots), robust, anchors)
         centre = poses.translation
     return SlotCameras(rotation=rotation, centre=centre, focal=np.asarray(focal, float))
+
+
+def in_own_cameras(windows: WindowPredictions, cameras: SlotCameras, slot_window: np.ndarray,
+                   slot_t: np.ndarray) -> WindowPredictions:
+    """Window-frame point maps moved into each slot's own camera (camera [S] in the window frame): the
+    same predictions as a model without rays would give them (a copy of the point maps in memory)."""
+    pointmap = np.zeros(windows.pointmap.shape, np.float32)
+    for s, (g, t) in enumerate(zip(slot_window, slot_t)):
+        pointmap[g, t] = (np.asarray(windows.pointmap[g, t], np.float64) - cameras.centre[s]) @ cameras.rotation[s]
+    return replace(windows, pointmap=pointmap, pointmap_frame="camera")

@@ -121,7 +121,7 @@ def input_abs_rel(windows, gt) -> float:
     return depth_metrics(depth, gt.depth)["abs_rel"]
 
 
-def poses(sources, frames: int, size, window: int, overlap: int, seed: int) -> None:
+def poses(sources, frames: int, size, window: int, overlap: int, stride: int, seed: int) -> None:
     print(f"\n== poses without rays (GeometryCrafter-like): {frames} frames, {size[0]}x{size[1]}, windows of "
           f"{window} overlapping by {overlap}, seed {seed} ==")
     print(_header("  input abs_rel  cpu s"))
@@ -139,6 +139,13 @@ def poses(sources, frames: int, size, window: int, overlap: int, seed: int) -> N
                           and m["focal_error"] <= FOCAL_TARGET)
                     print(f"  -> {'meets' if ok else 'MISSES'} the targets (path <= {POSE_TARGETS[name]:g} %, "
                           f"Abs Rel <= input, focal <= {100 * FOCAL_TARGET:g} %)")
+            # Cross-check: the same pose solver on Geo4D-like predictions, rays off, against Geo4D's own path.
+            windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+            for variant, opts in (("Geo4D-like, rays (default)", AlignOptions()),
+                                  ("Geo4D-like, no rays, flow cameras", AlignOptions(use_rays=False,
+                                                                                      motion_cameras=True))):
+                recon, (_, cpu) = _timed(align, windows, _options_for(name, opts))
+                print(_row(f"{label}/{name} realistic {variant}", evaluate(recon, gt)) + f" {'':>14s} {cpu:>6.2f}")
 
 
 def speed(stride: int, seed: int, sizes_frames) -> None:
@@ -181,7 +188,7 @@ def main(argv: list[str]) -> int:
     if "ablation" in args.sections:
         ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "poses" in args.sections:
-        poses(sources, args.frames, args.size, args.pose_window[0], args.pose_window[1], args.seed)
+        poses(sources, args.frames, args.size, args.pose_window[0], args.pose_window[1], args.stride, args.seed)
     if "speed" in args.sections:
         series = [(64, tuple(args.size))] + [(n, tuple(args.speed_size)) for n in args.speed_frames]
         speed(args.stride, args.seed, series)

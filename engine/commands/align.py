@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (replaced only on success)")
     parser.add_argument("--per-frame-focal", action="store_true", help="one focal length per frame (zoom shots)")
     parser.add_argument("--no-rays", action="store_true", help="cameras from the point maps instead of the rays")
+    parser.add_argument("--motion-cameras", action="store_true",
+                        help="cameras from optical flow and each frame's point map, as for a model without rays "
+                             "(a cross-check on predictions with rays; the rays are not used)")
     parser.add_argument("--no-disparity", action="store_true", help="depth from the point maps only")
     parser.add_argument("--no-robust", action="store_true", help="plain least squares: keep disagreeing windows")
     parser.add_argument("--smoothness", type=float, default=defaults.smoothness,
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     windows = load_windows(args.windows)
     options = AlignOptions(per_frame_focal=args.per_frame_focal, use_rays=not args.no_rays,
                            use_disparity=not args.no_disparity, robust=not args.no_robust,
-                           smoothness=args.smoothness)
+                           smoothness=args.smoothness, motion_cameras=args.motion_cameras)
     recon = align(windows, options)
     out = write_bundle(recon, args.out, windows=windows, point_stride=args.point_stride,
                        min_confidence=args.min_confidence)
