@@ -51,20 +51,24 @@ def test_relative_motion_is_exact_and_ignores_a_moving_object():
     assert np.linalg.norm(plain.translation[0] - translation) > 0.02  # what the robust weights are for
 
 
-def test_flow_matches_follow_a_known_shift_and_drop_what_leaves_the_frame():
+@pytest.mark.parametrize("block", [4, 12])  # 160 x 224 frames, and 480 x 672 ones the flow sees shrunk
+def test_flow_matches_follow_a_known_shift_and_drop_what_leaves_the_frame(block):
     rng = np.random.default_rng(1)
-    texture = np.kron(rng.integers(0, 255, (40, 56)), np.ones((4, 4)))  # 160 x 224 blocks, blurred below
-    y, x = np.mgrid[0:160, 0:224].astype(np.float32)
-    texture = cv2.GaussianBlur(texture.astype(np.float32), (0, 0), 1.5)
-    shifted = cv2.remap(texture, x - 3.5, y + 2.25, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    texture = np.kron(rng.integers(0, 255, (40, 56)), np.ones((block, block))).astype(np.float32)
+    texture = cv2.GaussianBlur(texture, (0, 0), 1.5 * block / 4)
+    h, w = texture.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = 3.5 * block / 4, -2.25 * block / 4
+    shifted = cv2.remap(texture, x - dx, y - dy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     rgb = np.stack([texture, shifted])[..., None].repeat(3, axis=3).clip(0, 255).astype(np.uint8)
-    v, u, _ = sample_pixels(160, 224, 600)
+    v, u, _ = sample_pixels(h, w, 600)
     target, ok = FlowMatcher(rgb, v, u).match(0, 1)
-    inner = (u > 12) & (u < 224 - 16) & (v > 12) & (v < 160 - 12)
+    margin = 3 * block
+    inner = (u > margin) & (u < w - margin) & (v > margin) & (v < h - margin)
     assert ok[inner].mean() > 0.95
-    error = np.hypot(target[:, 0] - (u + 3.5), target[:, 1] - (v - 2.25))
-    assert np.median(error[inner & ok]) < 0.1
-    assert not ok[u + 3.5 > 224 - 1].any()  # their match lies outside the image
+    error = np.hypot(target[:, 0] - (u + dx), target[:, 1] - (v + dy))
+    assert np.median(error[inner & ok]) < 0.1 * block / 4
+    assert not ok[u + dx > w - 1].any()  # their match lies outside the image
 
 
 def test_focal_from_camera_points_is_exact_and_robust():

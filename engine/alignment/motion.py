@@ -20,7 +20,7 @@ rest of the alignment (window similarities, fusion, smoothing, depth) is shared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .robust import cauchy_weights, median_of_valid
 
 MATCH_PIXELS = 1024  # pixels per frame followed by the flow (matches are cheap; more points steady the fits)
 MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to this gap
+PAIR_CHUNK = 128  # pairs fitted at once (the Gauss-Newton Jacobians of 128 pairs take about 14 MB per 100 matches)
 
 
 @dataclass
@@ -52,35 +53,33 @@ class SlotMatches:
     weight: np.ndarray
 
 
-def slot_matches(windows: WindowPredictions, slot_t: np.ndarray) -> SlotMatches:
-    """Flow-matched points of slot pairs (a, a + 1), (a, a + 2), (a, a + 4), ... within each window."""
+def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, first_slot: int) -> SlotMatches:
+    """Flow-matched points of window g's slot pairs (a, a + 1), (a, a + 2), (a, a + 4), ...
+    first_slot: the slot index of the window's first frame."""
     h, w = windows.image_size
-    v, u, _ = sample_pixels(h, w, MATCH_PIXELS)
-    matcher = FlowMatcher(windows.rgb, v, u)
-    first = np.flatnonzero(slot_t == 0)
+    v, u = matcher.v, matcher.u
+    start, length = int(windows.window_starts[g]), int(windows.window_lengths[g])
+    maps = np.asarray(windows.pointmap[g, :length], np.float64)
+    valid = np.asarray(windows.pointmap_conf[g, :length] > 0, np.float64)
     a_list, b_list, pa, pb, qb, weights = [], [], [], [], [], []
-    for g, start in enumerate(windows.window_starts):
-        length = int(windows.window_lengths[g])
-        maps = np.asarray(windows.pointmap[g, :length], np.float64)
-        valid = np.asarray(windows.pointmap_conf[g, :length] > 0, np.float64)
-        gap = 1
-        while gap < min(length, MAX_GAP + 1):
-            for ta in range(length - gap):
-                tb = ta + gap
-                target, ok = matcher.match(int(start) + ta, int(start) + tb)
-                x_a = maps[ta, v, u]
-                x_b = bilinear(maps[tb], target)
-                usable = ok & (valid[ta, v, u] > 0) & (bilinear(valid[tb][..., None], target)[:, 0] > 0.999)
-                usable &= (x_a[:, 2] > 0) & (x_b[:, 2] > 0)
-                a_list.append(first[g] + ta)
-                b_list.append(first[g] + tb)
-                pa.append(x_a)
-                pb.append(x_b)
-                qb.append(target + 0.5 - np.array([w / 2.0, h / 2.0]))
-                weights.append(usable.astype(np.float64))
-            gap *= 2
+    gap = 1
+    while gap < min(length, MAX_GAP + 1):
+        for ta in range(length - gap):
+            tb = ta + gap
+            target, ok = matcher.match(start + ta, start + tb)
+            x_a = maps[ta, v, u]
+            x_b = bilinear(maps[tb], target)
+            usable = ok & (valid[ta, v, u] > 0) & (bilinear(valid[tb][..., None], target)[:, 0] > 0.999)
+            usable &= (x_a[:, 2] > 0) & (x_b[:, 2] > 0)
+            a_list.append(first_slot + ta)
+            b_list.append(first_slot + tb)
+            pa.append(x_a)
+            pb.append(x_b)
+            qb.append(target + 0.5 - np.array([w / 2.0, h / 2.0]))
+            weights.append(usable.astype(np.float64))
+        gap *= 2
     p = len(v)
-    if not a_list:  # one-frame windows only
+    if not a_list:  # a one-frame window
         return SlotMatches(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, p, 3)), np.zeros((0, p, 3)),
                            np.zeros((0, p, 2)), np.zeros((0, p)))
     return SlotMatches(np.asarray(a_list, np.int64), np.asarray(b_list, np.int64), np.stack(pa), np.stack(pb),
@@ -156,26 +155,37 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
 
     slot_t: int[S] position of each slot in its window; focal: [S] each slot's focal (pixels), used for
     the 3D-2D residuals and passed through. Slots no match ties to their window keep the identity camera.
+    Matches are made and fitted a window (and a chunk of pairs) at a time, so memory stays bounded.
     """
     num_slots = len(slot_t)
     anchors = np.flatnonzero(slot_t == 0)
-    matches = slot_matches(windows, slot_t)
-    rotation = np.tile(np.eye(3), (num_slots, 1, 1))
-    centre = np.zeros((num_slots, 3))
-    if len(matches.a):
-        motion = relative_motions(matches, focal[matches.b], robust)
-        support = motion.inlier.sum(axis=1) / motion.pixel_spread**2
-        prior = support / max(float(support.max()), 1e-12) + 1e-6
-        # C_a^T C_b = R_ab^T for camera-to-window rotations C.
-        rotation = average_rotations(np.swapaxes(motion.rotation, 1, 2), matches.a, matches.b, num_slots, prior,
-                                     anchors, robust)
-        # a's centre is at t_ab in b's frame: C_a 0 + o_a = C_b t_ab + o_b, relative to the scene's depth.
-        depth = median_of_valid(matches.points_a[..., 2], motion.inlier > 0, axis=1)
-        poses = window_translations(np.zeros((len(prior), 1, 3)), motion.translation[:, None], prior[:, None],
-                                    np.nan_to_num(depth, nan=1.0)[:, None], matches.a, matches.b, rotation,
-                                    np.ones(num_slots), robust, anchors)
-        centre = poses.translation
-    return SlotCameras(rotation=rotation, centre=centre, focal=np.asarray(focal, float))
+    h, w = windows.image_size
+    v, u, _ = sample_pixels(h, w, MATCH_PIXELS)
+    matcher = FlowMatcher(windows.rgb, v, u)
+    a, b, rel, trans, support, depth = [], [], [], [], [], []
+    for g in range(windows.num_windows):
+        matches = window_matches(windows, g, matcher, int(anchors[g]))
+        for lo in range(0, len(matches.a), PAIR_CHUNK):
+            part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
+            motion = relative_motions(part, focal[part.b], robust)
+            a.append(part.a)
+            b.append(part.b)
+            rel.append(motion.rotation)
+            trans.append(motion.translation)
+            support.append(motion.inlier.sum(axis=1) / motion.pixel_spread**2)
+            depth.append(median_of_valid(part.points_a[..., 2], motion.inlier > 0, axis=1))
+    if not a:  # one-frame windows only
+        return SlotCameras(rotation=np.tile(np.eye(3), (num_slots, 1, 1)), centre=np.zeros((num_slots, 3)),
+                           focal=np.asarray(focal, float))
+    a, b, rel, trans, support, depth = (np.concatenate(x) for x in (a, b, rel, trans, support, depth))
+    prior = support / max(float(support.max()), 1e-12) + 1e-6
+    # C_a^T C_b = R_ab^T for camera-to-window rotations C.
+    rotation = average_rotations(np.swapaxes(rel, 1, 2), a, b, num_slots, prior, anchors, robust)
+    # a's centre is at t_ab in b's frame: C_a 0 + o_a = C_b t_ab + o_b, relative to the scene's depth.
+    poses = window_translations(np.zeros((len(prior), 1, 3)), trans[:, None], prior[:, None],
+                                np.nan_to_num(depth, nan=1.0)[:, None], a, b, rotation, np.ones(num_slots), robust,
+                                anchors)
+    return SlotCameras(rotation=rotation, centre=poses.translation, focal=np.asarray(focal, float))
 
 
 def in_own_cameras(windows: WindowPredictions, cameras: SlotCameras, slot_window: np.ndarray,

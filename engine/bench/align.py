@@ -141,11 +141,10 @@ def poses(sources, frames: int, size, window: int, overlap: int, stride: int, se
                           f"Abs Rel <= input, focal <= {100 * FOCAL_TARGET:g} %)")
             # Cross-check: the same pose solver on Geo4D-like predictions, rays off, against Geo4D's own path.
             windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
-            for variant, opts in (("Geo4D-like, rays (default)", AlignOptions()),
-                                  ("Geo4D-like, no rays, flow cameras", AlignOptions(use_rays=False,
-                                                                                      motion_cameras=True))):
+            for variant, opts in (("rays", AlignOptions()),
+                                  ("no rays, flow", AlignOptions(use_rays=False, motion_cameras=True))):
                 recon, (_, cpu) = _timed(align, windows, _options_for(name, opts))
-                print(_row(f"{label}/{name} realistic {variant}", evaluate(recon, gt)) + f" {'':>14s} {cpu:>6.2f}")
+                print(_row(f"{label}/{name} Geo4D-like {variant}", evaluate(recon, gt)) + f" {'':>14s} {cpu:>6.2f}")
 
 
 def speed(stride: int, seed: int, sizes_frames) -> None:
