@@ -63,6 +63,8 @@ class AlignOptions:
     pose_pixels: int = option(256, "pixels sampled per frame for the pose solve", low=16, high=65536, cli=False)
     outlier_threshold: float = option(3.0, "depth estimates further than this many robust deviations from the "
                                            "median are dropped", low=0.0, high=1e6, exclusive=True, cli=False)
+    motion_cameras: bool = option(False, "cameras from optical flow and each frame's point map, as for a model "
+                                         "without rays (a cross-check on predictions with rays; the rays are not used)")
 
 
 @dataclass

@@ -23,10 +23,11 @@ from ..formats.bundle import Reconstruction
 from ..options import AlignOptions
 from ..windows.predictions import WindowPredictions
 from ..reporting import Progress
-from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
-                      rotation_from_rays)
+from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_camera_points, focal_from_rays,
+                      fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
+from .motion import cameras_from_motion, in_own_cameras
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -95,6 +96,8 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
     windows.validate()
     slots = _sample_slots(windows, opts)                    # 0. every window's frames, at sampled pixels
     report("cameras", 0.0)
+    if opts.motion_cameras and windows.pointmap_frame == "window":
+        windows = _in_own_cameras(windows, slots)           # 0b. (cross-check) each frame's map in its camera
     _slot_cameras(windows, slots, opts)                     # 1-2. each slot's camera; focal lengths
     report("poses", 0.3)
     poses = _window_poses(slots, windows.num_windows, opts)  # 3. one similarity per window to the world
@@ -131,13 +134,32 @@ def _sample_slots(windows: WindowPredictions, opts: AlignOptions) -> Slots:
                  conf=windows.pointmap_conf[sw, st, v, u].astype(np.float64))
 
 
+def _in_own_cameras(windows: WindowPredictions, slots: Slots) -> WindowPredictions:
+    """Stage 0b (motion_cameras): each frame's point map moved into its own camera by its DLT, as a model
+    without rays gives them, and the slots' points sampled again from it."""
+    own = cameras_from_points(slots.points, slots.conf, slots.pixels)
+    _check_placeable(own.focal, slots, "place its camera from the point map alone")
+    windows = in_own_cameras(windows, own, slots.window, slots.t)
+    slots.points = windows.pointmap[slots.window[:, None], slots.t[:, None], slots.v, slots.u].astype(np.float64)
+    return windows
+
+
 def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) -> None:
-    """Stages 1-2: each slot's camera in its window's frame from the rays and the point map (or the point
-    map alone), the focal length of each frame, and the sampled points' depths."""
+    """Stages 1-2: each slot's camera in its window's frame and the focal length of each frame: from the
+    motion between frames (point maps in each frame's own camera: a model without rays), from the rays and
+    the point map, or from the point map alone; then the sampled points' depths."""
     n = windows.num_frames
     sw, st, v, u, pixels = slots.window[:, None], slots.t[:, None], slots.v, slots.u, slots.pixels
-    from_points = cameras_from_points(slots.points, slots.conf, pixels)
-    if opts.use_rays:
+    if windows.pointmap_frame == "camera":
+        # Each frame's points in its own camera: the focal from the points, the poses from the motion.
+        slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
+        _check_placeable(slot_focal, slots, "find its focal length from the point map")
+        focal = _frame_focal(slot_focal, slots.frame, n, opts.per_frame_focal)
+        cameras = cameras_from_motion(windows, slots.t, slot_focal, opts.robust)
+        sources = [cameras]
+        slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
+    elif opts.use_rays and "rays" in windows.modalities:
+        from_points = cameras_from_points(slots.points, slots.conf, pixels)
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
@@ -148,11 +170,9 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         cameras = fuse_cameras(from_rays, from_points)
         sources = [from_rays, from_points]
     else:
-        lacking = np.isnan(from_points.focal)
-        if lacking.any():
-            s = int(np.flatnonzero(lacking)[0])
-            raise InputError(f"frame {slots.frame[s]} has too few valid points in window {slots.window[s]} to "
-                             "place its camera from the point map alone", "align with the rays (drop --no-rays)")
+        from_points = cameras_from_points(slots.points, slots.conf, pixels)
+        _check_placeable(from_points.focal, slots, "place its camera from the point map alone",
+                         "align with the rays (drop --no-rays)" if "rays" in windows.modalities else None)
         focal = _frame_focal(from_points.focal, slots.frame, n, opts.per_frame_focal)
         cameras = from_points
         sources = [from_points]
@@ -226,8 +246,10 @@ def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, 
     window's point map and (use_disparity) its disparity fitted to the point depths."""
     n, (h, w), num_windows = windows.num_frames, windows.image_size, windows.num_windows
     slot_window, slot_t, slot_frame, rotation, centre = slots.window, slots.t, slots.frame, slots.rotation, slots.centre
+    use_disparity = opts.use_disparity and "disparity" in windows.modalities
+    camera_frame = windows.pointmap_frame == "camera"
     disparity_fit = [DisparityFit()] * num_windows
-    if opts.use_disparity:
+    if use_disparity:
         disp = windows.disparity[slot_window[:, None], slot_t[:, None], slots.v, slots.u].astype(np.float64)
         for g in range(num_windows):
             mine = slot_window == g
@@ -240,10 +262,13 @@ def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, 
         for s in np.flatnonzero(slot_frame == i):
             g, t = slot_window[s], slot_t[s]
             c = windows.pointmap_conf[g, t] * poses.weight[g]
-            z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
+            if camera_frame:
+                z = np.asarray(windows.pointmap[g, t, ..., 2])
+            else:
+                z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
             estimates.append(z * poses.scale[g])
             weights.append(c)
-            if opts.use_disparity:
+            if use_disparity:
                 estimates.append(disparity_fit[g].depth(windows.disparity[g, t]))
                 weights.append(c)
         fused[i], confidence[i] = fuse_depths(np.stack(estimates), np.stack(weights), opts.outlier_threshold,
@@ -262,6 +287,15 @@ def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str
                       for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
     return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
             f"(clip frames {spans}); check the camera there")
+
+
+def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str | None = None) -> None:
+    """Refuse slots whose point map had too few valid points (their focal is nan)."""
+    lacking = np.isnan(slot_focal)
+    if lacking.any():
+        s = int(np.flatnonzero(lacking)[0])
+        raise InputError(f"frame {slots.frame[s]} has too few valid points in window {slots.window[s]} to {what}",
+                         fix or "check the model's output for that frame (an all-invalid point map?)")
 
 
 def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_frame: bool) -> np.ndarray:

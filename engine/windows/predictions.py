@@ -6,6 +6,10 @@ so a clip of any length needs memory for about one window, not for all of them (
 at 320x576). Version 1, one `.npz` with the same arrays, is still read.
 Every window has its own frame (its first camera) and its own unknown scale and shift;
 the alignment fuses them.
+
+Models differ in what they give (`modalities`): Geo4D gives point maps in the window's frame, disparity
+and rays; GeometryCrafter gives only point maps, each in its own frame's camera (`pointmap_frame`
+"camera"), with a validity mask as confidence. The alignment chooses its path from these two facts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from ..errors import EngineError, InputError
 from ..paths import contained
 
 FORMAT_NAME = "parallax.window_predictions"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: `modalities` and `pointmap_frame`; 2: a folder of .npy files; 1: one .npz
+# What a model may give, and the maps each needs; every model gives a point map.
+MODALITIES = {"pointmap": ("pointmap", "pointmap_conf"), "disparity": ("disparity",),
+              "rays": ("ray_dirs", "ray_moments")}
+POINTMAP_FRAMES = ("window", "camera")  # the window's first camera / each frame's own camera
 META_FILE = "windows.json"  # written last: a folder without it is incomplete
 MAX_FPS = 1e6  # the fastest high-speed cameras; anything above is not a frame rate
 MAX_VALUE = 1e12  # map values beyond this are not a scene (float32 keeps 7 digits)
@@ -44,14 +52,17 @@ class WindowPredictions:
         window_length: L, nominal frames per window (16 for Geo4D).
         window_starts: int64[G], first frame of each window.
         window_lengths: int64[G], real frames of each window (<= L).
-        pointmap: float32[G, L, H, W, 3], xyz of each pixel in the window's first-camera
-            frame (OpenCV axes), up to an unknown per-window scale and translation.
-        pointmap_conf: float32[G, L, H, W], >= 0; 0 marks an invalid pixel.
-        disparity: float32[G, L, H, W], affine-invariant per window; <= 0 is invalid.
-        ray_dirs: float32[G, L, H, W, 3], unit ray directions in the window frame.
-        ray_moments: float32[G, L, H, W, 3], Plücker moments o x d, same scale as pointmap.
-        rgb: optional uint8[N, H, W, 3], the frames at the maps' resolution.
+        pointmap: float32[G, L, H, W, 3], xyz of each pixel (OpenCV axes) in the window's first-camera
+            frame, up to an unknown per-window scale and translation (`pointmap_frame` "window"); or in
+            the slot's own camera frame, up to an unknown per-window scale ("camera").
+        pointmap_conf: float32[G, L, H, W], >= 0; 0 marks an invalid pixel (a validity mask is 0 / 1).
+        disparity: float32[G, L, H, W], affine-invariant per window; <= 0 is invalid. None: not given.
+        ray_dirs: float32[G, L, H, W, 3], unit ray directions in the window frame. None: not given.
+        ray_moments: float32[G, L, H, W, 3], Plücker moments o x d, same scale as pointmap (with ray_dirs).
+        rgb: optional uint8[N, H, W, 3], the frames at the maps' resolution; required for camera-frame
+            point maps (the alignment follows the pixels from frame to frame by optical flow).
         source: optional path of the clip the predictions came from.
+        pointmap_frame: "window" or "camera", see `pointmap`.
     """
 
     num_frames: int
@@ -62,15 +73,21 @@ class WindowPredictions:
     window_lengths: np.ndarray
     pointmap: np.ndarray
     pointmap_conf: np.ndarray
-    disparity: np.ndarray
-    ray_dirs: np.ndarray
-    ray_moments: np.ndarray
+    disparity: np.ndarray | None = None
+    ray_dirs: np.ndarray | None = None
+    ray_moments: np.ndarray | None = None
     rgb: np.ndarray | None = None
     source: str = ""
+    pointmap_frame: str = "window"
 
     @property
     def num_windows(self) -> int:
         return int(len(self.window_starts))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """What the model gave, in the order of MODALITIES: "pointmap" always, "disparity", "rays"."""
+        return tuple(m for m, names in MODALITIES.items() if getattr(self, names[0]) is not None)
 
     def frames_of(self, g: int) -> np.ndarray:
         """int64[len_g]: clip frame index of each real slot of window g."""
@@ -87,19 +104,29 @@ _MAPS = {"pointmap": (3,), "pointmap_conf": (), "disparity": (), "ray_dirs": (3,
 FOLDER_FILES = (META_FILE, *(f"{name}.npy" for name in _MAPS), "rgb.npy")
 
 
-def maps_bytes(num_windows: int, window_length: int, image_size: tuple[int, int]) -> int:
-    """Bytes of the float32 maps of `num_windows` windows (11 floats per pixel and frame)."""
-    floats = sum(int(np.prod(channels)) for channels in _MAPS.values())
+def _map_names(modalities) -> list[str]:
+    if not all(isinstance(m, str) for m in modalities) or set(modalities) - set(MODALITIES) \
+            or "pointmap" not in modalities:
+        _fail(f"modalities {list(modalities)} are not usable: each must be one of {list(MODALITIES)}, "
+              "and \"pointmap\" is required")
+    return [name for m, names in MODALITIES.items() if m in modalities for name in names]
+
+
+def maps_bytes(num_windows: int, window_length: int, image_size: tuple[int, int],
+               modalities=tuple(MODALITIES)) -> int:
+    """Bytes of the float32 maps of `num_windows` windows (11 floats per pixel and frame with every
+    modality, 4 with point maps alone)."""
+    floats = sum(int(np.prod(_MAPS[name])) for name in _map_names(modalities))
     return 4 * floats * num_windows * window_length * image_size[0] * image_size[1]
 
 
 def new_maps(num_windows: int, window_length: int, image_size: tuple[int, int],
-             spill_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """Zero-filled float32 maps for WindowPredictions, by name: in memory, or (spill_dir given) mapped
+             spill_dir: str | os.PathLike | None = None, modalities=tuple(MODALITIES)) -> dict[str, np.ndarray]:
+    """Zero-filled float32 maps of the given modalities for WindowPredictions, by name: in memory, or (spill_dir given) mapped
     from nameless temporary files in that folder, so that the system pages them to disk instead of
     holding them in memory. The files have no name from the start: the system deletes them when
     the maps are freed or the process ends, even when it is killed."""
-    shapes = {name: (num_windows, window_length, *image_size, *channels) for name, channels in _MAPS.items()}
+    shapes = {name: (num_windows, window_length, *image_size, *_MAPS[name]) for name in _map_names(modalities)}
     if spill_dir is None:
         return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
     maps = {}
@@ -155,9 +182,16 @@ def validate(w: WindowPredictions) -> None:
     if int((starts + lengths).max()) < n:  # checked before any per-frame array of n frames is made
         _fail(f"frames {int((starts + lengths).max())}-{n - 1} are not covered by any window (the clip has {n})",
               "predict windows over the whole clip (the last window must end on the last frame)")
-    for name, channels in _MAPS.items():
+    if w.pointmap_frame not in POINTMAP_FRAMES:
+        _fail(f"pointmap_frame is {w.pointmap_frame!r}; it must be one of {list(POINTMAP_FRAMES)}")
+    if (w.ray_dirs is None) != (w.ray_moments is None):
+        _fail("`ray_dirs` and `ray_moments` come together: give both or neither")
+    if w.pointmap_frame == "camera" and w.rgb is None:
+        _fail("camera-frame point maps come without `rgb`: the alignment needs the frames to follow the "
+              "pixels from frame to frame", "save the frames at the maps' resolution as `rgb`")
+    for name in _map_names(w.modalities):
         arr = getattr(w, name)
-        shape = (g, l, h, wd, *channels)
+        shape = (g, l, h, wd, *_MAPS[name])
         if not isinstance(arr, np.ndarray) or arr.shape != shape:
             got = getattr(arr, "shape", type(arr).__name__)
             _fail(f"`{name}` has shape {got}, expected {shape} (G, L, H, W[, 3])")
@@ -201,6 +235,8 @@ def _check_not_degenerate(w: WindowPredictions, i: int, valid: np.ndarray) -> No
         _fail(f"`pointmap` of window {i} puts all {len(points)} valid pixels at one point {points[0].tolist()}: "
               "the prediction is degenerate", "check the model's output (an all-zero map usually means a failed "
               "run); mark pixels without geometry with pointmap_conf = 0")
+    if w.ray_dirs is None:  # a model without rays
+        return
     lengths = np.linalg.norm(np.asarray(w.ray_dirs[i, : len(valid)])[valid], axis=-1)
     short = int(np.count_nonzero(lengths < 1e-6))
     if short:
@@ -226,7 +262,7 @@ def save_windows(w: WindowPredictions, folder: str | os.PathLike) -> Path:
     all-or-nothing write into a staged folder (a bundle does)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in _MAPS:
+    for name in _map_names(w.modalities):
         _save_array(getattr(w, name), folder / f"{name}.npy", np.float32)
     if w.rgb is not None:
         _save_array(w.rgb, folder / "rgb.npy", np.uint8)
@@ -235,6 +271,7 @@ def save_windows(w: WindowPredictions, folder: str | os.PathLike) -> Path:
         "fps": float(w.fps), "image_size": [int(v) for v in w.image_size], "window_length": int(w.window_length),
         "window_starts": [int(v) for v in w.window_starts], "window_lengths": [int(v) for v in w.window_lengths],
         "rgb": "rgb.npy" if w.rgb is not None else None, "source": str(w.source),
+        "modalities": list(w.modalities), "pointmap_frame": w.pointmap_frame,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     return folder
@@ -290,7 +327,8 @@ def _facts(meta, where: Path) -> dict:
                    else np.minimum(l, n - starts))  # writers other than ours may omit it
         return dict(num_frames=n, fps=float(meta["fps"]), image_size=tuple(int(v) for v in meta["image_size"]),
                     window_length=l, window_starts=starts, window_lengths=lengths,
-                    source=str(meta["source"]) if "source" in meta else "")
+                    source=str(meta["source"]) if "source" in meta else "",
+                    pointmap_frame=str(meta.get("pointmap_frame", "window")))
     except (TypeError, ValueError) as exc:
         _fail(f"{where} has a malformed value ({exc})")
 
@@ -306,7 +344,10 @@ def _load_folder(folder: Path) -> WindowPredictions:
     if not isinstance(meta, dict):
         _fail(f"{meta_file} holds a JSON {type(meta).__name__}, not an object of the format's facts")
     _check_version(meta, meta_file)
-    names = [*_MAPS, "rgb"] if meta.get("rgb") else list(_MAPS)
+    modalities = meta.get("modalities", list(MODALITIES))  # before version 3: every modality
+    if not isinstance(modalities, list):
+        _fail(f"{meta_file} has a malformed `modalities` ({modalities!r}); it must be a list")
+    names = _map_names(modalities) + (["rgb"] if meta.get("rgb") else [])
     arrays = {}
     for name in names:
         file = contained(folder, f"{name}.npy", folder)  # a link out of the folder is refused
@@ -327,7 +368,7 @@ def _load_npz(path: Path) -> WindowPredictions:
     except Exception as exc:  # zip or npy header damage
         raise InputError(f"{path} is not a readable .npz file ({exc})",
                          "regenerate it; the format is in docs/formats.md") from exc
-    missing = sorted(set(_MAPS) - keys)
+    missing = sorted(set(_MAPS) - keys)  # version 1 always had every map
     if missing:
         _fail(f"{path.name} lacks the keys {missing}")
     meta = {k: data[k].item() if data[k].ndim == 0 else data[k] for k in keys - set(_MAPS) - {"rgb"}}
@@ -336,5 +377,5 @@ def _load_npz(path: Path) -> WindowPredictions:
                              rgb=data["rgb"] if "rgb" in keys else None)
 
 
-__all__ = ["WindowPredictions", "maps_bytes", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
+__all__ = ["WindowPredictions", "MODALITIES", "POINTMAP_FRAMES", "maps_bytes", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
            "FORMAT_VERSION"]
