@@ -17,6 +17,7 @@ COMMANDS = {
     "download": (".models.download", "download a model's official checkpoints"),
     "check-fixtures": (".models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
     "serve": (".protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
+    "export": (".commands.export", "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD or a PLY cloud"),
     "demo": (".commands.demo", "weight-free pipeline demo from simulated predictions"),
 }
 

@@ -1,0 +1,197 @@
+"""The merged static point cloud of a shot: every frame's points in one cloud, ready to seed Gaussian
+splatting or a COLMAP model.
+
+From the bundle's per-frame point clouds (world xyz, sRGB colour, confidence):
+1. confidence filter: points below the `confidence_quantile` of all confidences are dropped;
+2. moving pixels excluded: a point is projected into other frames (offsets 1, 2, 3, 5, 8, 11, ... both ways); where it
+   lands in front of the surface that frame saw (by more than MOTION_TOLERANCE of that depth), that frame looked
+   through the place the point should be, so the point was not there then. A point that enough of the frames
+   which see its place contradict (MOTION_FRACTION) is moving; nearby frames may still agree, as a moving object
+   covers much of its own place a frame later. The depth compared is the nearest in a 3 x 3 neighbourhood, so
+   the edges of static foreground objects are not mistaken for motion. Only a place some other frame sees free
+   is evidence: an object that never uncovers its place in view stays;
+3. voxel downsampling: points in one voxel merge into their confidence-weighted mean.
+
+Each merged point keeps its observations: for every frame that contributed, the pixel of its most confident
+point there (what COLMAP calls the track).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..formats.exr import read_depth_exr
+from .shot import Shot
+
+MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen through"
+# A point is moving when at least this fraction, and at least MOTION_MIN_VOTES, of the frames that see its place
+# contradict it (measured on the procedural scenes with simulated predictions: tests/test_export.py).
+MOTION_FRACTION = 0.25
+MOTION_MIN_VOTES = 2
+AUTO_VOXEL_PIXELS = 2.0  # the automatic voxel: this many pixels' footprint at the median depth
+
+
+@dataclass
+class CloudOptions:
+    """voxel_size: voxel edge in scene units; 0 = automatic (AUTO_VOXEL_PIXELS at the median depth).
+    confidence_quantile: drop points below this quantile of the confidences (0 = keep all).
+    keep_moving: keep the points found to move (no motion test)."""
+
+    voxel_size: float = 0.0
+    confidence_quantile: float = 0.1
+    keep_moving: bool = False
+
+
+@dataclass
+class MergedCloud:
+    """P merged points and their M observations.
+
+    xyz: float32[P, 3] world (OpenCV axes, world = the first camera); rgb: uint8[P, 3] sRGB;
+    confidence: float32[P] mean confidence of the merged points.
+    obs_point: int64[M] the merged point of each observation; obs_frame: int64[M] the frame (index into the
+    shot's frames); obs_xy: float64[M, 2] its pixel in the bundle's maps (centres at +0.5).
+    voxel_size: the voxel edge used; counts: how many points each step kept.
+    """
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    confidence: np.ndarray
+    obs_point: np.ndarray
+    obs_frame: np.ndarray
+    obs_xy: np.ndarray
+    voxel_size: float
+    counts: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: how many points each step of the merge kept."""
+        c = self.counts
+        return (f"{c['merged']} points (voxel {self.voxel_size:.3g}) from {c['input']} frame points; dropped "
+                f"{c['input'] - c['confident']} below the confidence quantile, {c['confident'] - c['static']} moving")
+
+
+def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels float64[P, 2] and planar depths float64[P] of world points xyz [P, 3] in one camera."""
+    cam = xyz @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = (cam @ K.T)[:, :2] / z[:, None]
+    return pix, z
+
+
+def merge_static_cloud(shot: Shot, options: CloudOptions | None = None) -> MergedCloud:
+    """The merged static cloud of `shot` (see the module docstring)."""
+    options = options or CloudOptions()
+    xyz, rgb, conf, frame = read_frame_points(shot)
+    counts = {"input": len(xyz)}
+    if options.confidence_quantile > 0:
+        keep = conf >= np.quantile(conf, options.confidence_quantile)
+        xyz, rgb, conf, frame = xyz[keep], rgb[keep], conf[keep], frame[keep]
+    counts["confident"] = len(xyz)
+    depth = read_depth_maps(shot)
+    if not options.keep_moving:
+        keep = ~moving_points(shot, depth, xyz, frame)
+        xyz, rgb, conf, frame = xyz[keep], rgb[keep], conf[keep], frame[keep]
+    counts["static"] = len(xyz)
+    if len(xyz) == 0:
+        raise InputError("no point of the bundle is left after the confidence and motion filters",
+                         "lower --confidence-quantile or pass --keep-moving")
+    voxel = options.voxel_size or _auto_voxel(shot, depth)
+    cloud = _voxel_merge(shot, xyz, rgb, conf, frame, voxel)
+    cloud.counts = {**counts, "merged": len(cloud.xyz)}
+    return cloud
+
+
+def read_frame_points(shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every frame's points: xyz float64[P, 3] world, rgb uint8[P, 3], confidence float64[P], frame int64[P]."""
+    parts = [shot.bundle.points(i) for i in range(len(shot.frames))]
+    if sum(len(p) for p in parts) == 0:
+        raise InputError(f"the bundle {shot.bundle.root} holds no points", "re-run align with a lower --min-confidence")
+    pts = np.concatenate(parts)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1).astype(np.float64)
+    rgb = np.stack([pts["red"], pts["green"], pts["blue"]], axis=1)
+    frame = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    return xyz, rgb, pts["confidence"].astype(np.float64), frame
+
+
+def read_depth_maps(shot: Shot) -> np.ndarray:
+    """float32[N, H, W] each frame's depth, the nearest valid depth in a 3 x 3 neighbourhood (inf = none)."""
+    out = np.empty((len(shot.frames), *shot.map_size), np.float32)
+    for i, f in enumerate(shot.bundle.frames):
+        d, _ = read_depth_exr(f.depth_path)
+        if d.shape != shot.map_size:
+            raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
+                             f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
+        out[i] = cv2.erode(np.where(d > 0, d, np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
+    return out
+
+
+def _neighbours(i: int, n: int) -> list[int]:
+    """The frames frame i is checked against: offsets growing by half each step (1, 2, 3, 5, 8, 11, 17, ...)."""
+    offsets = sorted({round(1.5 ** k) for k in range(int(np.log(max(n, 2)) / np.log(1.5)) + 2)})
+    return [j for o in offsets for j in (i - o, i + o) if 0 <= j < n]
+
+
+def moving_points(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth (read_depth_maps)
+    contradicts (see the module docstring)."""
+    n = len(shot.frames)
+    h, w = shot.map_size
+    w2c = shot.world_to_camera()
+    votes = np.zeros(len(xyz), np.int32)
+    checked = np.zeros(len(xyz), np.int32)
+    for i in range(n):
+        own = np.flatnonzero(frame == i)
+        for j in _neighbours(i, n):
+            pix, z = project(shot.K[j], w2c[j], xyz[own])
+            with np.errstate(invalid="ignore"):
+                inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
+            idx = own[inside]
+            seen = depth[j, pix[inside, 1].astype(int), pix[inside, 0].astype(int)]
+            finite = np.isfinite(seen)
+            checked[idx[finite]] += 1
+            votes[idx[finite]] += z[inside][finite] < seen[finite] * (1 - MOTION_TOLERANCE)
+    return (votes >= MOTION_MIN_VOTES) & (votes >= MOTION_FRACTION * checked)
+
+
+def _auto_voxel(shot: Shot, depth: np.ndarray) -> float:
+    finite = depth[:, ::4, ::4]
+    finite = finite[np.isfinite(finite)]
+    if len(finite) == 0:
+        raise InputError(f"the bundle {shot.bundle.root} holds no valid depth", "re-run the engine on the clip")
+    return float(AUTO_VOXEL_PIXELS * np.median(finite) / np.median(shot.K[:, 0, 0]))
+
+
+def _voxel_merge(shot: Shot, xyz, rgb, conf, frame, voxel: float) -> MergedCloud:
+    keys = np.floor(xyz / voxel).astype(np.int64)
+    keys -= keys.min(axis=0)
+    span = keys.max(axis=0) + 1
+    if float(span[0]) * float(span[1]) * float(span[2]) >= 2.0 ** 62:
+        raise InputError(f"the voxel size {voxel:.3g} is too small for a cloud {np.ptp(xyz, axis=0)} across",
+                         "pass a larger --voxel-size (0 = automatic)")
+    flat = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
+    _, point = np.unique(flat, return_inverse=True)
+    point = point.ravel()
+    p = int(point.max()) + 1
+    weight = np.bincount(point, conf, p)
+    merged = np.stack([np.bincount(point, conf * xyz[:, k], p) for k in range(3)], axis=1) / weight[:, None]
+    colour = np.stack([np.bincount(point, conf * rgb[:, k], p) for k in range(3)], axis=1) / weight[:, None]
+    mean_conf = weight / np.bincount(point, minlength=p)
+
+    # One observation per (merged point, frame): the most confident contributing point.
+    order = np.lexsort((-conf, frame, point))
+    first = np.ones(len(order), bool)
+    first[1:] = (point[order][1:] != point[order][:-1]) | (frame[order][1:] != frame[order][:-1])
+    chosen = order[first]
+    obs_frame = frame[chosen]
+    obs_xy = np.empty((len(chosen), 2))
+    w2c = shot.world_to_camera()
+    for i in np.unique(obs_frame):
+        rows = np.flatnonzero(obs_frame == i)
+        obs_xy[rows], _ = project(shot.K[i], w2c[i], xyz[chosen[rows]])
+    return MergedCloud(xyz=merged.astype(np.float32), rgb=np.clip(np.round(colour), 0, 255).astype(np.uint8),
+                       confidence=mean_conf.astype(np.float32), obs_point=point[chosen], obs_frame=obs_frame,
+                       obs_xy=obs_xy, voxel_size=voxel)
