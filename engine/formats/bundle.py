@@ -2,7 +2,7 @@
 
     BUNDLE/
       scene.json               cameras, intrinsics, frame numbers, file names
-      depth/000000.exr ...     float32 planar depth (channel Y) + confidence, one per frame
+      depth/000000.exr ...     float32 planar depth (channels Z and Y) + confidence + the camera, one per frame
       points/000000.ply ...    binary PLY: xyz, rgb, confidence, one per frame, in world coordinates
       windows/                 the raw window predictions, to re-align without the model
 
@@ -102,7 +102,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
         entries = []
         for i, frame in enumerate(recon.frames):
             name = f"{int(frame):06d}"
-            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i])
+            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i],
+                            recon.K[i], recon.camera_to_world[i])
             xyz, rgb, conf = recon.world_points(i, point_stride, min_confidence)
             write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf)
             entries.append({
@@ -124,8 +125,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "image_size": [h, w],
             "coordinate_convention": "opencv: x right, y down, z forward; world = first camera; "
                                      "K in pixels with pixel centres at +0.5",
-            "depth": {"kind": "planar_z", "channels": {"depth": "Y", "confidence": "confidence"},
-                      "invalid": 0.0},
+            "depth": {"kind": "planar_z", "channels": {"depth": "Z", "display": "Y", "confidence": "confidence"},
+                      "header": ["worldToCamera", "worldToNDC"], "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
             "windows": "windows" if windows is not None else None,
