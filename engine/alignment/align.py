@@ -160,12 +160,13 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         estimates, weights = [], []
         for s in np.flatnonzero(slot_frame == i):
             g, t = slot_window[s], slot_t[s]
-            c = windows.pointmap_conf[g, t] * poses.weight[g]
+            # float32 at least: stored maps may be float16, too coarse to compute in
+            c = windows.pointmap_conf[g, t].astype(np.float32) * poses.weight[g]
             z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
             estimates.append(z * poses.scale[g])
             weights.append(c)
             if opts.use_disparity:
-                estimates.append(disparity_fit[g].depth(windows.disparity[g, t]))
+                estimates.append(disparity_fit[g].depth(windows.disparity[g, t].astype(np.float32)))
                 weights.append(c)
         fused[i], confidence[i] = fuse_depths(np.stack(estimates), np.stack(weights), opts.outlier_threshold,
                                               opts.robust)

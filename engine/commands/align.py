@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import AlignOptions, align, down_weighted_note
-from ..formats.bundle import write_bundle
+from ..formats.bundle import WINDOW_STORAGE, write_bundle
 from ..windows.predictions import load_windows
 
 
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"temporal smoothness of the camera track, 0 = none (default {defaults.smoothness})")
     parser.add_argument("--point-stride", type=int, default=2, help="keep every k-th pixel for the point clouds")
     parser.add_argument("--min-confidence", type=float, default=0.0, help="drop points at or below this confidence")
+    add_window_storage_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                            smoothness=args.smoothness)
     recon = align(windows, options)
     out = write_bundle(recon, args.out, windows=windows, point_stride=args.point_stride,
-                       min_confidence=args.min_confidence)
+                       min_confidence=args.min_confidence, window_storage=args.window_storage)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]
@@ -47,3 +48,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
     print(f"wrote {out}")
     return 0
+
+
+def add_window_storage_argument(parser: argparse.ArgumentParser) -> None:
+    """--keep-windows: what the bundle keeps of the window predictions (shared with `reconstruct`)."""
+    parser.add_argument("--keep-windows", dest="window_storage", choices=WINDOW_STORAGE, default=WINDOW_STORAGE[0],
+                        help="keep the window predictions in the bundle as fp16 (default: half the disk, "
+                             "re-alignment error in docs/formats.md), fp32, or none (no re-alignment later)")

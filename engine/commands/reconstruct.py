@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import InputError
+from .align import add_window_storage_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--point-stride", type=int, default=2, help="keep every k-th pixel in the point clouds")
     parser.add_argument("--fps", type=float, default=None,
                         help="frames per second where the clip stores none: image sequences (default 24)")
+    add_window_storage_argument(parser)
 
 
 def parse_frames(text: str | None) -> tuple[int, int | None]:
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         video=args.video, out=args.out, model=args.model, model_dir=args.model_dir, stride=args.stride,
         steps=args.steps, device=args.device, precision=args.precision, runtime=args.runtime,
         frames=parse_frames(args.frames), size=args.size, seed=args.seed, window_batch=args.window_batch,
-        point_stride=args.point_stride, fps=args.fps)
+        point_stride=args.point_stride, fps=args.fps, window_storage=args.window_storage)
     last = {}
 
     def progress(stage: str, fraction: float) -> None:

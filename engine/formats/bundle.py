@@ -84,11 +84,16 @@ def check_bundle_target(out_dir: str | Path) -> Path:
     return out_dir
 
 
+# What a bundle keeps of its window predictions: "none", or the maps' precision (windows/predictions.py).
+WINDOW_STORAGE = ("fp16", "fp32", "none")
+
+
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
-                 point_stride: int = 1, min_confidence: float = 0.0) -> Path:
+                 point_stride: int = 1, min_confidence: float = 0.0, window_storage: str = "fp16") -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
     windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
+    window_storage: one of WINDOW_STORAGE; "none" leaves `windows/` out (the bundle cannot be re-aligned).
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
@@ -114,8 +119,13 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                 "points": f"points/{name}.ply",
                 "num_points": int(len(xyz)),
             })
+        if window_storage not in WINDOW_STORAGE:
+            raise InputError(f"window storage {window_storage!r} is not one of {list(WINDOW_STORAGE)}",
+                             "pass fp16, fp32 or none")
+        if window_storage == "none":
+            windows = None
         if windows is not None:
-            save_windows(windows, tmp / "windows")
+            save_windows(windows, tmp / "windows", window_storage)
         h, w = recon.image_size
         scene = {
             "format": FORMAT_NAME,

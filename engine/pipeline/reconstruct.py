@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..errors import Cancelled, EngineError, InputError
 from ..clips.video import probe_video, read_video
+from ..formats.bundle import WINDOW_STORAGE
 from ..windows.predictions import maps_bytes
 from ..reporting import Log, Progress
 from ..windows.schedule import WINDOW_LENGTH, window_starts
@@ -47,6 +48,7 @@ class ReconstructOptions:
     point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
     align: dict = field(default_factory=dict)  # alignment options by name
     fps: float | None = None         # frames per second where the clip does not store it: image sequences; default 24
+    window_storage: str = "fp16"     # the bundle's window predictions: fp16 | fp32 | none (formats/bundle.py)
 
     def __post_init__(self):
         # The protocol server builds options from JSON: null means the default, strings and lists
@@ -174,6 +176,9 @@ def check_options(options: ReconstructOptions) -> None:
                              f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
     if options.fps is not None and not 0 < options.fps < 1000:
         raise InputError(f"fps is {options.fps}; it must lie in (0, 1000)", "pass --fps with the clip's frame rate")
+    if options.window_storage not in WINDOW_STORAGE:
+        raise InputError(f"window_storage is {options.window_storage!r}; it must be one of {list(WINDOW_STORAGE)}",
+                         "pass --keep-windows fp16, fp32 or none")
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
@@ -251,6 +256,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     progress("writing bundle", 0.0)
-    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride)
+    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride,
+                        window_storage=options.window_storage)
     progress("writing bundle", 1.0)
     return path
