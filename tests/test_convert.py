@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 from engine.errors import ModelError
 from engine.models.geo4d.convert import convert_geo4d
-from engine.models.geo4d.weights import load_geo4d, verify_model_dir
+from engine.models.geo4d.model_dir import verify_model_dir
+from engine.models.geo4d.weights import load_geo4d
 
 
 def test_converted_directory_holds_exactly_the_inference_weights(tiny_model_dir):

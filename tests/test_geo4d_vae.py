@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from engine.models.geo4d.checks import full_manifest
 from engine.models.geo4d.checks import vae as vae_check
 from engine.models.geo4d.config import model_params, vae_params
-from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, AutoencoderKL, decode_frames, encode_frames, load_vae
+from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part
+from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
@@ -76,7 +77,7 @@ def test_missing_tensor_is_refused(tiny):
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     del weights[FIRST_STAGE_PREFIX + "decoder_adaptor.conv_out.weight"]
     with pytest.raises(RuntimeError, match="decoder_adaptor.conv_out.weight"):
-        load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
+        load_part(AutoencoderKL(vae_params(config)), weights, FIRST_STAGE_PREFIX)
 
 
 class _Decode(torch.nn.Module):

@@ -1,28 +1,18 @@
-"""`python -m engine check-fixtures FOLDER`: reproduce a folder of Geo4D golden fixtures.
+"""Reproducing a folder of Geo4D golden fixtures (`python -m engine check-fixtures FOLDER`).
 
 Runs every module of `engine/models/geo4d/checks/` on the folder (its tiny configuration is read
-from its `tiny_config.json`; `checks/full_manifest.py` is the full-size state-dict check), prints
-one line per result with the max error and the tolerance, and exits 1 on any miss or missing file.
+from its `tiny_config.json`; `checks/full_manifest.py` is the full-size state-dict check).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 from pathlib import Path
 
-from ...errors import InputError
 from . import checks
 from .checks import CheckResult
 from .config import load_config
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="fixture folder (layout of ../shared/fixtures/geo4d/README.md)")
-    parser.add_argument("--only", default="", help="run only check modules whose name contains this text")
-    parser.add_argument("--device", default="cpu",
-                        help="where the networks run: cpu (default) or cuda (float32 with TF32 off)")
 
 
 def check_modules() -> list:
@@ -85,24 +75,3 @@ def where_checks_run(device: str, only: str = "") -> str:
         place = getattr(module, "DEVICE", device)
         places.setdefault("no tensors" if place is None else place, []).append(module.FIXTURE)
     return "; ".join(f"{place}: {', '.join(fixtures)}" for place, fixtures in places.items())
-
-
-def run(args: argparse.Namespace) -> int:
-    folder = Path(args.folder)
-    if not (folder / "tiny_config.json").is_file():
-        raise InputError(f"{folder} has no tiny_config.json: it is not a Geo4D fixture folder",
-                         "pass a folder laid out as ../shared/fixtures/geo4d (see its README.md)")
-    import torch
-
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                         "run on a machine with a CUDA GPU and a CUDA build of PyTorch, or use --device cpu")
-    results = run_checks(folder, args.only, args.device)
-    misses = 0
-    for fixture, r in results:
-        misses += not r.ok
-        print(f"{'ok  ' if r.ok else 'MISS'} {fixture:<28} {r.name:<48} max error {r.max_error:.3g}"
-              f"  (tolerance {r.tolerance:.3g})")
-    print(f"computed on {where_checks_run(args.device, args.only)}")
-    print(f"{len(results) - misses}/{len(results)} checks within tolerance")
-    return 1 if misses or not results else 0

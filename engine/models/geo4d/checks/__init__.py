@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..weights import strip_prefix
+from ..checkpoint_keys import load_part
 
 # The fixture README's suggested tolerances for an independent float32 implementation.
 ATOL = 1e-4
@@ -33,9 +33,7 @@ def load_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, to
 def load_tiny(module: nn.Module, folder: Path, prefix: str, device: torch.device | str = "cpu") -> nn.Module:
     """`module` on `device` in eval mode with the weights under `prefix` of the folder's
     tiny_weights.safetensors (strict load)."""
-    weights = load_file(Path(folder) / "tiny_weights.safetensors")
-    module.load_state_dict(strip_prefix(weights, prefix), strict=True)
-    return module.to(device).eval()
+    return load_part(module, load_file(Path(folder) / "tiny_weights.safetensors"), prefix).to(device)
 
 
 @dataclass
