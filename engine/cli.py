@@ -17,7 +17,7 @@ COMMANDS = {
     "download": "download a model's official checkpoints",
     "check-fixtures": "reproduce the golden fixtures of a folder",
     "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
-    "export": "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD or a PLY cloud",
+    "export": "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD, a PLY cloud or plate-resolution depth",
     "demo": "weight-free pipeline demo from simulated predictions",
 }
 

@@ -1,4 +1,5 @@
-"""`python -m engine export BUNDLE --format colmap|nerfstudio|chan|usd|ply [--out DIR]`: a bundle for other tools."""
+"""`python -m engine export BUNDLE --format colmap|nerfstudio|chan|usd|ply|depth [--out DIR]`: a bundle for other
+tools."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder to write (default: BUNDLE_FORMAT beside the bundle); an earlier export there is "
                              "replaced, any other non-empty folder refused")
     parser.add_argument("--clip", type=Path, help="the footage, when not at the bundle's source_clip path "
-                                                  "(colmap and nerfstudio write its frames)")
+                                                  "(colmap and nerfstudio write its frames, depth is guided by them)")
     parser.add_argument("--voxel-size", type=float, default=cloud.voxel_size,
                         help="merged cloud: voxel edge in scene units (0 = two pixels' footprint at the median depth)")
     parser.add_argument("--confidence-quantile", type=float, default=cloud.confidence_quantile,

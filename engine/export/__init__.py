@@ -16,6 +16,7 @@ FORMATS = {
     "chan": ".chan",
     "usd": ".usd",
     "ply": ".ply",
+    "depth": ".depth",
 }
 
 

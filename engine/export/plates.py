@@ -17,8 +17,8 @@ def plate_name(frame: int) -> str:
     return f"{int(frame):06d}.png"
 
 
-def write_plates(shot: Shot, clip: Path, folder: Path) -> list[Path]:
-    """Write the shot's frames from `clip` as folder/NNNNNN.png (PNG, sRGB) at the plate size; the paths.
+def read_plates(shot: Shot, clip: Path) -> np.ndarray:
+    """uint8[N, H, W, 3] the shot's frames from `clip` (sRGB) at the plate size.
 
     The clip must have the plate's aspect ratio (it is the footage the bundle was made from)."""
     if not clip.exists():
@@ -36,12 +36,17 @@ def write_plates(shot: Shot, clip: Path, folder: Path) -> list[Path]:
     if missing:
         raise InputError(f"the clip {clip} lacks frame {missing[0]} of the bundle",
                          "pass --clip with the footage the bundle was made from")
+    return frames.frames[[index[int(f)] for f in shot.frames]]
+
+
+def write_plates(shot: Shot, clip: Path, folder: Path) -> list[Path]:
+    """Write the shot's frames from `clip` as folder/NNNNNN.png (PNG, sRGB) at the plate size; the paths."""
+    plates = read_plates(shot, clip)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for f in shot.frames:
+    for f, rgb in zip(shot.frames, plates):
         path = folder / plate_name(f)
-        rgb = np.ascontiguousarray(frames.frames[index[int(f)]])
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
             raise InputError(f"could not write {path}", "check the output folder is writable")
         paths.append(path)
     return paths
