@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.export.cloud import CloudOptions, merge_static_cloud
+from engine.export.cloud import merge_static_cloud
+from engine.export.options import CloudOptions
 from engine.export.shot import load_shot
 from engine.formats.bundle import write_bundle
 from engine.formats.ply import read_ply

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .. import export as export_package
 from ..errors import InputError
-from ..export import FORMATS, ExportOptions
-from ..export.cloud import CloudOptions
+from ..export import FORMATS
+from ..export.options import CloudOptions, ExportOptions
 from ..export.shot import load_shot
 from ..export.target import check_export_target, export_folder
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(clip=args.clip, cloud=CloudOptions(voxel_size=args.voxel_size,
                                                                confidence_quantile=args.confidence_quantile,
                                                                keep_moving=args.keep_moving))
-    writer = importlib.import_module(FORMATS[args.format], export_package.__name__)
+    writer = importlib.import_module(FORMATS[args.format][0], export_package.__name__)
     with export_folder(out, args.format, args.bundle) as folder:
         summary = writer.write(shot, folder, options)
     print(summary)

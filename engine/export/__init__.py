@@ -1,29 +1,16 @@
 """Exports of a bundle to other tools' formats (`python -m engine export`), one module per format.
 
-Each format module defines `write(shot, folder, options) -> str`: it writes into the (empty, staged) folder
-and returns one line saying what it wrote. Everything here needs numpy and the standard library only (OpenCV for the frames, OpenEXR for depth,
-`pxr` for USD): no torch.
+Each format module defines `write(shot, folder, options: options.ExportOptions) -> str`: it writes into the
+(empty, staged) folder and returns one line saying what it wrote. The formats need numpy, OpenCV (frames),
+OpenEXR (depth) and `pxr` (USD), never torch; this file imports nothing, so the Blender add-on can list them.
 """
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from .cloud import CloudOptions
-
+# name: (module, what it writes)
 FORMATS = {
-    "colmap": ".colmap",
-    "nerfstudio": ".nerfstudio",
-    "chan": ".chan",
-    "usd": ".usd",
-    "ply": ".ply",
-    "depth": ".depth",
+    "colmap": (".colmap", "COLMAP sparse model (text and binary) with the frames"),
+    "nerfstudio": (".nerfstudio", "nerfstudio / instant-ngp transforms.json with the frames and the cloud"),
+    "chan": (".chan", "Nuke .chan camera"),
+    "usd": (".usd", "USD stage: camera animation and the cloud"),
+    "ply": (".ply", "merged static point cloud (PLY)"),
+    "depth": (".depth", "depth EXRs at the plate's resolution"),
 }
-
-
-@dataclass
-class ExportOptions:
-    """clip: the footage (frames for COLMAP and nerfstudio); None = the bundle's source_clip.
-    cloud: how the merged static point cloud is made (COLMAP, nerfstudio, USD and PLY carry it)."""
-
-    clip: Path | None = None
-    cloud: CloudOptions = field(default_factory=CloudOptions)

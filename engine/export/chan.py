@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ExportOptions
 from .axes import gl_camera_to_world
+from .options import ExportOptions
 from .shot import SENSOR_WIDTH_MM, Shot
 
 FILE = "camera.chan"

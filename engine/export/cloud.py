@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.exr import read_depth_exr
+from .options import CloudOptions
 from .shot import Shot
 
 MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen through"
@@ -33,17 +34,6 @@ MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen throug
 MOTION_FRACTION = 0.25
 MOTION_MIN_VOTES = 2
 AUTO_VOXEL_PIXELS = 2.0  # the automatic voxel: this many pixels' footprint at the median depth
-
-
-@dataclass
-class CloudOptions:
-    """voxel_size: voxel edge in scene units; 0 = automatic (AUTO_VOXEL_PIXELS at the median depth).
-    confidence_quantile: drop points below this quantile of the confidences (0 = keep all).
-    keep_moving: keep the points found to move (no motion test)."""
-
-    voxel_size: float = 0.0
-    confidence_quantile: float = 0.1
-    keep_moving: bool = False
 
 
 @dataclass

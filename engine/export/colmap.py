@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ExportOptions
 from .cloud import MergedCloud, merge_static_cloud, project
+from .options import ExportOptions
 from .plates import plate_name, write_plates
 from .shot import Shot
 

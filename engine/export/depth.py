@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..formats.exr import read_depth_exr, write_depth_exr
-from . import ExportOptions
+from .options import ExportOptions
 from .plates import read_plates
 from .shot import Shot
 from .upsample import upsample_depth

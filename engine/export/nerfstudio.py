@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 from ..formats.ply import write_ply
-from . import ExportOptions
 from .axes import gl_camera_to_world, gl_points
 from .cloud import merge_static_cloud
+from .options import ExportOptions
 from .plates import plate_name, write_plates
 from .shot import Shot
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..formats.ply import write_ply
-from . import ExportOptions
 from .cloud import merge_static_cloud
+from .options import ExportOptions
 from .shot import Shot
 
 FILE = "points.ply"

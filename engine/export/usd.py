@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from . import ExportOptions
 from .axes import gl_camera_to_world, gl_points
 from .cloud import merge_static_cloud
+from .options import ExportOptions
 from .shot import SENSOR_WIDTH_MM, Shot
 
 FILE = "shot.usdc"
