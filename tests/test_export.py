@@ -249,7 +249,9 @@ def test_motion_test_on_procedural_scenes_with_simulated_predictions(tmp_path, s
     """Ground-truth moving pixels against the points the motion test drops, through realistic simulated
     predictions and the alignment (precision, recall; the fraction flagged on static scenes)."""
     from engine.alignment.align import AlignOptions, align
-    from engine.export.cloud import moving_points, project, read_depth_maps, read_frame_points
+    from engine.export.cloud import read_frame_points
+    from engine.export.motion import moving_points, read_depth_maps
+    from engine.export.shot import project
     from engine.synthetic.procedural import make_scene
     from engine.synthetic.simulate import Corruption, simulate_windows
 

@@ -3,13 +3,7 @@ splatting or a COLMAP model.
 
 From the bundle's per-frame point clouds (world xyz, sRGB colour, confidence):
 1. confidence filter: points below the `confidence_quantile` of all confidences are dropped;
-2. moving pixels excluded: a point is projected into other frames (offsets 1, 2, 3, 5, 8, 11, ... both ways); where it
-   lands in front of the surface that frame saw (by more than MOTION_TOLERANCE of that depth), that frame looked
-   through the place the point should be, so the point was not there then. A point that enough of the frames
-   which see its place contradict (MOTION_FRACTION) is moving; nearby frames may still agree, as a moving object
-   covers much of its own place a frame later. The depth compared is the nearest in a 3 x 3 neighbourhood, so
-   the edges of static foreground objects are not mistaken for motion. Only a place some other frame sees free
-   is evidence: an object that never uncovers its place in view stays;
+2. moving points excluded (export/motion.py);
 3. voxel downsampling: points in one voxel merge into their confidence-weighted mean.
 
 Each merged point keeps its observations: for every frame that contributed, the pixel of its most confident
@@ -20,19 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..formats.exr import read_depth_exr
+from .motion import moving_points, read_depth_maps
 from .options import CloudOptions
-from .shot import Shot
+from .shot import Shot, project
 
-MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen through"
-# A point is moving when at least this fraction, and at least MOTION_MIN_VOTES, of the frames that see its place
-# contradict it (measured on the procedural scenes with simulated predictions: tests/test_export.py).
-MOTION_FRACTION = 0.25
-MOTION_MIN_VOTES = 2
 AUTO_VOXEL_PIXELS = 2.0  # the automatic voxel: this many pixels' footprint at the median depth
 
 
@@ -61,15 +49,6 @@ class MergedCloud:
         c = self.counts
         return (f"{c['merged']} points (voxel {self.voxel_size:.3g}) from {c['input']} frame points; dropped "
                 f"{c['input'] - c['confident']} below the confidence quantile, {c['confident'] - c['static']} moving")
-
-
-def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels float64[P, 2] and planar depths float64[P] of world points xyz [P, 3] in one camera."""
-    cam = xyz @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
-    z = cam[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pix = (cam @ K.T)[:, :2] / z[:, None]
-    return pix, z
 
 
 def merge_static_cloud(shot: Shot, options: CloudOptions | None = None) -> MergedCloud:
@@ -105,46 +84,6 @@ def read_frame_points(shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     rgb = np.stack([pts["red"], pts["green"], pts["blue"]], axis=1)
     frame = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
     return xyz, rgb, pts["confidence"].astype(np.float64), frame
-
-
-def read_depth_maps(shot: Shot) -> np.ndarray:
-    """float32[N, H, W] each frame's depth, the nearest valid depth in a 3 x 3 neighbourhood (inf = none)."""
-    out = np.empty((len(shot.frames), *shot.map_size), np.float32)
-    for i, f in enumerate(shot.bundle.frames):
-        d, _ = read_depth_exr(f.depth_path)
-        if d.shape != shot.map_size:
-            raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
-                             f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
-        out[i] = cv2.erode(np.where(d > 0, d, np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
-    return out
-
-
-def _neighbours(i: int, n: int) -> list[int]:
-    """The frames frame i is checked against: offsets growing by half each step (1, 2, 3, 5, 8, 11, 17, ...)."""
-    offsets = sorted({round(1.5 ** k) for k in range(int(np.log(max(n, 2)) / np.log(1.5)) + 2)})
-    return [j for o in offsets for j in (i - o, i + o) if 0 <= j < n]
-
-
-def moving_points(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth (read_depth_maps)
-    contradicts (see the module docstring)."""
-    n = len(shot.frames)
-    h, w = shot.map_size
-    w2c = shot.world_to_camera()
-    votes = np.zeros(len(xyz), np.int32)
-    checked = np.zeros(len(xyz), np.int32)
-    for i in range(n):
-        own = np.flatnonzero(frame == i)
-        for j in _neighbours(i, n):
-            pix, z = project(shot.K[j], w2c[j], xyz[own])
-            with np.errstate(invalid="ignore"):
-                inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
-            idx = own[inside]
-            seen = depth[j, pix[inside, 1].astype(int), pix[inside, 0].astype(int)]
-            finite = np.isfinite(seen)
-            checked[idx[finite]] += 1
-            votes[idx[finite]] += z[inside][finite] < seen[finite] * (1 - MOTION_TOLERANCE)
-    return (votes >= MOTION_MIN_VOTES) & (votes >= MOTION_FRACTION * checked)
 
 
 def _auto_voxel(shot: Shot, depth: np.ndarray) -> float:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cloud import MergedCloud, merge_static_cloud, project
+from .cloud import MergedCloud, merge_static_cloud
 from .options import ExportOptions
 from .plates import plate_name, write_plates
-from .shot import Shot
+from .shot import Shot, project
 
 PINHOLE_MODEL_ID = 1
 POINT2D_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("point3D_id", "<i8")])

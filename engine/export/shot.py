@@ -80,3 +80,12 @@ def load_shot(bundle_path: str | Path) -> Shot:
                          "re-run the engine to rewrite the bundle") from exc
     return Shot(bundle=bundle, frames=np.array([f.frame for f in bundle.frames], np.int64), K=K,
                 camera_to_world=c2w, map_size=bundle.image_size, plate_size=plate_size, fps=bundle.fps)
+
+
+def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels float64[P, 2] and planar depths float64[P] of world points xyz [P, 3] in one camera."""
+    cam = xyz @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = (cam @ K.T)[:, :2] / z[:, None]
+    return pix, z
