@@ -244,33 +244,34 @@ def test_ply_cloud_excludes_the_moving_ball_and_keeps_the_static_scene(tmp_path)
     ("static", 0.0, 0.0, 0.005),
     ("street", 0.0, 0.0, 0.03),
 ])
-def test_motion_test_on_procedural_scenes_with_simulated_predictions(tmp_path, scene, min_precision, min_recall,
-                                                                     max_flagged):
-    """Ground-truth moving pixels against the points the motion test drops, through realistic simulated
-    predictions and the alignment (precision, recall; the fraction flagged on static scenes)."""
+def test_motion_mattes_on_procedural_scenes_with_simulated_predictions(tmp_path, scene, min_precision, min_recall,
+                                                                       max_flagged):
+    """Ground-truth moving pixels against the exported mattes, through realistic simulated predictions and the
+    alignment: precision and recall of moving pixels, and the fraction of pixels flagged on static scenes."""
+    import OpenEXR
+
     from engine.alignment.align import AlignOptions, align
-    from engine.export.cloud import read_frame_points
-    from engine.export.motion import moving_points, read_depth_maps
-    from engine.export.shot import project
     from engine.synthetic.procedural import make_scene
     from engine.synthetic.simulate import Corruption, simulate_windows
 
     gt = make_scene(scene, 20, (72, 120), seed=0)
     recon = align(simulate_windows(gt, stride=4, corruption=Corruption.realistic(), seed=0), AlignOptions())
-    shot = load_shot(write_bundle(recon, tmp_path / "bundle"))
-    xyz, _, _, frame = read_frame_points(shot)
-    flagged = moving_points(shot, read_depth_maps(shot), xyz, frame)
-    truth = np.zeros(len(xyz), bool)
-    w2c = shot.world_to_camera()
-    for i in range(len(shot.frames)):  # each point's own pixel
-        own = np.flatnonzero(frame == i)
-        pix, _ = project(shot.K[i], w2c[i], xyz[own])
-        truth[own] = gt.dynamic[i, pix[:, 1].astype(int), pix[:, 0].astype(int)]
+    out = _export(write_bundle(recon, tmp_path / "bundle"), "mattes", tmp_path / "mattes")
+    flagged, tested = [], []
+    for i in range(len(recon.frames)):
+        with OpenEXR.File(str(out / "mattes" / f"{i:06d}.exr")) as f:
+            channels = f.channels()
+            flagged.append(channels["Y"].pixels > 0.5)
+            tested.append(channels["A"].pixels > 0.5)
+            assert np.all((channels["score"].pixels >= 0) & (channels["score"].pixels <= 1))
+    flagged, tested = np.array(flagged), np.array(tested)
+    truth = gt.dynamic & tested
     precision = (flagged & truth).sum() / max(flagged.sum(), 1)
     recall = (flagged & truth).sum() / max(truth.sum(), 1)
-    print(f"{scene}: moving {truth.mean():.3f} of the points, flagged {flagged.mean():.3f}, "
+    share = flagged.sum() / tested.sum()
+    print(f"{scene}: moving {truth.sum() / tested.sum():.3f} of the pixels with depth, flagged {share:.3f}, "
           f"precision {precision:.3f}, recall {recall:.3f}")
-    assert precision >= min_precision and recall >= min_recall and flagged.mean() <= max_flagged
+    assert precision >= min_precision and recall >= min_recall and share <= max_flagged
 
 
 def test_static_scene_has_no_moving_points(tmp_path):

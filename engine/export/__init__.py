@@ -13,4 +13,5 @@ FORMATS = {
     "usd": (".usd", "USD stage: camera animation and the cloud"),
     "ply": (".ply", "merged static point cloud (PLY)"),
     "depth": (".depth", "depth EXRs at the plate's resolution"),
+    "mattes": (".mattes", "motion mattes: an EXR per frame, 1 where something moves"),
 }
