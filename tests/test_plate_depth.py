@@ -61,3 +61,11 @@ def test_a_plane_is_upsampled_exactly():
     inner = (slice(2, -2), slice(2, -2))  # the outermost pixels extrapolate (clamped at the border)
     np.testing.assert_allclose(depth[inner], plane(*PLATE)[inner], rtol=1e-5)
     assert np.all(conf == 0.5)
+
+
+def test_maps_at_the_plate_size_stay_as_they_are():
+    low = make_scene("moving_objects", 1, MAP, seed=0)
+    depth = np.where(np.isfinite(low.depth[0]), low.depth[0], 0).astype(np.float32)
+    out, conf = upsample_depth(depth, np.ones_like(depth), low.rgb[0])
+    np.testing.assert_array_equal(out, depth)
+    np.testing.assert_array_equal(conf, (depth > 0).astype(np.float32))

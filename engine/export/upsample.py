@@ -28,6 +28,8 @@ def upsample_depth(depth: np.ndarray, confidence: np.ndarray, plate: np.ndarray)
     grids, so the low-resolution map covers the plate exactly (the maps are the plate resized)."""
     h, w = depth.shape
     H, W = plate.shape[:2]
+    if (h, w) == (H, W):  # the maps are at the plate's size already
+        return depth.astype(np.float32), np.where(depth > 0, confidence, 0.0).astype(np.float32)
     valid = depth > 0
     disparity = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
     padded = np.pad(disparity, 1, mode="edge")
