@@ -73,6 +73,9 @@ class BundleOptions:
 
     point_stride: int = option(2, "keep every k-th pixel in x and y for the point clouds", low=1, high=4096)
     min_confidence: float = option(0.0, "drop points at or below this confidence", low=0.0, high=1e9)
+    window_storage: str = option("fp16", "keep the window predictions in the bundle as fp16 (half the disk, "
+                                         "re-alignment error in docs/formats.md), fp32, or none (no re-alignment "
+                                         "later)", choices=("fp16", "fp32", "none"), flag="--keep-windows")
 
 
 @dataclass
@@ -101,6 +104,7 @@ class ReconstructOptions:
     seed: int = option(123, "random seed of the diffusion noise", low=0, high=2**63 - 1)
     window_batch: int = option(1, "windows denoised together", low=1, high=4096)
     point_stride: int = BundleOptions.__dataclass_fields__["point_stride"]  # the same field: one definition
+    window_storage: str = BundleOptions.__dataclass_fields__["window_storage"]
     align: AlignOptions = option(help="alignment settings", default_factory=AlignOptions)
     fps: float | None = option(None, "frames per second where the clip stores none: image sequences (default 24)",
                                low=0.0, high=1000.0, exclusive=True)

@@ -61,7 +61,7 @@ def test_a_bundle_is_realigned_in_place_from_its_own_windows(scene_and_file, tmp
     scene = json.loads((tmp_path / "bundle" / "scene.json").read_text())
     assert scene["metadata"]["alignment"]["options"]["per_frame_focal"] is True
     again = load_windows(tmp_path / "bundle" / "windows")
-    np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap)
+    np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap.astype(np.float16))  # kept as fp16
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 
 

@@ -53,7 +53,8 @@ def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
     windows = load_windows(bundle / "windows")
     assert windows.window_starts.tolist() == [0, 1] and windows.num_frames == 17
     assert windows.image_size == (32, 57) and windows.rgb.shape == (17, 32, 57, 3)
-    assert np.allclose(np.linalg.norm(windows.ray_dirs, axis=-1), 1.0, atol=1e-5)
+    # Unit rays, to float16's rounding (3 components of relative error 2**-11): the bundle keeps fp16 maps.
+    assert np.allclose(np.linalg.norm(windows.ray_dirs.astype(np.float32), axis=-1), 1.0, atol=2e-3)
     assert (windows.pointmap_conf > 0).mean() > 0.5
     assert {s for s, _ in stages} >= {"loading model", "encoding", "diffusion", "writing bundle"}
     assert ("diffusion", 1.0) in stages

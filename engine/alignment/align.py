@@ -261,15 +261,16 @@ def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, 
         estimates, weights = [], []
         for s in np.flatnonzero(slot_frame == i):
             g, t = slot_window[s], slot_t[s]
-            c = windows.pointmap_conf[g, t] * poses.weight[g]
+            # float32 at least: stored maps may be float16, too coarse to compute in
+            c = windows.pointmap_conf[g, t].astype(np.float32) * poses.weight[g]
             if camera_frame:
-                z = np.asarray(windows.pointmap[g, t, ..., 2])
+                z = np.asarray(windows.pointmap[g, t, ..., 2], np.float32)
             else:
                 z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
             estimates.append(z * poses.scale[g])
             weights.append(c)
             if use_disparity:
-                estimates.append(disparity_fit[g].depth(windows.disparity[g, t]))
+                estimates.append(disparity_fit[g].depth(windows.disparity[g, t].astype(np.float32)))
                 weights.append(c)
         fused[i], confidence[i] = fuse_depths(np.stack(estimates), np.stack(weights), opts.outlier_threshold,
                                               opts.robust)

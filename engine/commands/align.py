@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     windows = load_windows(args.windows)
     recon = align(windows, options)
     out = write_bundle(recon, args.out, windows=windows, point_stride=bundle.point_stride,
-                       min_confidence=bundle.min_confidence, inputs=inputs)
+                       min_confidence=bundle.min_confidence, inputs=inputs,
+                       window_storage=bundle.window_storage)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]
@@ -42,3 +43,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
     print(f"wrote {out}")
     return 0
+

@@ -2,7 +2,7 @@
 
     BUNDLE/
       scene.json               cameras, intrinsics, frame numbers, file names
-      depth/000000.exr ...     float32 planar depth (channel Y) + confidence, one per frame
+      depth/000000.exr ...     float32 planar depth (channels Z and Y) + confidence + the camera, one per frame
       points/000000.ply ...    binary PLY: xyz, rgb, confidence, one per frame, in world coordinates
       windows/                 the raw window predictions, to re-align without the model
 
@@ -128,12 +128,18 @@ def check_bundle_target(out_dir: str | Path, inputs: dict[str, str | Path | None
     return out_dir
 
 
+# What a bundle keeps of its window predictions: "none", or the maps' precision (windows/predictions.py).
+WINDOW_STORAGE = ("fp16", "fp32", "none")
+
+
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                  point_stride: int = 1, min_confidence: float = 0.0,
-                 inputs: dict[str, str | Path | None] | None = None, progress=None) -> Path:
+                 inputs: dict[str, str | Path | None] | None = None, progress=None,
+                 window_storage: str = "fp16") -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
     windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
+    window_storage: one of WINDOW_STORAGE; "none" leaves `windows/` out (the bundle cannot be re-aligned).
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
     inputs: the files the bundle was made from, by what they are ("clip", "window predictions"): refused
         when inside out_dir (check_bundle_target).
@@ -144,6 +150,9 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     from .ply import write_ply
     from ..windows.predictions import save_windows
 
+    if window_storage not in WINDOW_STORAGE:
+        raise InputError(f"window storage {window_storage!r} is not one of {list(WINDOW_STORAGE)}",
+                         "pass fp16, fp32 or none")
     out_dir = check_bundle_target(out_dir, inputs)
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
                   np.asarray(recon.camera_to_world, float), "the reconstruction")
@@ -153,7 +162,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
         entries = []
         for i, frame in enumerate(recon.frames):
             name = f"{int(frame):06d}"
-            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i])
+            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i],
+                            recon.K[i], recon.camera_to_world[i])
             xyz, rgb, conf = recon.world_points(i, point_stride, min_confidence)
             write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf)
             entries.append({
@@ -166,8 +176,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             })
             if progress is not None:
                 progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
-        if windows is not None:
-            save_windows(windows, tmp / "windows")
+        if windows is not None and window_storage != "none":
+            save_windows(windows, tmp / "windows", window_storage)
         h, w = recon.image_size
         scene = {
             "format": FORMAT_NAME,
@@ -178,8 +188,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "image_size": [h, w],
             "coordinate_convention": "opencv: x right, y down, z forward; world = first camera; "
                                      "K in pixels with pixel centres at +0.5",
-            "depth": {"kind": "planar_z", "channels": {"depth": "Y", "confidence": "confidence"},
-                      "invalid": 0.0},
+            "depth": {"kind": "planar_z", "channels": {"depth": "Z", "display": "Y", "confidence": "confidence"},
+                      "header": ["worldToCamera", "worldToNDC"], "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
             "windows": "windows" if windows is not None else None,

@@ -1,12 +1,20 @@
-"""Depth EXR files: float32, planar z in scene units, with a confidence channel.
+"""Depth EXR files: float32 planar depth in scene units, a confidence channel and the frame's camera.
 
-Channel `Y` holds depth, so Blender, Nuke and image viewers show it as a grey image;
-channel `confidence` holds the per-pixel confidence (0 = invalid, depth then 0 too).
-OpenEXR is imported by the functions that use it: Blender's Python has none, and reads depth with its own
-image loader.
+Channels (single part, scanline, ZIP):
+  Z           planar depth z (0 = invalid): what compositors (Nuke, Fusion, Blender's multilayer files) take as
+              depth;
+  Y           the same depth, for image viewers and Blender's image loader, which show Y as a grey image (Blender
+              5.0 reads a lone Z channel of a single-layer file as garbage, and the add-on loads the depth
+              sequence as an image);
+  confidence  >= 0, 0 = invalid (depth is then 0 too).
+Header (OpenEXR's standard attributes, Imath M44f: row vectors, p' = p M) when the camera is given:
+  worldToCamera  world -> the camera space OpenEXR and RenderMan use: x right, y up, z forward (left-handed);
+  worldToNDC     world -> NDC, x right and y down from (0, 0) at the display window's top-left corner to (1, 1)
+                 at its bottom-right; after the divide by w, the third coordinate is 1 / depth.
+Bundles before these files (channels Y and confidence, no header matrices) are still read.
 
 `exr_header` reads what a file declares with the standard library only (the Blender add-on checks a bundle's
-depth files with it before importing); the OpenEXR package reads and writes the pixels.
+depth files with it before importing); the OpenEXR package (not in Blender's Python) reads and writes the pixels.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import numpy as np
 
 from ..errors import InputError
 
-DEPTH_CHANNEL = "Y"
+DEPTH_CHANNEL = "Z"
+DISPLAY_CHANNEL = "Y"  # also the depth channel of older bundles
 CONFIDENCE_CHANNEL = "confidence"
+_OPENCV_TO_EXR_CAMERA = np.diag([1.0, -1.0, 1.0, 1.0])  # y down -> y up
 
 _MAGIC = b"\x76\x2f\x31\x01"
 _FLOAT = 2  # the EXR pixel type of 32-bit floats
@@ -64,14 +74,14 @@ def exr_header(path: str | Path, fix: str = "re-run the engine to rewrite the bu
 
 
 def check_depth_exr(path: str | Path, image_size: tuple[int, int]) -> None:
-    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y and confidence channels."""
+    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y (depth) and confidence channels."""
     header = exr_header(path)
     if not header.scanline:
         raise InputError(f"{path} is a tiled or multi-part EXR, not a Parallax depth map",
                          "re-run the engine to rewrite the bundle's depth maps")
-    wanted = {DEPTH_CHANNEL: _FLOAT, CONFIDENCE_CHANNEL: _FLOAT}
-    if any(header.channels.get(name) != kind for name, kind in wanted.items()):
-        raise InputError(f"{path} has the channels {sorted(header.channels)}, not float {DEPTH_CHANNEL} (depth) and "
+    # Blender loads the depth as an image, from Y (which older bundles hold alone, newer ones beside Z).
+    if any(header.channels.get(name) != _FLOAT for name in (DISPLAY_CHANNEL, CONFIDENCE_CHANNEL)):
+        raise InputError(f"{path} has the channels {sorted(header.channels)}, not float {DISPLAY_CHANNEL} (depth) and "
                          f"{CONFIDENCE_CHANNEL}", "re-run the engine to rewrite the bundle's depth maps")
     if header.size != tuple(image_size):
         raise InputError(f"{path} is {header.size[1]}x{header.size[0]}, the bundle's maps are "
@@ -118,28 +128,46 @@ def _channels(value: bytes) -> dict[str, int]:
     return channels
 
 
-def write_depth_exr(path: str | Path, depth: np.ndarray, confidence: np.ndarray) -> None:
-    """depth, confidence: float32[H, W]; depth is planar z (scene units), 0 where invalid."""
+def camera_matrices(K: np.ndarray, camera_to_world: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """{"worldToCamera", "worldToNDC"}: float32[4, 4] in Imath's row-vector layout (the transposes of the
+    column-vector matrices) for a frame of (H, W) = size pixels with intrinsics K [3, 3] (pixel centres at +0.5,
+    so pixel coordinates are 0 at the image's left and top edges) and OpenCV camera_to_world [4, 4]."""
+    h, w = size
+    world_to_camera = np.linalg.inv(camera_to_world)
+    ndc = np.zeros((4, 4))
+    ndc[0, :3] = K[0] / w
+    ndc[1, :3] = K[1] / h
+    ndc[2, 3] = 1.0  # -> 1 / z after the divide
+    ndc[3, 2] = 1.0  # w = z
+    # C order: the binding writes the buffer as laid out, whatever the array's strides say.
+    return {"worldToCamera": np.ascontiguousarray((_OPENCV_TO_EXR_CAMERA @ world_to_camera).T, np.float32),
+            "worldToNDC": np.ascontiguousarray((ndc @ world_to_camera).T, np.float32)}
+
+
+def write_depth_exr(path: str | Path, depth: np.ndarray, confidence: np.ndarray, K: np.ndarray | None = None,
+                    camera_to_world: np.ndarray | None = None) -> None:
+    """depth, confidence: float32[H, W]; depth is planar z (scene units), 0 where invalid.
+    K [3, 3] and camera_to_world [4, 4] (OpenCV), when given, go into the header as worldToCamera/worldToNDC."""
     import OpenEXR  # not in Blender's Python: only the engine writes and reads pixels
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    channels = {
-        DEPTH_CHANNEL: np.ascontiguousarray(depth, np.float32),
-        CONFIDENCE_CHANNEL: np.ascontiguousarray(confidence, np.float32),
-    }
+    if K is not None and camera_to_world is not None:
+        header.update(camera_matrices(np.asarray(K, float), np.asarray(camera_to_world, float), depth.shape))
+    z = np.ascontiguousarray(depth, np.float32)
+    channels = {DEPTH_CHANNEL: z, DISPLAY_CHANNEL: z, CONFIDENCE_CHANNEL: np.ascontiguousarray(confidence, np.float32)}
     with OpenEXR.File(header, channels) as f:
         f.write(str(path))
 
 
 def read_depth_exr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (depth float32[H, W], confidence float32[H, W])."""
+    """Returns (depth float32[H, W], confidence float32[H, W]); reads Z, or Y in files of older bundles."""
     import OpenEXR
 
-    header = exr_header(path)
-    missing = {DEPTH_CHANNEL, CONFIDENCE_CHANNEL} - set(header.channels)
-    if missing:
-        raise InputError(f"{path} lacks the channels {sorted(missing)} (it has {sorted(header.channels)})",
-                         "re-run the engine to rewrite the bundle's depth maps")
+    channels = exr_header(path).channels
+    if CONFIDENCE_CHANNEL not in channels or not {DEPTH_CHANNEL, DISPLAY_CHANNEL} & set(channels):
+        raise InputError(f"{path} has the channels {sorted(channels)}, not depth ({DEPTH_CHANNEL}, or {DISPLAY_CHANNEL} "
+                         f"in older bundles) and {CONFIDENCE_CHANNEL}", "re-run the engine to rewrite the bundle's depth maps")
     with OpenEXR.File(str(path)) as f:
         ch = f.channels()
-        return np.array(ch[DEPTH_CHANNEL].pixels, np.float32), np.array(ch[CONFIDENCE_CHANNEL].pixels, np.float32)
+        depth = ch[DEPTH_CHANNEL if DEPTH_CHANNEL in ch else DISPLAY_CHANNEL]
+        return np.array(depth.pixels, np.float32), np.array(ch[CONFIDENCE_CHANNEL].pixels, np.float32)

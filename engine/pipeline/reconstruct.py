@@ -202,6 +202,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
         raise Cancelled()
     progress("writing bundle", 0.0)
     path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride, inputs=inputs,
+                        window_storage=options.window_storage,
                         progress=progress)  # the server's progress raises Cancelled on a cancel
     progress("writing bundle", 1.0)
     return path

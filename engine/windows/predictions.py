@@ -27,6 +27,9 @@ import numpy as np
 from ..errors import EngineError, InputError
 from ..paths import contained
 
+# How the maps may be stored: fp16 halves a bundle's largest part for a re-alignment error measured in
+# docs/formats.md; a map outside float16's range (|x| > 65504) is kept in float32.
+PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 FORMAT_NAME = "parallax.window_predictions"
 FORMAT_VERSION = 3  # 3: `modalities` and `pointmap_frame`; 2: a folder of .npy files; 1: one .npz
 # What a model may give, and the maps each needs; every model gives a point map.
@@ -52,6 +55,8 @@ class WindowPredictions:
         window_length: L, nominal frames per window (16 for Geo4D).
         window_starts: int64[G], first frame of each window.
         window_lengths: int64[G], real frames of each window (<= L).
+        The maps are float32, or float16 as stored by save_windows(precision="fp16"); readers compute in
+        float32 or wider.
         pointmap: float32[G, L, H, W, 3], xyz of each pixel (OpenCV axes) in the window's first-camera
             frame, up to an unknown per-window scale and translation (`pointmap_frame` "window"); or in
             the slot's own camera frame, up to an unknown per-window scale ("camera").
@@ -255,15 +260,22 @@ def _ranges(idx: np.ndarray) -> str:
     return ", ".join(parts[:8]) + (" ..." if len(parts) > 8 else "")
 
 
-def save_windows(w: WindowPredictions, folder: str | os.PathLike) -> Path:
+def save_windows(w: WindowPredictions, folder: str | os.PathLike, precision: str = "fp32") -> Path:
     """Write `w` as a window-predictions folder (docs/formats.md); return its path.
 
+    precision: "fp16" or "fp32", how the maps are stored (PRECISIONS).
     `windows.json` is written last, so a folder without it is incomplete; callers that need
     all-or-nothing write into a staged folder (a bundle does)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"window precision {precision!r} is not one of {sorted(PRECISIONS)}", "pass fp16 or fp32")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in _map_names(w.modalities):
-        _save_array(getattr(w, name), folder / f"{name}.npy", np.float32)
+        arr = getattr(w, name)
+        dtype = PRECISIONS[precision]
+        if dtype == np.float16 and _max_abs(arr) > np.finfo(np.float16).max:
+            dtype = np.float32
+        _save_array(arr, folder / f"{name}.npy", dtype)
     if w.rgb is not None:
         _save_array(w.rgb, folder / "rgb.npy", np.uint8)
     meta = {
@@ -277,10 +289,25 @@ def save_windows(w: WindowPredictions, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _max_abs(arr: np.ndarray) -> float:
+    """Largest |value| of a map, window by window (it may be memory-mapped)."""
+    return max(float(np.abs(arr[g]).max(initial=0.0)) for g in range(len(arr)))
+
+
 def _save_array(arr: np.ndarray, target: Path, dtype) -> None:
     if isinstance(arr, np.memmap) and arr.filename and target.exists() and os.path.samefile(arr.filename, target):
-        return  # already there (a folder saved onto itself); rewriting would truncate the file under its map
-    np.save(target, np.asarray(arr, dtype))
+        if arr.dtype == dtype:
+            return  # already there (a folder saved onto itself); rewriting would truncate the file under its map
+        raise InputError(f"{target} would be rewritten in another precision while it is being read",
+                         "save the window predictions to another folder")
+    if arr.dtype == dtype:
+        np.save(target, arr)
+        return
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=dtype, shape=arr.shape)
+    for g in range(len(arr)):  # window by window: no whole converted copy in memory
+        out[g] = arr[g]
+    out.flush()
+    del out
 
 
 def load_windows(path: str | os.PathLike) -> WindowPredictions:
@@ -377,5 +404,5 @@ def _load_npz(path: Path) -> WindowPredictions:
                              rgb=data["rgb"] if "rgb" in keys else None)
 
 
-__all__ = ["WindowPredictions", "MODALITIES", "POINTMAP_FRAMES", "maps_bytes", "new_maps", "save_windows", "load_windows", "validate", "FORMAT_NAME",
-           "FORMAT_VERSION"]
+__all__ = ["WindowPredictions", "MODALITIES", "POINTMAP_FRAMES", "PRECISIONS", "maps_bytes", "new_maps", "save_windows",
+           "load_windows", "validate", "FORMAT_NAME", "FORMAT_VERSION"]
