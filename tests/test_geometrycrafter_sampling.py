@@ -18,9 +18,10 @@ from engine.sampling.euler import EulerPlan, euler_step, scale_input
 from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
 from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures
 
-SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-                 "prediction_type": "v_prediction", "sigma_max": 700.0, "sigma_min": 0.002, "steps_offset": 1,
-                 "timestep_spacing": "leading", "timestep_type": "continuous", "use_karras_sigmas": True}
+SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                 "num_train_timesteps": 1000, "prediction_type": "v_prediction", "sigma_max": 700.0,
+                 "sigma_min": 0.002, "steps_offset": 1, "timestep_spacing": "leading", "timestep_type": "continuous",
+                 "use_karras_sigmas": True}
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,8 @@ FOCAL_TARGET = 0.02
 
 def input_abs_rel(windows, gt) -> float:
     """Abs Rel of the per-frame input of camera-frame point maps: each frame's depth from the first window
-    that sees it, scaled to the ground truth frame by frame (kinder to the input than the one scale per sequence the fused depth gets)."""
+    that sees it, scaled to the ground truth frame by frame (kinder to the input than the one scale per
+    sequence the fused depth gets)."""
     depth = np.zeros(gt.depth.shape, np.float32)
     for i in range(gt.num_frames):
         g = int(np.flatnonzero((windows.window_starts <= i) & (windows.window_starts + windows.window_lengths > i))[0])

@@ -74,7 +74,8 @@ def exr_header(path: str | Path, fix: str = "re-run the engine to rewrite the bu
 
 
 def check_depth_exr(path: str | Path, image_size: tuple[int, int]) -> None:
-    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y (depth) and confidence channels."""
+    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y (depth) and confidence
+    channels."""
     header = exr_header(path)
     if not header.scanline:
         raise InputError(f"{path} is a tiled or multi-part EXR, not a Parallax depth map",
@@ -165,8 +166,9 @@ def read_depth_exr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     channels = exr_header(path).channels
     if CONFIDENCE_CHANNEL not in channels or not {DEPTH_CHANNEL, DISPLAY_CHANNEL} & set(channels):
-        raise InputError(f"{path} has the channels {sorted(channels)}, not depth ({DEPTH_CHANNEL}, or {DISPLAY_CHANNEL} "
-                         f"in older bundles) and {CONFIDENCE_CHANNEL}", "re-run the engine to rewrite the bundle's depth maps")
+        raise InputError(f"{path} has the channels {sorted(channels)}, not depth ({DEPTH_CHANNEL}, "
+                         f"or {DISPLAY_CHANNEL} in older bundles) and {CONFIDENCE_CHANNEL}",
+                         "re-run the engine to rewrite the bundle's depth maps")
     with OpenEXR.File(str(path)) as f:
         ch = f.channels()
         depth = ch[DEPTH_CHANNEL if DEPTH_CHANNEL in ch else DISPLAY_CHANNEL]

@@ -1,8 +1,8 @@
 """Simulated window predictions: what a Geo4D-like or a GeometryCrafter-like model would say about a
 ground-truth sequence.
 
-SIMULATED, not the model. `simulate_windows` (Geo4D-like). Each window of up to L frames gets the exact geometry in its first camera's
-frame, then the corruptions a feed-forward geometry model shows:
+SIMULATED, not the model. `simulate_windows` (Geo4D-like). Each window of up to L frames gets the exact geometry
+in its first camera's frame, then the corruptions a feed-forward geometry model shows:
   - an unknown similarity per window (scale and translation of point map and ray moments; the rotation
     is fixed by the first camera), and an unknown scale and shift of the disparity;
   - depth noise that grows with depth; a smooth low-frequency distortion per window (windows disagree
