@@ -338,3 +338,31 @@ def test_the_memory_bound_never_refuses_the_training_size():
     from engine.pipeline.reconstruct import check_memory
 
     check_memory((320, 512), load_config(), "cpu", "fp32", 8)  # the official model at its training size
+
+
+# Runs racing for one output.
+
+@pytest.mark.slow
+def test_runs_writing_the_same_bundle_at_once_leave_one_complete_bundle(windows, tmp_path):
+    out = tmp_path / "shot"
+    procs = [start_engine("align", windows, "--out", out, "--point-stride", str(k)) for k in (1, 2, 3, 4)]
+    results = [(p.wait(timeout=120), p.communicate()) for p in procs]
+    for code, (_, err) in results:
+        assert "Traceback" not in err, err
+        assert code == 0 or ("error:" in err and "fix:" in err), err
+    assert any(code == 0 for code, _ in results)
+    bundle = read_bundle(out)
+    assert all(f.points_path.is_file() and f.depth_path.is_file() for f in bundle.frames)
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_converting_keeps_the_earlier_model_directory(tiny_checkpoints, tiny_model_dir, small_disk):
+    disk = small_disk(48 << 20)
+    out = copy_tree(tiny_model_dir, disk / "geo4d")
+    fill(disk, leave=1 << 20)
+    before = snapshot(disk)
+    result = run_main("convert", "geo4d", "--model-ckpt", tiny_checkpoints.model, "--vae-ckpt", tiny_checkpoints.vae,
+                      "--config", tiny_checkpoints.config, "--dtype", "fp32", "--out", out)
+    assert_clear_error(result, "full", "free disk space")
+    assert_unchanged(disk, before)
