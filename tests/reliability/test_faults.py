@@ -366,3 +366,29 @@ def test_a_full_disk_while_converting_keeps_the_earlier_model_directory(tiny_che
                       "--config", tiny_checkpoints.config, "--dtype", "fp32", "--out", out)
     assert_clear_error(result, "full", "free disk space")
     assert_unchanged(disk, before)
+
+
+# Durability: what is renamed into place is on the disk.
+
+@pytest.mark.slow
+def test_every_file_is_flushed_before_the_bundle_is_renamed_into_place(windows, tmp_path):
+    """Seen from the system calls (strace -y names each descriptor's file): an fsync of every file and folder
+    of the staging comes before the rename that publishes it, and an fsync of the parent folder after."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed here")
+    out = tmp_path / "shot"
+    log = tmp_path / "strace.log"
+    cmd = ["strace", "-f", "-y", "-qq", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(log),
+           sys.executable, "-m", "engine", "align", str(windows), "--out", str(out), "--point-stride", "4"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if result.returncode != 0 and "ptrace" in result.stderr:
+        pytest.skip(f"strace may not trace here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    publish = next(i for i, c in enumerate(calls) if "rename" in c and f'"{out}"' in c)
+    staging = calls[publish].split('"')[1]
+    synced = {c.split("<", 1)[1].split(">", 1)[0] for c in calls[:publish] if "fsync(" in c and "<" in c}
+    files = {os.path.join(staging, p.relative_to(out)) for p in out.rglob("*")} | {staging}
+    assert files <= synced, f"not flushed before the rename: {sorted(files - synced)[:5]}"
+    assert any("fsync(" in c and f"<{tmp_path}>" in c for c in calls[publish:]), "the folder's rename was not flushed"
