@@ -35,6 +35,9 @@ def contained(root: Path, name, where: Path) -> Path:
         why = "outside"
     elif not _resolves_inside(path, root):
         why = "outside (through a symbolic link)"
+    elif path.exists() and not path.is_file():
+        raise InputError(f"{where} names {name!r}, which is not a regular file (a folder, a pipe or a device)",
+                         "re-run the engine to rewrite the folder")
     else:
         return path
     raise InputError(f"{where} names {name!r}, which lies {why} {root}",

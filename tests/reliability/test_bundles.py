@@ -441,6 +441,26 @@ def test_read_bundle_refuses_a_folder_linked_out_of_the_bundle(good_bundle, tmp_
         read_bundle(bundle)
 
 
+@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("kind", ["pipe", "folder"])
+def test_read_bundle_refuses_a_named_file_that_is_no_regular_file(kind, key, good_bundle, tmp_path):
+    """A named pipe would make the importer wait forever for data."""
+    bundle = copy_tree(good_bundle, tmp_path / "bundle")
+    name = bundle / _scene(bundle)["frames"][2][key]
+    name.unlink()
+    os.mkfifo(name) if kind == "pipe" else name.mkdir()
+    with pytest.raises(InputError, match="not a regular file"):
+        read_bundle(bundle)
+
+
+def test_load_windows_refuses_a_pipe_in_place_of_a_map(windows, tmp_path):
+    folder = copy_tree(windows, tmp_path / "windows")
+    (folder / "disparity.npy").unlink()
+    os.mkfifo(folder / "disparity.npy")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_windows(folder)
+
+
 def test_read_bundle_accepts_links_and_dot_dots_that_stay_inside(good_bundle, tmp_path):
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
     scene = _scene(bundle)

@@ -99,11 +99,13 @@ def test_sigkill_while_writing_keeps_the_old_bundle_and_the_next_run_cleans_up(b
 
 
 @pytest.mark.slow
-def test_sigterm_while_writing_removes_the_staging_and_keeps_the_old_bundle(big_windows, windows, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["TERM", "INT", "HUP"])
+def test_a_signal_while_writing_removes_the_staging_and_keeps_the_old_bundle(sig, big_windows, windows, tmp_path):
+    """SIGTERM (a cancel, a farm's job kill), SIGINT (Ctrl-C), SIGHUP (the terminal closed)."""
     _, before, proc = _align_caught_writing(big_windows, windows, tmp_path)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert_unchanged(tmp_path, before)
 
