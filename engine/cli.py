@@ -18,7 +18,7 @@ COMMANDS = {
     "reconstruct": "run a model over a clip and write a bundle",
     "convert": "convert official checkpoints to a model directory",
     "download": "download a model's official checkpoints",
-    "check-fixtures": "reproduce the golden fixtures of a folder",
+    "check-fixtures": "reproduce the golden fixtures of a folder (Geo4D, GeometryCrafter)",
     "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
     "demo": "weight-free pipeline demo from simulated predictions",
 }

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.models.geo4d.check_fixtures import check_modules, run_checks
+from engine.models.fixtures import check_modules, run_checks
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
