@@ -579,3 +579,35 @@ def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
 
     out = _demo_folder(tmp_path / "demo", good_bundle)
     assert check_replaceable(out, "Parallax demo folder", demo_files) == out
+
+
+def test_a_model_directory_with_its_onnx_cache_may_be_replaced(tmp_path):
+    """ONNX Runtime exports its graphs into the model directory's onnx/ on first use: still Parallax's."""
+    from engine.models.geo4d.model_dir import check_model_target
+
+    out = tmp_path / "models"
+    _model_dir(out)
+    (out / "onnx").mkdir()
+    for name in ("unet-float32.onnx", "unet-float32.json", "unet-float32.onnx.data", ".export-k2j3/x"):
+        (out / "onnx" / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / "onnx" / name).write_bytes(b"graph")
+    assert check_model_target(out, {}) == out
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="notes.txt"):
+        check_model_target(out, {})
+
+
+@pytest.mark.slow
+def test_convert_replaces_a_model_directory_it_wrote(tiny_checkpoints, tiny_model_dir, tmp_path):
+    out = copy_tree(tiny_model_dir, tmp_path / "geo4d")
+    (out / "onnx").mkdir()
+    (out / "onnx" / "unet-float32.onnx").write_bytes(b"a stale export")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["generator"]  # as converted before the generator field
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run_main("convert", "geo4d", "--model-ckpt", tiny_checkpoints.model, "--vae-ckpt", tiny_checkpoints.vae,
+                      "--config", tiny_checkpoints.config, "--dtype", "fp32", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["generator"].startswith("parallax ")
+    assert not (out / "onnx").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["geo4d"]
