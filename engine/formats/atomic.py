@@ -85,6 +85,8 @@ def recover(target: Path, is_ours: Callable[[Path], bool]) -> None:
     """Tidy what a killed write to `target` left (module docstring). is_ours(folder) says whether a
     folder is one Parallax wrote of the target's kind; nothing else is moved or removed."""
     target = Path(target).absolute()
+    if not target.name:
+        return  # the root folder: nothing is ever staged next to it
     remove_stale_staging(target.parent)
     for old in (old_path(target), target.with_name(f".{target.name}.old")):
         if not old.is_dir() or old.is_symlink() or not is_ours(old):

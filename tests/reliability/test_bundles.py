@@ -611,3 +611,17 @@ def test_convert_replaces_a_model_directory_it_wrote(tiny_checkpoints, tiny_mode
     assert json.loads((out / "manifest.json").read_text())["generator"].startswith("parallax ")
     assert not (out / "onnx").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["geo4d"]
+
+
+@pytest.mark.parametrize("out", ["/", ".", "..", "~"], ids=["root", "cwd", "parent", "home"])
+def test_align_refuses_everyday_folders_as_out(out, windows, tmp_path, monkeypatch):
+    """`--out .` in a project folder, `--out ~`: refused, never emptied."""
+    project = tmp_path / "project" / "shots"
+    project.mkdir(parents=True)
+    (project / "plate.0001.exr").write_bytes(b"plate")
+    (tmp_path / "project" / "edit.blend").write_bytes(b"blend")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "project"))
+    before = snapshot(tmp_path)
+    assert_clear_error(_align(windows, Path(out)), "new or empty folder")
+    assert_unchanged(tmp_path, before)

@@ -394,3 +394,15 @@ def test_every_file_is_flushed_before_the_bundle_is_renamed_into_place(windows, 
     files = {os.path.join(staging, p.relative_to(out)) for p in out.rglob("*")} | {staging}
     assert files <= synced, f"not flushed before the rename: {sorted(files - synced)[:5]}"
     assert any("fsync(" in c and f"<{tmp_path}>" in c for c in calls[publish:]), "the folder's rename was not flushed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
+def test_an_idle_serve_exits_cleanly_on_a_signal(sig):
+    proc = start_engine("serve", stdin=subprocess.PIPE)
+    proc.stdin.write('{"type": "ping", "id": "p"}\n')
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["type"] == "pong"  # serving, its handlers installed
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
