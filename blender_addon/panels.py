@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import properties, reconstruct
+from . import export, properties, reconstruct
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -42,6 +42,7 @@ def draw_reconstruct(layout, context) -> None:
         layout.operator(reconstruct.PARALLAX_OT_cancel.bl_idname, icon="CANCEL")
     else:
         layout.operator(reconstruct.PARALLAX_OT_reconstruct.bl_idname, icon="VIEW_CAMERA")
+        layout.operator(export.EXPORT_SCENE_OT_parallax.bl_idname, text="Export...", icon="EXPORT")
     if wm.parallax_message:
         layout.label(text=wm.parallax_message)
     for line in wm.parallax_log.splitlines():

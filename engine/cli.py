@@ -20,6 +20,7 @@ COMMANDS = {
     "download": "download a model's official checkpoints",
     "check-fixtures": "reproduce the golden fixtures of a folder (Geo4D, GeometryCrafter)",
     "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
+    "export": "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD, a PLY cloud or plate-resolution depth",
     "demo": "weight-free pipeline demo from simulated predictions",
 }
 
@@ -44,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args(argv)  # prints usage / error and exits
         return 2
     name = argv[0]
-    module = importlib.import_module(command_module(name), __package__)
+    try:
+        module = importlib.import_module(command_module(name), __package__)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(f"{__package__}."):
+            raise
+        # The Blender extension ships the engine without its development tools (build_addon.DEV_ONLY).
+        print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
+              "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from engine.models.geo4d.model import Geo4D, SamplingOptions
+from engine.windows.schedule import window_starts
 from engine.models.geo4d.weights import load_geo4d
-from engine.runtime.onnx_backend import OnnxBackend
+from engine.models.geo4d.onnx_backend import OnnxBackend
 from tests.fixture_paths import requires_geo4d_fixtures
 
 pytestmark = requires_geo4d_fixtures
@@ -21,9 +22,10 @@ def test_onnx_backend_window_predictions_match_torch(tiny_model_dir):
     modules = load_geo4d(tiny_model_dir, "cpu", torch.float32)
     frames = np.random.default_rng(3).integers(0, 256, (8, 32, 64, 3), dtype=np.uint8)
     options = SamplingOptions(steps=1)
-    reference = Geo4D.from_modules(modules, "cpu").predict(frames, fps=24.0, stride=4, options=options)
+    starts = window_starts(len(frames), 4)
+    reference = Geo4D.from_modules(modules, "cpu").predict(frames, fps=24.0, starts=starts, options=options)
     model = Geo4D(OnnxBackend(modules, "cpu"), modules.config, modules.context, "cpu")
-    ours = model.predict(frames, fps=24.0, stride=4, options=options)
+    ours = model.predict(frames, fps=24.0, starts=starts, options=options)
     assert sorted(p.name for p in (tiny_model_dir / "onnx").glob("*.onnx")) == [
         "pointmap-decoder-float32.onnx", "unet-float32.onnx", "vae-decoder-float32.onnx", "vae-encoder-float32.onnx"]
     for name in ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments"):

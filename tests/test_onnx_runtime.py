@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from engine.errors import ModelError
 from engine.models.geo4d.checks import compare, unet_forward
-from engine.runtime.onnx_backend import OnnxUNet, cached_export, execution_providers
+from engine.models.geo4d.onnx_backend import OnnxUNet, cached_export, execution_providers
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
 
 FIXTURES = GEO4D_FIXTURES

@@ -14,7 +14,7 @@ import cv2
 
 from ..alignment import align
 from ..formats.bundle import bundle_files, write_bundle
-from ..formats.paths import check_replaceable
+from ..paths import check_replaceable
 from ..synthetic.metrics import evaluate
 from ..synthetic.scenes import SCENE_NAMES, load_scene
 from ..synthetic.simulate import Corruption, simulate_windows
@@ -45,7 +45,7 @@ DEMO_FILES = ("clip.mp4", "metrics.json")
 
 def demo_files(folder: Path) -> set[str] | None:
     """The files an earlier demo wrote into `folder` (its clip, metrics and bundle), or None when the folder
-    has no Parallax bundle at `bundle/` (engine.formats.paths.check_replaceable)."""
+    has no Parallax bundle at `bundle/` (engine.paths.check_replaceable)."""
     bundle = bundle_files(folder / "bundle")
     return None if bundle is None else {*DEMO_FILES, *(f"bundle/{name}" for name in bundle)}
 

@@ -106,7 +106,7 @@ def recover(target: Path, is_ours: Callable[[Path], bool]) -> None:
 def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: False) -> Iterator[Path]:
     """Yield an empty staging folder next to `target`; on success it replaces `target`.
 
-    The caller has checked that `target` may be replaced (engine.formats.paths.check_replaceable);
+    The caller has checked that `target` may be replaced (engine.paths.check_replaceable);
     is_ours is the same check as a predicate, for the leftovers `recover` tidies.
     An old folder at `target` is removed only after the new one has been moved into place."""
     target = Path(target).absolute()

@@ -8,6 +8,7 @@ shutdown request or when stdin closes, which is what happens when Blender goes a
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from ..errors import Cancelled, EngineError
 from ..reporting import Log, Progress
 from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
                        PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
-                       build, decode, encode)
+                       build, decode, encode, request_id)
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
@@ -32,7 +33,8 @@ TERMINATE_GRACE_S = 2.0
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
-    from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
+    from ..options import ReconstructOptions
+    from ..pipeline.reconstruct import run_reconstruct  # torch comes only with a model run
 
     return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled, log)
 
@@ -87,7 +89,7 @@ class Server:
                 try:
                     request = decode(line, REQUESTS)
                 except ProtocolError as exc:
-                    self.emit(ErrorEvent("", exc.problem, exc.fix))
+                    self.emit(ErrorEvent(request_id(line), exc.problem, exc.fix))
                     continue
                 if isinstance(request, ShutdownRequest):
                     break
@@ -150,10 +152,19 @@ class Server:
             job.thread.join(grace)
 
 
+# The errors of a disk that refuses writes: read-only, no permission, full, over quota.
+_DISK_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 def _error_event(job_id: str, exc: Exception) -> ErrorEvent:
     """What the user is told about a failed job: the error's own words, a missing package, or a bug."""
     if isinstance(exc, EngineError):
         return ErrorEvent(job_id, exc.problem, exc.fix)
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return ErrorEvent(job_id, f"cannot write{where}: {exc.strerror}",
+                          "choose a writable output folder with free space (a read-only disk, missing permissions "
+                          "or a full disk); nothing was written")
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != __name__.split(".")[0]:
         return ErrorEvent(job_id, f"the engine's Python ({sys.executable}) lacks the package '{exc.name}'",
                           "create the engine environment again in the add-on preferences, or install the "

@@ -530,7 +530,7 @@ def test_read_bundle_refuses_a_malformed_scene_json(change, good_bundle, tmp_pat
 def test_import_in_blender_refuses_a_bundle_naming_an_outside_file(good_bundle, tmp_path):
     """The add-on reads bundles through read_bundle: the traversal is refused there, with the scene as before."""
     bpy = pytest.importorskip("bpy")
-    from blender_addon.engine.errors import InputError as AddonInputError  # the add-on's copy of the engine
+    from blender_addon.errors import InputError as AddonInputError  # the engine's, through the add-on's one door
     from blender_addon.importer.bundle_import import import_bundle
 
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
@@ -575,7 +575,7 @@ def test_demo_refuses_an_earlier_demo_holding_other_files(good_bundle, tmp_path)
 
 def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
     from engine.commands.demo import demo_files
-    from engine.formats.paths import check_replaceable
+    from engine.paths import check_replaceable
 
     out = _demo_folder(tmp_path / "demo", good_bundle)
     assert check_replaceable(out, "Parallax demo folder", demo_files) == out

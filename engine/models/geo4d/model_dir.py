@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -26,25 +25,17 @@ from safetensors.torch import save_file
 from ... import __version__
 from ...errors import ModelError
 from ...formats.atomic import recover, staged_dir
-from ...formats.paths import check_outside, check_replaceable, written_by_parallax
+from ...paths import check_outside, check_replaceable, written_by_parallax
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 NETWORKS = ("unet", "vae", "pointmap_vae")
 WEIGHT_FILES = tuple(f"{name}.safetensors" for name in (*NETWORKS, "context"))
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
-# ONNX Runtime's graphs, exported into the directory on first use (engine/runtime/onnx_backend.py).
+# ONNX Runtime's graphs, exported into the directory on first use (onnx_backend.py).
 ONNX_CACHE = "onnx"
-DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
-MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
-
-
-def default_model_dir(name: str = "geo4d") -> Path:
-    """$PARALLAX_MODEL_DIR, else ~/.cache/parallax/models/<name>."""
-    env = os.environ.get(MODEL_DIR_ENV)
-    return Path(env).expanduser() if env else (DEFAULT_MODEL_ROOT / name).expanduser()
 
 
 def model_dir_files(folder: Path) -> set[str] | None:
@@ -66,7 +57,7 @@ def _is_model_dir(folder: Path) -> bool:
 def check_model_target(out_dir: str | Path, inputs: dict[str, str | Path | None]) -> Path:
     """The absolute out_dir, or InputError when a converted model may not be written there: it exists and
     is neither empty nor a model directory Parallax wrote, or an input lies inside it
-    (engine/formats/paths.py). What a killed earlier write left there is tidied first (atomic.recover)."""
+    (engine/paths.py). What a killed earlier write left there is tidied first (atomic.recover)."""
     out_dir = Path(out_dir).expanduser().absolute()
     recover(out_dir, _is_model_dir)
     check_replaceable(out_dir, "converted Geo4D model directory", model_dir_files)
@@ -134,4 +125,8 @@ def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> Non
     # Cast one part at a time: peak memory is the largest part (the UNet) in the target dtype,
     # while the memory-mapped source stays on disk.
     cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    overflow = [k for k, v in cast.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if overflow:  # the sources are finite (convert.check_finite): these values lie beyond the dtype's range
+        raise ModelError(f"{len(overflow)} tensors of {path.stem} overflow {dtype} (the first {overflow[0]})",
+                         "convert with --dtype bf16 or fp32")
     save_file(cast, path)

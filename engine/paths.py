@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import InputError
+from .errors import InputError
 
 # Files the operating system's file browsers drop into any folder they show; not an artist's work.
 OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
