@@ -251,7 +251,8 @@ def read_bundle(path: str | Path) -> Bundle:
         frames = [
             BundleFrame(
                 frame=int(e["frame"]), K=np.array(e["K"], float), camera_to_world=np.array(e["camera_to_world"], float),
-                depth_path=contained(root, e["depth"], scene_file), points_path=contained(root, e["points"], scene_file),
+                depth_path=contained(root, e["depth"], scene_file),
+                points_path=contained(root, e["points"], scene_file),
                 num_points=int(e["num_points"]),
             )
             for e in scene["frames"]

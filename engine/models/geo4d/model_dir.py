@@ -45,7 +45,8 @@ def model_dir_files(folder: Path) -> set[str] | None:
         manifest = json.loads((Path(folder) / "manifest.json").read_text())
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("model") != "geo4d" or not isinstance(manifest.get("files"), dict):
+    if (not isinstance(manifest, dict) or manifest.get("model") != "geo4d"
+            or not isinstance(manifest.get("files"), dict)):
         return None
     return {"manifest.json", *MANIFEST_FILES, f"{ONNX_CACHE}/"}
 
