@@ -58,25 +58,33 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    previous = {sig: signal.signal(sig, _terminate) for sig in TERMINATING} if on_main_thread else {}
     try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: partly written output was removed on the way here
+        remove_staging()
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
     except Terminated:
         remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
         raise
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# SIGTERM (the add-on's cancel, a render farm's job kill) and SIGHUP (the terminal closed).
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class Terminated(SystemExit):
-    """SIGTERM arrived: the process exits with 128 + 15 once the stack has unwound."""
+    """A terminating signal arrived: the process exits with 128 + its number once the stack has unwound."""
 
 
 def _terminate(signum, frame) -> None:
-    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
-    written output is removed on the way out; then exit with the usual code 128 + signal."""
+    """Unwind like an exception, so that partly written output is removed on the way out; then exit with
+    the usual code 128 + signal."""
     raise Terminated(128 + signum)
