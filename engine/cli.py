@@ -8,6 +8,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 
 from .errors import EngineError
 from .formats.atomic import remove_staging
@@ -47,18 +48,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _terminate) for sig in TERMINATING} if on_main_thread else {}
     try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: partly written output was removed on the way here
+        remove_staging()
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Terminated:
+        remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        remove_staging()  # what a SIGTERM cut short, also in a thread that had no time to clean up (serve)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# SIGTERM (the add-on's cancel, a render farm's job kill) and SIGHUP (the terminal closed).
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Terminated(SystemExit):
+    """A terminating signal arrived: the process exits with 128 + its number once the stack has unwound."""
 
 
 def _terminate(signum, frame) -> None:
-    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
-    written output is removed on the way out; then exit with the usual code 128 + signal."""
-    raise SystemExit(128 + signum)
+    """Unwind like an exception, so that partly written output is removed on the way out; then exit with
+    the usual code 128 + signal."""
+    raise Terminated(128 + signum)

@@ -85,6 +85,8 @@ def recover(target: Path, is_ours: Callable[[Path], bool]) -> None:
     """Tidy what a killed write to `target` left (module docstring). is_ours(folder) says whether a
     folder is one Parallax wrote of the target's kind; nothing else is moved or removed."""
     target = Path(target).absolute()
+    if not target.name:
+        return  # the root folder: nothing is ever staged next to it
     remove_stale_staging(target.parent)
     for old in (old_path(target), target.with_name(f".{target.name}.old")):
         if not old.is_dir() or old.is_symlink() or not is_ours(old):
@@ -115,20 +117,8 @@ def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: Fa
     try:
         yield tmp
         _sync_tree(tmp)
-        if target.exists():
-            old = old_path(target)
-            os.replace(target, old)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old, target)  # the promise: a failure leaves the old folder in place
-                raise
-            _sync_folder(target.parent)
-            _remove(old)
-        else:
-            os.replace(tmp, target)
-            _sync_folder(target.parent)
-    except OSError as exc:
+        _publish(tmp, target)
+    except Exception as exc:
         _remove(tmp)
         _raise_disk_error(exc, target)
         raise
@@ -139,9 +129,40 @@ def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: Fa
         _unregister(tmp)
 
 
-def _raise_disk_error(exc: OSError, target: Path) -> None:
-    """A full disk or quota is the user's to fix: say so (EngineError) instead of a traceback."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+def _publish(tmp: Path, target: Path) -> None:
+    """Rename the complete staging `tmp` to `target`, replacing a folder there (module docstring)."""
+    old = old_path(target)
+    try:
+        if target.exists():
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if not target.exists():
+                    os.replace(old, target)  # the promise: a failure leaves the old folder in place
+                raise
+            _sync_folder(target.parent)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+            _sync_folder(target.parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
+        raise EngineError(f"{target} changed while Parallax was putting its new output in place "
+                          f"({exc.strerror}): another run may be writing the same folder",
+                          "let the other run finish, then run again") from exc
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _raise_disk_error(exc: Exception, target: Path) -> None:
+    """A full disk or quota is the user's to fix: say so (EngineError) instead of a traceback. Writers
+    outside Python (safetensors, OpenEXR) raise their own exception types that carry the system's words."""
+    words = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in _DISK_FULL) or any(
+            os.strerror(code) in words or f"os error {code})" in words for code in _DISK_FULL):
         free = shutil.disk_usage(target.parent).free
         raise EngineError(f"the disk of {target.parent} is full ({free / 1e6:.1f} MB free) while writing "
                           f"{target.name}; nothing was changed at {target}",
@@ -164,7 +185,7 @@ def staged_file(target: Path) -> Iterator[BinaryIO]:
             os.fsync(f.fileno())
         os.replace(tmp, target)
         _sync_folder(target.parent)
-    except OSError as exc:
+    except Exception as exc:
         tmp.unlink(missing_ok=True)
         _raise_disk_error(exc, target)
         raise

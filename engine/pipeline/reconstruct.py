@@ -96,8 +96,9 @@ def check_memory(size: tuple[int, int], config: dict, device: str, precision: st
 
     The estimate is a lower bound, so nothing that could fit is refused: the VAE's first full-resolution
     convolution holds its input and output, [frames, ch, H, W] each in the run precision (`frames` per
-    encoder call), and one window's frames are held as uint8 RGB. (Weights, the UNet and the VAE's other
-    layers come on top: at 320x512 the measured peak is about 2.9 times this bound, docs/models.md.)"""
+    encoder call), and one window's frames are held as uint8 RGB. Weights, the UNet and the VAE's other
+    layers come on top: for the official model at 320x512 in fp32 the bound is 1.35 GB, the predicted
+    peak 3.87 GB above the 5.99 GB of weights (`python -m engine.bench memory`, docs/models.md)."""
     from ..models.geo4d.config import vae_params
     from ..windows.schedule import WINDOW_LENGTH
 

@@ -93,7 +93,7 @@ class Server:
                 if isinstance(request, ShutdownRequest):
                     break
                 self._handle(request)
-        except SystemExit:  # SIGTERM (engine.cli): a short grace for the job, then exit
+        except (SystemExit, KeyboardInterrupt):  # a signal (engine.cli): a short grace for the job, then exit
             self._stop_job(TERMINATE_GRACE_S)
             raise
         self._stop_job()

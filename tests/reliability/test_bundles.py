@@ -221,27 +221,20 @@ def test_convert_refuses_a_foreign_model_directory_before_loading_checkpoints(ex
     assert_unchanged(tmp_path, before)
 
 
-def test_convert_refuses_a_folder_holding_only_a_manifest_named_file(tmp_path):
+@pytest.mark.parametrize("command", [
+    ["convert", "geo4d", "--model-ckpt", "a.ckpt", "--vae-ckpt", "b.ckpt"],
+    # The mirror is a closed port: had the command tried to download, it would say so instead.
+    ["download", "geo4d", "--download-dir", "dl", "--mirror", "http://127.0.0.1:9"],
+], ids=["convert", "download"])
+def test_a_project_folder_with_its_own_manifest_json_is_refused(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "models"
     out.mkdir()
     (out / "manifest.json").write_text('{"my": "project manifest"}')
-    (out / "package.json").write_text("{}")
-    before = snapshot(tmp_path)
-    result = run_main("convert", "geo4d", "--model-ckpt", "a", "--vae-ckpt", "b", "--out", out)
-    assert_clear_error(result, "is not a converted Geo4D model directory")
-    assert_unchanged(tmp_path, before)
-
-
-def test_download_refuses_a_foreign_out_before_downloading(tmp_path):
-    out = tmp_path / "models"
-    out.mkdir()
-    (out / "manifest.json").write_text("{}")
     (out / "src.py").write_text("print('mine')")
     before = snapshot(tmp_path)
-    # The mirror is a closed port: had the command tried to download, it would say so instead.
-    result = run_main("download", "geo4d", "--download-dir", tmp_path / "dl", "--out", out,
-                      "--mirror", "http://127.0.0.1:9")
-    assert_clear_error(result, str(out))
+    result = run_main(*command, "--out", out)
+    assert_clear_error(result, str(out), "is not a converted Geo4D model directory")
     assert_unchanged(tmp_path, before)
 
 
@@ -281,13 +274,19 @@ def test_a_bundle_without_the_generator_field_is_still_replaced(windows, good_bu
     assert _scene(out)["generator"].startswith("parallax ")
 
 
-def test_a_legacy_bundle_with_windows_npz_is_replaced(windows, good_bundle, tmp_path):
-    out = copy_tree(good_bundle, tmp_path / "out")
+def _legacy_bundle(good: Path, out: Path) -> Path:
+    """A copy of `good` shaped as bundles were before 2026-12-02: predictions in one windows.npz."""
+    out = copy_tree(good, out)
     shutil.rmtree(out / "windows")
     (out / "windows.npz").write_bytes(b"old predictions")
     scene = _scene(out)
     scene["windows"] = "windows.npz"
     _write_scene(out, scene)
+    return out
+
+
+def test_a_legacy_bundle_with_windows_npz_is_replaced(windows, good_bundle, tmp_path):
+    out = _legacy_bundle(good_bundle, tmp_path / "out")
     assert _align(windows, out).returncode == 0
     assert not (out / "windows.npz").exists() and (out / "windows" / "windows.json").is_file()
 
@@ -363,12 +362,7 @@ def test_align_refuses_the_out_folder_itself_as_input(good_bundle, tmp_path):
 
 
 def test_align_refuses_a_legacy_windows_npz_inside_out(good_bundle, tmp_path):
-    out = copy_tree(good_bundle, tmp_path / "B")
-    shutil.rmtree(out / "windows")
-    (out / "windows.npz").write_bytes(b"predictions")
-    scene = _scene(out)
-    scene["windows"] = "windows.npz"
-    _write_scene(out, scene)
+    out = _legacy_bundle(good_bundle, tmp_path / "B")
     before = snapshot(tmp_path)
     assert_clear_error(_align(out / "windows.npz", out), "lies inside the output folder")
     assert_unchanged(tmp_path, before)
@@ -406,6 +400,12 @@ def test_download_refuses_a_download_folder_inside_out(tmp_path):
 
 # Defect 5: every file a bundle or a windows folder names lies inside it.
 
+def _link_out(folder: Path, name: str, outside: Path) -> None:
+    """Move folder/name to outside/name and leave a symbolic link to it in its place."""
+    shutil.move(folder / name, outside / Path(name).name)
+    (folder / name).symlink_to(outside / Path(name).name)
+
+
 def _frame_entry(bundle: Path, key: str, name) -> None:
     scene = _scene(bundle)
     scene["frames"][0][key] = name
@@ -429,21 +429,36 @@ def test_read_bundle_refuses_a_name_outside_the_bundle(key, name, good_bundle, t
 @pytest.mark.parametrize("key", ["depth", "points"])
 def test_read_bundle_refuses_a_file_linked_out_of_the_bundle(key, good_bundle, tmp_path):
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
-    name = _scene(bundle)["frames"][3][key]
-    outside = tmp_path / "outside.bin"
-    outside.write_bytes((bundle / name).read_bytes())
-    (bundle / name).unlink()
-    (bundle / name).symlink_to(outside)
+    _link_out(bundle, _scene(bundle)["frames"][3][key], tmp_path)
     with pytest.raises(InputError, match="through a symbolic link"):
         read_bundle(bundle)
 
 
 def test_read_bundle_refuses_a_folder_linked_out_of_the_bundle(good_bundle, tmp_path):
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
-    shutil.move(bundle / "points", tmp_path / "points")
-    (bundle / "points").symlink_to(tmp_path / "points")
+    _link_out(bundle, "points", tmp_path)
     with pytest.raises(InputError, match="through a symbolic link"):
         read_bundle(bundle)
+
+
+@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("kind", ["pipe", "folder"])
+def test_read_bundle_refuses_a_named_file_that_is_no_regular_file(kind, key, good_bundle, tmp_path):
+    """A named pipe would make the importer wait forever for data."""
+    bundle = copy_tree(good_bundle, tmp_path / "bundle")
+    name = bundle / _scene(bundle)["frames"][2][key]
+    name.unlink()
+    os.mkfifo(name) if kind == "pipe" else name.mkdir()
+    with pytest.raises(InputError, match="not a regular file"):
+        read_bundle(bundle)
+
+
+def test_load_windows_refuses_a_pipe_in_place_of_a_map(windows, tmp_path):
+    folder = copy_tree(windows, tmp_path / "windows")
+    (folder / "disparity.npy").unlink()
+    os.mkfifo(folder / "disparity.npy")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_windows(folder)
 
 
 def test_read_bundle_accepts_links_and_dot_dots_that_stay_inside(good_bundle, tmp_path):
@@ -467,18 +482,14 @@ def test_a_bundle_reached_through_a_link_reads(good_bundle, tmp_path):
                                   "ray_dirs.npy", "ray_moments.npy", "rgb.npy"])
 def test_load_windows_refuses_a_file_linked_out_of_the_folder(name, windows, tmp_path):
     folder = copy_tree(windows, tmp_path / "windows")
-    if not (folder / name).exists():
-        pytest.skip(f"these predictions have no {name}")
-    shutil.move(folder / name, tmp_path / name)
-    (folder / name).symlink_to(tmp_path / name)
+    _link_out(folder, name, tmp_path)
     with pytest.raises(InputError, match="outside"):
         load_windows(folder)
 
 
 def test_align_refuses_windows_linked_out_of_their_folder_with_a_clear_error(windows, tmp_path):
     folder = copy_tree(windows, tmp_path / "windows")
-    shutil.move(folder / "pointmap.npy", tmp_path / "pointmap.npy")
-    (folder / "pointmap.npy").symlink_to(tmp_path / "pointmap.npy")
+    _link_out(folder, "pointmap.npy", tmp_path)
     before = snapshot(tmp_path)
     assert_clear_error(_align(folder, tmp_path / "out"), "pointmap.npy", "outside")
     assert_unchanged(tmp_path, before)
@@ -528,3 +539,89 @@ def test_import_in_blender_refuses_a_bundle_naming_an_outside_file(good_bundle, 
     with pytest.raises(AddonInputError, match="outside"):
         import_bundle(bpy.context, bundle)
     assert len(bpy.data.objects) == objects
+
+
+# `demo --out` overwrites its clip and metrics in place: the same rule as for bundles.
+
+def _demo_folder(out: Path, good: Path, extra: str | None = None) -> Path:
+    out.mkdir()
+    copy_tree(good, out / "bundle")
+    (out / "clip.mp4").write_bytes(b"rendered demo clip")
+    (out / "metrics.json").write_text("{}")
+    if extra:
+        (out / extra).write_text("mine")
+    return out
+
+
+@pytest.mark.parametrize("files", [{"clip.mp4": b"the client's plate"}, {"metrics.json": b"{}", "notes.txt": b"x"},
+                                   {"bundle": None}],
+                         ids=["a-clip", "metrics-and-notes", "an-empty-bundle-folder"])
+def test_demo_refuses_a_folder_it_did_not_write(files, tmp_path):
+    out = tmp_path / "project"
+    out.mkdir()
+    for name, data in files.items():
+        (out / name).mkdir() if data is None else (out / name).write_bytes(data)
+    before = snapshot(tmp_path)
+    assert_clear_error(run_main("demo", "--out", out), "is not a Parallax demo folder")
+    assert_unchanged(tmp_path, before)
+
+
+def test_demo_refuses_an_earlier_demo_holding_other_files(good_bundle, tmp_path):
+    out = _demo_folder(tmp_path / "demo", good_bundle, extra="notes.txt")
+    before = snapshot(tmp_path)
+    assert_clear_error(run_main("demo", "--out", out), "notes.txt")
+    assert_unchanged(tmp_path, before)
+
+
+def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
+    from engine.commands.demo import demo_files
+    from engine.formats.paths import check_replaceable
+
+    out = _demo_folder(tmp_path / "demo", good_bundle)
+    assert check_replaceable(out, "Parallax demo folder", demo_files) == out
+
+
+def test_a_model_directory_with_its_onnx_cache_may_be_replaced(tmp_path):
+    """ONNX Runtime exports its graphs into the model directory's onnx/ on first use: still Parallax's."""
+    from engine.models.geo4d.model_dir import check_model_target
+
+    out = tmp_path / "models"
+    _model_dir(out)
+    (out / "onnx").mkdir()
+    for name in ("unet-float32.onnx", "unet-float32.json", "unet-float32.onnx.data", ".export-k2j3/x"):
+        (out / "onnx" / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / "onnx" / name).write_bytes(b"graph")
+    assert check_model_target(out, {}) == out
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="notes.txt"):
+        check_model_target(out, {})
+
+
+@pytest.mark.slow
+def test_convert_replaces_a_model_directory_it_wrote(tiny_checkpoints, tiny_model_dir, tmp_path):
+    out = copy_tree(tiny_model_dir, tmp_path / "geo4d")
+    (out / "onnx").mkdir()
+    (out / "onnx" / "unet-float32.onnx").write_bytes(b"a stale export")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["generator"]  # as converted before the generator field
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run_main("convert", "geo4d", "--model-ckpt", tiny_checkpoints.model, "--vae-ckpt", tiny_checkpoints.vae,
+                      "--config", tiny_checkpoints.config, "--dtype", "fp32", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["generator"].startswith("parallax ")
+    assert not (out / "onnx").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["geo4d"]
+
+
+@pytest.mark.parametrize("out", ["/", ".", "..", "~"], ids=["root", "cwd", "parent", "home"])
+def test_align_refuses_everyday_folders_as_out(out, windows, tmp_path, monkeypatch):
+    """`--out .` in a project folder, `--out ~`: refused, never emptied."""
+    project = tmp_path / "project" / "shots"
+    project.mkdir(parents=True)
+    (project / "plate.0001.exr").write_bytes(b"plate")
+    (tmp_path / "project" / "edit.blend").write_bytes(b"blend")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "project"))
+    before = snapshot(tmp_path)
+    assert_clear_error(_align(windows, Path(out)), "new or empty folder")
+    assert_unchanged(tmp_path, before)

@@ -33,6 +33,8 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 NETWORKS = ("unet", "vae", "pointmap_vae")
 WEIGHT_FILES = tuple(f"{name}.safetensors" for name in (*NETWORKS, "context"))
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
+# ONNX Runtime's graphs, exported into the directory on first use (engine/runtime/onnx_backend.py).
+ONNX_CACHE = "onnx"
 DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
 MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
@@ -54,7 +56,7 @@ def model_dir_files(folder: Path) -> set[str] | None:
         return None
     if not isinstance(manifest, dict) or manifest.get("model") != "geo4d" or not isinstance(manifest.get("files"), dict):
         return None
-    return {"manifest.json", *MANIFEST_FILES}
+    return {"manifest.json", *MANIFEST_FILES, f"{ONNX_CACHE}/"}
 
 
 def _is_model_dir(folder: Path) -> bool:
