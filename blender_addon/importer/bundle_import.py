@@ -79,7 +79,8 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         world = fit_floor(_transform(world, points.xyz)) @ world
     clips_before = set(bpy.data.movieclips)
     clip = _load_clip(options.clip_path or bundle.source_clip)
-    source = str(Path(clip.filepath if clip else bundle.source_clip or bundle.root).absolute())
+    source = str(Path(bpy.path.abspath(clip.filepath, library=clip.library) if clip
+                      else bundle.source_clip or bundle.root).absolute())
     name = replace.import_key(source, _import_name(bundle, clip))
 
     scene = context.scene
@@ -97,7 +98,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         replace.tag_new(before, name)  # leave nothing half-made behind
         replace.remove_import(name)
         remove_compositor_nodes(name)
-        if compositor_tree(scene) is not compositor_before:
+        if compositor_tree(scene) != compositor_before:  # made by this import (== compares the data-blocks)
             remove_scene_compositor(scene)
         earlier.restore()
         settings.restore(scene)

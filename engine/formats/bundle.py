@@ -155,7 +155,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                          "pass fp16, fp32 or none")
     out_dir = check_bundle_target(out_dir, inputs)
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
-                  np.asarray(recon.camera_to_world, float), "the reconstruction")
+                  np.asarray(recon.camera_to_world, float), "the reconstruction",
+                  "nothing was written; check the window predictions the cameras came from (docs/formats.md)")
     with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
@@ -193,10 +194,10 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
             "windows": "windows" if windows is not None else None,
-            "metadata": recon.metadata,
+            "metadata": _json_numbers(recon.metadata),
             "frames": entries,
         }
-        # allow_nan=False: NaN is not JSON; the checks above make this a last guard (e.g. in metadata).
+        # allow_nan=False: NaN is not JSON (the cameras are checked above, the metadata's NaN are nulls).
         (tmp / "scene.json").write_text(json.dumps(scene, indent=1, allow_nan=False))
     return out_dir
 
@@ -276,13 +277,13 @@ def read_bundle(path: str | Path) -> Bundle:
     return bundle
 
 
-def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world: np.ndarray, where: str) -> None:
+def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world: np.ndarray, where: str,
+                  fix: str = "re-run the engine to rewrite the bundle") -> None:
     """Raise InputError when the facts of a reconstruction are not usable numbers.
 
     frames: int[N] clip frame numbers, 0..MAX_FRAME and increasing; fps: finite, > 0;
     K: float[N, 3, 3] finite, fx and fy > 0, [0, 0, 1] last row; camera_to_world: float[N, 4, 4] finite rigid
     transforms (rotation orthonormal with det +1 to 1e-3, last row [0, 0, 0, 1])."""
-    fix = "re-run the engine to rewrite the bundle"
     if not (np.isfinite(fps) and fps > 0):
         raise InputError(f"{where}: the frame rate is {fps}; it must be a positive number", fix)
     if np.any(frames < 0) or np.any(frames > MAX_FRAME) or np.any(np.diff(frames) <= 0):
@@ -309,6 +310,20 @@ def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world
         raise InputError(f"{where}: camera_to_world of frame {int(frames[i])} is not a rotation and a translation "
                          f"(|R Rt - I| = {error[i]:.3g}, det {np.linalg.det(R[i]):.3g}, last row "
                          f"{camera_to_world[i, 3].tolist()})", fix)
+
+
+def _json_numbers(value):
+    """`value` with every NaN or inf float (a diagnostic without a value) replaced by None, so scene.json
+    stays standard JSON; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _some(values: np.ndarray) -> str:
