@@ -153,6 +153,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     if window_storage not in WINDOW_STORAGE:
         raise InputError(f"window storage {window_storage!r} is not one of {list(WINDOW_STORAGE)}",
                          "pass fp16, fp32 or none")
+    if window_storage == "none":
+        windows = None  # the bundle cannot be re-aligned
     out_dir = check_bundle_target(out_dir, inputs)
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
                   np.asarray(recon.camera_to_world, float), "the reconstruction",
@@ -177,7 +179,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             })
             if progress is not None:
                 progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
-        if windows is not None and window_storage != "none":
+        if windows is not None:
             save_windows(windows, tmp / "windows", window_storage)
         h, w = recon.image_size
         scene = {
