@@ -1,6 +1,8 @@
 """Round trips of the public formats: window predictions, depth EXR, PLY and the bundle."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
+from engine.io.atomic import staged_file
 from engine.io.bundle import Reconstruction, read_bundle, write_bundle
 from engine.io.exr import read_depth_exr
 from engine.io.windows import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
@@ -171,6 +174,29 @@ def test_failed_bundle_write_leaves_old_bundle(tmp_path):
         write_bundle(bad, tmp_path / "b")
     assert (tmp_path / "b" / "scene.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+@pytest.fixture
+def group_umask():
+    """The umask of a studio that shares work with its group (rwxr-x---); restored afterwards."""
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_bundles_are_readable_by_the_group(tmp_path, group_umask):
+    n, h, w = 2, 4, 4
+    recon = Reconstruction(frames=np.arange(n), fps=24.0, K=np.stack([np.eye(3)] * n),
+                           camera_to_world=np.stack([np.eye(4)] * n), depth=np.ones((n, h, w), np.float32),
+                           confidence=np.ones((n, h, w), np.float32))
+    out = write_bundle(recon, tmp_path / "bundle", windows=make_windows())
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes["."] == 0o750 and modes["scene.json"] == 0o640 and modes["windows"] == 0o750
+    assert {mode for path, mode in modes.items()} == {0o750, 0o640}, modes
+    with staged_file(tmp_path / "notes.txt") as f:
+        f.write(b"shared")
+    assert stat.S_IMODE((tmp_path / "notes.txt").stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "notes.txt"]
 
 
 def test_only_exr_files_need_openexr():
