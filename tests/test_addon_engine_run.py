@@ -48,7 +48,8 @@ result["per_frame_focal"] = [per_frame_focal()]
 result["engine_log"] = bpy.context.window_manager.parallax_log.splitlines()
 points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
 modifier = points[0].modifiers["Parallax Points"]
-result["points_inputs"] = [len(points)] + [modifier[modifier.node_group.interface.items_tree[name].identifier]
+points_module = importlib.import_module(MOD + ".importer.points")
+result["points_inputs"] = [len(points)] + [points_module.modifier_input(modifier, name)
                                            for name in ("Confidence Threshold", "Accumulate")]
 settings.confidence_threshold, settings.accumulate = 0.0, False
 settings.zoom_shot = True
