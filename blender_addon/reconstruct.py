@@ -15,7 +15,7 @@ import bpy
 
 from . import engine_process, preferences, properties
 from .engine.errors import EngineError, InputError
-from .engine.io.sequence import find_sequence
+from .engine.formats.sequence import find_sequence
 from .engine_process import EngineJob, EngineUnavailable
 from .importer import import_bundle, options_from_settings
 

@@ -11,13 +11,13 @@ import sys
 from .errors import EngineError
 
 COMMANDS = {
-    "align": (".alignment.command", "fuse window predictions into a reconstruction bundle"),
-    "reconstruct": (".pipeline.command", "run a model over a clip and write a bundle"),
-    "convert": (".models.convert_command", "convert official checkpoints to a model directory"),
+    "align": (".commands.align", "fuse window predictions into a reconstruction bundle"),
+    "reconstruct": (".commands.reconstruct", "run a model over a clip and write a bundle"),
+    "convert": (".commands.convert", "convert official checkpoints to a model directory"),
     "download": (".models.download", "download a model's official checkpoints"),
     "check-fixtures": (".models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
     "serve": (".protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
-    "demo": (".synthetic.demo_command", "weight-free pipeline demo from simulated predictions"),
+    "demo": (".commands.demo", "weight-free pipeline demo from simulated predictions"),
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.io.bundle import Reconstruction, write_bundle
+from engine.formats.bundle import Reconstruction, write_bundle
 
 FLOOR_Y = 1.5
 WALL_Z = 12.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from engine.io.video import read_video
+from engine.clips.video import read_video
 from tests.addon_session import CLIP, run_bpy
 from tests.test_addon_engine_run import TINY
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.io.bundle import read_bundle
-from engine.io.exr import read_depth_exr
-from engine.io.windows import load_windows, save_windows
+from engine.formats.bundle import read_bundle
+from engine.formats.exr import read_depth_exr
+from engine.windows.predictions import load_windows, save_windows
 from engine.synthetic.procedural import make_scene
 from engine.synthetic.simulate import simulate_windows
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import cv2
 
-from engine.io.bundle import read_bundle
-from engine.synthetic.demo_command import LABEL
+from engine.formats.bundle import read_bundle
+from engine.commands.demo import LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, SIZE = 20, (48, 80)

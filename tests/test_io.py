@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.io.atomic import staged_file
-from engine.io.bundle import Reconstruction, read_bundle, write_bundle
-from engine.io.exr import read_depth_exr
-from engine.io.windows import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
-from engine.pipeline.windows import sliding_starts
+from engine.formats.atomic import staged_file
+from engine.formats.bundle import Reconstruction, read_bundle, write_bundle
+from engine.formats.exr import read_depth_exr
+from engine.windows.predictions import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
+from engine.windows.schedule import sliding_starts
 
 
 def make_windows(n=20, l=16, stride=4, h=6, w=8, seed=0):
@@ -203,7 +203,7 @@ def test_bundles_are_readable_by_the_group(tmp_path, group_umask):
 def test_only_exr_files_need_openexr():
     """The GPU benchmark machine and Blender's Python have no OpenEXR: reading clips, the benchmarks and the
     server must import without it (an EXR plate or a depth-map writer then loads it)."""
-    modules = ["engine.io.video", "engine.io.bundle", "engine.protocol.server"]
+    modules = ["engine.clips.video", "engine.formats.bundle", "engine.protocol.server"]
     if importlib.util.find_spec("torch"):  # the benchmarks need torch (the Python 3.13 lane has none)
         modules += ["engine.bench.model", "engine.bench.memory"]
     code = f"import sys; sys.modules['OpenEXR'] = None\nimport {', '.join(modules)}"

@@ -138,7 +138,7 @@ def test_cancel_stops_a_running_reconstruct_and_writes_nothing(engine, tmp_path,
 @pytest.fixture(scope="module")
 def windows_file(tmp_path_factory) -> Path:
     """Simulated window predictions (exact up to each window's similarity) of a ray-cast 24-frame scene."""
-    from engine.io.windows import save_windows
+    from engine.windows.predictions import save_windows
     from engine.synthetic.procedural import make_scene
     from engine.synthetic.simulate import simulate_windows
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import Cancelled, EngineError, InputError, ModelError
-from engine.io.windows import load_windows
+from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
 from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, processing_size
 from tests.fixture_paths import GEO4D_FIXTURES

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.pipeline.resize import resize_window_maps
+from engine.windows.resize import resize_window_maps
 
 
 def _maps(t=2, h=8, w=12):

@@ -11,10 +11,10 @@ import OpenEXR
 import pytest
 
 from engine.errors import InputError
-from engine.io.images import linear_to_srgb8
-from engine.io.sequence import find_sequence
-from engine.io.video import probe_video, read_video
-from engine.io.windows import load_windows
+from engine.clips.images import linear_to_srgb8
+from engine.formats.sequence import find_sequence
+from engine.clips.video import probe_video, read_video
+from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
 from tests.fixture_paths import GEO4D_FIXTURES
 

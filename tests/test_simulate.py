@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.alignment.geometry import umeyama
-from engine.io.bundle import Reconstruction
+from engine.formats.bundle import Reconstruction
 from engine.synthetic.metrics import evaluate
 from engine.synthetic.procedural import GROUND_Y, PROCEDURAL_SCENES, make_scene
 from engine.synthetic.simulate import Corruption, simulate_windows

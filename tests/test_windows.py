@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.pipeline.windows import sliding_starts, window_lengths, window_starts
+from engine.windows.schedule import sliding_starts, window_lengths, window_starts
 
 from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES, requires_geo4d_fixtures
 

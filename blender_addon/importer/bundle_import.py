@@ -9,7 +9,7 @@ import bpy
 import numpy as np
 
 from ..engine.errors import InputError
-from ..engine.io.bundle import Bundle, read_bundle
+from ..engine.formats.bundle import Bundle, read_bundle
 from . import replace
 from .camera import build_camera
 from .depth import SequenceTiming, depth_composite_group, load_depth_sequence, remove_compositor_nodes, \

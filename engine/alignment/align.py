@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..io.bundle import Reconstruction
-from ..io.windows import WindowPredictions
+from ..formats.bundle import Reconstruction
+from ..windows.predictions import WindowPredictions
 from ..reporting import Progress
 from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
                       rotation_from_rays)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.bundle import Reconstruction
-from ..io.windows import WindowPredictions
+from ..formats.bundle import Reconstruction
+from ..windows.predictions import WindowPredictions
 from .cameras import centre_from_rays, focal_from_rays, rotation_from_rays
 from .geometry import intrinsics, sample_pixels, umeyama
 

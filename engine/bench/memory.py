@@ -61,7 +61,7 @@ from ..models.geo4d.model import SamplingOptions, TorchBackend
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
 from ..pipeline.reconstruct import PRECISIONS, check_size
-from ..pipeline.windows import WINDOW_LENGTH
+from ..windows.schedule import WINDOW_LENGTH
 
 STAGES = ("encoding", "diffusion", "decoding")
 GB = 1024 ** 3

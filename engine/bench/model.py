@@ -29,14 +29,14 @@ import numpy as np
 import torch
 
 from ..errors import EngineError
-from ..io.windows import WindowPredictions
+from ..windows.predictions import WindowPredictions
 from ..models.geo4d.attention import TEXT_TOKENS
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, size_multiple, unet_params
 from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
 from ..pipeline.reconstruct import PRECISIONS, check_size
-from ..pipeline.windows import WINDOW_LENGTH, window_starts
+from ..windows.schedule import WINDOW_LENGTH, window_starts
 from .onnx_unet import randomize_parameters, synchronize
 
 RUNTIMES = ("torch", "onnx")

@@ -1,4 +1,4 @@
-"""Sliding windows, window inference and the reconstruct job (clip -> bundle)."""
+"""Window inference and the reconstruct job (clip -> bundle)."""
 
 from .reconstruct import ReconstructOptions, run_reconstruct
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Cancelled, EngineError, InputError
-from ..io.video import probe_video, read_video
-from ..io.windows import maps_bytes
+from ..clips.video import probe_video, read_video
+from ..windows.predictions import maps_bytes
 from ..reporting import Log, Progress
-from .windows import WINDOW_LENGTH, window_starts
+from ..windows.schedule import WINDOW_LENGTH, window_starts
 
 TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -183,7 +183,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     import torch
 
     from ..alignment import AlignOptions, align, down_weighted_note
-    from ..io.bundle import check_bundle_target, write_bundle
+    from ..formats.bundle import check_bundle_target, write_bundle
     from ..models.geo4d.model import SamplingOptions
 
     progress = progress or (lambda stage, fraction: None)

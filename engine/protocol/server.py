@@ -55,12 +55,12 @@ def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Cal
 
 
 def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
-    from ..io.windows import load_windows
+    from ..windows.predictions import load_windows
 
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
     from ..alignment import align, down_weighted_note
-    from ..io.bundle import write_bundle
+    from ..formats.bundle import write_bundle
 
     recon = align(windows, None, progress)
     note = down_weighted_note(windows, recon)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..alignment.geometry import rotation_angle_deg, umeyama
-from ..io.bundle import Reconstruction
+from ..formats.bundle import Reconstruction
 from .groundtruth import GroundTruth
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..alignment.geometry import pixel_grid
-from ..io.windows import WindowPredictions
-from ..pipeline.windows import sliding_starts, window_lengths
+from ..windows.predictions import WindowPredictions
+from ..windows.schedule import sliding_starts, window_lengths
 from .groundtruth import GroundTruth
 
 

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from ...errors import ModelError
-from ...io.atomic import staged_dir
+from ...formats.atomic import staged_dir
 from .config import OFFICIAL_CONFIG, load_config
 from .unet import UNET_PREFIX
 from .vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ...errors import Cancelled
-from ...io.windows import WindowPredictions, new_maps
-from ...pipeline.resize import resize_frames, resize_window_maps
-from ...pipeline.windows import WINDOW_LENGTH, window_lengths, window_starts
+from ...windows.predictions import WindowPredictions, new_maps
+from ...windows.resize import resize_frames, resize_window_maps
+from ...windows.schedule import WINDOW_LENGTH, window_lengths, window_starts
 from ...reporting import Progress
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ....pipeline.windows import window_starts
+from ....windows.schedule import window_starts
 from . import CheckResult
 
 FIXTURE = "windows.json"

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 
 from ..alignment import align
-from ..io.bundle import write_bundle
-from .metrics import evaluate
-from .scenes import SCENE_NAMES, load_scene
-from .simulate import Corruption, simulate_windows
+from ..formats.bundle import write_bundle
+from ..synthetic.metrics import evaluate
+from ..synthetic.scenes import SCENE_NAMES, load_scene
+from ..synthetic.simulate import Corruption, simulate_windows
 
 LABEL = "SIMULATED window predictions made from rendered ground truth (weight-free demo, not the Geo4D model)"
 

@@ -93,7 +93,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
-    from .windows import save_windows
+    from ..windows.predictions import save_windows
 
     out_dir = check_bundle_target(out_dir)
     with staged_dir(out_dir) as tmp:

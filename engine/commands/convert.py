@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .geo4d.config import OFFICIAL_CONFIG
+from ..models.geo4d.config import OFFICIAL_CONFIG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .geo4d.convert import convert_geo4d
+    from ..models.geo4d.convert import convert_geo4d
 
     convert_geo4d(args.model_ckpt, args.vae_ckpt, args.out, args.dtype, args.config)
     return 0

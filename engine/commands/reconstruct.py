@@ -43,7 +43,7 @@ def parse_frames(text: str | None) -> tuple[int, int | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .reconstruct import ReconstructOptions, run_reconstruct
+    from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct
 
     # ReconstructOptions turns the strings and lists into paths and tuples.
     options = ReconstructOptions(

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .sequence import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
+from ..formats.sequence import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 
 def read_image(path: Path) -> np.ndarray:

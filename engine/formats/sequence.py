@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-# Formats the engine decodes (engine/io/images.py), and still-image formats it recognises but does not.
+# Formats the engine decodes (engine/clips/images.py), and still-image formats it recognises but does not.
 SUPPORTED_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".exr")
 UNSUPPORTED_SUFFIXES = (".dpx", ".cin", ".tga", ".hdr", ".webp", ".jp2", ".psd", ".sgi", ".rgb", ".gif")
 SUPPORTED_TEXT = "PNG, TIFF, JPEG, BMP (8 or 16 bit) and OpenEXR"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.bundle import write_bundle
-from ..io.windows import load_windows
-from .align import AlignOptions, align, down_weighted_note
+from ..alignment.align import AlignOptions, align, down_weighted_note
+from ..formats.bundle import write_bundle
+from ..windows.predictions import load_windows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Reading a clip's frames: a video file through OpenCV, or an image sequence (engine/io/sequence.py):
+"""Reading a clip's frames: a video file through OpenCV, or an image sequence (engine/formats/sequence.py):
 a folder of numbered frames, or one numbered frame's file standing for its sequence."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from .images import read_image
-from .sequence import find_sequence, is_image_sequence
+from ..formats.sequence import find_sequence, is_image_sequence
 
 DEFAULT_FPS = 24.0  # the film default, for clips that store no rate; it only labels the animation
 

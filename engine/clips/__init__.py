@@ -1,0 +1,1 @@
+"""Reading clips: videos and image sequences, decoded to RGB frames."""
