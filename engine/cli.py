@@ -36,12 +36,19 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args(argv)  # prints usage / error and exits
         return 2
     name = argv[0]
-    module = importlib.import_module(COMMANDS[name][0], __package__)
-    parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
     try:
+        module = importlib.import_module(COMMANDS[name][0], __package__)
+        parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name][1])
+        module.add_arguments(parser)
+        args = parser.parse_args(argv[1:])
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == __package__:
+            raise  # our own module missing is a bug: keep the traceback
+        # e.g. torch in an environment made with the torch-free requirements only
+        print(f"error: `{name}` needs the package '{exc.name}', which this Python ({sys.executable}) lacks\n"
+              "  fix: install the engine's requirements (pyproject.toml) into it", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
 from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, processing_size
 from tests.fixture_paths import GEO4D_FIXTURES
+from tests.needs import torch_or_skip
 
 CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
 
@@ -168,9 +169,23 @@ def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
 
 
 def test_missing_model_fails_cleanly(tmp_path):
+    torch_or_skip()  # reconstruct loads torch before it looks at the model folder
     result = _cli(CLIP, "--out", tmp_path / "bundle", "--model-dir", tmp_path / "no-model", "--device", "cpu")
     assert result.returncode == 2
     assert "no-model does not exist" in result.stderr and "engine convert geo4d" in result.stderr
     assert not (tmp_path / "bundle").exists()
     with pytest.raises(ModelError):
         run_reconstruct(_options(CLIP, tmp_path / "bundle", tmp_path / "no-model"))
+
+
+def test_a_command_without_torch_names_the_missing_package(tmp_path):
+    """An engine environment made with the torch-free requirements (or a broken one) gets one clear line, not a
+    traceback (torch is hidden here, so this runs in every lane)."""
+    code = ("import sys; sys.modules['torch'] = None\nfrom engine.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "reconstruct", str(CLIP), "--out", str(tmp_path / "b"),
+                             "--model-dir", str(tmp_path / "no-model"), "--device", "cpu"],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "`reconstruct` needs the package 'torch'" in result.stderr and "fix: install the engine's" in result.stderr
+    assert not (tmp_path / "b").exists()
