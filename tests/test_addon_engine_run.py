@@ -66,10 +66,15 @@ result.update(first=first, second=second, before=before, after_first=after_first
               same_engine=ep.current_engine().pid == pid, frames=[scene.frame_start, scene.frame_end],
               camera_moves=start_matrix != end_matrix, bundle=str(rc.bundle_dir(clip)),
               active_clip=scene.active_clip.name, leftovers=leftovers())
+# "Stop Engine / Free GPU Memory": the process ends; with no engine the button has nothing to do.
+pid = ep.current_engine().pid
+result["stop"] = sorted(bpy.ops.parallax.stop_engine())
+result["stopped"] = [ep.current_engine() is None, os.path.exists(f"/proc/{pid}"), bpy.ops.parallax.stop_engine.poll()]
 report()
 """
     result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
     assert result["first"]["status"] == ["FINISHED"], result["first"]
+    assert result["stop"] == ["FINISHED"] and result["stopped"] == [True, False, False]
     assert "Reconstructed into" in result["first"]["message"]
     # What the engine said about the job, as the panel lists it: where the model ran, and that the CPU is slow.
     assert result["engine_log"][:2] == ["info\tGeo4D on cpu, fp32, torch runtime",

@@ -71,7 +71,7 @@ def modifier_input(modifier, name: str):
 def _modifier_input(modifier, name: str):
     """An object whose `value` is the modifier's input `name`, the same on every supported Blender.
 
-    Up to Blender 5.1 the inputs are ID properties keyed by socket identifier (`modifier[identifier]`);
+    In Blender 4.2 to 5.0 the inputs are ID properties keyed by socket identifier (`modifier[identifier]`);
     5.2 refuses those and has RNA properties instead (`modifier.properties.inputs.<identifier>.value`)."""
     identifier = modifier.node_group.interface.items_tree[name].identifier
     if hasattr(modifier, "properties"):
