@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -61,6 +62,37 @@ def python_version(python: str) -> tuple[int, int]:
 def env_dir(root: Path, version: tuple[int, int]) -> Path:
     """The environment a base Python of `version` makes under `root`."""
     return Path(root) / f"engine-py{version[0]}.{version[1]}"
+
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+CUDA_WHEELS = "cu128"  # PyTorch's CUDA 12.8 build: NVIDIA drivers 570 and later
+
+
+def torch_source(platform: str, nvidia_gpu: bool) -> tuple[list[str], str]:
+    """(pip arguments, what they give) for the engine's PyTorch on `platform` (sys.platform).
+
+    PyPI's default torch is a CUDA build on Linux (several GB) and a CPU build on Windows; PyTorch's own index
+    (an extra index: the other packages still come from PyPI) has the CUDA build for Windows and a lean CPU build
+    for Linux. macOS gets PyPI's build, which runs on Apple Silicon's GPU (MPS)."""
+    if platform == "darwin":
+        return [], "PyTorch from PyPI (Apple Silicon GPU via MPS, else CPU)"
+    if platform == "win32":
+        if nvidia_gpu:
+            return ["--extra-index-url", f"{PYTORCH_INDEX}/{CUDA_WHEELS}"], f"PyTorch's CUDA build ({CUDA_WHEELS})"
+        return [], "PyTorch's CPU build from PyPI (no NVIDIA GPU found)"
+    if nvidia_gpu:
+        return [], "PyTorch's CUDA build from PyPI"
+    return ["--extra-index-url", f"{PYTORCH_INDEX}/cpu"], "PyTorch's CPU build (no NVIDIA GPU found)"
+
+
+def nvidia_gpu() -> bool:
+    """Whether an NVIDIA driver lists a GPU here (nvidia-smi -L)."""
+    smi = shutil.which("nvidia-smi")
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30) if smi else None
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed is not None and listed.returncode == 0 and "GPU" in listed.stdout
 
 
 @dataclass(frozen=True)
@@ -142,10 +174,11 @@ class EnvBuilder:
     a failure (with the last lines pip printed).
     """
 
-    def __init__(self, base_python: str, env_dir: Path, requirements: list[str]):
+    def __init__(self, base_python: str, env_dir: Path, requirements: list[str], pip_args: list[str] = ()):
         self.base_python = str(base_python)
         self.env_dir = Path(env_dir)
         self.requirements = list(requirements)
+        self.pip_args = list(pip_args)  # e.g. torch_source's index
         self.state = "running"
         self.stage = "creating the environment"
         self.fraction = 0.0
@@ -174,7 +207,8 @@ class EnvBuilder:
         steps = [("creating the environment", [self.base_python, "-m", "venv", *clear, str(self.env_dir)])]
         if self.requirements:
             steps.append(("installing packages",
-                          [python, "-m", "pip", "install", "--disable-pip-version-check", *self.requirements]))
+                          [python, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args,
+                           *self.requirements]))
         for number, (stage, argv) in enumerate(steps):
             self.stage, self.fraction = stage, number / len(steps)
             ok, tail = self._step(argv, number, len(steps))

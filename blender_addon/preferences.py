@@ -1,5 +1,5 @@
 """Add-on preferences: which Python runs the engine (an isolated environment the add-on creates, or an
-existing interpreter), the model folder and the device."""
+existing interpreter), the model folder, the device and precision."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ def engine_python(context=None) -> str:
     return str(status.python)
 
 
+def device_options(prefs) -> dict:
+    """The engine's `device` and `precision` options (null: the engine's automatic choice, engine.devices)."""
+    device = {"auto": None, "cuda": f"cuda:{prefs.gpu_index}"}.get(prefs.device, prefs.device)
+    return {"device": device, "precision": None if prefs.precision == "auto" else prefs.precision}
+
+
 class ParallaxPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
@@ -77,8 +83,17 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         description="Converted Geo4D model (empty: ~/.cache/parallax/models/geo4d or $PARALLAX_MODEL_DIR)")
     device: bpy.props.EnumProperty(
         name="Device",
-        items=[("auto", "Auto", "CUDA when available, else the CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
-               ("cpu", "CPU", "Slow; for small clips and tests")],
+        items=[("auto", "Auto", "The first NVIDIA GPU, else Apple Silicon's GPU, else the CPU"),
+               ("cuda", "CUDA", "An NVIDIA GPU (choose which below); fp16, bf16 (Ampere and later) or fp32"),
+               ("mps", "Apple Silicon", "The GPU of a Mac with Apple Silicon (MPS); fp16 or fp32"),
+               ("cpu", "CPU", "Slow; for small clips and tests; fp32 or bf16")],
+        default="auto")
+    gpu_index: bpy.props.IntProperty(name="GPU", min=0, default=0,
+                                     description="Which NVIDIA GPU (cuda:N; 0 is the first, as nvidia-smi lists them)")
+    precision: bpy.props.EnumProperty(
+        name="Precision",
+        items=[("auto", "Auto", "fp16 on GPUs, fp32 on the CPU"), ("fp16", "fp16", "Half precision (GPUs)"),
+               ("bf16", "bf16", "bfloat16 (NVIDIA Ampere and later, CPU)"), ("fp32", "fp32", "Full precision")],
         default="auto")
 
     def draw(self, context):
@@ -89,7 +104,11 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         else:
             self.draw_environment(layout.box())
         layout.prop(self, "model_dir")
-        layout.prop(self, "device")
+        row = layout.row()
+        row.prop(self, "device")
+        if self.device == "cuda":
+            row.prop(self, "gpu_index")
+        layout.prop(self, "precision")
 
     def draw_environment(self, box) -> None:
         """Found / being created / broken or missing (with the fix), and the buttons."""
@@ -145,7 +164,9 @@ class PARALLAX_OT_create_environment(bpy.types.Operator):
             return {"CANCELLED"}
         target = engine_env.env_dir(engine_env.data_root(), version)
         requirements = engine_env.read_requirements(engine_process.engine_root())
-        _builder = engine_env.EnvBuilder(base, target, requirements).start()
+        pip_args, torch_build = engine_env.torch_source(sys.platform, engine_env.nvidia_gpu())
+        _builder = engine_env.EnvBuilder(base, target, requirements, pip_args).start()
+        self.report({"INFO"}, f"Creating the engine environment in {target} with {torch_build}")
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}

@@ -64,7 +64,7 @@ def reconstruct_options(context, clip) -> dict:
         "out": str(bundle_dir(clip)),
         "model": settings.model,
         "model_dir": bpy.path.abspath(prefs.model_dir) or None,
-        "device": None if prefs.device == "auto" else prefs.device,
+        **preferences.device_options(prefs),
         "stride": stride,
         "steps": steps,
         "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect

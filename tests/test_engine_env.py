@@ -138,3 +138,17 @@ def with_requirements(addon_zip: Path, requirements: list[str], folder: Path) ->
                 data = ("\n".join(requirements) + "\n").encode()
             target.writestr(item, data)
     return out
+
+
+@pytest.mark.parametrize("platform, nvidia, args, words", [
+    ("win32", True, ["--extra-index-url", "https://download.pytorch.org/whl/cu128"], "CUDA build (cu128)"),
+    ("win32", False, [], "CPU build from PyPI"),
+    ("linux", True, [], "CUDA build from PyPI"),
+    ("linux", False, ["--extra-index-url", "https://download.pytorch.org/whl/cpu"], "CPU build"),
+    ("darwin", False, [], "MPS"),
+    ("darwin", True, [], "MPS"),
+])
+def test_the_pytorch_build_each_platform_gets(platform, nvidia, args, words):
+    got, what = engine_env.torch_source(platform, nvidia)
+    assert got == args and words in what
+

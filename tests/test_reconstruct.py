@@ -22,7 +22,7 @@ CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
 
 def _options(video, out, model_dir, **kw):
     # Tiny model (latent 4x8, UNet stride 32): 32x64 frames keep a run to a few seconds.
-    return ReconstructOptions(video=video, out=out, model_dir=model_dir, size=(32, 64), device="cpu", **kw)
+    return ReconstructOptions(video=video, out=out, model_dir=model_dir, size=(32, 64), **{"device": "cpu", **kw})
 
 
 def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
@@ -189,3 +189,18 @@ def test_a_command_without_torch_names_the_missing_package(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "`reconstruct` needs the package 'torch'" in result.stderr and "fix: install the engine's" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tiny_model_dir, tmp_path):
+    from engine.devices import machine
+
+    here = machine()
+    if here.mps or here.cuda:
+        pytest.skip("this machine has the GPU the test asks for")
+    with pytest.raises(EngineError, match="no Apple Silicon GPU"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, device="mps"))
+    with pytest.raises(EngineError, match="PyTorch sees no CUDA GPU"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, device="cuda:1"))
+    with pytest.raises(InputError, match="cpu does not run fp16"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, precision="fp16"))
+    assert not list(tmp_path.iterdir())

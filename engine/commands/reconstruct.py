@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..devices import DEVICE_HELP
 from ..errors import InputError
 
 
@@ -18,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/geo4d)")
     parser.add_argument("--stride", type=int, default=4, help="frames between window starts, 1-15 (default 4)")
     parser.add_argument("--steps", type=int, default=5, help="DDIM steps (default 5, as Geo4D)")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default=None,
-                        help="default fp16 on cuda, fp32 on cpu")
+                        help="default fp16 on cuda and mps, fp32 on cpu; cuda runs fp16, bf16 (Ampere and later) "
+                             "and fp32, mps fp16 and fp32, cpu fp32 and bf16")
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     parser.add_argument("--frames", default=None, metavar="A:B", help="frame range [A, B) of the clip (0-based)")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),

@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
+from .. import devices
 from ..errors import Cancelled, EngineError, InputError
 from ..clips.video import probe_video, read_video
 from ..windows.predictions import maps_bytes
@@ -37,8 +38,8 @@ class ReconstructOptions:
     model_dir: Path | None = None    # None: $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/<model>
     stride: int = 4
     steps: int = 5
-    device: str | None = None        # None: cuda when available, else cpu
-    precision: str | None = None     # fp32 | fp16 | bf16; None: fp16 on cuda, fp32 on cpu
+    device: str | None = None        # auto | cuda | cuda:N | mps | cpu; None: auto (engine.devices)
+    precision: str | None = None     # fp32 | fp16 | bf16; None: the device's default (fp16 on GPUs, fp32 on cpu)
     runtime: str = "torch"           # torch | onnx
     frames: tuple[int, int | None] = (0, None)  # [start, stop) in the clip
     size: tuple[int, int] | None = None           # processing (H, W); None: automatic
@@ -100,17 +101,8 @@ _MODEL_CACHE: dict = {}
 
 
 def resolve_device(options: ReconstructOptions) -> tuple[str, str]:
-    """(device, precision) the model runs with: the options', or cuda + fp16 when there is a GPU, else cpu + fp32."""
-    import torch
-
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                          "use --device cpu, or install a CUDA build of PyTorch")
-    precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
-    return device, precision
+    """(device, precision) the model runs with: the options' where this machine runs them (engine.devices)."""
+    return devices.choose(options.device, options.precision, devices.machine())
 
 
 def _describe_device(device: str) -> str:
