@@ -1,7 +1,7 @@
 """`python -m engine COMMAND ...`: a table of sub-commands, each in its own module.
 
-Each module named here defines `add_arguments(parser)` and `run(args) -> int`. They are
-imported only when their command runs, so `align` never pays for importing torch.
+Command `a-b` lives in `engine/commands/a_b.py`, which defines `add_arguments(parser)` and
+`run(args) -> int`. It is imported only when its command runs, so `align` never pays for importing torch.
 """
 
 import argparse
@@ -11,20 +11,25 @@ import sys
 from .errors import EngineError
 
 COMMANDS = {
-    "align": (".commands.align", "fuse window predictions into a reconstruction bundle"),
-    "reconstruct": (".commands.reconstruct", "run a model over a clip and write a bundle"),
-    "convert": (".commands.convert", "convert official checkpoints to a model directory"),
-    "download": (".models.download", "download a model's official checkpoints"),
-    "check-fixtures": (".models.geo4d.check_fixtures", "reproduce the golden fixtures of a folder"),
-    "serve": (".protocol.server", "speak the JSON-lines protocol on stdin/stdout (Blender)"),
-    "demo": (".commands.demo", "weight-free pipeline demo from simulated predictions"),
+    "align": "fuse window predictions into a reconstruction bundle",
+    "reconstruct": "run a model over a clip and write a bundle",
+    "convert": "convert official checkpoints to a model directory",
+    "download": "download a model's official checkpoints",
+    "check-fixtures": "reproduce the golden fixtures of a folder (Geo4D, GeometryCrafter)",
+    "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
+    "demo": "weight-free pipeline demo from simulated predictions",
 }
+
+
+def command_module(name: str) -> str:
+    """The module of command `name`, relative to this package."""
+    return f".commands.{name.replace('-', '_')}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text)
     return parser
 
@@ -37,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = argv[0]
     try:
-        module = importlib.import_module(COMMANDS[name][0], __package__)
-        parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name][1])
+        module = importlib.import_module(command_module(name), __package__)
+        parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
         return int(module.run(args) or 0)

@@ -12,8 +12,7 @@ torch_or_skip()
 
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
-
-from engine.models.geo4d.check_fixtures import check_modules, run_checks  # noqa: E402
+from engine.models.fixtures import check_modules, run_checks  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures

@@ -9,11 +9,11 @@ torch_or_skip()
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-
 from engine.models.geo4d.checks import full_manifest  # noqa: E402
 from engine.models.geo4d.checks import vae as vae_check  # noqa: E402
 from engine.models.geo4d.config import model_params, vae_params  # noqa: E402
-from engine.models.geo4d.vae import FIRST_STAGE_PREFIX, AutoencoderKL, decode_frames, encode_frames, load_vae  # noqa: E402
+from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part  # noqa: E402
+from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
@@ -81,7 +81,7 @@ def test_missing_tensor_is_refused(tiny):
     weights = load_file(GEO4D_FIXTURES / "tiny_weights.safetensors")
     del weights[FIRST_STAGE_PREFIX + "decoder_adaptor.conv_out.weight"]
     with pytest.raises(RuntimeError, match="decoder_adaptor.conv_out.weight"):
-        load_vae(vae_params(config), weights, FIRST_STAGE_PREFIX)
+        load_part(AutoencoderKL(vae_params(config)), weights, FIRST_STAGE_PREFIX)
 
 
 class _Decode(torch.nn.Module):

@@ -43,7 +43,7 @@ def test_e2e_window_decoded_and_post_processed_like_the_demo(tiny_config):
         assert torch.equal(ours.to(torch.uint8), e2e["post." + name]), name
     assert 0.05 < float((~geo.valid).float().mean()) < 0.3  # the fixture's weights make ~12 % invalid
 
-    cams = post.cameras_from_plucker(geo.ray_dirs, geo.ray_moments)
+    cams = post_check.cameras_from_plucker(geo.ray_dirs, geo.ray_moments)
     torch.testing.assert_close(cams.c2w, e2e["post.traj_c2w"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(cams.rays, e2e["post.cam.rays_plucker"], atol=1e-4, rtol=1e-4)
 
@@ -68,7 +68,7 @@ def test_cameras_from_plucker_recovers_known_cameras(h, w):
     rotations = Rotation.from_euler("xyz", [[5, -10, 3], [0, 0, 0], [-8, 20, 12], [30, 2, -4]], degrees=True).as_matrix()
     centers = np.array([[0.1, -0.2, 0.05], [0.0, 0.0, 0.0], [0.4, 0.1, -0.3], [-0.2, 0.3, 0.6]])
     dirs, moments = _ray_maps(rotations, centers, 30.0, 32.0, w / 2 + 1.5, h / 2 - 2.0, h, w)
-    cams = post.cameras_from_plucker(dirs, moments)
+    cams = post_check.cameras_from_plucker(dirs, moments)
     s = min(h, w)
     assert cams.rays.shape == (4, s * s, 6)
     expected_R = rotations @ rotations[0].T

@@ -67,7 +67,7 @@ def test_malformed_requests_get_an_error_and_the_engine_stays_up(engine, line, p
 
 
 def test_stray_prints_cannot_reach_the_protocol_stream():
-    code = ("from engine.protocol import server; out = server._take_stdout(); "
+    code = ("from engine.commands import serve; out = serve._take_stdout(); "
             "print('noise from a library'); import os; os.write(1, b'C-level noise\\n'); "
             "out.write('protocol\\n'); out.flush()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

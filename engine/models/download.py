@@ -1,4 +1,4 @@
-"""`python -m engine download geo4d`: fetch Geo4D's official checkpoints, verify them, convert them.
+"""Fetching Geo4D's official checkpoints, verifying them and converting them (`python -m engine download`).
 
 Geo4D's README publishes its two checkpoints as Google Drive files (no Hugging Face repository):
 vae.ckpt (the fine-tuned point-map VAE) and model.ckpt (the whole model). Downloads resume from a
@@ -8,7 +8,6 @@ Where the network refuses, the command prints the manual steps instead.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import urllib.error
@@ -24,19 +23,6 @@ GEO4D_FILES = {
     "vae.ckpt": "10SPKkOpou2lKl9bwkgx1d6YocYkmSxQl",
 }
 DOWNLOAD_ROOT = Path("~/.cache/parallax/downloads")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=["geo4d"], help="which model to download")
-    parser.add_argument("--download-dir", default=None,
-                        help=f"where the checkpoints go (default {DOWNLOAD_ROOT}/geo4d)")
-    parser.add_argument("--out", default=None,
-                        help="model directory to convert into (default $PARALLAX_MODEL_DIR or "
-                             "~/.cache/parallax/models/geo4d)")
-    parser.add_argument("--mirror", default=None,
-                        help="base URL of a mirror serving model.ckpt and vae.ckpt (e.g. an internal server) "
-                             "instead of Google Drive")
-    parser.add_argument("--no-convert", action="store_true", help="only download and verify")
 
 
 def source_urls(mirror: str | None) -> dict[str, str]:
@@ -87,12 +73,15 @@ def manual_steps(download_dir: Path, out: Path, urls: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .geo4d.weights import default_model_dir
+def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None, convert: bool = True) -> int:
+    """Download (or resume), verify and convert Geo4D's checkpoints; 1 after printing the manual steps when
+    the network refuses. download_dir None: ~/.cache/parallax/downloads/geo4d; out None: the default model
+    directory; mirror: a base URL serving model.ckpt and vae.ckpt instead of Google Drive."""
+    from .geo4d.model_dir import default_model_dir
 
-    download_dir = Path(args.download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
-    out = Path(args.out).expanduser().absolute() if args.out else default_model_dir("geo4d")
-    urls = source_urls(args.mirror)
+    download_dir = Path(download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
+    out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")
+    urls = source_urls(mirror)
     download_dir.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():
         dest = download_dir / name
@@ -110,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         except ModelError:
             dest.rename(dest.with_name(dest.name + ".bad"))  # never resume onto a bad file
             raise
-    if args.no_convert:
+    if not convert:
         print(f"checkpoints verified in {download_dir}")
         return 0
     from .geo4d.convert import convert_geo4d

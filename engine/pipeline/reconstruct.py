@@ -116,7 +116,8 @@ def load_model(options: ReconstructOptions):
     import torch
 
     from ..models.geo4d.model import Geo4D
-    from ..models.geo4d.weights import default_model_dir, load_geo4d
+    from ..models.geo4d.model_dir import default_model_dir
+    from ..models.geo4d.weights import load_geo4d
 
     if options.model != "geo4d":
         raise InputError(f"unknown model {options.model!r}", "use --model geo4d")

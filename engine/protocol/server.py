@@ -8,7 +8,6 @@ shutdown request or when stdin closes, which is what happens when Blender goes a
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -27,25 +26,6 @@ from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, Er
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
-
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Speak the JSON-lines protocol on stdin/stdout (see docs/protocol.md)."
-
-
-def run(args: argparse.Namespace) -> int:
-    return Server(_take_stdout()).serve(sys.stdin)
-
-
-def _take_stdout() -> TextIO:
-    """Reserve the real stdout for protocol lines; everything else printed (ours, libraries', C code's) goes
-    to stderr, so a stray print can never corrupt the protocol."""
-    sys.stdout.flush()
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:

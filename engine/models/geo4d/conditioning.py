@@ -18,13 +18,10 @@ import torch.nn.functional as F
 
 from ...errors import ModelError
 from .config import model_params, resampler_params
+from .checkpoint_keys import IMAGE_PREFIX, RESAMPLER_PREFIX, TEXT_PREFIX, load_part, strip_prefix
 from .resampler import Resampler
-from .weights import strip_prefix
 
 PROMPT = "Output a video that assigns each 3D location in the world a consistent color."
-TEXT_PREFIX = "cond_stage_model.model."
-IMAGE_PREFIX = "embedder.model."
-RESAMPLER_PREFIX = "image_proj_model."
 DEFAULT_ARCH = "ViT-H-14"  # the wrappers' default; the official yaml does not name one
 
 # The open_clip sub-modules each tower uses (the checkpoint's wrappers deleted the rest).
@@ -132,10 +129,8 @@ def image_tokens(clip, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def load_resampler(config: dict, state_dict: dict[str, torch.Tensor]) -> Resampler:
-    resampler = Resampler.from_params(resampler_params(config))
-    weights = {k: v.float() for k, v in strip_prefix(state_dict, RESAMPLER_PREFIX).items()}
-    resampler.load_state_dict(weights, strict=True)
-    return resampler.eval()
+    weights = {k: v.float() for k, v in state_dict.items() if k.startswith(RESAMPLER_PREFIX)}
+    return load_part(Resampler.from_params(resampler_params(config)), weights, RESAMPLER_PREFIX)
 
 
 @torch.no_grad()

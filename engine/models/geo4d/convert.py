@@ -1,12 +1,4 @@
-"""Official Geo4D checkpoints -> a converted model directory (safetensors + config + manifest).
-
-    DIR/
-      config.json                 {"model": "geo4d", "format_version", "dtype", "config": official params}
-      unet.safetensors            model.diffusion_model.*   (prefix stripped)
-      vae.safetensors             first_stage_model.*       (SD VAE with its encoder/decoder adaptors)
-      pointmap_vae.safetensors    vae.ckpt model.*          (the fine-tuned point-map VAE)
-      context.safetensors         "context": float32[1, 77 + 16*16, C], the constant cross-attention context
-      manifest.json               sha256 and size of every file above
+"""Official Geo4D checkpoints -> a converted model directory (layout in model_dir.py).
 
 The CLIP encoders and the Resampler are run once here to compute the constant context (Geo4D's
 prompt is fixed and its image branch sees a blank frame) and are then dropped.
@@ -14,8 +6,6 @@ prompt is fixed and its image branch sees a blank frame) and are then dropped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import pickle
 import re
 import zipfile
@@ -23,26 +13,19 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import save_file
 
 from ...errors import ModelError
-from ...formats.atomic import staged_dir
-from .config import OFFICIAL_CONFIG, load_config
-from .unet import UNET_PREFIX
-from .vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX
-from .weights import strip_prefix
-
-FORMAT_VERSION = 1
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from ...sampling.schedule import NoiseSchedule
+from .checkpoint_keys import CONDITIONING_PREFIXES, FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, UNET_PREFIX, strip_prefix
+from .conditioning import constant_context
+from .config import OFFICIAL_CONFIG, load_config, model_params
+from .model_dir import DTYPES, NETWORKS, write_model_dir
+from .weights import check_state_dicts
 
 # Converted file -> prefix of its keys in the source state_dict.
 MODEL_PARTS = {"unet": UNET_PREFIX, "vae": FIRST_STAGE_PREFIX}
-# Only used to compute the constant context.
-CONDITIONING_PREFIXES = ("cond_stage_model.", "embedder.", "image_proj_model.")
 # Top-level buffers the sampler recomputes from the config; compared, not converted.
 SCHEDULE_BUFFERS = ("alphas_cumprod", "scale_arr")
-WEIGHT_FILES = ("unet.safetensors", "vae.safetensors", "pointmap_vae.safetensors", "context.safetensors")
-MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
 
 
 def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.Tensor]:
@@ -89,9 +72,6 @@ def split_model_state(state: dict[str, torch.Tensor], role: str = "model.ckpt") 
 def check_schedule(buffers: dict[str, torch.Tensor], config: dict) -> None:
     """Refuse a checkpoint trained with another noise schedule than the config describes (the
     sampler recomputes the schedule from the config, so it must be the one the weights learned)."""
-    from ...sampling.schedule import NoiseSchedule
-    from .config import model_params
-
     schedule = NoiseSchedule.from_model_params(model_params(config))
     ours = {"alphas_cumprod": schedule.alphas_cumprod, "scale_arr": schedule.scale_arr}
     for name, value in buffers.items():
@@ -115,9 +95,6 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
                   config_path: str | Path = OFFICIAL_CONFIG,
                   log: Callable[[str], None] = print) -> Path:
     """Write a converted model directory at out_dir (an older one there is replaced only on success)."""
-    from .conditioning import constant_context
-    from .weights import check_state_dicts
-
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
     config = load_config(config_path)
@@ -130,37 +107,13 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     parts = split_model_state(load_checkpoint_state_dict(model_ckpt, "model.ckpt"))
     log(f"loading {vae_ckpt}")
     parts["pointmap_vae"] = pointmap_vae_state(load_checkpoint_state_dict(vae_ckpt, "vae.ckpt"))
-    check_state_dicts(config, {k: parts[k] for k in ("unet", "vae", "pointmap_vae")})
+    check_state_dicts(config, {k: parts[k] for k in NETWORKS})
     check_schedule(parts.pop("schedule"), config)
 
     log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
     context = constant_context(parts.pop("conditioning"), config)
 
-    with staged_dir(out_dir) as tmp:
-        for name in ("unet", "vae", "pointmap_vae"):
-            log(f"writing {name}.safetensors ({dtype})")
-            _save(parts.pop(name), tmp / f"{name}.safetensors", DTYPES[dtype])
-        save_file({"context": context.detach().float().contiguous().cpu()}, tmp / "context.safetensors")
-        (tmp / "config.json").write_text(json.dumps(
-            {"model": "geo4d", "format_version": FORMAT_VERSION, "dtype": dtype, "config": config}, indent=1))
-        files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                 for name in MANIFEST_FILES}
-        (tmp / "manifest.json").write_text(json.dumps(
-            {"model": "geo4d", "format_version": FORMAT_VERSION, "files": files}, indent=1))
+    write_model_dir(out_dir, parts, context, config, dtype, log)
     log(f"wrote {out_dir}")
     return out_dir
 
-
-def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _save(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> None:
-    # Cast one part at a time: peak memory is the largest part (the UNet) in the target dtype,
-    # while the memory-mapped source stays on disk.
-    cast = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    save_file(cast, path)

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .conditioning import RESAMPLER_PREFIX
+from .checkpoint_keys import RESAMPLER_PREFIX, UNET_PREFIX, strip_prefix
 from .config import load_config, resampler_params, unet_params
 from .resampler import Resampler
-from .unet import UNET_PREFIX, UNet3D
-from .weights import strip_prefix
+from .unet import UNet3D
 
 
 @dataclass

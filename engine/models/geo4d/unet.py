@@ -30,8 +30,6 @@ from .blocks import (Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential,
 # Image tokens per frame in the context. Hard-coded in the official forward as well: the per-frame
 # split happens exactly when the context length is 77 + 16*t.
 IMAGE_TOKENS_PER_FRAME = 16
-# Where the UNet's tensors sit in model.ckpt's state_dict.
-UNET_PREFIX = "model.diffusion_model."
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {

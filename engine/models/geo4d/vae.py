@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import clips_to_frames, frames_to_clips
-from .weights import strip_prefix
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -303,18 +302,3 @@ def decode_frames(vae: AutoencoderKL, latent: torch.Tensor, scale_factor: float,
            for i in range(0, frames.shape[0], chunk)]
     return frames_to_clips(torch.cat(out), latent.shape[0])
 
-
-# Where the VAEs' tensors sit in the official checkpoints: model.ckpt's state_dict holds the
-# first-stage VAE under this prefix; vae.ckpt's holds the point-map VAE under "model.".
-FIRST_STAGE_PREFIX = "first_stage_model."
-POINTMAP_VAE_PREFIX = "model."
-
-
-def load_vae(params: dict, state_dict: dict[str, torch.Tensor], prefix: str) -> AutoencoderKL:
-    """Builds the VAE from its official params and loads (strictly) the `prefix`ed tensors of
-    `state_dict`, in eval mode, in the tensors' dtype."""
-    weights = strip_prefix(state_dict, prefix)
-    vae = AutoencoderKL(params)
-    vae.load_state_dict(weights, strict=True)
-    dtype = next(iter(weights.values())).dtype
-    return vae.to(dtype).eval().requires_grad_(False)

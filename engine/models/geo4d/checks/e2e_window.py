@@ -16,6 +16,7 @@ from ..conditioning import constant_context
 from ..config import model_params
 from ..vae import encode_frames
 from . import CheckResult, compare, load_tensors
+from .postprocess import cameras_from_plucker
 from .unet_forward import load_tiny_unet
 from .vae import load_tiny_vaes
 
@@ -61,7 +62,7 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
         ("pts3d", geo.pts3d), ("conf", geo.conf), ("confidence_final", geo.confidence),
         ("inverse_depthmap", geo.inverse_depth), ("raydir", geo.ray_dirs), ("crossmap", geo.ray_moments),
         ("sky_mask", geo.sky), ("far_away_mask", geo.far_away), ("valid_mask", geo.valid)]]
-    cams = post.cameras_from_plucker(geo.ray_dirs, geo.ray_moments)
+    cams = cameras_from_plucker(geo.ray_dirs, geo.ray_moments)
     results += [
         compare("e2e.post.cam.R", cams.R, fx["post.cam.R"]),
         compare("e2e.post.cam.T", cams.T, fx["post.cam.T"]),

@@ -13,7 +13,8 @@ from .. import conditioning as cond
 from ..config import load_config, model_params, pointmap_vae_params, vae_params
 from ..manifest import (ManifestReport, check_manifest_part, compare_shapes, full_size_parts, manifest_entries,
                         state_shapes)
-from ..vae import FIRST_STAGE_PREFIX, AutoencoderKL
+from ..checkpoint_keys import FIRST_STAGE_PREFIX
+from ..vae import AutoencoderKL
 from . import CheckResult
 
 FIXTURE = "full_manifest.json"

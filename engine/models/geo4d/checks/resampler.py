@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from . import ATOL_UNET, CheckResult, compare, load_tensors, load_tiny
-from ..conditioning import RESAMPLER_PREFIX
+from ..checkpoint_keys import RESAMPLER_PREFIX
 from ..config import resampler_params
 from ..resampler import Resampler
 

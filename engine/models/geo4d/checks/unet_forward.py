@@ -8,7 +8,8 @@ import torch
 
 from . import ATOL_UNET, CheckResult, compare, load_tensors, load_tiny
 from ..config import unet_params
-from ..unet import UNET_PREFIX, UNet3D
+from ..checkpoint_keys import UNET_PREFIX
+from ..unet import UNet3D
 
 FIXTURE = "unet_forward.safetensors"
 

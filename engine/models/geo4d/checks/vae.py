@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from ..config import model_params, pointmap_vae_params, vae_params
-from ..vae import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, AutoencoderKL, decode_frames, load_vae
+from ..checkpoint_keys import FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, load_part
+from ..vae import AutoencoderKL, decode_frames
 from . import CheckResult, compare, load_tensors
 
 FIXTURE = "vae.safetensors"
@@ -19,9 +20,10 @@ def load_tiny_vaes(folder: Path, config: dict,
     """The fixture folder's tiny first-stage VAE and point-map VAE with their weights (strict loads),
     on `device`."""
     folder = Path(folder)
-    vae = load_vae(vae_params(config), load_file(folder / "tiny_weights.safetensors"), FIRST_STAGE_PREFIX)
-    pointmap_vae = load_vae(pointmap_vae_params(config), load_file(folder / "tiny_pointmap_vae.safetensors"),
-                            POINTMAP_VAE_PREFIX)
+    vae = load_part(AutoencoderKL(vae_params(config)), load_file(folder / "tiny_weights.safetensors"),
+                    FIRST_STAGE_PREFIX)
+    pointmap_vae = load_part(AutoencoderKL(pointmap_vae_params(config)),
+                             load_file(folder / "tiny_pointmap_vae.safetensors"), POINTMAP_VAE_PREFIX)
     return vae.to(device), pointmap_vae.to(device)
 
 
