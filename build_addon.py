@@ -4,8 +4,9 @@
 
 The zip holds blender_addon/ at its root (blender_manifest.toml first), the engine sources as the
 `engine/` folder beside it (the add-on runs them as `python -m engine serve` in the engine's own
-environment) and requirements.txt, the engine's dependencies from pyproject.toml. The manifest is
-validated before anything is written.
+environment, and imports engine.errors and engine.formats through engine_link.py) and requirements.txt,
+the engine's dependencies from pyproject.toml. The engine's development tools (DEV_ONLY: benchmarks,
+synthetic scenes, golden-fixture checks) stay out. The manifest is validated before anything is written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ ENGINE = ROOT / "engine"
 REQUIRED = ("schema_version", "id", "version", "name", "tagline", "maintainer", "type", "blender_version_min",
             "license")
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}
+# Engine folders and files the extension never runs (relative to engine/).
+DEV_ONLY = ("bench", "synthetic", "models/geo4d/checks", "models/geo4d/check_fixtures.py")
 
 
 class BuildError(Exception):
@@ -67,13 +70,14 @@ def build(out_dir: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("blender_manifest.toml", manifest_text)
         for path in source_files(ADDON):
-            # blender_addon/engine, where present, is a developer's link to the engine added below.
-            if path.name != "blender_manifest.toml" and path.relative_to(ADDON).parts[0] != "engine":
+            if path.name != "blender_manifest.toml":
                 z.write(path, path.relative_to(ADDON).as_posix())
                 counts["add-on"] += 1
         for path in source_files(ENGINE):
-            z.write(path, ("engine" / path.relative_to(ENGINE)).as_posix())
-            counts["engine"] += 1
+            name = path.relative_to(ENGINE).as_posix()
+            if not any(name == d or name.startswith(f"{d}/") for d in DEV_ONLY):
+                z.write(path, ("engine" / path.relative_to(ENGINE)).as_posix())
+                counts["engine"] += 1
         z.writestr("requirements.txt", requirements)
     tmp.replace(target)
     print(f"built {target} ({target.stat().st_size / 1024:.0f} KiB): Parallax {manifest['version']} for Blender "

@@ -7,9 +7,10 @@ import atexit
 
 import bpy
 
-from . import engine_process, importer, panels, preferences, properties, reconstruct
+from . import engine_process, export, importer, panels, preferences, properties, reconstruct
 
-CLASSES = properties.classes + preferences.classes + reconstruct.classes + panels.classes + importer.classes
+CLASSES = (properties.classes + preferences.classes + reconstruct.classes + panels.classes + importer.classes
+           + export.classes)
 
 
 def register():
@@ -18,6 +19,7 @@ def register():
     bpy.types.Scene.parallax = bpy.props.PointerProperty(type=properties.ParallaxSettings)
     properties.register_runtime_props()
     bpy.types.TOPBAR_MT_file_import.append(importer.menu_func_import)
+    bpy.types.TOPBAR_MT_file_export.append(export.menu_func_export)
     bpy.app.handlers.load_pre.append(reconstruct.forget_job_on_load)
     atexit.register(engine_process.stop_engine)
 
@@ -27,6 +29,7 @@ def unregister():
     engine_process.stop_engine()
     atexit.unregister(engine_process.stop_engine)
     bpy.app.handlers.load_pre.remove(reconstruct.forget_job_on_load)
+    bpy.types.TOPBAR_MT_file_export.remove(export.menu_func_export)
     bpy.types.TOPBAR_MT_file_import.remove(importer.menu_func_import)
     properties.unregister_runtime_props()
     del bpy.types.Scene.parallax

@@ -1,7 +1,7 @@
 """The engine process as Blender sees it: start it, send requests, collect events, stop it.
 
-No bpy here (so it is testable from plain Python) and no engine import: the add-on speaks the
-protocol of docs/protocol.md as plain dicts. The process is started from an argument list, never a
+No bpy here (so it is testable from plain Python) and no engine code but its error types: the add-on
+speaks the protocol of docs/protocol.md as plain dicts. The process is started from an argument list, never a
 shell: [python, "-m", "engine", "serve"] with the engine sources on PYTHONPATH. Two reader threads
 drain its stdout (events) and stderr (log); the main thread only polls a queue, so Blender never waits.
 """
@@ -18,23 +18,20 @@ import threading
 import time
 from pathlib import Path
 
+from .engine_link import PROTOCOL_VERSION  # the protocol of the engine this add-on ships
+from .errors import EngineUnavailable
+
 # Lines of the engine's stderr kept to explain a crash.
 STDERR_TAIL = 40
 # The engine stops a cancelled job at its next progress report; one that has not after this many seconds
 # (a long model step on the CPU, a hung process) is ended by stopping the engine (the next run starts another).
 CANCEL_GRACE_S = 10.0
+# After SIGTERM the engine stops its job and removes what it was writing (engine/cli.py, 2 s at most);
+# it gets this long before SIGKILL, which would leave hidden staging folders for the next run to clean.
+TERMINATE_GRACE_S = 5.0
 # Events the client makes up itself (the engine never sends these types).
 EXIT = "exit"
 PROTOCOL_BROKEN = "protocol_broken"
-
-
-class EngineUnavailable(Exception):
-    """The engine cannot be started; problem and fix are for the user."""
-
-    def __init__(self, problem: str, fix: str):
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem} ({fix})")
 
 
 def engine_root() -> Path:
@@ -58,6 +55,7 @@ class EngineProcess:
         self._stderr: collections.deque = collections.deque(maxlen=STDERR_TAIL)
         self._write_lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.protocol: int | None = None  # the engine's protocol version, once a pong said it
 
     @property
     def pid(self) -> int | None:
@@ -121,7 +119,8 @@ class EngineProcess:
         return "\n".join(self._stderr)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the engine to shut down; terminate, then kill it if it does not exit in time."""
+        """Ask the engine to shut down; if it has not exited after `timeout` seconds send SIGTERM, and
+        SIGKILL only if it has not exited TERMINATE_GRACE_S seconds later."""
         proc = self._proc
         if proc is None:
             return
@@ -131,11 +130,11 @@ class EngineProcess:
                 proc.stdin.close()
             except OSError:
                 pass
-            for action in (None, proc.terminate, proc.kill):
+            for action, wait in ((None, timeout), (proc.terminate, TERMINATE_GRACE_S), (proc.kill, timeout)):
                 if action is not None:
                     action()
                 try:
-                    proc.wait(timeout)
+                    proc.wait(wait)
                     break
                 except subprocess.TimeoutExpired:
                     continue
@@ -160,6 +159,8 @@ class EngineProcess:
 class EngineJob:
     """One request's life on the client: its progress, then exactly one outcome.
 
+    The first job on an engine sends a ping first and its request only when the pong shows the engine speaks
+    this add-on's protocol version (an engine left running by an older add-on, or another engine, does not).
     outcome: None while running, then "result" (bundle set), "error" (problem/fix set) or "cancelled".
     """
 
@@ -174,7 +175,12 @@ class EngineJob:
         self.problem = ""
         self.fix = ""
         self._cancelled_at: float | None = None
-        engine.send(request)
+        self._request: dict | None = request
+        self._hello = f"{self.id}-hello"
+        if engine.protocol == PROTOCOL_VERSION:
+            self._send_request()
+        else:
+            engine.send({"type": "ping", "id": self._hello})
 
     @property
     def done(self) -> bool:
@@ -183,7 +189,11 @@ class EngineJob:
     def cancel(self) -> None:
         if not self.done and self._cancelled_at is None:
             self._cancelled_at = time.monotonic()
-            self.engine.send({"type": "cancel", "id": self.id})
+            if self._request is not None:  # not sent: nothing runs, and the engine has not even answered a ping
+                self.engine.stop(timeout=1.0)
+                self.outcome = "cancelled"
+            else:
+                self.engine.send({"type": "cancel", "id": self.id})
 
     def update(self, events: list[dict]) -> None:
         """Apply this job's events (others are ignored) and the engine's death, in order."""
@@ -199,6 +209,11 @@ class EngineJob:
             elif kind == PROTOCOL_BROKEN:
                 self._fail(f"the engine sent something that is not protocol: {event['line'][:200]!r}",
                            "make sure the engine Python runs this extension's engine")
+            elif kind == "pong" and event_id == self._hello:
+                self._handshake(event)
+            elif kind == "error" and event_id == "":
+                # The engine could not read our request at all (it carries no id then): it will never run it.
+                self._fail(f"the engine refused the request: {event.get('problem', '')}", _UPDATE_ENGINE)
             elif event_id != self.id:
                 continue
             elif kind == "progress":
@@ -220,8 +235,26 @@ class EngineJob:
             self.outcome = "cancelled"
         return self.done
 
+    def _handshake(self, pong: dict) -> None:
+        protocol = pong.get("protocol")
+        if protocol != PROTOCOL_VERSION:
+            self.engine.stop(timeout=1.0)  # the next run starts this add-on's own engine
+            self._fail(f"the engine speaks protocol version {protocol}, this add-on version {PROTOCOL_VERSION} "
+                       f"(engine {pong.get('engine_version', '?')} at {self.engine.python})", _UPDATE_ENGINE)
+            return
+        self.engine.protocol = protocol
+        self._send_request()
+
+    def _send_request(self) -> None:
+        request, self._request = self._request, None
+        self.engine.send(request)
+
     def _fail(self, problem: str, fix: str) -> None:
         self.outcome, self.problem, self.fix = "error", problem, fix
+
+
+_UPDATE_ENGINE = ("update the engine: run again (the add-on starts the engine it ships with); if this repeats, "
+                  "reinstall the Parallax extension so that its engine and add-on match")
 
 
 def _last_lines(text: str, n: int = 6) -> str:

@@ -2,6 +2,8 @@
 
 import bpy
 
+from .importer.settings import ImportSettings
+
 # Quality presets: (label, window stride in frames, diffusion steps). A smaller stride means more overlapping
 # windows (slower, steadier). Presets leave the processing size to the engine, which matches the clip's aspect
 # at Geo4D's training area (320x512); a fixed size would stretch clips of another aspect.
@@ -22,7 +24,7 @@ def quality(settings) -> tuple[int, int, tuple[int, int] | None]:
     return settings.stride, settings.steps, size
 
 
-class ParallaxSettings(bpy.types.PropertyGroup):
+class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
     model: bpy.props.EnumProperty(
         name="Model",
         items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model, from the preferences' model folder")],
@@ -52,19 +54,7 @@ class ParallaxSettings(bpy.types.PropertyGroup):
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")
     point_stride: bpy.props.IntProperty(name="Point Density", default=2, min=1, max=16,
                                         description="Keep every n-th pixel in x and y as a point")
-    import_camera: bpy.props.BoolProperty(name="Camera", default=True)
-    import_points: bpy.props.BoolProperty(name="Points", default=True)
-    import_depth: bpy.props.BoolProperty(name="Depth", default=True)
-    # The names match the File > Import operator's, so importer.options_from_settings reads either.
-    floor_fit: bpy.props.BoolProperty(name="Level on Floor", default=False,
-                                      description="Fit the dominant ground plane and make it Z = 0")
-    accumulate: bpy.props.BoolProperty(name="Accumulate Points", default=False,
-                                       description="Also show the points of earlier frames")
-    confidence_threshold: bpy.props.FloatProperty(
-        name="Confidence Threshold", min=0.0, default=0.0,
-        description="Hide points below this confidence (changeable after import on the points' modifier)")
-    point_radius: bpy.props.FloatProperty(name="Point Radius", min=0.0, default=0.0, subtype="DISTANCE",
-                                          description="0 picks one from the point spacing")
+    # The import settings (camera, points, depth, floor, accumulate, threshold, radius) come from ImportSettings.
 
 
 def register_runtime_props():

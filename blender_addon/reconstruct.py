@@ -8,19 +8,22 @@ blocking, for scripts and background Blender.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import bpy
 
 from . import engine_process, preferences, properties
-from .engine.errors import EngineError, InputError
-from .engine.formats.sequence import find_sequence
-from .engine_process import EngineJob, EngineUnavailable
+from .engine_link import AlignOptions, ReconstructOptions, find_sequence, options_json, read_bundle
+from .engine_process import EngineJob
+from .errors import EngineError, EngineUnavailable, InputError
 from .importer import import_bundle, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
+# How many frames Blender counts in the running job's range (to warn when the engine decoded fewer).
+_expected_frames: int | None = None
 
 
 def active_clip(context):
@@ -28,11 +31,26 @@ def active_clip(context):
 
 
 def bundle_dir(clip) -> Path:
-    """Next to the .blend (//parallax/CLIP) when it is saved, else in the extension's user folder."""
+    """Next to the .blend (//parallax/CLIP) when it is saved, else in the extension's user folder. Clips of the
+    same name in different folders get CLIP, CLIP-2, ...: the first that is free or holds a bundle of this clip."""
     name = bpy.path.clean_name(Path(clip.filepath).stem or clip.name)
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath(f"//parallax/{name}"))
-    return preferences.user_dir("bundles") / name
+    parent = Path(bpy.path.abspath("//parallax")) if bpy.data.filepath else preferences.user_dir("bundles")
+    video = Path(bpy.path.abspath(clip.filepath, library=clip.library)).absolute()
+    for k in range(1, 1000):
+        folder = parent / (name if k == 1 else f"{name}-{k}")
+        if not folder.exists() or _bundle_source(folder) == video:
+            return folder
+    raise EngineUnavailable(f"{parent} holds 999 folders named after clips called {name}",
+                            "move old bundles out of that folder")
+
+
+def _bundle_source(folder: Path) -> Path | None:
+    """The absolute source clip a bundle folder's scene.json names (None: not a readable bundle)."""
+    try:
+        source = json.loads((folder / "scene.json").read_text()).get("source_clip")
+        return Path(source).absolute() if isinstance(source, str) and source else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def frame_range(clip, settings) -> list:
@@ -49,8 +67,8 @@ def frame_range(clip, settings) -> list:
 
 
 def reconstruct_options(context, clip) -> dict:
-    """The options of the engine's reconstruct request for `clip`, from the scene's settings and the preferences
-    (the fields of engine.pipeline.ReconstructOptions, docs/protocol.md)."""
+    """The options of the engine's reconstruct request for `clip`, from the scene's settings and the preferences:
+    an engine.options.ReconstructOptions as JSON (docs/protocol.md), so every name is the engine's."""
     settings = context.scene.parallax
     prefs = preferences.get(context)
     video = Path(bpy.path.abspath(clip.filepath, library=clip.library))
@@ -59,21 +77,21 @@ def reconstruct_options(context, clip) -> dict:
     if clip.source == "SEQUENCE":
         check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
-    return {
-        "video": str(video),
-        "out": str(bundle_dir(clip)),
-        "model": settings.model,
-        "model_dir": bpy.path.abspath(prefs.model_dir) or None,
+    return options_json(ReconstructOptions(
+        video=video,
+        out=bundle_dir(clip),
+        model=settings.model,
+        model_dir=bpy.path.abspath(prefs.model_dir) or None,
         **preferences.device_options(prefs),
-        "stride": stride,
-        "steps": steps,
-        "size": list(size) if size else None,  # None: the engine fits the size to the clip's aspect
-        "frames": frame_range(clip, settings),
-        "point_stride": settings.point_stride,
-        "align": {"per_frame_focal": settings.zoom_shot},
+        stride=stride,
+        steps=steps,
+        size=size,  # None: the engine fits the size to the clip's aspect
+        frames=frame_range(clip, settings),
+        point_stride=settings.point_stride,
+        align=AlignOptions(per_frame_focal=settings.zoom_shot),
         # Image sequences store no rate (clip.fps is 0): they play at the scene's.
-        "fps": context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
-    }
+        fps=context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
+    ))
 
 
 def check_sequence_start(frame_file: Path) -> None:
@@ -96,7 +114,10 @@ def start(context) -> EngineJob:
     clip = active_clip(context)
     if clip is None:
         raise EngineUnavailable("there is no active clip", "open a clip in the Movie Clip Editor")
+    global _expected_frames
     options = reconstruct_options(context, clip)  # bad settings are refused before an engine starts
+    first, end = options["frames"]
+    _expected_frames = (clip.frame_duration if end is None else end) - first
     engine = engine_process.get_engine(preferences.engine_python(context))
     _job = EngineJob(engine, {"type": "reconstruct", "id": engine.new_id("reconstruct"), "options": options})
     context.window_manager.parallax_message = ""
@@ -115,6 +136,14 @@ def show(context, job: EngineJob) -> None:
             area.tag_redraw()
 
 
+def frame_shortfall(frames: int, expected: int | None) -> str | None:
+    """A warning when a bundle holds fewer frames than Blender counts in the reconstructed range."""
+    if expected is None or frames >= expected:
+        return None
+    return (f"the bundle has {frames} frames but Blender counts {expected} in the clip's range: the engine "
+            "decoded only part of the clip (a truncated or damaged file?); check the footage")
+
+
 def explain(problem: str, fix: str) -> str:
     return f"{problem} — {fix}" if fix else problem
 
@@ -127,6 +156,9 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
         try:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
             level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+            note = frame_shortfall(len(read_bundle(job.bundle).frames), _expected_frames)
+            if note:
+                job.log.append(("warning", note))
         except EngineError as exc:
             level, message = {"ERROR"}, f"Importing {job.bundle} failed: {explain(exc.problem, exc.fix)}"
     elif job.outcome == "cancelled":

@@ -6,9 +6,12 @@ Command `a-b` lives in `engine/commands/a_b.py`, which defines `add_arguments(pa
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from .errors import EngineError
+from .formats.atomic import remove_staging
 
 COMMANDS = {
     "align": "fuse window predictions into a reconstruction bundle",
@@ -17,6 +20,7 @@ COMMANDS = {
     "download": "download a model's official checkpoints",
     "check-fixtures": "reproduce the golden fixtures of a folder (Geo4D, GeometryCrafter)",
     "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
+    "export": "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD, a PLY cloud or plate-resolution depth",
     "demo": "weight-free pipeline demo from simulated predictions",
 }
 
@@ -43,17 +47,48 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     try:
         module = importlib.import_module(command_module(name), __package__)
-        parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
-        module.add_arguments(parser)
-        args = parser.parse_args(argv[1:])
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(f"{__package__}."):
+            return _missing_package(name, exc)
+        # The Blender extension ships the engine without its development tools (build_addon.DEV_ONLY).
+        print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
+              "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
         if not exc.name or exc.name.split(".")[0] == __package__:
-            raise  # our own module missing is a bug: keep the traceback
-        # e.g. torch in an environment made with the torch-free requirements only
-        print(f"error: `{name}` needs the package '{exc.name}', which this Python ({sys.executable}) lacks\n"
-              "  fix: install the engine's requirements (pyproject.toml) into it", file=sys.stderr)
-        return 2
+            raise  # our own module missing while running is a bug: keep the traceback
+        return _missing_package(name, exc)
+    except Terminated:
+        remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
+        raise
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _missing_package(command: str, exc: ModuleNotFoundError) -> int:
+    """A third-party package the command needs is not installed (e.g. torch in an environment made with the
+    torch-free requirements only): one clear line, not a traceback."""
+    print(f"error: `{command}` needs the package '{exc.name}', which this Python ({sys.executable}) lacks\n"
+          "  fix: install the engine's requirements (pyproject.toml) into it", file=sys.stderr)
+    return 2
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: the process exits with 128 + 15 once the stack has unwound."""
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
+    written output is removed on the way out; then exit with the usual code 128 + signal."""
+    raise Terminated(128 + signum)

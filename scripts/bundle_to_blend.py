@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `blender_addon`
 
-from blender_addon.engine.errors import EngineError  # noqa: E402  (the add-on's vendored engine raises these)
+from blender_addon.errors import EngineError  # noqa: E402
 from blender_addon.importer.headless import bundle_to_blend  # noqa: E402
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from scratch, lane by lane: each lane sets up its own venv (scripts/setup_env.sh LANE)
-# and runs pytest there; at the end, each lane's time (setup + tests) and pytest summary line.
+# and runs pytest there (the main lane lints first: ruff, configured in pyproject.toml); at the end, each lane's
+# time (setup + tests) and pytest summary line.
 #
 #   scripts/test.sh [pytest args]            every lane; the args go to each lane's pytest
 #   LANES="py313" scripts/test.sh [args]     some lanes only
@@ -27,9 +28,13 @@ for lane in $lanes; do
   start=$SECONDS
   if scripts/setup_env.sh "$lane"; then
     setup=$((SECONDS - start))
-    "$venv/bin/python" -m pytest "${tests[@]}" "$@" 2>&1 | tee "$logs/$lane"
-    rc=${PIPESTATUS[0]}
-    result=$(grep -E '^=*.*\b(passed|failed|skipped|deselected|error|errors|no tests ran)\b.* in [0-9.]+s' "$logs/$lane" | tail -1 | tr -d '=')
+    if [ "$lane" = main ] && ! .venv/bin/ruff check .; then
+      rc=1 result="ruff check failed"
+    else
+      "$venv/bin/python" -m pytest "${tests[@]}" "$@" 2>&1 | tee "$logs/$lane"
+      rc=${PIPESTATUS[0]}
+      result=$(grep -E '^=*.*\b(passed|failed|skipped|deselected|error|errors|no tests ran)\b.* in [0-9.]+s' "$logs/$lane" | tail -1 | tr -d '=')
+    fi
   else
     rc=$? setup=$((SECONDS - start)) result="setup failed"
   fi

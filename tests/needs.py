@@ -2,7 +2,8 @@
 
 import pytest
 
-NO_TORCH = "needs PyTorch: the lean Python 3.13 lane (scripts/setup_env.sh py313) has the engine's torch-free requirements only"
+NO_TORCH = ("needs PyTorch: the lean Python 3.13 lane (scripts/setup_env.sh py313) has the engine's torch-free "
+            "requirements only")
 
 
 def torch_or_skip():

@@ -25,10 +25,11 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def synthetic_reconstruction(num_frames: int = 12, size: tuple[int, int] = (48, 64), seed: int = 0,
-                             fps: float = 24000 / 1001, sky: bool = True) -> Reconstruction:
+                             fps: float = 24000 / 1001, sky: bool = True, zoom: bool = True) -> Reconstruction:
     """A Reconstruction with exact depth: a curved, turning, zooming camera path (first camera = identity).
 
     sky: the wall ends at WALL_TOP and the sky above it has no depth; without sky every pixel has a point.
+    zoom: the focal length changes over the shot (else it stays at its first value).
     """
     h, w = size
     t = np.linspace(0.0, 1.0, num_frames)
@@ -37,7 +38,7 @@ def synthetic_reconstruction(num_frames: int = 12, size: tuple[int, int] = (48, 
         c2w[i, :3, :3] = rotation(0.35 * s, -0.12 * s, 0.05 * np.sin(3 * s))
         c2w[i, :3, 3] = [1.5 * s, -0.3 * np.sin(np.pi * s), 2.0 * s ** 2]
     K = np.zeros((num_frames, 3, 3))
-    focal = w * (0.9 + 0.4 * t)  # a zoom
+    focal = w * (0.9 + 0.4 * t) if zoom else np.full(num_frames, 0.9 * w)
     K[:, 0, 0] = K[:, 1, 1] = focal
     K[:, 0, 2] = 0.53 * w
     K[:, 1, 2] = 0.47 * h

@@ -13,7 +13,8 @@ from engine.formats.bundle import read_bundle
 from engine.formats.exr import read_depth_exr
 from engine.windows.predictions import load_windows, save_windows
 from engine.synthetic.procedural import make_scene
-from engine.synthetic.simulate import simulate_windows
+from engine.synthetic.metrics import camera_metrics
+from engine.synthetic.simulate import simulate_camera_windows, simulate_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def test_a_bundle_is_realigned_in_place_from_its_own_windows(scene_and_file, tmp
     scene = json.loads((tmp_path / "bundle" / "scene.json").read_text())
     assert scene["metadata"]["alignment"]["options"]["per_frame_focal"] is True
     again = load_windows(tmp_path / "bundle" / "windows")
-    np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap)
+    np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap.astype(np.float16))  # kept as fp16
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 
 
@@ -107,3 +108,20 @@ def test_missing_file_is_named(tmp_path):
     result = _align(tmp_path / "nope", "--out", tmp_path / "bundle")
     assert result.returncode != 0 and "does not exist" in result.stderr
     assert not (tmp_path / "bundle").exists()
+
+
+def test_align_takes_the_flow_path_for_camera_frame_point_maps_from_disk(tmp_path):
+    """A folder of point maps alone (a model without rays) is aligned from its memory-mapped maps, and
+    the bundle carries the predictions as they were given."""
+    gt = make_scene("static", 20, (64, 96))
+    path = save_windows(simulate_camera_windows(gt, window_length=12, overlap=4), tmp_path / "windows")
+    result = _align(path, "--out", tmp_path / "bundle")
+    assert result.returncode == 0, result.stderr
+    assert "aligned 20 frames from 2 windows" in result.stdout
+    bundle = read_bundle(tmp_path / "bundle")
+    c2w = np.stack([f.camera_to_world for f in bundle.frames])
+    rel = np.linalg.inv(gt.camera_to_world[0]) @ gt.camera_to_world
+    assert camera_metrics(c2w, rel)["ate_percent"] < 1.0
+    np.testing.assert_allclose(bundle.frames[5].K, gt.K[5], rtol=1e-4)
+    kept = load_windows(tmp_path / "bundle" / "windows")
+    assert kept.modalities == ("pointmap",) and kept.pointmap_frame == "camera"

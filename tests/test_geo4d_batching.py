@@ -9,14 +9,15 @@ torch_or_skip()
 import torch  # noqa: E402
 
 from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
 
 
 def test_results_do_not_depend_on_window_batching(tiny_modules):
     torch.set_num_threads(2)
     geo4d = Geo4D.from_modules(tiny_modules, "cpu")
     frames = np.random.default_rng(3).integers(0, 256, (17, 32, 32, 3), dtype=np.uint8)
-    one = geo4d.predict(frames, 24.0, stride=4, options=SamplingOptions(steps=1, window_batch=1))
-    two = geo4d.predict(frames, 24.0, stride=4, options=SamplingOptions(steps=1, window_batch=2))
+    one = geo4d.predict(frames, 24.0, window_starts(len(frames), 4), SamplingOptions(steps=1, window_batch=1))
+    two = geo4d.predict(frames, 24.0, window_starts(len(frames), 4), SamplingOptions(steps=1, window_batch=2))
     assert one.window_starts.tolist() == [0, 1]
     for name in ("pointmap", "pointmap_conf", "disparity", "ray_moments"):
         np.testing.assert_allclose(getattr(one, name), getattr(two, name), atol=1e-4, rtol=1e-4, err_msg=name)

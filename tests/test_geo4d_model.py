@@ -11,6 +11,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from engine.models.geo4d import model as model_module  # noqa: E402
 from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES  # noqa: E402
 
 
@@ -25,7 +26,8 @@ def test_window_matches_official_end_to_end(tiny_modules, monkeypatch):
     monkeypatch.setattr(model_module, "_seeded_randn", fixture_noise)
     geo4d = Geo4D.from_modules(tiny_modules, "cpu")
     frames = e2e["video"][0].permute(1, 2, 3, 0).numpy()  # [16, 32, 64, 3] in [-1, 1]
-    w = geo4d.predict(frames, fps=float(e2e["fs"]), stride=4, options=SamplingOptions(encode_chunk=5))
+    w = geo4d.predict(frames, fps=float(e2e["fs"]), starts=window_starts(len(frames), 4),
+                      options=SamplingOptions(encode_chunk=5))
 
     assert w.window_starts.tolist() == [0] and w.window_lengths.tolist() == [16]
     valid = e2e["post.valid_mask"][..., 0].bool().numpy()

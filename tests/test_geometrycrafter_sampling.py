@@ -17,6 +17,7 @@ from engine.models.geometrycrafter.checks import scheduler_sampling, windows as 
 from engine.models.geometrycrafter.checks.unet_forward import load_tiny_unet  # noqa: E402
 from engine.models.geometrycrafter.config import load_config  # noqa: E402
 from engine.models.geometrycrafter.denoise import Conditioning, added_time_ids, sample_diff  # noqa: E402
+from engine.models.geometrycrafter.pipeline import initial_noise  # noqa: E402
 from engine.models.geometrycrafter.windows import WindowPlan, append_window, window_noise  # noqa: E402
 from engine.sampling.euler import EulerPlan, euler_step, scale_input  # noqa: E402
 from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
@@ -103,3 +104,12 @@ def test_diff_windows_without_overlap_are_sampled_independently(config):
                             cond.embeddings[start:start + 3], cond.added_time_ids)
         alone = sample_diff(unet, part, WindowPlan.make(3, 3, 0), euler, noise)
         torch.testing.assert_close(together[start:start + 3], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_seeded_noise_is_what_the_official_run_draws_on_a_cpu():
+    # run.py calls set_seed(seed), then the pipeline draws torch.randn([1, window, 4, h, w]).
+    plan = WindowPlan.make(12, 5, 2)
+    torch.manual_seed(42)
+    expected = torch.randn(1, 5, 4, 8, 16)
+    torch.manual_seed(0)  # the global generator's state does not matter
+    assert torch.equal(initial_noise(plan, (4, 8, 16), 42), expected)

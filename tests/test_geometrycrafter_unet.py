@@ -86,3 +86,15 @@ def test_bad_configs_and_latent_sizes_are_refused():
     unet = SpatioTemporalUNet.from_config(OTHER)
     with pytest.raises(InputError, match="multiples of 8"):
         unet(torch.zeros(1, 2, 8, 12, 16), 1.0, torch.zeros(1, 2, 24), torch.zeros(1, 3))
+
+
+@torch.no_grad()
+def test_a_half_precision_unet_takes_float32_inputs():
+    # The real UNet runs in half precision; the pipeline keeps latents and embeddings in float32.
+    torch.manual_seed(0)
+    unet = SpatioTemporalUNet.from_config(OTHER).eval()
+    sample, context, ids = _randn(1, 2, 8, 8, 8, seed=3), _randn(1, 2, 24, seed=4), torch.tensor([[7., 127., .02]])
+    full = unet(sample, 0.5, context, ids)
+    half = unet.to(torch.bfloat16)(sample, 0.5, context, ids)
+    assert half.dtype == torch.bfloat16
+    assert (half.float() - full).abs().max() < 0.1 * full.abs().max()

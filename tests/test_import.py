@@ -7,7 +7,7 @@ bpy = pytest.importorskip("bpy")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
-from blender_addon.engine.errors import InputError  # noqa: E402
+from blender_addon.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.points import COLOR_ATTRIBUTE, modifier_input, set_modifier_input  # noqa: E402

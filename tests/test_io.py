@@ -157,7 +157,8 @@ def test_bundle_round_trip_and_back_projection(tmp_path):
     d, c = read_depth_exr(b.frames[0].depth_path)
     np.testing.assert_array_equal(d, depth[0])
     assert json.loads((out / "scene.json").read_text())["windows"] == "windows"
-    np.testing.assert_array_equal(load_windows(out / "windows").pointmap, make_windows().pointmap)
+    # A bundle keeps its window predictions as float16 by default (tests/test_window_storage.py).
+    np.testing.assert_array_equal(load_windows(out / "windows").pointmap, make_windows().pointmap.astype(np.float16))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
 
 
@@ -210,3 +211,62 @@ def test_only_exr_files_need_openexr():
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def _pointmap_only(w):
+    """`w` as a model without rays gives it: camera-frame point maps and validity, no disparity or rays."""
+    return WindowPredictions(num_frames=w.num_frames, fps=w.fps, image_size=w.image_size,
+                             window_length=w.window_length, window_starts=w.window_starts,
+                             window_lengths=w.window_lengths, pointmap=w.pointmap,
+                             pointmap_conf=(w.pointmap_conf > 1).astype(np.float32), rgb=w.rgb,
+                             pointmap_frame="camera")
+
+
+def test_point_maps_alone_round_trip_with_their_modalities_and_frame(tmp_path):
+    w = _pointmap_only(make_windows())
+    save_windows(w, tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "windows.json").read_text())
+    assert meta["modalities"] == ["pointmap"] and meta["pointmap_frame"] == "camera" and meta["format_version"] == 3
+    assert sorted(p.name for p in (tmp_path / "w").glob("*.npy")) == ["pointmap.npy", "pointmap_conf.npy", "rgb.npy"]
+    r = load_windows(tmp_path / "w")
+    assert r.modalities == ("pointmap",) and r.pointmap_frame == "camera"
+    assert r.disparity is None and r.ray_dirs is None and r.ray_moments is None
+    np.testing.assert_array_equal(r.pointmap, w.pointmap)
+    np.testing.assert_array_equal(r.pointmap_conf, w.pointmap_conf)
+    assert maps_bytes(3, 16, (5, 7), ["pointmap"]) == sum(
+        m.nbytes for m in new_maps(3, 16, (5, 7), modalities=["pointmap"]).values()) == 3 * 16 * 35 * 16
+
+
+def test_folders_before_version_3_have_every_modality_in_the_window_frame(tmp_path):
+    save_windows(make_windows(), tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "windows.json").read_text())
+    assert meta["modalities"] == ["pointmap", "disparity", "rays"] and meta["pointmap_frame"] == "window"
+    for key in ("modalities", "pointmap_frame"):
+        del meta[key]
+    meta["format_version"] = 2
+    (tmp_path / "w" / "windows.json").write_text(json.dumps(meta))
+    r = load_windows(tmp_path / "w")
+    assert r.modalities == ("pointmap", "disparity", "rays") and r.pointmap_frame == "window"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(modalities=["pointmap", "normals"]), "modalities"),
+    (lambda m: m.update(modalities=["disparity"]), "pointmap\" is required"),
+    (lambda m: m.update(modalities="pointmap"), "must be a list"),
+    (lambda m: m.update(pointmap_frame="world"), "pointmap_frame"),
+    (lambda m: m.update(rgb=None), "without `rgb`"),
+])
+def test_bad_modalities_and_frames_are_named(tmp_path, edit, message):
+    save_windows(_pointmap_only(make_windows()), tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "windows.json").read_text())
+    edit(meta)
+    (tmp_path / "w" / "windows.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=message):
+        load_windows(tmp_path / "w")
+
+
+def test_rays_come_in_pairs():
+    w = make_windows()
+    w.ray_moments = None
+    with pytest.raises(InputError, match="come together"):
+        w.validate()

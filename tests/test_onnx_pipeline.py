@@ -15,8 +15,9 @@ torch_or_skip()
 import torch  # noqa: E402
 
 from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
 from engine.models.geo4d.weights import load_geo4d  # noqa: E402
-from engine.runtime.onnx_backend import OnnxBackend  # noqa: E402
+from engine.models.geo4d.onnx_backend import OnnxBackend  # noqa: E402
 from tests.fixture_paths import requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
@@ -26,9 +27,10 @@ def test_onnx_backend_window_predictions_match_torch(tiny_model_dir):
     modules = load_geo4d(tiny_model_dir, "cpu", torch.float32)
     frames = np.random.default_rng(3).integers(0, 256, (8, 32, 64, 3), dtype=np.uint8)
     options = SamplingOptions(steps=1)
-    reference = Geo4D.from_modules(modules, "cpu").predict(frames, fps=24.0, stride=4, options=options)
+    starts = window_starts(len(frames), 4)
+    reference = Geo4D.from_modules(modules, "cpu").predict(frames, fps=24.0, starts=starts, options=options)
     model = Geo4D(OnnxBackend(modules, "cpu"), modules.config, modules.context, "cpu")
-    ours = model.predict(frames, fps=24.0, stride=4, options=options)
+    ours = model.predict(frames, fps=24.0, starts=starts, options=options)
     assert sorted(p.name for p in (tiny_model_dir / "onnx").glob("*.onnx")) == [
         "pointmap-decoder-float32.onnx", "unet-float32.onnx", "vae-decoder-float32.onnx", "vae-encoder-float32.onnx"]
     for name in ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments"):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from engine.errors import ModelError  # noqa: E402
 from engine.models.geo4d.checks import compare, unet_forward  # noqa: E402
-from engine.runtime.onnx_backend import OnnxUNet, cached_export, execution_providers  # noqa: E402
+from engine.models.geo4d.onnx_backend import OnnxUNet, cached_export, execution_providers  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 FIXTURES = GEO4D_FIXTURES

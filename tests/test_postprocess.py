@@ -37,7 +37,8 @@ def test_e2e_window_decoded_and_post_processed_like_the_demo(tiny_config):
 
     geo = post.window_geometry(decoded)
     for name, ours in [("pts3d", geo.pts3d), ("conf", geo.conf), ("confidence_final", geo.confidence),
-                       ("inverse_depthmap", geo.inverse_depth), ("raydir", geo.ray_dirs), ("crossmap", geo.ray_moments)]:
+                       ("inverse_depthmap", geo.inverse_depth), ("raydir", geo.ray_dirs),
+                       ("crossmap", geo.ray_moments)]:
         torch.testing.assert_close(ours, e2e["post." + name], atol=1e-4, rtol=1e-4, msg=name)
     for name, ours in [("sky_mask", geo.sky), ("far_away_mask", geo.far_away), ("valid_mask", geo.valid)]:
         assert torch.equal(ours.to(torch.uint8), e2e["post." + name]), name
@@ -65,7 +66,8 @@ def _ray_maps(rotations, centers, fx, fy, cx, cy, h, w, seed=0):
 
 @pytest.mark.parametrize("h,w", [(41, 24), (24, 41), (20, 20)])
 def test_cameras_from_plucker_recovers_known_cameras(h, w):
-    rotations = Rotation.from_euler("xyz", [[5, -10, 3], [0, 0, 0], [-8, 20, 12], [30, 2, -4]], degrees=True).as_matrix()
+    rotations = Rotation.from_euler("xyz", [[5, -10, 3], [0, 0, 0], [-8, 20, 12], [30, 2, -4]],
+                                    degrees=True).as_matrix()
     centers = np.array([[0.1, -0.2, 0.05], [0.0, 0.0, 0.0], [0.4, 0.1, -0.3], [-0.2, 0.3, 0.6]])
     dirs, moments = _ray_maps(rotations, centers, 30.0, 32.0, w / 2 + 1.5, h / 2 - 2.0, h, w)
     cams = post_check.cameras_from_plucker(dirs, moments)

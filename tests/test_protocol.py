@@ -47,7 +47,7 @@ def engine():
 def test_ping_answers_with_version_and_pid(engine):
     engine.send({"type": "ping", "id": "p1"})
     pong = engine.read()
-    assert pong == {"type": "pong", "id": "p1", "protocol": 1, "engine_version": "0.1.0",
+    assert pong == {"type": "pong", "id": "p1", "protocol": 2, "engine_version": "0.1.0",
                     "pid": engine.proc.pid, "busy": False}
 
 

@@ -116,7 +116,7 @@ def test_missing_frame_mixed_sizes_and_unsupported_formats_are_refused(tmp_path)
     (broken / "b.03.exr").write_bytes(b"not an exr")
     with pytest.raises(InputError, match=r"cannot read the image .*b\.02\.png"):
         read_video(broken / "b.01.png")
-    with pytest.raises(InputError, match=r"OpenEXR cannot read .*b\.03\.exr"):
+    with pytest.raises(InputError, match=r"b\.03\.exr is not a complete EXR file"):
         read_video(broken / "b.03.exr")
     (broken / "other.7.png").write_bytes(b"")
     with pytest.raises(InputError, match="holds 3 numbered image sequences"):

@@ -7,7 +7,7 @@ from engine.alignment.geometry import umeyama
 from engine.formats.bundle import Reconstruction
 from engine.synthetic.metrics import evaluate
 from engine.synthetic.procedural import GROUND_Y, PROCEDURAL_SCENES, make_scene
-from engine.synthetic.simulate import Corruption, simulate_windows
+from engine.synthetic.simulate import Corruption, simulate_camera_windows, simulate_windows
 
 SIZE = (32, 48)
 
@@ -78,6 +78,30 @@ def test_noise_free_windows_hold_exact_geometry_up_to_the_window_ambiguity():
     inv_z = 1.0 / gt.depth[i][~sky]
     a, b = np.polyfit(inv_z, windows.disparity[g, t][~sky], 1)
     np.testing.assert_allclose(a * inv_z + b, windows.disparity[g, t][~sky], rtol=1e-4)
+
+
+def test_camera_frame_windows_hold_each_frames_points_in_its_camera_at_one_scale_per_window():
+    gt = make_scene("street", 30, SIZE)
+    windows = simulate_camera_windows(gt, window_length=12, overlap=4, corruption=Corruption.none(), seed=1)
+    windows.validate()
+    assert windows.modalities == ("pointmap",) and windows.pointmap_frame == "camera"
+    assert windows.window_starts.tolist() == [0, 8, 16, 18] and windows.window_lengths.tolist() == [12] * 4
+    scales = []
+    for g in range(windows.num_windows):
+        for t in range(12):
+            i = windows.window_starts[g] + t
+            sky = ~np.isfinite(gt.depth[i])
+            assert np.array_equal(windows.pointmap_conf[g, t], (~sky).astype(np.float32))  # validity, 0 / 1
+            world = _world_points(gt, i)[~sky]
+            to_cam = np.linalg.inv(gt.camera_to_world[i])
+            true = world @ to_cam[:3, :3].T + to_cam[:3, 3]
+            pred = windows.pointmap[g, t][~sky].astype(np.float64)
+            ratio = pred / true  # x, y and z alike: the camera's own frame, one scale, no shift
+            np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-4)
+            scales.append((g, ratio[0, 0]))
+    per_window = [[s for g, s in scales if g == k] for k in range(windows.num_windows)]
+    assert all(np.ptp(s) < 1e-4 * s[0] for s in per_window)  # consistent within a window
+    assert np.ptp([s[0] for s in per_window]) > 0.1  # drifting between windows
 
 
 def test_short_clip_gives_one_padded_window():

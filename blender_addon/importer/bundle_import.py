@@ -8,12 +8,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..engine.errors import InputError
-from ..engine.formats.bundle import Bundle, read_bundle
+from ..engine_link import Bundle, check_depth_exr, read_bundle
+from ..errors import InputError
 from . import replace
 from .camera import build_camera
-from .depth import SequenceTiming, depth_composite_group, load_depth_sequence, remove_compositor_nodes, \
-    scene_compositor, wire_compositor
+from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_depth_sequence, \
+    remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
 from .floor import fit_floor
 from .points import FramePoints, build_points
 from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, lens_from_intrinsics, srgb_to_linear
@@ -57,14 +57,14 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
                   options: ImportOptions | None = None) -> bpy.types.Collection:
     """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
 
-    Raises engine.errors.InputError (nothing changed in the scene) when the bundle is unreadable; a failure
-    while building removes what it made. Callers running this from an operator get one undo step from the
-    operator's UNDO option.
+    The whole bundle is read and checked first (InputError, nothing changed in the scene). The new import is
+    then built beside the earlier one, which is deleted only when the new one is complete: a failure while
+    building removes what it made and leaves the scene as it was (objects, render settings, frame range,
+    compositor). Callers running this from an operator get one undo step from the operator's UNDO option.
     """
     options = options or ImportOptions()
     bundle = read_bundle(bundle_path)
-    if not bundle.fps > 0:
-        raise InputError(f"the bundle's frame rate is {bundle.fps}", "re-run the engine on a clip with a frame rate")
+    check_blender_limits(bundle)
     scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
     points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
     if options.depth:
@@ -72,26 +72,86 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         if np.any(np.diff(scene_frames) != 1):
             raise InputError("the bundle's frames are not consecutive, so its depth maps make no image sequence",
                              "import without depth")
+        for f in bundle.frames:
+            check_depth_exr(f.depth_path, bundle.image_size)
     world = OPENCV_TO_BLENDER_WORLD
     if options.floor_fit:
         world = fit_floor(_transform(world, points.xyz)) @ world
+    clips_before = set(bpy.data.movieclips)
     clip = _load_clip(options.clip_path or bundle.source_clip)
-    name = _import_name(bundle, clip)
+    source = str(Path(clip.filepath if clip else bundle.source_clip or bundle.root).absolute())
+    name = replace.import_key(source, _import_name(bundle, clip))
 
-    replace.remove_import(name)
-    remove_compositor_nodes(name)
-    if options.depth:
-        scene_compositor(context.scene)  # made before the snapshot: the compositor is the scene's, not ours
+    scene = context.scene
+    settings = SceneSettings.of(scene)
+    earlier = replace.SetAside(name)
+    compositor_before = compositor_tree(scene)
     before = replace.existing_ids()
     try:
-        collection = _build(context.scene, name, bundle, options, scene_frames, points, world, clip)
+        if options.depth:
+            scene_compositor(scene)  # the compositor is the scene's, not ours (removed below only if we made it)
+            before = replace.existing_ids()
+        collection = _build(scene, name, bundle, options, scene_frames, points, world, clip)
+        collection[replace.SOURCE] = source
     except BaseException:
         replace.tag_new(before, name)  # leave nothing half-made behind
         replace.remove_import(name)
         remove_compositor_nodes(name)
+        if compositor_tree(scene) is not compositor_before:
+            remove_scene_compositor(scene)
+        earlier.restore()
+        settings.restore(scene)
+        if clip is not None and clip not in clips_before:
+            bpy.data.movieclips.remove(clip)
         raise
     replace.tag_new(before, name)
+    earlier.discard()
+    if options.depth:
+        connect_output(scene, name)
     return collection
+
+
+# Blender's limits: the last frame a scene may have, and the frame rates render.fps / fps_base can express.
+MAX_SCENE_FRAME = 1048574
+FPS_RANGE = (1e-3, 32767.0)
+
+
+def check_blender_limits(bundle: Bundle) -> None:
+    """Refuse (InputError) a bundle whose frame numbers or frame rate Blender cannot hold."""
+    last = bundle.frames[-1].frame + FIRST_SCENE_FRAME
+    if last > MAX_SCENE_FRAME:
+        raise InputError(f"the bundle's last frame is {bundle.frames[-1].frame}; Blender's scenes end at frame "
+                         f"{MAX_SCENE_FRAME}", "reconstruct a frame range that starts at the clip's beginning")
+    if not FPS_RANGE[0] <= bundle.fps <= FPS_RANGE[1]:
+        raise InputError(f"the bundle's frame rate is {bundle.fps:g} fps; Blender takes {FPS_RANGE[0]:g} to "
+                         f"{FPS_RANGE[1]:g}", "re-run the engine on the clip with its real frame rate (--fps)")
+
+
+@dataclass
+class SceneSettings:
+    """The scene settings an import changes, to put back when it fails."""
+
+    values: dict
+    active_clip: object
+    camera: object
+    use_pass_z: bool
+
+    _PATHS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage", "render.pixel_aspect_x",
+              "render.pixel_aspect_y", "render.fps", "render.fps_base", "frame_start", "frame_end", "frame_current")
+
+    @classmethod
+    def of(cls, scene) -> "SceneSettings":
+        return cls({path: scene.path_resolve(path) for path in cls._PATHS}, scene.active_clip, scene.camera,
+                   scene.view_layers[0].use_pass_z)
+
+    def restore(self, scene) -> None:
+        for _ in range(2):  # twice: Blender keeps frame_end >= frame_start while either is set
+            for path, value in self.values.items():
+                owner, _, attr = path.rpartition(".")
+                setattr(scene.path_resolve(owner) if owner else scene, attr, value)
+        scene.active_clip = self.active_clip
+        scene.camera = self.camera
+        scene.view_layers[0].use_pass_z = self.use_pass_z
 
 
 def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frames: np.ndarray,
@@ -160,6 +220,10 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         for channel, name in enumerate(("red", "green", "blue")):
             rgba[start:end, channel] = cloud[name]
         confidence[start:end] = cloud["confidence"]
+        bad = ~(np.isfinite(xyz[start:end]).all(axis=1) & np.isfinite(confidence[start:end]))
+        if bad.any():
+            raise InputError(f"{f.points_path} holds {int(bad.sum())} points with NaN or inf coordinates or "
+                             "confidence", "re-run the engine to rewrite the bundle")
     frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
     return FramePoints(xyz=xyz, color=srgb_to_linear(rgba), confidence=confidence, frame=frame)
 

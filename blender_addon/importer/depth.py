@@ -132,6 +132,16 @@ def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     return scene.compositing_node_group
 
 
+def remove_scene_compositor(scene: bpy.types.Scene) -> None:
+    """Undo scene_compositor (for a failed import that made the scene's compositor)."""
+    if not _BLENDER_5:
+        scene.use_nodes = False
+        return
+    tree, scene.compositing_node_group = scene.compositing_node_group, None
+    if tree is not None:
+        bpy.data.node_groups.remove(tree)
+
+
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
                     timing: SequenceTiming, clip) -> None:
     """Add plate, depth, render layers and the group to the scene's compositor (nodes tagged with `key`);
@@ -170,9 +180,17 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     links.new(render.outputs["Image"], group_node.inputs["CG"])
     links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
 
-    output = compositor_output(tree)
-    if not output.is_linked:
-        links.new(group_node.outputs["Image"], output)
+    connect_output(scene, key)
+
+
+def connect_output(scene: bpy.types.Scene, key: str) -> None:
+    """Feed import `key`'s depth composite into the compositor's output when nothing else does."""
+    tree = compositor_tree(scene)
+    group = next((n for n in tree.nodes if n.get(TAG) == key and n.bl_idname == "CompositorNodeGroup"), None) \
+        if tree is not None else None
+    output = compositor_output(tree) if group is not None else None
+    if output is not None and not output.is_linked:
+        tree.links.new(group.outputs["Image"], output)
 
 
 def compositor_output(tree):

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.errors import InputError
-
-
-class FloorNotFound(InputError):
-    """The points hold no near-horizontal plane to level the scene on."""
+from ..errors import FloorNotFound
 
 
 def fit_floor(points: np.ndarray, max_tilt_deg: float = 45.0, iterations: int = 256,

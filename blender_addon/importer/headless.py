@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..engine.formats.bundle import read_bundle
+from ..engine_link import read_bundle
 from .bundle_import import ImportOptions, depth_timing, import_bundle
 from .floor import FloorNotFound
 from .points import FRAME_ATTRIBUTE, MODIFIER, emission_material, set_modifier_input

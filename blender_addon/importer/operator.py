@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, StringProperty
+from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from ..engine.errors import EngineError
+from ..errors import EngineError
 from .bundle_import import import_bundle, options_from_settings
+from .settings import ImportSettings
 
 
-class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper):
+class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper, ImportSettings):
     """Import a Parallax reconstruction bundle: camera, point clouds and depth maps"""
 
     bl_idname = "import_scene.parallax_bundle"
@@ -21,16 +22,6 @@ class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".json"
     filter_glob: StringProperty(default="scene.json", options={"HIDDEN"})
-    import_camera: BoolProperty(name="Camera", default=True)
-    import_points: BoolProperty(name="Points", default=True)
-    import_depth: BoolProperty(name="Depth", default=True)
-    floor_fit: BoolProperty(name="Level on Floor", description="Fit the dominant ground plane and make it Z = 0",
-                            default=False)
-    accumulate: BoolProperty(name="Accumulate Points", description="Also show the points of earlier frames",
-                             default=False)
-    confidence_threshold: FloatProperty(name="Confidence Threshold", min=0.0, default=0.0)
-    point_radius: FloatProperty(name="Point Radius", description="0 picks one from the point spacing",
-                                min=0.0, default=0.0, subtype="DISTANCE")
     clip_path: StringProperty(name="Clip", description="The footage, if not at the bundle's recorded path",
                               subtype="FILE_PATH", default="")
 

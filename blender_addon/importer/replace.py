@@ -1,13 +1,20 @@
-"""Re-import replaces: every data-block an import creates is tagged with its collection's name."""
+"""Re-import replaces: every data-block an import creates is tagged with its collection's name.
+
+A re-import first sets the earlier import aside (renamed and tagged apart, still whole), builds the new one,
+and only then deletes the earlier one; a failure deletes what was built and puts the earlier one back.
+"""
 
 from __future__ import annotations
 
 import bpy
 
 TAG = "parallax_import"
+# The clip (or bundle) an import came from, on its collection: two clips with the same file name get two imports.
+SOURCE = "parallax_source"
 
 # The kinds of data-blocks an import creates. Movie clips are not here: the clip is the user's footage.
 _KINDS = ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images", "actions")
+_ASIDE = " (replaced)"
 
 
 def existing_ids() -> set:
@@ -23,3 +30,55 @@ def tag_new(before: set, key: str) -> None:
 def remove_import(key: str) -> None:
     """Delete every data-block of an earlier import `key` (its collection, objects and their data)."""
     bpy.data.batch_remove([block for block in existing_ids() if block.get(TAG) == key])
+
+
+def import_key(source: str, stem: str) -> str:
+    """The name (and tag) of the import of `source`: the one an earlier import of it has, else `stem`, else
+    `stem 2`, `stem 3`, ... (a name that no collection and no other import uses)."""
+    for collection in bpy.data.collections:
+        if collection.get(SOURCE) == source and collection.get(TAG):
+            return collection[TAG]
+    tags = {block.get(TAG) for block in existing_ids()}
+    for k in range(1, 10000):
+        name = stem if k == 1 else f"{stem} {k}"
+        if name not in bpy.data.collections and name not in tags:
+            return name
+    raise RuntimeError(f"no free import name for {stem}")  # ten thousand imports of one name: not reachable
+
+
+class SetAside:
+    """An earlier import `key` renamed and re-tagged out of the way (its compositor nodes too)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.aside = key + _ASIDE
+        self.blocks = {block: block.name for block in existing_ids() if block.get(TAG) == key}
+        self.nodes = {(tree, node): node.name for tree in _compositor_trees() for node in tree.nodes
+                      if node.get(TAG) == key}
+        for block in self.blocks:
+            block[TAG] = self.aside
+            block.name = block.name + _ASIDE
+        for _tree, node in self.nodes:
+            node[TAG] = self.aside
+            node.name = node.name + _ASIDE
+
+    def discard(self) -> None:
+        """The new import succeeded: delete the earlier one."""
+        for tree, node in self.nodes:
+            tree.nodes.remove(node)
+        bpy.data.batch_remove(list(self.blocks))
+
+    def restore(self) -> None:
+        """The new import failed (and was removed): give the earlier one its names and tags back."""
+        for block, name in self.blocks.items():
+            block[TAG] = self.key
+            block.name = name
+        for (_tree, node), name in self.nodes.items():
+            node[TAG] = self.key
+            node.name = name
+
+
+def _compositor_trees() -> list:
+    from .depth import compositor_tree
+
+    return [tree for tree in map(compositor_tree, bpy.data.scenes) if tree is not None]

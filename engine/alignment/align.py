@@ -1,6 +1,6 @@
 """The multi-modal alignment: sliding-window predictions -> one camera track and one depth per frame.
 
-Steps (docs/alignment.md explains the choices):
+Stages of `align`, each a function filling in `Slots` (docs/alignment.md explains the choices):
   1. cameras of every window slot in its window's frame, from the rays (focal by DLT, rotation by
      Kabsch, centre by ray intersection) averaged with those from the point map (a reweighted DLT);
   2. the focal length: one for the clip (median over slots), or one per frame (zoom shots);
@@ -20,12 +20,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.bundle import Reconstruction
+from ..options import AlignOptions
 from ..windows.predictions import WindowPredictions
 from ..reporting import Progress
-from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_rays, fuse_cameras,
-                      rotation_from_rays)
+from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_camera_points, focal_from_rays,
+                      fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
+from .motion import cameras_from_motion, in_own_cameras
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -34,74 +36,159 @@ ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approxim
 
 
 @dataclass
-class AlignOptions:
-    """Settings of `align`.
+class Slots:
+    """A slot is one frame of one window (S slots in all); the stages of `align` fill in what they learn.
 
-    per_frame_focal: one focal length per frame (zoom shots) instead of one for the clip.
-    use_rays: cameras from the ray maps and the point maps; False: from the point maps alone (ablation).
-    use_disparity: fuse the disparity maps into the depth; False uses the point maps only (ablation).
-    robust: reweight disagreeing windows and drop outlying depth estimates; False = plain least squares.
-    smoothness: temporal smoothness of the camera track (0 = none): a frame's velocity is expected to
-        change by about 1/smoothness of a typical step; applied in proportion to the windows' disagreement.
-    pose_pixels: pixels sampled per frame for the pose solve.
-    outlier_threshold: depth estimates further than this many robust deviations from the median are dropped.
+    window, t, frame: int64[S], the slot's window, its index in the window and its clip frame.
+    v, u: int[P] the pixels sampled in every slot for the pose solve; pixels: float[P, 2] their (x, y).
+    points: float64[S, P, 3] the sampled point maps (window frame); conf: float64[S, P] their confidence.
+    Stage 1 adds focal [N] per frame, rotation [S, 3, 3] and centre [S, 3] (camera to window frame),
+    depth [S, P] of the sampled points, usable [S, P] (confident, in front), and sources (one SlotCameras
+    per modality, for the frames' uncertainty).
     """
 
-    per_frame_focal: bool = False
-    use_rays: bool = True
-    use_disparity: bool = True
-    robust: bool = True
-    smoothness: float = 30.0
-    pose_pixels: int = 256
-    outlier_threshold: float = 3.0
+    window: np.ndarray
+    t: np.ndarray
+    frame: np.ndarray
+    v: np.ndarray
+    u: np.ndarray
+    pixels: np.ndarray
+    points: np.ndarray
+    conf: np.ndarray
+    focal: np.ndarray | None = None
+    rotation: np.ndarray | None = None
+    centre: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    usable: np.ndarray | None = None
+    sources: list[SlotCameras] | None = None
 
 
 def align(windows: WindowPredictions, options: AlignOptions | None = None,
           progress: Progress | None = None) -> Reconstruction:
-    """Fuse the windows of a clip into cameras, intrinsics and depth for each of its frames."""
+    """Fuse the windows of a clip into cameras, intrinsics and depth for each of its frames.
+
+    Args:
+        windows: G windows of T frames over N frames at (H, W) (engine.windows.predictions).
+        options: AlignOptions (default AlignOptions()).
+        progress: hears stages "cameras", "poses" and "depth" with one fraction for the whole alignment.
+
+    Returns:
+        Reconstruction of the N frames: K [N, 3, 3], camera_to_world [N, 4, 4] (world = the first camera,
+        OpenCV axes, the first window's scale), depth and confidence float32[N, H, W].
+
+    Raises:
+        InputError when the predictions are too degenerate to solve (validate refuses the known kinds:
+            all-zero or constant point maps, zero rays; this catches what slips past it).
+    """
+    try:
+        return _align(windows, options, progress)
+    except np.linalg.LinAlgError as exc:
+        raise InputError(f"the window predictions are degenerate: the alignment cannot solve for the cameras "
+                         f"({exc})", "check the model's output; mark pixels without geometry with "
+                         "pointmap_conf = 0") from None
+
+
+def _align(windows: WindowPredictions, options: AlignOptions | None,
+           progress: Progress | None) -> Reconstruction:
     opts = options or AlignOptions()
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     windows.validate()
-    n, (h, w) = windows.num_frames, windows.image_size
+    slots = _sample_slots(windows, opts)                    # 0. every window's frames, at sampled pixels
+    report("cameras", 0.0)
+    if opts.motion_cameras and windows.pointmap_frame == "window":
+        windows = _in_own_cameras(windows, slots)           # 0b. (cross-check) each frame's map in its camera
+    _slot_cameras(windows, slots, opts)                     # 1-2. each slot's camera; focal lengths
+    report("poses", 0.3)
+    poses = _window_poses(slots, windows.num_windows, opts)  # 3. one similarity per window to the world
+    report("cameras", 0.6)
+    c2w = _frame_cameras(slots, poses, windows.num_frames, opts)  # 4. each frame's camera, smoothed
+    report("depth", 0.7)
+    depth, confidence = _frame_depths(windows, slots, poses, opts, report)  # 5. each frame's depth
+    return Reconstruction(
+        frames=np.arange(windows.num_frames, dtype=np.int64), fps=windows.fps,
+        K=intrinsics(slots.focal, *windows.image_size), camera_to_world=c2w, depth=depth, confidence=confidence,
+        rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, started)})
+
+
+def _facts(opts: AlignOptions, poses: WindowPoses, started: float) -> dict:
+    """What the bundle records about the alignment (scene.json metadata.alignment)."""
+    return {
+        "method": "parallax multi-modal v1", "options": asdict(opts),
+        "window_weights": [round(float(x), 4) for x in poses.weight],
+        "down_weighted_windows": [int(g) for g in np.flatnonzero(poses.weight < 0.5)],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _sample_slots(windows: WindowPredictions, opts: AlignOptions) -> Slots:
+    """Stage 0: the slots, and the point maps at `opts.pose_pixels` sampled pixels of each."""
+    h, w = windows.image_size
     slot_window = np.concatenate([np.full(length, g) for g, length in enumerate(windows.window_lengths)])
     slot_t = np.concatenate([np.arange(length) for length in windows.window_lengths])
     slot_frame = windows.window_starts[slot_window] + slot_t
-    num_windows = windows.num_windows
-
-    report("cameras", 0.0)
     v, u, pixels = sample_pixels(h, w, opts.pose_pixels)
     sw, st = slot_window[:, None], slot_t[:, None]
-    points = windows.pointmap[sw, st, v, u].astype(np.float64)
-    conf = windows.pointmap_conf[sw, st, v, u].astype(np.float64)
-    from_points = cameras_from_points(points, conf, pixels)
-    if opts.use_rays:
+    return Slots(window=slot_window, t=slot_t, frame=slot_frame, v=v, u=u, pixels=pixels,
+                 points=windows.pointmap[sw, st, v, u].astype(np.float64),
+                 conf=windows.pointmap_conf[sw, st, v, u].astype(np.float64))
+
+
+def _in_own_cameras(windows: WindowPredictions, slots: Slots) -> WindowPredictions:
+    """Stage 0b (motion_cameras): each frame's point map moved into its own camera by its DLT, as a model
+    without rays gives them, and the slots' points sampled again from it."""
+    own = cameras_from_points(slots.points, slots.conf, slots.pixels)
+    _check_placeable(own.focal, slots, "place its camera from the point map alone")
+    windows = in_own_cameras(windows, own, slots.window, slots.t)
+    slots.points = windows.pointmap[slots.window[:, None], slots.t[:, None], slots.v, slots.u].astype(np.float64)
+    return windows
+
+
+def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) -> None:
+    """Stages 1-2: each slot's camera in its window's frame and the focal length of each frame: from the
+    motion between frames (point maps in each frame's own camera: a model without rays), from the rays and
+    the point map, or from the point map alone; then the sampled points' depths."""
+    n = windows.num_frames
+    sw, st, v, u, pixels = slots.window[:, None], slots.t[:, None], slots.v, slots.u, slots.pixels
+    if windows.pointmap_frame == "camera":
+        # Each frame's points in its own camera: the focal from the points, the poses from the motion.
+        slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
+        _check_placeable(slot_focal, slots, "find its focal length from the point map")
+        focal = _frame_focal(slot_focal, slots.frame, n, opts.per_frame_focal)
+        cameras = cameras_from_motion(windows, slots.t, slot_focal, opts.robust)
+        sources = [cameras]
+        slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
+    elif opts.use_rays and "rays" in windows.modalities:
+        from_points = cameras_from_points(slots.points, slots.conf, pixels)
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
-        focal = _frame_focal(ray_focal, slot_frame, n, opts.per_frame_focal)  # rays measure it most directly
-        from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slot_frame]),
+        focal = _frame_focal(ray_focal, slots.frame, n, opts.per_frame_focal)  # rays measure it most directly
+        from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slots.frame]),
                                 centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
                                 focal=ray_focal)
         cameras = fuse_cameras(from_rays, from_points)
         sources = [from_rays, from_points]
     else:
-        lacking = np.isnan(from_points.focal)
-        if lacking.any():
-            s = int(np.flatnonzero(lacking)[0])
-            raise InputError(f"frame {slot_frame[s]} has too few valid points in window {slot_window[s]} to place "
-                             "its camera from the point map alone", "align with the rays (drop --no-rays)")
-        focal = _frame_focal(from_points.focal, slot_frame, n, opts.per_frame_focal)
+        from_points = cameras_from_points(slots.points, slots.conf, pixels)
+        _check_placeable(from_points.focal, slots, "place its camera from the point map alone",
+                         "align with the rays (drop --no-rays)" if "rays" in windows.modalities else None)
+        focal = _frame_focal(from_points.focal, slots.frame, n, opts.per_frame_focal)
         cameras = from_points
         sources = [from_points]
-    rotation, centre = cameras.rotation, cameras.centre
-    depth = np.einsum("spi,si->sp", points - centre[:, None], rotation[:, :, 2])
-    usable = (conf > 0) & (depth > 0)
+    slots.focal, slots.sources = focal, sources
+    slots.rotation, slots.centre = cameras.rotation, cameras.centre
+    slots.depth = np.einsum("spi,si->sp", slots.points - slots.centre[:, None], slots.rotation[:, :, 2])
+    slots.usable = (slots.conf > 0) & (slots.depth > 0)
 
-    report("poses", 0.3)
-    pairs = slot_pairs(slot_window, slot_frame)
-    ga, gb = slot_window[pairs.a], slot_window[pairs.b]
-    both = usable[pairs.a] & usable[pairs.b]
+
+def _window_poses(slots: Slots, num_windows: int, opts: AlignOptions) -> WindowPoses:
+    """Stage 3: one similarity per window to the world (poses.py), from the points and centres the windows
+    share; windows that disagree are down-weighted and the solve repeated (robust)."""
+    points, conf, depth, centre = slots.points, slots.conf, slots.depth, slots.centre
+    pairs = slot_pairs(slots.window, slots.frame)
+    ga, gb = slots.window[pairs.a], slots.window[pairs.b]
+    both = slots.usable[pairs.a] & slots.usable[pairs.b]
     pair_w = np.where(both, np.sqrt(conf[pairs.a] * conf[pairs.b]), 0.0)
     pair_w *= np.where(pairs.adjacent, ADJACENT_WEIGHT, 1.0)[:, None]
     centre_w = CENTRE_WEIGHT * pair_w.sum(axis=1, keepdims=True)
@@ -110,7 +197,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     window_weight = np.ones(num_windows)
     # Solve once; if some windows disagree, solve again with them down-weighted everywhere.
     for _ in range(2 if opts.robust else 1):
-        window_rot = window_rotations(rotation, slot_window, pairs, num_windows, window_weight, opts.robust)
+        window_rot = window_rotations(slots.rotation, slots.window, pairs, num_windows, window_weight, opts.robust)
         scale = window_scales(depth[pairs.a], depth[pairs.b], both, ga, gb, window_weight, opts.robust)
         world_depth = scale[ga, None] * np.concatenate(
             [depth[pairs.a], np.nan_to_num(frame_depth, posinf=1.0)[:, None]], axis=1)
@@ -121,9 +208,14 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         if np.all(poses.weight == window_weight):
             break
         window_weight = poses.weight
+    return poses
 
-    report("cameras", 0.6)
-    world_rot, world_centre = _to_world(poses, slot_window, rotation, centre)
+
+def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions) -> np.ndarray:
+    """Stage 4: each frame's camera [N, 4, 4] (camera to world, world = the first camera): the weighted mean of
+    its slots' cameras in the world, smoothed over time in proportion to their spread."""
+    slot_window, slot_frame = slots.window, slots.frame
+    world_rot, world_centre = _to_world(poses, slot_window, slots.rotation, slots.centre)
     slot_w = poses.weight[slot_window]
     frame_rot = np.zeros((n, 3, 3))
     frame_centre = np.zeros((n, 3))
@@ -134,6 +226,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     frame_rot = project_to_rotation(frame_rot)
     frame_centre /= frame_w[:, None]
     # How uncertain each frame's camera is: the spread of every window's estimate from every source.
+    sources = slots.sources
     per_source = [_to_world(poses, slot_window, np.nan_to_num(c.rotation), np.nan_to_num(c.centre)) for c in sources]
     frames_all = np.concatenate([slot_frame] * len(sources))
     weights_all = np.concatenate([slot_w * ~np.isnan(c.focal) for c in sources])
@@ -144,43 +237,45 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
-    c2w = np.linalg.inv(c2w[0]) @ c2w
+    return np.linalg.inv(c2w[0]) @ c2w
 
-    report("depth", 0.7)
+
+def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, opts: AlignOptions,
+                  report: Progress) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 5: each frame's depth and confidence float32[N, H, W], fused robustly (depth.py) from every
+    window's point map and (use_disparity) its disparity fitted to the point depths."""
+    n, (h, w), num_windows = windows.num_frames, windows.image_size, windows.num_windows
+    slot_window, slot_t, slot_frame, rotation, centre = slots.window, slots.t, slots.frame, slots.rotation, slots.centre
+    use_disparity = opts.use_disparity and "disparity" in windows.modalities
+    camera_frame = windows.pointmap_frame == "camera"
     disparity_fit = [DisparityFit()] * num_windows
-    if opts.use_disparity:
-        disp = windows.disparity[sw, st, v, u].astype(np.float64)
+    if use_disparity:
+        disp = windows.disparity[slot_window[:, None], slot_t[:, None], slots.v, slots.u].astype(np.float64)
         for g in range(num_windows):
             mine = slot_window == g
-            disparity_fit[g] = fit_disparity(disp[mine].ravel(), (depth[mine] * poses.scale[g]).ravel(),
-                                             np.where(usable[mine], conf[mine], 0.0).ravel())
+            disparity_fit[g] = fit_disparity(disp[mine].ravel(), (slots.depth[mine] * poses.scale[g]).ravel(),
+                                             np.where(slots.usable[mine], slots.conf[mine], 0.0).ravel())
     fused = np.zeros((n, h, w), np.float32)
     confidence = np.zeros((n, h, w), np.float32)
     for i in range(n):
         estimates, weights = [], []
         for s in np.flatnonzero(slot_frame == i):
             g, t = slot_window[s], slot_t[s]
-            c = windows.pointmap_conf[g, t] * poses.weight[g]
-            z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
+            # float32 at least: stored maps may be float16, too coarse to compute in
+            c = windows.pointmap_conf[g, t].astype(np.float32) * poses.weight[g]
+            if camera_frame:
+                z = np.asarray(windows.pointmap[g, t, ..., 2], np.float32)
+            else:
+                z = (windows.pointmap[g, t] - centre[s].astype(np.float32)) @ rotation[s][:, 2].astype(np.float32)
             estimates.append(z * poses.scale[g])
             weights.append(c)
-            if opts.use_disparity:
-                estimates.append(disparity_fit[g].depth(windows.disparity[g, t]))
+            if use_disparity:
+                estimates.append(disparity_fit[g].depth(windows.disparity[g, t].astype(np.float32)))
                 weights.append(c)
         fused[i], confidence[i] = fuse_depths(np.stack(estimates), np.stack(weights), opts.outlier_threshold,
                                               opts.robust)
         report("depth", 0.7 + 0.3 * (i + 1) / n)
-
-    return Reconstruction(
-        frames=np.arange(n, dtype=np.int64), fps=windows.fps, K=intrinsics(focal, h, w), camera_to_world=c2w,
-        depth=fused, confidence=confidence, rgb=windows.rgb, source_clip=windows.source,
-        metadata={"alignment": {
-            "method": "parallax multi-modal v1", "options": asdict(opts),
-            "window_weights": [round(float(x), 4) for x in poses.weight],
-            "down_weighted_windows": [int(g) for g in np.flatnonzero(poses.weight < 0.5)],
-            "seconds": round(time.perf_counter() - started, 3),
-        }},
-    )
+    return fused, confidence
 
 
 def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str | None:
@@ -193,6 +288,15 @@ def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str
                       for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
     return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
             f"(clip frames {spans}); check the camera there")
+
+
+def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str | None = None) -> None:
+    """Refuse slots whose point map had too few valid points (their focal is nan)."""
+    lacking = np.isnan(slot_focal)
+    if lacking.any():
+        s = int(np.flatnonzero(lacking)[0])
+        raise InputError(f"frame {slots.frame[s]} has too few valid points in window {slots.window[s]} to {what}",
+                         fix or "check the model's output for that frame (an all-invalid point map?)")
 
 
 def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_frame: bool) -> np.ndarray:

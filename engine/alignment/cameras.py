@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import kabsch, project_to_rotation
+from .robust import cauchy_weights
 
 MIN_POINTS = 12  # valid points a slot needs for a DLT camera (6 is the minimum; noise wants more)
 
@@ -136,3 +137,24 @@ def fuse_cameras(rays: SlotCameras, points: SlotCameras) -> SlotCameras:
                        centre=0.5 * (rays.centre + np.where(lacking[:, None], rays.centre, points.centre)),
                        focal=0.5 * (rays.focal + np.where(lacking, rays.focal, points.focal)))
     return both
+
+
+def focal_from_camera_points(points: np.ndarray, weights: np.ndarray, pixels: np.ndarray,
+                             steps: int = 3) -> np.ndarray:
+    """Focal length per slot from point maps in each slot's own camera frame (nan with too few points).
+
+    The pixel of X is f (X/Z, Y/Z) from the image centre, so f = sum w q.r / sum w r.r with r = (X/Z, Y/Z):
+    linear least squares, reweighted (Cauchy) on the pixel residual against outliers.
+    points: [S, P, 3] camera frame; weights: [S, P] (0 = unusable); pixels: [P, 2] centred. Returns [S].
+    """
+    usable = (weights > 0) & (points[..., 2] > 0)
+    r = points[..., :2] / np.where(usable, points[..., 2], 1.0)[..., None]
+    robust = np.ones_like(weights)
+    focal = np.zeros(len(points))
+    for _ in range(steps):
+        w = np.where(usable, weights * robust, 0.0)
+        with np.errstate(all="ignore"):
+            focal = np.einsum("sp,spi,pi->s", w, r, pixels) / np.einsum("sp,spi->s", w, r * r)
+        error = np.linalg.norm(focal[:, None, None] * r - pixels[None], axis=2)
+        robust = cauchy_weights(error, 1e-6, usable)
+    return np.where(usable.sum(axis=1) >= MIN_POINTS, focal, np.nan)

@@ -14,6 +14,16 @@ def project_to_rotation(m: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
+def axis_angle_to_rotation(axis_angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices [..., 3, 3] of rotation vectors [..., 3] (Rodrigues; angle = norm, radians)."""
+    angle = np.linalg.norm(axis_angle, axis=-1)[..., None, None]
+    k = axis_angle / np.where(angle[..., 0] > 0, angle[..., 0], 1.0)
+    kx = np.zeros(axis_angle.shape[:-1] + (3, 3))
+    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    kx[..., 1, 0], kx[..., 2, 0], kx[..., 2, 1] = k[..., 2], -k[..., 1], k[..., 0]
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
 def kabsch(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Rotation R minimising sum w |R src - dst|^2 for direction sets (no translation).
 
@@ -26,22 +36,26 @@ def kabsch(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
             with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising sum w |s R src + t - dst|^2 (Umeyama 1991).
+    """Similarity (s, R, t) minimising sum w |s R src + t - dst|^2 (Umeyama 1991); with_scale=False: rigid.
 
-    src, dst: [P, 3]; weights: [P] or None. Returns (s, R [3, 3], t [3]).
+    src, dst: [..., P, 3]; weights: [..., P] or None. Returns (s, R [..., 3, 3], t [..., 3]); s is a
+    float for a single set of points, an array [...] for a batch.
     """
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs
+    w = np.ones(src.shape[:-1]) if weights is None else np.asarray(weights, float)
+    w = w / w.sum(axis=-1, keepdims=True)
+    mu_s, mu_d = np.einsum("...p,...pi->...i", w, src), np.einsum("...p,...pi->...i", w, dst)
+    xs, xd = src - mu_s[..., None, :], dst - mu_d[..., None, :]
+    cov = np.einsum("...p,...pi,...pj->...ij", w, xd, xs)
     u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0
-    r = u @ np.diag(d) @ vt
-    var_s = float(w @ np.sum(xs**2, axis=1))
-    s = float(sig @ d / var_s) if with_scale and var_s > 0 else 1.0
-    return s, r, mu_d - s * r @ mu_s
+    d = np.ones(sig.shape)
+    sign = np.sign(np.linalg.det(u @ vt))
+    d[..., 2] = np.where(sign == 0, 1.0, sign)
+    r = (u * d[..., None, :]) @ vt
+    var_s = np.einsum("...p,...p->...", w, np.sum(xs**2, axis=-1))
+    s = np.where(var_s > 0, np.sum(sig * d, axis=-1) / np.where(var_s > 0, var_s, 1.0), 1.0) if with_scale \
+        else np.ones(var_s.shape)
+    t = mu_d - s[..., None] * np.einsum("...ij,...j->...i", r, mu_s)
+    return (float(s) if s.ndim == 0 else s), r, t
 
 
 def rotation_angle_deg(r: np.ndarray) -> np.ndarray:

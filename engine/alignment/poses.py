@@ -77,6 +77,38 @@ def slot_pairs(slot_window: np.ndarray, slot_frame: np.ndarray, neighbours: int 
     return SlotPairs(a=a.astype(np.int64), b=b.astype(np.int64), adjacent=adjacent)
 
 
+def average_rotations(rel: np.ndarray, g: np.ndarray, h: np.ndarray, num_nodes: int, prior: np.ndarray,
+                      anchors: np.ndarray, robust: bool = True) -> np.ndarray:
+    """Rotations R_n of graph nodes from relative rotations rel_k ~ R_g^T R_h (linear chordal averaging,
+    one sparse solve per reweighting, Cauchy-reweighted). Nodes in `anchors` are fixed to the identity;
+    every connected part of the graph needs one. rel: [K, 3, 3]; g, h: int[K]; prior: [K] edge weights.
+    Returns float64[num_nodes, 3, 3].
+    """
+    k = len(rel)
+    anchors = np.asarray(anchors, np.int64)
+    # Unknowns Z_n = R_n^T (3 x 3 each, 3 right-hand sides); rows Z_h - rel^T Z_g = 0 and Z_anchor = I.
+    rows = np.concatenate([np.repeat(np.arange(3 * k), 3), np.repeat(np.arange(3 * k), 3),
+                           3 * k + np.arange(3 * len(anchors))])
+    cols_h = (3 * h[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
+    cols_g = (3 * g[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
+    vals_h = np.broadcast_to(np.eye(3), (k, 3, 3))
+    vals_g = -np.swapaxes(rel, 1, 2)
+    cols = np.concatenate([cols_h.ravel(), cols_g.ravel(), (3 * anchors[:, None] + np.arange(3)).ravel()])
+    vals = np.concatenate([vals_h.ravel(), vals_g.ravel(), np.ones(3 * len(anchors))])
+    a = sp.csr_matrix((vals, (rows, cols)), shape=(3 * k + 3 * len(anchors), 3 * num_nodes))
+    rhs = np.zeros((3 * k + 3 * len(anchors), 3))
+    rhs[3 * k:] = np.tile(np.eye(3), (len(anchors), 1))
+    weight = np.ones(k)
+    for _ in range(IRLS_STEPS if robust else 1):
+        row_w = np.concatenate([np.repeat(prior * weight, 3), np.full(3 * len(anchors), float(k))])
+        aw = a.multiply(row_w[:, None]).tocsr()
+        z = spla.spsolve((a.T @ aw).tocsc(), a.T @ (rhs * row_w[:, None]))
+        z = np.asarray(z).reshape(num_nodes, 3, 3)
+        residual = np.linalg.norm(z[h] - np.swapaxes(rel, 1, 2) @ z[g], axis=(1, 2))
+        weight = cauchy_weights(residual, 1e-4)
+    return project_to_rotation(np.swapaxes(z, 1, 2))
+
+
 def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: SlotPairs, num_windows: int,
                      window_weight: np.ndarray, robust: bool = True) -> np.ndarray:
     """Rotation of each window frame in the world (= window 0's frame). Returns float64[G, 3, 3].
@@ -93,29 +125,8 @@ def window_rotations(slot_rotation: np.ndarray, slot_window: np.ndarray, pairs: 
     np.add.at(rel, inverse, slot_rotation[pairs.a] @ np.swapaxes(slot_rotation[pairs.b], 1, 2))
     rel = project_to_rotation(rel)
     g, h = keys // num_windows, keys % num_windows
-    k = len(keys)
-    # Unknowns Z_g = R_g^T (3 x 3 each, 3 right-hand sides); rows Z_h - rel^T Z_g = 0 and Z_0 = I.
-    rows = np.concatenate([np.repeat(np.arange(3 * k), 3), np.repeat(np.arange(3 * k), 3),
-                           3 * k + np.arange(3)])
-    cols_h = (3 * h[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
-    cols_g = (3 * g[:, None, None] + np.arange(3)[None, None, :]).repeat(3, axis=1)
-    vals_h = np.broadcast_to(np.eye(3), (k, 3, 3))
-    vals_g = -np.swapaxes(rel, 1, 2)
-    cols = np.concatenate([cols_h.ravel(), cols_g.ravel(), np.arange(3)])
-    vals = np.concatenate([vals_h.ravel(), vals_g.ravel(), np.ones(3)])
-    a = sp.csr_matrix((vals, (rows, cols)), shape=(3 * k + 3, 3 * num_windows))
-    rhs = np.zeros((3 * k + 3, 3))
-    rhs[3 * k:] = np.eye(3)
-    prior = window_weight[g] * window_weight[h]
-    weight = np.ones(k)
-    for _ in range(IRLS_STEPS if robust else 1):
-        row_w = np.concatenate([np.repeat(prior * weight, 3), np.full(3, float(k))])
-        aw = a.multiply(row_w[:, None]).tocsr()
-        z = spla.spsolve((a.T @ aw).tocsc(), a.T @ (rhs * row_w[:, None]))
-        z = np.asarray(z).reshape(num_windows, 3, 3)
-        residual = np.linalg.norm(z[h] - np.swapaxes(rel, 1, 2) @ z[g], axis=(1, 2))
-        weight = cauchy_weights(residual, 1e-4)
-    return project_to_rotation(np.swapaxes(z, 1, 2))
+    return average_rotations(rel, g, h, num_windows, window_weight[g] * window_weight[h], np.zeros(1, np.int64),
+                             robust)
 
 
 def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb: np.ndarray,
@@ -151,13 +162,14 @@ def window_scales(depth_a: np.ndarray, depth_b: np.ndarray, usable: np.ndarray, 
 
 def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.ndarray, depth: np.ndarray,
                         ga: np.ndarray, gb: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
-                        robust: bool = True) -> WindowPoses:
+                        robust: bool = True, anchors: np.ndarray = np.zeros(1, np.int64)) -> WindowPoses:
     """Translation of every window, given its rotation and scale, and how much each window agrees.
 
     points_a, points_b: float64[M, P, 3] the same pixels' points (and camera centres) in windows ga[m]
     and gb[m] (window frames and units); weight: [M, P] (0 = unusable); depth: [M, P] world depth of
     each sample, to make residuals relative. Minimises sum w |s_g R_g X_a + t_g - s_h R_h X_b - t_h|^2
-    / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting.
+    / depth^2: a weighted graph Laplacian in t, one small dense solve per reweighting. The windows in
+    `anchors` keep translation 0 (one per connected part; the same solve places slots within windows).
     """
     num_windows = len(rotation)
     gap = (scale[ga, None, None] * (points_a @ np.swapaxes(rotation[ga], 1, 2))
@@ -179,7 +191,7 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
         rhs = np.zeros((num_windows, 3))
         np.add.at(rhs, ga, -pair_gap)
         np.add.at(rhs, gb, pair_gap)
-        laplacian[0, 0] += laplacian.trace() + 1.0  # gauge: window 0 keeps translation 0
+        laplacian[anchors, anchors] += laplacian.trace() + 1.0  # gauge: the anchors keep translation 0
         t = np.linalg.solve(laplacian, rhs)
         residual = np.linalg.norm(gap + t[ga, None] - t[gb, None], axis=2) * norm
         if robust:

@@ -17,7 +17,15 @@ def median_of_valid(values: np.ndarray, valid: np.ndarray, axis: int = 0) -> np.
     return np.where(count > 0, 0.5 * (lo + hi), np.nan).squeeze(axis)
 
 
-def cauchy_weights(residual: np.ndarray, floor: float) -> np.ndarray:
-    """Cauchy weights 1 / (1 + (r / c)^2), c = 2.5 robust standard deviations of the residuals (>= floor)."""
-    scale = max(2.5 * 1.4826 * float(np.median(residual)), floor) if len(residual) else floor
+def cauchy_weights(residual: np.ndarray, floor: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """Cauchy weights 1 / (1 + (r / c)^2), c = 2.5 robust standard deviations of the residuals (>= floor).
+
+    residual: [P], one scale for all; or [..., P] with `valid` (the same shape), one scale per row over
+    its valid entries.
+    """
+    if valid is None:
+        scale = max(2.5 * 1.4826 * float(np.median(residual)), floor) if len(residual) else floor
+    else:
+        typical = np.nan_to_num(median_of_valid(residual, valid, axis=-1), nan=0.0)[..., None]
+        scale = np.maximum(2.5 * 1.4826 * typical, floor)
     return 1.0 / (1.0 + (residual / scale) ** 2)

@@ -56,11 +56,11 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import EngineError
 from ..models.geo4d.attention import TEXT_TOKENS
-from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, size_multiple, unet_params
-from ..models.geo4d.model import SamplingOptions, TorchBackend
+from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
+from ..models.geo4d.model import SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
-from ..pipeline.reconstruct import PRECISIONS, check_size
+from ..pipeline.reconstruct import PRECISIONS
 from ..windows.schedule import WINDOW_LENGTH
 
 STAGES = ("encoding", "diffusion", "decoding")
@@ -229,7 +229,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     try:
-        check_size(args.size, size_multiple(config))
+        size_rule(config).check(args.size)
     except EngineError as exc:
         parser.error(str(exc))
 

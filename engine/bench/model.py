@@ -31,11 +31,11 @@ import torch
 from ..errors import EngineError
 from ..windows.predictions import WindowPredictions
 from ..models.geo4d.attention import TEXT_TOKENS
-from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, size_multiple, unet_params
-from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend
+from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
+from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
-from ..pipeline.reconstruct import PRECISIONS, check_size
+from ..pipeline.reconstruct import PRECISIONS
 from ..windows.schedule import WINDOW_LENGTH, window_starts
 from .onnx_unet import randomize_parameters, synchronize
 
@@ -215,7 +215,7 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     if row.runtime == "torch":
         backend = TorchBackend(modules)
     else:
-        from ..runtime.onnx_backend import OnnxBackend
+        from ..models.geo4d.onnx_backend import OnnxBackend
 
         backend = OnnxBackend(modules, device)
     # The ONNX backend keeps only its sessions: free the torch networks so they are not counted.
@@ -228,13 +228,14 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     if args.warmup:
         # Kernel selection, cuDNN autotuning and ONNX Runtime's arena growth happen on first calls.
         Geo4D(backend, config, context, device).predict(
-            frames[:WINDOW_LENGTH], args.fps, args.stride, SamplingOptions(steps=1, seed=args.seed))
+            frames[:WINDOW_LENGTH], args.fps, window_starts(WINDOW_LENGTH, args.stride),
+            SamplingOptions(steps=1, seed=args.seed))
     metered = MeteredBackend(backend, device, probe)
     model = Geo4D(metered, config, context, device)
     options = SamplingOptions(steps=args.steps, seed=args.seed, window_batch=args.window_batch)
     synchronize(device)
     start = time.perf_counter()
-    row.predictions = model.predict(frames, args.fps, args.stride, options)
+    row.predictions = model.predict(frames, args.fps, window_starts(len(frames), args.stride), options)
     synchronize(device)
     row.seconds = {**metered.seconds, "total": time.perf_counter() - start}
     peaks = [v for v in metered.peak_bytes.values() if v is not None]
@@ -310,7 +311,7 @@ def main(argv: list[str]) -> int:
     with torch.device("meta"):
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
     try:
-        check_size(args.size, size_multiple(config))
+        size_rule(config).check(args.size)
         num_windows = len(window_starts(args.frames, args.stride))
     except EngineError as exc:
         parser.error(str(exc))

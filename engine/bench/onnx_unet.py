@@ -20,8 +20,8 @@ import torch
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 from ..models.geo4d.attention import TEXT_TOKENS
-from ..runtime.onnx_backend import OnnxUNet
-from ..runtime.onnx_export import export_unet
+from ..models.geo4d.onnx_backend import OnnxUNet
+from ..models.geo4d.onnx_export import export_unet
 
 
 @torch.no_grad()

@@ -29,6 +29,17 @@ class Clip:
     frames: np.ndarray
     frame_indices: np.ndarray
     fps: float
+    declared_frames: int | None = None
+
+    def shortfall(self) -> str | None:
+        """A warning when fewer frames decoded than the file's header declares for the range (a truncated or
+        damaged file), else None. declared_frames: that count, None where the file states none."""
+        if self.declared_frames is None or len(self.frames) >= self.declared_frames:
+            return None
+        first = int(self.frame_indices[0])
+        return (f"only {len(self.frames)} of the {self.declared_frames} frames the clip's header declares could "
+                f"be decoded (frames {first + len(self.frames)}-{first + self.declared_frames - 1} are missing): "
+                "the file may be truncated or damaged; re-export or re-copy it for the whole shot")
 
 
 def probe_video(path: str | Path, fps: float | None = None) -> tuple[tuple[int, int], float]:
@@ -59,6 +70,8 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
     cap = _open(path)
     try:
         fps = _fps(cap, fps)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        declared = (min(int(count), stop or int(count)) - start) if np.isfinite(count) and count > 0 else None
         frames, indices = [], []
         index = 0
         while stop is None or index < stop:
@@ -80,7 +93,8 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
         where = "" if start == 0 else f" from frame {start} (the file has {index})"
         raise InputError(f"{path} gave zero frames{where}",
                          "choose a frame range inside the clip, or re-encode the file to H.264 MP4")
-    return Clip(np.stack(frames), np.asarray(indices, np.int64), fps)
+    return Clip(np.stack(frames), np.asarray(indices, np.int64), fps,
+                declared if declared is not None and declared > 0 else None)
 
 
 def _read_sequence(path: Path, start: int, stop: int | None, size: tuple[int, int] | None, fps: float) -> Clip:

@@ -7,35 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alignment.align import AlignOptions, align, down_weighted_note
-from ..formats.bundle import write_bundle
+from ..alignment.align import align, down_weighted_note
+from ..formats.bundle import check_bundle_target, write_bundle
+from ..options import AlignOptions, BundleOptions, from_args
+from ..options import add_arguments as add_option_arguments
 from ..windows.predictions import load_windows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = AlignOptions()
     parser.add_argument("windows", type=Path,
                         help="window predictions (docs/formats.md): a folder such as a bundle's `windows`, "
                              "or a version-1 .npz")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (replaced only on success)")
-    parser.add_argument("--per-frame-focal", action="store_true", help="one focal length per frame (zoom shots)")
-    parser.add_argument("--no-rays", action="store_true", help="cameras from the point maps instead of the rays")
-    parser.add_argument("--no-disparity", action="store_true", help="depth from the point maps only")
-    parser.add_argument("--no-robust", action="store_true", help="plain least squares: keep disagreeing windows")
-    parser.add_argument("--smoothness", type=float, default=defaults.smoothness,
-                        help=f"temporal smoothness of the camera track, 0 = none (default {defaults.smoothness})")
-    parser.add_argument("--point-stride", type=int, default=2, help="keep every k-th pixel for the point clouds")
-    parser.add_argument("--min-confidence", type=float, default=0.0, help="drop points at or below this confidence")
+    add_option_arguments(parser, AlignOptions)
+    add_option_arguments(parser, BundleOptions)
 
 
 def run(args: argparse.Namespace) -> int:
+    options, bundle = from_args(AlignOptions, args), from_args(BundleOptions, args)
+    inputs = {"window predictions": args.windows}
+    check_bundle_target(args.out, inputs)  # before the alignment runs, not after
     windows = load_windows(args.windows)
-    options = AlignOptions(per_frame_focal=args.per_frame_focal, use_rays=not args.no_rays,
-                           use_disparity=not args.no_disparity, robust=not args.no_robust,
-                           smoothness=args.smoothness)
     recon = align(windows, options)
-    out = write_bundle(recon, args.out, windows=windows, point_stride=args.point_stride,
-                       min_confidence=args.min_confidence)
+    out = write_bundle(recon, args.out, windows=windows, point_stride=bundle.point_stride,
+                       min_confidence=bundle.min_confidence, inputs=inputs,
+                       window_storage=bundle.window_storage)
     centres = recon.camera_to_world[:, :3, 3]
     path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
     focal = recon.K[:, 0, 0]
@@ -47,3 +43,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
     print(f"wrote {out}")
     return 0
+

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 
 from ..alignment import align
-from ..formats.bundle import write_bundle
+from ..formats.bundle import bundle_files, write_bundle
+from ..paths import check_replaceable
 from ..synthetic.metrics import evaluate
 from ..synthetic.scenes import SCENE_NAMES, load_scene
 from ..synthetic.simulate import Corruption, simulate_windows
@@ -39,8 +40,19 @@ def write_clip(path: Path, rgb, fps: float) -> None:
     writer.release()
 
 
+DEMO_FILES = ("clip.mp4", "metrics.json")
+
+
+def demo_files(folder: Path) -> set[str] | None:
+    """The files an earlier demo wrote into `folder` (its clip, metrics and bundle), or None when the folder
+    has no Parallax bundle at `bundle/` (engine.paths.check_replaceable)."""
+    bundle = bundle_files(folder / "bundle")
+    return None if bundle is None else {*DEMO_FILES, *(f"bundle/{name}" for name in bundle)}
+
+
 def run(args: argparse.Namespace) -> int:
-    out = args.out.absolute()
+    # The demo overwrites its clip and metrics in place: only a new, empty or earlier demo folder will do.
+    out = check_replaceable(args.out, "Parallax demo folder", demo_files)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {LABEL}")
     print(f"[demo] rendering scene '{args.scene}' ({args.frames} frames, {args.size[0]}x{args.size[1]})")

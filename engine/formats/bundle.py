@@ -2,7 +2,7 @@
 
     BUNDLE/
       scene.json               cameras, intrinsics, frame numbers, file names
-      depth/000000.exr ...     float32 planar depth (channel Y) + confidence, one per frame
+      depth/000000.exr ...     float32 planar depth (channels Z and Y) + confidence + the camera, one per frame
       points/000000.ply ...    binary PLY: xyz, rgb, confidence, one per frame, in world coordinates
       windows/                 the raw window predictions, to re-align without the model
 
@@ -15,16 +15,21 @@ This module needs only numpy and json for reading, so the Blender add-on can use
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
-from .atomic import staged_dir
+from .atomic import recover, staged_dir
+from ..paths import check_outside, check_replaceable, contained, written_by_parallax
 
 FORMAT_NAME = "parallax.bundle"
 FORMAT_VERSION = 1
+# Frame numbers must fit the 32-bit integers of image sequences and DCCs.
+MAX_FRAME = 2**31 - 1
 
 
 @dataclass
@@ -73,36 +78,92 @@ class Reconstruction:
         return xyz, rgb, conf.astype(np.float32)
 
 
-def check_bundle_target(out_dir: str | Path) -> Path:
-    """The absolute out_dir, or InputError when a bundle may not go there: it exists and is
-    neither an empty folder nor a bundle (which would be replaced)."""
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not (out_dir / "scene.json").is_file():
-        if not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise InputError(f"{out_dir} exists and is not a Parallax bundle",
-                             "choose a new output folder or an existing bundle to replace")
+_FRAME_FILES = {"depth": re.compile(r"depth/\d+\.exr"), "points": re.compile(r"points/\d+\.ply")}
+
+
+def bundle_files(folder: Path) -> set[str] | None:
+    """The relative paths of every file the bundle at `folder` names (scene.json, each frame's depth and
+    points, the windows folder's files), or None when its scene.json does not say it is a Parallax bundle
+    with the file names Parallax writes. Bundles of every Parallax version carry the format marker."""
+    from ..windows.predictions import FOLDER_FILES
+
+    try:
+        scene = json.loads((Path(folder) / "scene.json").read_text())
+        named = {"scene.json"}
+        for entry in scene["frames"]:
+            for key, pattern in _FRAME_FILES.items():
+                if not pattern.fullmatch(entry[key]):
+                    return None
+                named.add(entry[key])
+        windows = scene.get("windows")
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return None
+    if not isinstance(scene, dict) or scene.get("format") != FORMAT_NAME:
+        return None
+    if windows == "windows":
+        named |= {f"windows/{name}" for name in FOLDER_FILES}
+    elif windows == "windows.npz":  # bundles written before 2026-12-02
+        named.add(windows)
+    elif windows is not None:
+        return None
+    return named
+
+
+def _is_bundle(folder: Path) -> bool:
+    return written_by_parallax(folder, bundle_files)
+
+
+def check_bundle_target(out_dir: str | Path, inputs: dict[str, str | Path | None] | None = None) -> Path:
+    """The absolute out_dir, or InputError when a bundle may not go there (engine/paths.py): it
+    exists and is neither an empty folder nor a bundle Parallax wrote, or an input lies inside it.
+
+    A bundle's own `windows` folder may be the input (re-aligning a bundle in place): the new bundle
+    carries its data over. What a killed earlier write left there is tidied first (atomic.recover)."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    recover(out_dir, _is_bundle)
+    check_replaceable(out_dir, "Parallax bundle", bundle_files)
+    own_windows = (out_dir / "windows").resolve()
+    check_outside(out_dir, {what: path for what, path in (inputs or {}).items()
+                            if path is not None and Path(path).expanduser().resolve() != own_windows})
     return out_dir
 
 
+# What a bundle keeps of its window predictions: "none", or the maps' precision (windows/predictions.py).
+WINDOW_STORAGE = ("fp16", "fp32", "none")
+
+
 def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
-                 point_stride: int = 1, min_confidence: float = 0.0) -> Path:
+                 point_stride: int = 1, min_confidence: float = 0.0,
+                 inputs: dict[str, str | Path | None] | None = None, progress=None,
+                 window_storage: str = "fp16") -> Path:
     """Write `recon` as a bundle at out_dir (replacing an old bundle there only on success).
 
     windows: the WindowPredictions the reconstruction came from (saved in `windows/`), or None.
+    window_storage: one of WINDOW_STORAGE; "none" leaves `windows/` out (the bundle cannot be re-aligned).
     point_stride: keep every k-th pixel in x and y for the point clouds (density).
+    inputs: the files the bundle was made from, by what they are ("clip", "window predictions"): refused
+        when inside out_dir (check_bundle_target).
+    progress: called as progress("writing bundle", fraction) after each frame; a job's progress raises
+        engine.errors.Cancelled to stop it, and then nothing is left behind.
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
     from ..windows.predictions import save_windows
 
-    out_dir = check_bundle_target(out_dir)
-    with staged_dir(out_dir) as tmp:
+    if window_storage not in WINDOW_STORAGE:
+        raise InputError(f"window storage {window_storage!r} is not one of {list(WINDOW_STORAGE)}",
+                         "pass fp16, fp32 or none")
+    out_dir = check_bundle_target(out_dir, inputs)
+    check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
+                  np.asarray(recon.camera_to_world, float), "the reconstruction")
+    with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
         entries = []
         for i, frame in enumerate(recon.frames):
             name = f"{int(frame):06d}"
-            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i])
+            write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i],
+                            recon.K[i], recon.camera_to_world[i])
             xyz, rgb, conf = recon.world_points(i, point_stride, min_confidence)
             write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf)
             entries.append({
@@ -113,26 +174,30 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                 "points": f"points/{name}.ply",
                 "num_points": int(len(xyz)),
             })
-        if windows is not None:
-            save_windows(windows, tmp / "windows")
+            if progress is not None:
+                progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
+        if windows is not None and window_storage != "none":
+            save_windows(windows, tmp / "windows", window_storage)
         h, w = recon.image_size
         scene = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
+            "generator": f"parallax {__version__}",
             "source_clip": str(recon.source_clip),
             "fps": float(recon.fps),
             "image_size": [h, w],
             "coordinate_convention": "opencv: x right, y down, z forward; world = first camera; "
                                      "K in pixels with pixel centres at +0.5",
-            "depth": {"kind": "planar_z", "channels": {"depth": "Y", "confidence": "confidence"},
-                      "invalid": 0.0},
+            "depth": {"kind": "planar_z", "channels": {"depth": "Z", "display": "Y", "confidence": "confidence"},
+                      "header": ["worldToCamera", "worldToNDC"], "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
             "windows": "windows" if windows is not None else None,
             "metadata": recon.metadata,
             "frames": entries,
         }
-        (tmp / "scene.json").write_text(json.dumps(scene, indent=1))
+        # allow_nan=False: NaN is not JSON; the checks above make this a last guard (e.g. in metadata).
+        (tmp / "scene.json").write_text(json.dumps(scene, indent=1, allow_nan=False))
     return out_dir
 
 
@@ -173,26 +238,28 @@ def read_bundle(path: str | Path) -> Bundle:
                          "choose the folder written by `python -m engine reconstruct` or `align`")
     try:
         scene = json.loads(scene_file.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{scene_file} is not valid JSON ({exc})", "re-run the engine to rewrite the bundle") from exc
-    if scene.get("format") != FORMAT_NAME:
-        raise InputError(f"{scene_file} has format {scene.get('format')!r}, expected {FORMAT_NAME!r}",
+    if not isinstance(scene, dict) or scene.get("format") != FORMAT_NAME:
+        found = scene.get("format") if isinstance(scene, dict) else type(scene).__name__
+        raise InputError(f"{scene_file} has format {found!r}, expected {FORMAT_NAME!r}",
                          "choose a Parallax bundle folder")
-    if int(scene.get("version", 0)) > FORMAT_VERSION:
-        raise InputError(f"bundle version {scene.get('version')} is newer than this Parallax ({FORMAT_VERSION})",
-                         "update Parallax")
+    if not isinstance(scene.get("version", 0), int) or scene.get("version", 0) > FORMAT_VERSION:
+        raise InputError(f"bundle version {scene.get('version')!r} is not one this Parallax reads "
+                         f"(1..{FORMAT_VERSION})", "update Parallax, or re-run the engine to rewrite the bundle")
     try:
         frames = [
             BundleFrame(
                 frame=int(e["frame"]), K=np.array(e["K"], float), camera_to_world=np.array(e["camera_to_world"], float),
-                depth_path=root / e["depth"], points_path=root / e["points"], num_points=int(e["num_points"]),
+                depth_path=contained(root, e["depth"], scene_file), points_path=contained(root, e["points"], scene_file),
+                num_points=int(e["num_points"]),
             )
             for e in scene["frames"]
         ]
         h, w = scene["image_size"]
         bundle = Bundle(root=root, source_clip=scene.get("source_clip", ""), fps=float(scene["fps"]),
                         image_size=(int(h), int(w)), frames=frames, metadata=scene.get("metadata", {}))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
         raise InputError(f"{scene_file} is malformed ({exc!r})", "re-run the engine to rewrite the bundle") from exc
     if not frames:
         raise InputError(f"{scene_file} lists no frames", "re-run the engine on a clip with at least one frame")
@@ -200,4 +267,49 @@ def read_bundle(path: str | Path) -> Bundle:
         if f.K.shape != (3, 3) or f.camera_to_world.shape != (4, 4):
             raise InputError(f"frame {f.frame} of {scene_file} has a malformed K or camera_to_world",
                              "re-run the engine to rewrite the bundle")
+    if min(bundle.image_size) < 1 or any(f.num_points < 0 for f in frames):
+        raise InputError(f"{scene_file} has image_size {list(bundle.image_size)} or a negative num_points",
+                         "re-run the engine to rewrite the bundle")
+    check_cameras(np.array([f.frame for f in frames], float), bundle.fps, np.stack([f.K for f in frames]),
+                  np.stack([f.camera_to_world for f in frames]), str(scene_file))
     return bundle
+
+
+def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world: np.ndarray, where: str) -> None:
+    """Raise InputError when the facts of a reconstruction are not usable numbers.
+
+    frames: int[N] clip frame numbers, 0..MAX_FRAME and increasing; fps: finite, > 0;
+    K: float[N, 3, 3] finite, fx and fy > 0, [0, 0, 1] last row; camera_to_world: float[N, 4, 4] finite rigid
+    transforms (rotation orthonormal with det +1 to 1e-3, last row [0, 0, 0, 1])."""
+    fix = "re-run the engine to rewrite the bundle"
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"{where}: the frame rate is {fps}; it must be a positive number", fix)
+    if np.any(frames < 0) or np.any(frames > MAX_FRAME) or np.any(np.diff(frames) <= 0):
+        raise InputError(f"{where}: the frame numbers {_some(frames)} are not increasing numbers in 0..{MAX_FRAME}",
+                         fix)
+    for name, values in (("K", K), ("camera_to_world", camera_to_world)):
+        bad = ~np.isfinite(values).all(axis=(1, 2))
+        if bad.any():
+            raise InputError(f"{where}: {name} of frame {int(frames[bad][0])} holds NaN or inf "
+                             f"({int(bad.sum())} of {len(frames)} frames)", fix)
+    bad = ~((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & np.all(np.abs(K[:, 2] - [0, 0, 1]) < 1e-9, axis=1)
+            & (K[:, 1, 0] == 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{where}: K of frame {int(frames[i])} is not a camera matrix "
+                         f"(fx {K[i, 0, 0]:g}, fy {K[i, 1, 1]:g}, last row {K[i, 2].tolist()}); "
+                         "focal lengths must be > 0", fix)
+    R = camera_to_world[:, :3, :3]
+    error = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    bad = (error > 1e-3) | (np.linalg.det(R) < 0) | np.any(np.abs(camera_to_world[:, 3] - [0, 0, 0, 1]) > 1e-9,
+                                                          axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{where}: camera_to_world of frame {int(frames[i])} is not a rotation and a translation "
+                         f"(|R Rt - I| = {error[i]:.3g}, det {np.linalg.det(R[i]):.3g}, last row "
+                         f"{camera_to_world[i, 3].tolist()})", fix)
+
+
+def _some(values: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:6])
+    return f"[{shown}{', ...' if len(values) > 6 else ''}]"

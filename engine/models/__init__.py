@@ -1,0 +1,35 @@
+"""The geometry models, by name: adding a model is one folder here and one line in MODELS.
+
+A model's package defines, without importing torch at import time: LABEL (its name for the artist),
+WINDOW_LENGTH (frames per window) and `load(model_dir, device, precision, runtime) -> WindowModel`
+(engine/models/window_model.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import InputError
+
+MODELS = {
+    "geo4d": ".geo4d",
+}
+DEFAULT_MODEL = "geo4d"
+DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")
+MODEL_DIR_ENV = "PARALLAX_MODEL_DIR"
+
+
+def model_package(name: str) -> ModuleType:
+    """The package of model `name` (cheap: its LABEL, WINDOW_LENGTH and `load`); InputError for an unknown name."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}", f"use --model {' or --model '.join(MODELS)}")
+    return importlib.import_module(MODELS[name], __name__)
+
+
+def default_model_dir(name: str = "geo4d") -> Path:
+    """$PARALLAX_MODEL_DIR, else ~/.cache/parallax/models/<name>."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env).expanduser() if env else (DEFAULT_MODEL_ROOT / name).expanduser()

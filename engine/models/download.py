@@ -2,16 +2,19 @@
 
 Geo4D's README publishes its two checkpoints as Google Drive files (no Hugging Face repository):
 vae.ckpt (the fine-tuned point-map VAE) and model.ckpt (the whole model). Downloads resume from a
-`.part` file; a finished file is verified by loading it safely (weights_only) before it is kept.
+`.part` file, which becomes the file only when all the bytes the server declared arrived; a finished file is
+verified (pinned size and sha256 where known, zip CRCs, a safe weights_only load) before it is kept.
 Where the network refuses, the command prints the manual steps instead.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
@@ -23,6 +26,21 @@ GEO4D_FILES = {
     "vae.ckpt": "10SPKkOpou2lKl9bwkgx1d6YocYkmSxQl",
 }
 DOWNLOAD_ROOT = Path("~/.cache/parallax/downloads")
+# No checkpoint is larger (model.ckpt is about 10 GB); a server sending more is not serving one.
+MAX_DOWNLOAD_BYTES = 32 * 2**30
+
+
+@dataclass(frozen=True)
+class Pin:
+    size: int     # bytes
+    sha256: str   # hex digest
+
+
+# Size and sha256 of the official files. Unknown here: Geo4D publishes neither (README and Google Drive page
+# as of 2026-12), and this machine cannot reach Google Drive to measure them. Until they are pinned, a download
+# is verified by its declared size (Content-Length), the zip CRC-32 of every entry and a safe load of the
+# expected state_dict; `verifying` prints the sha256 so a user can compare it with a trusted copy.
+CHECKPOINT_PINS: dict[str, Pin | None] = {"model.ckpt": None, "vae.ckpt": None}
 
 
 def source_urls(mirror: str | None) -> dict[str, str]:
@@ -31,28 +49,95 @@ def source_urls(mirror: str | None) -> dict[str, str]:
     return {name: GDRIVE_URL.format(id=file_id) for name, file_id in GEO4D_FILES.items()}
 
 
-def download_file(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Download url to dest, resuming dest.part when the server honours Range requests."""
+def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
+    """Download url to dest through dest.part, resuming a .part the server can continue (Range requests).
+
+    dest appears only when the server's declared size arrived in full: a dropped connection raises ModelError
+    and keeps the .part for the next run to resume. A .part that already holds the whole file (the server
+    answers 416) is finished; one the server cannot continue is started again. A file larger than max_bytes
+    is refused before (or, without a declared size, while) it is written."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        resumed = response.status == 206
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not have:
+            raise
+        total = _content_range(exc.headers.get("Content-Range", ""))[2]
+        if total == have:  # the .part is the whole file: an earlier run ended before renaming it
+            os.replace(part, dest)
+            return
+        part.unlink()  # longer than the file, or a size the server does not say: start again
+        return download_file(url, dest, timeout, max_bytes)
+    with response:
         ctype = response.headers.get("Content-Type", "")
         if ctype.startswith("text/html"):
             # Google Drive answers quota and permission problems with an HTML page, not an error code.
             raise urllib.error.URLError(f"{url} returned a web page instead of the file (quota or access limit)")
-        with open(part, "ab" if resumed else "wb") as f:
-            while block := response.read(1 << 22):
-                f.write(block)
+        start, total = 0, _int(response.headers.get("Content-Length"))
+        if response.status == 206:
+            if "Content-Range" in response.headers:
+                start, _, total = _content_range(response.headers["Content-Range"])
+            else:  # RFC 9110 requires Content-Range; a server without it continues where it was asked to
+                start, total = have, None if total is None else have + total
+            if start != have and not have:
+                raise ModelError(f"{url} answered with a part of the file that was not asked for "
+                                 f"(Content-Range {response.headers.get('Content-Range')!r})",
+                                 "check the URL (or --mirror) serves the file itself")
+            if start != have:  # not where the .part ends: its bytes cannot be joined
+                response.close()
+                part.unlink()
+                return download_file(url, dest, timeout, max_bytes)
+        if total is not None and total > max_bytes:
+            raise ModelError(f"{url} is {total:,} bytes, more than the {max_bytes:,} a checkpoint may have",
+                             "check the URL (or --mirror) serves the Geo4D checkpoint")
+        size = start
+        with open(part, "ab" if start else "wb") as f:
+            try:
+                while block := response.read(1 << 22):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise ModelError(f"{url} sent more than {max_bytes:,} bytes, more than a checkpoint may "
+                                         "have", "check the URL (or --mirror) serves the Geo4D checkpoint")
+                    f.write(block)
+            except (ConnectionError, TimeoutError, http.client.HTTPException):
+                total = total if total is not None else -1  # reported below as a dropped connection
+    if total is not None and size != total:
+        of = f" of {total:,}" if total >= 0 else ""
+        raise ModelError(f"the download of {dest.name} stopped after {size:,}{of} bytes (the connection dropped)",
+                         f"run the same command again: it resumes from the {size:,} bytes kept in {part}")
     os.replace(part, dest)
 
 
-def verify_checkpoint(path: Path, role: str) -> None:
-    """Refuse a file that is not a safely loadable checkpoint of the expected part (ModelError)."""
-    from .geo4d.convert import load_checkpoint_state_dict, pointmap_vae_state, split_model_state
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
 
-    state = load_checkpoint_state_dict(path, role)
+
+def _content_range(header: str) -> tuple[int | None, int | None, int | None]:
+    """(first, last, total) of a Content-Range header `bytes A-B/T` or `bytes */T` (None where not given)."""
+    unit, _, spec = header.strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    return _int(first), _int(last), _int(total) if unit == "bytes" else None
+
+
+def verify_checkpoint(path: Path, role: str, pin: Pin | None = None) -> None:
+    """Refuse (ModelError) a file that is not the expected checkpoint: its pinned size and sha256 where known
+    (pin; by default CHECKPOINT_PINS[role]), intact zip CRCs, then a safe load of the expected part."""
+    from .geo4d.convert import load_checkpoint_state_dict, pointmap_vae_state, split_model_state
+    from .geo4d.model_dir import sha256_file
+
+    pin = pin or CHECKPOINT_PINS.get(role)
+    if pin is not None:
+        size = path.stat().st_size
+        if size != pin.size:
+            raise ModelError(f"{path} is {size:,} bytes; the official {role} is {pin.size:,}", "download it again")
+        digest = sha256_file(path)
+        if digest != pin.sha256:
+            raise ModelError(f"{path} has sha256 {digest}; the official {role} has {pin.sha256}",
+                             "download it again from the official source")
+    state = load_checkpoint_state_dict(path, role)  # checks the zip CRCs before loading
     if role == "model.ckpt":
         split_model_state(state)
     else:
@@ -77,10 +162,18 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
     """Download (or resume), verify and convert Geo4D's checkpoints; 1 after printing the manual steps when
     the network refuses. download_dir None: ~/.cache/parallax/downloads/geo4d; out None: the default model
     directory; mirror: a base URL serving model.ckpt and vae.ckpt instead of Google Drive."""
-    from .geo4d.model_dir import default_model_dir
+    from . import default_model_dir
+
+    from ..formats.writable import check_writable
 
     download_dir = Path(download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")
+    check_writable(download_dir / "model.ckpt", "--download-dir")  # before gigabytes are downloaded
+    if convert:
+        from .geo4d.model_dir import check_model_target
+
+        check_model_target(out, {"download folder": download_dir})  # before 10 GB are downloaded
+        check_writable(out)
     urls = source_urls(mirror)
     download_dir.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():
@@ -99,6 +192,9 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
         except ModelError:
             dest.rename(dest.with_name(dest.name + ".bad"))  # never resume onto a bad file
             raise
+        from .geo4d.model_dir import sha256_file
+
+        print(f"{name}: {dest.stat().st_size:,} bytes, sha256 {sha256_file(dest)}")
     if not convert:
         print(f"checkpoints verified in {download_dir}")
         return 0

@@ -4,90 +4,59 @@
 `reconstruct` command and by the Blender protocol server. The loaded model is cached between
 runs (the server keeps its process alive so a second run does not reload 3 GB of weights).
 
-Sizes: the model runs at a processing size whose sides are multiples of its `size_multiple` (64
-for Geo4D), close to its training size (320 x 512) in area and to the clip in aspect. Its maps are
-then resized to the output size: the processing height with the clip's exact aspect ratio, so the
-bundle's intrinsics map to the clip's pixels by one scale factor (scene.json metadata.clip_size).
+The model is one of engine.models.MODELS, used through the WindowModel seam
+(engine/models/window_model.py): this module names no model.
+
+Sizes: the model runs at the processing size its SizeRule fits to the clip (sides multiples of the
+model's, close to its training size in area and to the clip in aspect). Its maps are then resized to
+the output size: the processing height with the clip's exact aspect ratio, so the bundle's
+intrinsics map to the clip's pixels by one scale factor (scene.json metadata.clip_size).
 """
 
 from __future__ import annotations
 
-import math
+import os
 import shutil
 import time
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 from .. import devices
-from ..errors import Cancelled, EngineError, InputError
+from ..errors import Cancelled, EngineError
 from ..clips.video import probe_video, read_video
+from ..models import default_model_dir, model_package
+from ..models.window_model import SamplingOptions, WindowModel
+from ..options import ReconstructOptions, check
 from ..windows.predictions import maps_bytes
 from ..reporting import Log, Progress
-from ..windows.schedule import WINDOW_LENGTH, window_starts
+from ..windows.schedule import check_stride, window_starts
 
-TRAINING_AREA = 320 * 512  # Geo4D's training resolution
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-@dataclass
-class ReconstructOptions:
-    video: Path
-    out: Path
-    model: str = "geo4d"
-    model_dir: Path | None = None    # None: $PARALLAX_MODEL_DIR or ~/.cache/parallax/models/<model>
-    stride: int = 4
-    steps: int = 5
-    device: str | None = None        # auto | cuda | cuda:N | mps | cpu; None: auto (engine.devices)
-    precision: str | None = None     # fp32 | fp16 | bf16; None: the device's default (fp16 on GPUs, fp32 on cpu)
-    runtime: str = "torch"           # torch | onnx
-    frames: tuple[int, int | None] = (0, None)  # [start, stop) in the clip
-    size: tuple[int, int] | None = None           # processing (H, W); None: automatic
-    seed: int = 123
-    window_batch: int = 1
-    point_stride: int = 2            # keep every k-th pixel in the bundle's point clouds
-    align: dict = field(default_factory=dict)  # alignment options by name
-    fps: float | None = None         # frames per second where the clip does not store it: image sequences; default 24
-
-    def __post_init__(self):
-        # The protocol server builds options from JSON: null means the default, strings and lists
-        # become paths and tuples.
-        for f in fields(self):
-            if getattr(self, f.name) is not None:
-                continue
-            if f.default is not MISSING:
-                setattr(self, f.name, f.default)
-            elif f.default_factory is not MISSING:
-                setattr(self, f.name, f.default_factory())
-            else:
-                raise InputError(f"the reconstruct option `{f.name}` is missing", f"pass {f.name}")
-        self.video = Path(self.video)
-        self.out = Path(self.out)
-        self.model_dir = Path(self.model_dir) if self.model_dir else None
-        start, stop = self.frames
-        self.frames = (int(start or 0), None if stop is None else int(stop))
-        self.size = tuple(int(v) for v in self.size) if self.size else None
+def check_memory(model: WindowModel, size: tuple[int, int], device: str, precision: str) -> None:
+    """Refuse (EngineError, with the figures) a processing size (H, W) that cannot fit in the memory of
+    `device`, before the clip is read or the model runs: an out-of-memory kill gives no message.
+    The model's `memory_floor` is a lower bound, so nothing that could fit is refused."""
+    needed, what = model.memory_floor(size, precision)
+    total, where = _memory_of(device)
+    if total is not None and needed > total:
+        raise EngineError(f"processing size {size[0]}x{size[1]} needs at least {needed / 1e9:,.1f} GB of {where} "
+                          f"memory ({what}); the {where} has {total / 1e9:,.1f} GB",
+                          f"pass a smaller --size ({model.label} was trained at {model.size_rule.trained_at[0]} "
+                          f"{model.size_rule.trained_at[1]}), or leave --size out for the automatic size")
 
 
-def processing_size(clip_size: tuple[int, int], multiple: int, area: int = TRAINING_AREA) -> tuple[int, int]:
-    """(H, W), multiples of `multiple`, balancing the clip's aspect and the model's training area
-    (log errors of both, equally weighted)."""
-    ch, cw = clip_size
-    aspect = cw / ch
-    best = None
-    for h in range(multiple, 4 * int(math.sqrt(area)) + 1, multiple):
-        w = max(multiple, int(h * aspect / multiple + 0.5) * multiple)
-        cost = abs(math.log(w / h / aspect)) + abs(math.log(h * w / area))
-        if best is None or cost < best[0] - 1e-12:
-            best = (cost, h, w)
-    return best[1], best[2]
+def _memory_of(device: str) -> tuple[int | None, str]:
+    """(bytes of memory, what it is) of a torch device; None where the system does not say."""
+    import torch
 
-
-def check_size(size: tuple[int, int], multiple: int) -> None:
-    """Refuse a processing size (H, W) whose sides are not positive multiples of `multiple` (InputError)."""
-    if size[0] % multiple or size[1] % multiple or min(size) < multiple:
-        raise InputError(f"processing size {size[0]}x{size[1]} is not a multiple of {multiple}",
-                         f"pass --size H W with both multiples of {multiple} (Geo4D trains at 320 512)")
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(device).total_memory, "GPU"
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "computer's"
+    except (AttributeError, ValueError, OSError):
+        return None, "computer's"
 
 
 def output_size(clip_size: tuple[int, int], processing: tuple[int, int]) -> tuple[int, int]:
@@ -111,41 +80,16 @@ def _describe_device(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else device
 
 
-def load_model(options: ReconstructOptions):
-    """The Geo4D model for these options, loaded once and kept for the next run."""
-    import torch
-
-    from ..models.geo4d.model import Geo4D
-    from ..models.geo4d.model_dir import default_model_dir
-    from ..models.geo4d.weights import load_geo4d
-
-    if options.model != "geo4d":
-        raise InputError(f"unknown model {options.model!r}", "use --model geo4d")
+def load_model(options: ReconstructOptions) -> WindowModel:
+    """The model for these options, loaded once and kept for the next run."""
+    package = model_package(options.model)
     device, precision = resolve_device(options)
     model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
-    key = (str(model_dir.absolute()), device, precision, options.runtime)
+    key = (options.model, str(model_dir.absolute()), device, precision, options.runtime)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()  # one model in memory at a time
-        modules = load_geo4d(model_dir, device, getattr(torch, PRECISIONS[precision]))
-        if options.runtime == "torch":
-            model = Geo4D.from_modules(modules, device)
-        elif options.runtime == "onnx":
-            model = _onnx_model(modules, device)
-        else:
-            raise InputError(f"unknown runtime {options.runtime!r}", "use --runtime torch or --runtime onnx")
-        _MODEL_CACHE[key] = model
+        _MODEL_CACHE[key] = package.load(model_dir, device, PRECISIONS[precision], options.runtime)
     return _MODEL_CACHE[key]
-
-
-def _onnx_model(modules, device):
-    from ..models.geo4d.model import Geo4D
-
-    try:
-        from ..runtime.onnx_backend import OnnxBackend
-    except ImportError as exc:
-        raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
-                          "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)") from exc
-    return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
 
 
 def check_disk_space(folder: Path, needed: int) -> None:
@@ -159,55 +103,60 @@ def check_disk_space(folder: Path, needed: int) -> None:
 
 def check_options(options: ReconstructOptions) -> None:
     """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
-    window_starts(WINDOW_LENGTH + 1, options.stride)  # raises for a stride the windows cannot use
-    for name, value, low, high in (("steps", options.steps, 1, 1000), ("window_batch", options.window_batch, 1, 4096),
-                                   ("point_stride", options.point_stride, 1, 4096)):
-        if not low <= value <= high:
-            raise InputError(f"{name} is {value}; it must lie in {low}..{high}",
-                             f"pass --{name.replace('_', '-')} with a value in {low}..{high}")
-    if options.fps is not None and not 0 < options.fps < 1000:
-        raise InputError(f"fps is {options.fps}; it must lie in (0, 1000)", "pass --fps with the clip's frame rate")
+    check(options)  # every field's range, choices and pattern (engine/options.py)
+    check_stride(options.stride, model_package(options.model).WINDOW_LENGTH)
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
                     cancelled: Callable[[], bool] | None = None, log: Log | None = None) -> Path:
-    """Run the whole job; return the bundle folder. Nothing is written unless it succeeds.
-    `log` hears what the artist should know: where the model runs, and windows the alignment distrusted."""
+    """Run the whole job: clip -> window predictions -> alignment -> bundle. Nothing is written unless it succeeds.
+
+    Args:
+        options: the job (engine/options.py); checked before anything loads.
+        progress: hears (stage, fraction): "loading model", "reading video", the model's stages, the alignment's
+            "cameras" / "poses" / "depth", "writing bundle".
+        cancelled: polled between stages; when it returns True the job raises engine.errors.Cancelled.
+        log: hears (level, sentence) the artist should know: where the model runs, windows the alignment distrusted.
+
+    Returns:
+        The bundle folder (docs/formats.md): per clip frame a camera [4, 4], intrinsics [3, 3], a depth EXR
+        [H, W] and a point cloud, at the processing height with the clip's aspect.
+    """
     import torch
 
-    from ..alignment import AlignOptions, align, down_weighted_note
+    from ..alignment import align, down_weighted_note
     from ..formats.bundle import check_bundle_target, write_bundle
-    from ..models.geo4d.model import SamplingOptions
+    from ..formats.writable import check_writable
 
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     check_options(options)
-    try:
-        align_options = AlignOptions(**options.align)
-    except TypeError as exc:
-        raise InputError(f"unknown alignment option in {sorted(options.align)} ({exc})",
-                         "use the fields of engine.alignment.AlignOptions (engine/alignment/align.py)") from None
-    out = check_bundle_target(options.out)  # before the model runs, not after
+    check_writable(options.out)  # before the model loads: a read-only or full disk is named first
+    inputs = {"clip": options.video, "model directory": options.model_dir}
+    out = check_bundle_target(options.out, inputs)  # before the model runs, not after
     clip_size, _ = probe_video(options.video)
     started = time.perf_counter()
     progress("loading model", 0.0)
     model = load_model(options)
     progress("loading model", 1.0)
     device, precision = resolve_device(options)
-    log("info", f"Geo4D on {_describe_device(device)}, {precision}, {options.runtime} runtime")
+    log("info", f"{model.label} on {_describe_device(device)}, {precision}, {options.runtime} runtime")
     if device == "cpu":
-        log("warning", "Geo4D is running on the CPU: expect minutes per frame; use a CUDA GPU for whole shots")
-    multiple = model.size_multiple
+        log("warning", f"{model.label} is running on the CPU: expect minutes per frame; use a CUDA GPU for whole "
+                       "shots")
     if options.size is not None:
         size = options.size
-        check_size(size, multiple)
+        model.size_rule.check(size)
     else:
-        size = processing_size(clip_size, multiple)
+        size = model.size_rule.fit(clip_size)
+    check_memory(model, size, device, precision)
     start, stop = options.frames
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
+    if clip.shortfall():
+        log("warning", clip.shortfall())
     if cancelled():
         raise Cancelled()
     sampling = SamplingOptions(steps=options.steps, seed=options.seed, window_batch=options.window_batch)
@@ -215,14 +164,14 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
     # are then copied into the bundle: both copies must fit.
     spill_dir = next(folder for folder in out.parents if folder.is_dir())
-    num_windows = len(window_starts(len(clip.frames), options.stride))
-    check_disk_space(spill_dir, 2 * maps_bytes(num_windows, WINDOW_LENGTH, map_size))
+    starts = window_starts(len(clip.frames), options.stride, model.window_length)
+    check_disk_space(spill_dir, 2 * maps_bytes(len(starts), model.window_length, map_size))
     try:
-        windows = model.predict(clip.frames, clip.fps, options.stride, sampling, progress, cancelled,
+        windows = model.predict(clip.frames, clip.fps, starts, sampling, progress, cancelled,
                                 map_size=map_size, spill_dir=spill_dir)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         where = "GPU" if device.startswith("cuda") else "computer"
-        raise EngineError(f"the {where} ran out of memory running Geo4D at {size[0]}x{size[1]} ({precision}, "
+        raise EngineError(f"the {where} ran out of memory running {model.label} at {size[0]}x{size[1]} ({precision}, "
                           f"{options.window_batch} window(s) at a time): {exc}",
                           "use a smaller processing size, window batch 1, fp16 on a GPU, or close other programs "
                           "that use the memory") from exc
@@ -230,7 +179,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, align_options, progress)
+    recon = align(windows, options.align, progress)
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     note = down_weighted_note(windows, recon)
@@ -244,6 +193,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     progress("writing bundle", 0.0)
-    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride)
+    path = write_bundle(recon, out, windows=windows, point_stride=options.point_stride, inputs=inputs,
+                        window_storage=options.window_storage,
+                        progress=progress)  # the server's progress raises Cancelled on a cancel
     progress("writing bundle", 1.0)
     return path

@@ -11,9 +11,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
+from ..options import BundleOptions, check
 
-PROTOCOL_VERSION = 1
+# 2: a request that cannot be read is answered with its own id where the line has one (1: always "").
+# The add-on compares the pong's version with its own before its first request (docs/protocol.md).
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(EngineError):
@@ -35,7 +38,8 @@ class PingRequest:
 class ReconstructRequest:
     """Run a model over a clip and write a bundle (engine.pipeline.run_reconstruct).
 
-    options: the fields of engine.pipeline.ReconstructOptions by name (video, out, model, ...).
+    options: the fields of engine.options.ReconstructOptions by name (video, out, model, ..., and `align`, an
+    object of engine.options.AlignOptions' fields); built and checked when the job starts.
     """
 
     type: ClassVar[str] = "reconstruct"
@@ -49,14 +53,14 @@ class AlignRequest:
 
     windows: path of window predictions (docs/formats.md): a folder such as a bundle's `windows`, or a .npz.
     out: the bundle folder to write.
-    point_stride: keep every k-th pixel in x and y for the point clouds.
+    point_stride: keep every k-th pixel in x and y for the point clouds (engine.options.BundleOptions).
     """
 
     type: ClassVar[str] = "align"
     id: str
     windows: str
     out: str
-    point_stride: int = 1
+    point_stride: int = BundleOptions.__dataclass_fields__["point_stride"]  # the same field: one definition
 
 
 @dataclass
@@ -155,14 +159,29 @@ def decode(line: str, table: dict):
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not a JSON line: {exc}", "send one JSON object per line") from None
+    except RecursionError:
+        raise ProtocolError("the JSON line is nested too deeply to read",
+                            "send one flat JSON object per line (docs/protocol.md)") from None
     if not isinstance(obj, dict) or obj.get("type") not in table:
         raise ProtocolError(f"unknown message type {obj.get('type') if isinstance(obj, dict) else obj!r}",
                             f"use one of: {', '.join(table)}")
     return build(table[obj.pop("type")], obj)
 
 
+def request_id(line: str) -> str:
+    """The "id" of a request line that decode refused, where the line is a JSON object with a string id;
+    else "" (the error then answers no particular request)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return ""
+    found = obj.get("id") if isinstance(obj, dict) else None
+    return found if isinstance(found, str) else ""
+
+
 def build(cls, values: dict):
-    """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError."""
+    """cls(**values) for a dataclass, refusing unknown or missing fields with a clear ProtocolError, and values
+    outside their option's range or choices (nested options too) with an InputError (engine.options.check)."""
     what = getattr(cls, "type", cls.__name__)
     if not isinstance(values, dict):
         raise ProtocolError(f"'{what}' must be a JSON object, not {type(values).__name__}",
@@ -171,8 +190,14 @@ def build(cls, values: dict):
     unknown = sorted(set(values) - names)
     if unknown:
         raise ProtocolError(f"'{what}' has no field(s) {', '.join(unknown)}",
-                            f"its fields are: {', '.join(sorted(names))}")
+                            f"its fields are: {', '.join(sorted(names))} (if a newer Parallax add-on sent it, "
+                            "update the engine)")
     try:
-        return cls(**values)
+        message = cls(**values)
     except TypeError as exc:
         raise ProtocolError(f"'{what}': {exc}", "see docs/protocol.md for the required fields") from None
+    try:
+        check(message)
+    except InputError as exc:
+        raise ProtocolError(exc.problem, exc.fix) from None
+    return message

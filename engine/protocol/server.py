@@ -8,6 +8,7 @@ shutdown request or when stdin closes, which is what happens when Blender goes a
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -22,14 +23,18 @@ from ..errors import Cancelled, EngineError
 from ..reporting import Log, Progress
 from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
                        PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
-                       build, decode, encode)
+                       build, decode, encode, request_id)
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
+# The same on SIGTERM; then engine.cli removes what the job was writing. Below the add-on's wait
+# between SIGTERM and SIGKILL (blender_addon/engine_process.py TERMINATE_GRACE_S).
+TERMINATE_GRACE_S = 2.0
 
 
 def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
-    from ..pipeline.reconstruct import ReconstructOptions, run_reconstruct  # torch comes only with a model run
+    from ..options import ReconstructOptions
+    from ..pipeline.reconstruct import run_reconstruct  # torch comes only with a model run
 
     return run_reconstruct(build(ReconstructOptions, request.options), progress, cancelled, log)
 
@@ -37,17 +42,21 @@ def _reconstruct(request: ReconstructRequest, progress: Progress, cancelled: Cal
 def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bool], log: Log) -> Path:
     from ..windows.predictions import load_windows
 
+    from ..formats.bundle import check_bundle_target, write_bundle
+
+    inputs = {"window predictions": request.windows}
+    check_bundle_target(request.out, inputs)
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
     from ..alignment import align, down_weighted_note
-    from ..formats.bundle import write_bundle
 
     recon = align(windows, None, progress)
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
     progress("writing bundle", 0.0)
-    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride)
+    return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
+                        progress=progress)
 
 
 JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align}
@@ -73,17 +82,21 @@ class Server:
             self._out.flush()
 
     def serve(self, lines) -> int:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                request = decode(line, REQUESTS)
-            except ProtocolError as exc:
-                self.emit(ErrorEvent("", exc.problem, exc.fix))
-                continue
-            if isinstance(request, ShutdownRequest):
-                break
-            self._handle(request)
+        try:
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    request = decode(line, REQUESTS)
+                except ProtocolError as exc:
+                    self.emit(ErrorEvent(request_id(line), exc.problem, exc.fix))
+                    continue
+                if isinstance(request, ShutdownRequest):
+                    break
+                self._handle(request)
+        except SystemExit:  # SIGTERM (engine.cli.Terminated): a short grace for the job, then exit
+            self._stop_job(TERMINATE_GRACE_S)
+            raise
         self._stop_job()
         return 0
 
@@ -132,17 +145,26 @@ class Server:
             self._job = None
         self.emit(event)
 
-    def _stop_job(self) -> None:
+    def _stop_job(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         job = self._running()
         if job is not None:
             job.cancel.set()
-            job.thread.join(SHUTDOWN_GRACE_S)
+            job.thread.join(grace)
+
+
+# The errors of a disk that refuses writes: read-only, no permission, full, over quota.
+_DISK_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 
 
 def _error_event(job_id: str, exc: Exception) -> ErrorEvent:
     """What the user is told about a failed job: the error's own words, a missing package, or a bug."""
     if isinstance(exc, EngineError):
         return ErrorEvent(job_id, exc.problem, exc.fix)
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return ErrorEvent(job_id, f"cannot write{where}: {exc.strerror}",
+                          "choose a writable output folder with free space (a read-only disk, missing permissions "
+                          "or a full disk); nothing was written")
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != __name__.split(".")[0]:
         return ErrorEvent(job_id, f"the engine's Python ({sys.executable}) lacks the package '{exc.name}'",
                           "create the engine environment again in the add-on preferences, or install the "

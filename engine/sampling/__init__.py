@@ -1,0 +1,1 @@
+"""Diffusion sampling: the noise schedule and the DDIM sampler."""

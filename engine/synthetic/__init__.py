@@ -1,0 +1,1 @@
+"""Synthetic scenes with ground truth, simulated window predictions and metrics (development only)."""

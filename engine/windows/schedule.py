@@ -22,11 +22,16 @@ def window_starts(num_frames: int, stride: int, length: int = WINDOW_LENGTH) -> 
     """
     if num_frames < 1:
         raise InputError(f"the clip has {num_frames} frames", "choose a clip or frame range with at least one frame")
+    check_stride(stride, length)
+    return sliding_starts(num_frames, stride, length)
+
+
+def check_stride(stride: int, length: int = WINDOW_LENGTH) -> None:
+    """Refuse (InputError) a stride that leaves consecutive windows of `length` frames without shared frames."""
     if not 1 <= stride < length:
         # Windows must overlap: the alignment links them through their shared frames.
         raise InputError(f"window stride {stride} is not usable: windows of {length} frames must overlap",
                          f"pass a stride from 1 to {length - 1} (default 4)")
-    return sliding_starts(num_frames, stride, length)
 
 
 def sliding_starts(num_frames: int, stride: int, length: int = WINDOW_LENGTH) -> np.ndarray:

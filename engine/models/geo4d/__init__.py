@@ -1,0 +1,33 @@
+"""Geo4D: the video-diffusion model of point maps, rays and disparity, its weights, conversion and checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...windows.schedule import WINDOW_LENGTH
+
+LABEL = "Geo4D"
+__all__ = ["LABEL", "WINDOW_LENGTH", "load"]
+
+
+def load(model_dir: Path, device: str, dtype: str, runtime: str):
+    """The Geo4D WindowModel of a converted model directory, on `device` ("cpu", "cuda", "cuda:1") in `dtype`
+    ("float32", "float16" or "bfloat16"), its networks run by `runtime` ("torch" or "onnx")."""
+    import torch
+
+    from ...errors import EngineError, InputError
+    from .model import Geo4D
+    from .weights import load_geo4d
+
+    modules = load_geo4d(model_dir, device, getattr(torch, dtype))
+    if runtime == "torch":
+        return Geo4D.from_modules(modules, device)
+    if runtime != "onnx":
+        raise InputError(f"unknown runtime {runtime!r}", "use --runtime torch or --runtime onnx")
+    try:
+        from .onnx_backend import OnnxBackend
+    except ImportError as exc:
+        raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
+                          "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
+                          ) from exc
+    return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)

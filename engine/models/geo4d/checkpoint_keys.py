@@ -32,8 +32,10 @@ def strip_prefix(state: dict[str, T], prefix: str) -> dict[str, T]:
 def load_part(module: M, state: dict, prefix: str = "") -> M:
     """`module` holding the tensors of `state` under `prefix` (prefix stripped), in eval mode without gradients.
 
-    The load is strict (RuntimeError names every missing, unexpected or mis-shaped key) and assigns
-    the tensors themselves, so a module built on the meta device costs no memory until it is loaded
-    and takes the tensors' dtype."""
-    module.load_state_dict(strip_prefix(state, prefix), strict=True, assign=True)
+    The load is strict (RuntimeError names every missing, unexpected or mis-shaped key). A module built on
+    the meta device (no memory until loaded) takes the tensors themselves, in their dtype; any other module
+    copies them into its own parameters (whose memory layout, and so the kernels' summation order, stays
+    the module's)."""
+    on_meta = any(p.is_meta for p in module.parameters())
+    module.load_state_dict(strip_prefix(state, prefix), strict=True, assign=on_meta)
     return module.eval().requires_grad_(False)

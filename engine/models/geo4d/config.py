@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...errors import ModelError
+
 OFFICIAL_CONFIG = Path(__file__).with_name("official_config.json")
 
 
@@ -18,14 +20,33 @@ def load_config(path: str | Path = OFFICIAL_CONFIG) -> dict:
     """Returns {"model": {"target", "params"}, "pointmap_vae_config": {...}} from the official config
     (default) or from a fixture folder's `tiny_config.json` (its `yaml_equivalent`, plus its
     `open_clip_model_config` {"name", "config"} for the tiny CLIP architecture)."""
-    data = json.loads(Path(path).read_text())
-    if "yaml_equivalent" not in data:
-        return data
-    config = dict(data["yaml_equivalent"])
-    if "open_clip_model_config" in data:
+    path = Path(path)
+    fix = "pass a Geo4D config JSON (leave --config out for the official one)"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read the config {path} ({exc})", fix) from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f"the config {path} is not valid JSON ({exc})", fix) from None
+    config = data
+    if isinstance(data, dict) and "yaml_equivalent" in data:
+        config = dict(data["yaml_equivalent"]) if isinstance(data["yaml_equivalent"], dict) else {}
+    if isinstance(data, dict) and "open_clip_model_config" in data:
         # A fixture's tiny CLIP is not an open_clip built-in; conditioning registers it from here.
         config["open_clip_model_config"] = data["open_clip_model_config"]
+    for part in _REQUIRED:
+        value = config
+        for key in part:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            raise ModelError(f"the config {path} lacks {'.'.join(part)} (a JSON object): it is not a Geo4D config",
+                             fix)
     return config
+
+
+# The parts every Geo4D config has (the networks' params).
+_REQUIRED = (("model", "params", "unet_config", "params"), ("model", "params", "first_stage_config", "params"),
+             ("model", "params", "image_proj_stage_config", "params"), ("pointmap_vae_config", "params"))
 
 
 def model_params(config: dict) -> dict:

@@ -9,17 +9,19 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ...errors import ModelError
+from ...formats.writable import check_writable
 from ...sampling.schedule import NoiseSchedule
 from .checkpoint_keys import CONDITIONING_PREFIXES, FIRST_STAGE_PREFIX, POINTMAP_VAE_PREFIX, UNET_PREFIX, strip_prefix
 from .conditioning import constant_context
 from .config import OFFICIAL_CONFIG, load_config, model_params
-from .model_dir import DTYPES, NETWORKS, write_model_dir
+from .model_dir import DTYPES, NETWORKS, check_model_target, write_model_dir
 from .weights import check_state_dicts
 
 # Converted file -> prefix of its keys in the source state_dict.
@@ -36,6 +38,7 @@ def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.T
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{role} {path} does not exist", "pass the path of the downloaded checkpoint file")
+    check_zip_crcs(path, role)
     try:
         # mmap keeps a 10 GB checkpoint out of RAM; only zip-format (torch >= 1.6) files allow it.
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
@@ -55,6 +58,23 @@ def load_checkpoint_state_dict(path: str | Path, role: str) -> dict[str, torch.T
         raise ModelError(f"{role} {path} has no 'state_dict' of tensors",
                          "pass the official Lightning checkpoint (a dict with a 'state_dict' entry)")
     return state
+
+
+def check_zip_crcs(path: Path, role: str) -> None:
+    """ModelError when a zip-format checkpoint has a member whose bytes fail their CRC-32: torch.load with mmap
+    never checks them, so flipped bytes would load as wrong weights. (Legacy non-zip checkpoints carry no
+    checksums; their damage shows in the safe load.)"""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise ModelError(f"{role} {path} is a damaged zip archive ({exc})",
+                         "download it again; the file is probably truncated or corrupted") from None
+    if bad is not None:
+        raise ModelError(f"{role} {path} is corrupted: the bytes of its entry {bad} fail their CRC-32 check",
+                         "download it again (a damaged disk or transfer changed it)")
 
 
 def split_model_state(state: dict[str, torch.Tensor], role: str = "model.ckpt") -> dict[str, dict[str, torch.Tensor]]:
@@ -94,20 +114,31 @@ def pointmap_vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | Path, dtype: str = "fp16",
                   config_path: str | Path = OFFICIAL_CONFIG,
                   log: Callable[[str], None] = print) -> Path:
-    """Write a converted model directory at out_dir (an older one there is replaced only on success)."""
+    """Convert the official checkpoints into a model directory (model_dir.py).
+
+    Args:
+        model_ckpt, vae_ckpt: Geo4D's model.ckpt and vae.ckpt, loaded without running pickled code.
+        out_dir: the directory to write; an older converted one there is replaced only on success.
+        dtype: storage precision of the networks, "fp16", "bf16" or "fp32" (the context stays float32).
+        config_path: the architecture (the official one, or a fixture folder's tiny_config.json).
+        log: hears one line per step.
+
+    Returns:
+        out_dir, absolute. ModelError names a checkpoint that is not Geo4D's or does not fit the config.
+    """
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")
+    out_dir = check_model_target(out_dir, {"model checkpoint": model_ckpt, "VAE checkpoint": vae_ckpt,
+                                           "config": config_path})
     config = load_config(config_path)
-    out_dir = Path(out_dir).expanduser().absolute()
-    if out_dir.exists() and not (out_dir / "manifest.json").is_file() and any(out_dir.iterdir()):
-        raise ModelError(f"{out_dir} exists and is not a converted model directory",
-                         "choose an empty or new folder for --out")
 
+    check_writable(out_dir)  # before gigabytes are loaded
     log(f"loading {model_ckpt} (weights only, memory-mapped)")
     parts = split_model_state(load_checkpoint_state_dict(model_ckpt, "model.ckpt"))
     log(f"loading {vae_ckpt}")
     parts["pointmap_vae"] = pointmap_vae_state(load_checkpoint_state_dict(vae_ckpt, "vae.ckpt"))
     check_state_dicts(config, {k: parts[k] for k in NETWORKS})
+    check_finite(parts)
     check_schedule(parts.pop("schedule"), config)
 
     log("computing the constant conditioning context (CLIP text + blank-frame image tokens)")
@@ -117,3 +148,14 @@ def convert_geo4d(model_ckpt: str | Path, vae_ckpt: str | Path, out_dir: str | P
     log(f"wrote {out_dir}")
     return out_dir
 
+
+def check_finite(parts: dict[str, dict[str, torch.Tensor]]) -> None:
+    """ModelError naming the tensors that hold NaN or inf (a damaged or diverged checkpoint): a model with them
+    runs and returns NaN geometry."""
+    bad = [(part, key, int((~torch.isfinite(v)).sum())) for part, state in parts.items() for key, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        part, key, count = bad[0]
+        raise ModelError(f"{len(bad)} tensors of the checkpoints hold NaN or inf values, the first {part} {key} "
+                         f"({count} values)", "download the official checkpoints again; a training run that "
+                         "diverged or a damaged copy cannot be converted")

@@ -8,13 +8,14 @@ v-prediction, dynamic rescale, fps conditioning, constant context), but built fo
   the batch size;
 - decoding runs a few frames at a time, so memory stays bounded for any clip length.
 
-The networks sit behind a backend (`TorchBackend` here; the ONNX Runtime one lives in
-engine/runtime/) with three calls: encode, denoise and decode.
+The networks sit behind a backend (`TorchBackend` here; the ONNX Runtime one in onnx_backend.py)
+with three calls: encode, denoise and decode. `Geo4D` is the pipeline's WindowModel
+(engine/models/window_model.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -24,17 +25,18 @@ import torch
 from ...errors import Cancelled
 from ...windows.predictions import WindowPredictions, new_maps
 from ...windows.resize import resize_frames, resize_window_maps
-from ...windows.schedule import WINDOW_LENGTH, window_lengths, window_starts
+from ...windows.schedule import WINDOW_LENGTH, window_lengths
 from ...reporting import Progress
 from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
-from .config import model_params, size_multiple
+from .config import model_params, size_multiple, vae_params
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
 from .weights import Geo4DModules
-
+from .. import window_model
+from ..window_model import SizeRule
 
 
 class Backend(Protocol):
@@ -78,19 +80,41 @@ class TorchBackend(VaeBackend):
         return self.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
 
 
-@dataclass
-class SamplingOptions:
-    """How windows are sampled. Results depend only on `steps`, `seed` and `fs`, not on batching."""
+TRAINING_SIZE = (320, 512)  # (H, W) Geo4D was trained at
 
-    steps: int = 5
-    seed: int = 123
+
+@dataclass
+class SamplingOptions(window_model.SamplingOptions):
+    """How windows are sampled: the shared settings, plus Geo4D's. Results depend only on `steps`, `seed`
+    and `fs`, not on batching."""
+
     fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
-    window_batch: int = 1     # windows denoised together (more = faster on a large GPU)
     encode_chunk: int = 8     # frames per VAE encoder call
 
 
+def size_rule(config: dict) -> SizeRule:
+    """The processing sizes of a Geo4D configuration (sides multiples of config.size_multiple)."""
+    return SizeRule(size_multiple(config), TRAINING_SIZE, "Geo4D")
+
+
+def memory_floor(config: dict, size: tuple[int, int], precision: str) -> tuple[int, str]:
+    """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W). The VAE's
+    first full-resolution convolution holds its input and output, [frames, ch, H, W] each in the run precision
+    (one encoder call's frames), and one window's frames are held as uint8 RGB. (Weights, the UNet and the VAE's
+    other layers come on top: at 320x512 the measured peak is about 2.9 times this bound, docs/models.md.)"""
+    h, w = size
+    element = 4 if precision == "fp32" else 2
+    layers = 2 * SamplingOptions.encode_chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
+    clip = WINDOW_LENGTH * h * w * 3
+    return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {precision}, "
+                           f"{clip / 1e9:,.1f} GB for one window's frames")
+
+
 class Geo4D:
-    """The assembled model: `predict(frames, ...)` gives the window predictions of a clip."""
+    """The assembled model: `predict(frames, ...)` gives the window predictions of a clip (a WindowModel)."""
+
+    label = "Geo4D"
+    window_length = WINDOW_LENGTH
 
     def __init__(self, backend: Backend, config: dict, context: torch.Tensor, device: str | torch.device):
         self.backend = backend
@@ -108,25 +132,46 @@ class Geo4D:
         """Frame sides must be multiples of this (config.size_multiple)."""
         return size_multiple(self.config)
 
-    @torch.no_grad()
-    def predict(self, frames: np.ndarray, fps: float, stride: int = 4, options: SamplingOptions | None = None,
-                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
-                map_size: tuple[int, int] | None = None, spill_dir: Path | None = None) -> WindowPredictions:
-        """frames [N, H, W, 3] with H, W multiples of `size_multiple`: uint8 sRGB, or float32 already
-        in the model's [-1, 1] -> WindowPredictions (maps in each window's first-camera frame,
-        OpenCV axes; rgb kept when the frames are uint8) at map_size (default H x W). Each window
-        is resized as it is made, so only the output size is ever held for the whole clip.
+    @property
+    def size_rule(self) -> SizeRule:
+        return size_rule(self.config)
 
-        spill_dir: a folder for nameless temporary files that hold the maps as they are made, so that
-        a long clip's maps need not fit in memory (`new_maps`); None keeps them in memory."""
+    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
+        return memory_floor(self.config, size, precision)
+
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray,
+                options: window_model.SamplingOptions | None = None, progress: Progress | None = None,
+                cancelled: Callable[[], bool] | None = None, map_size: tuple[int, int] | None = None,
+                spill_dir: Path | None = None) -> WindowPredictions:
+        """A clip's window predictions (each window is resized as it is made, so only the output size is
+        ever held for the whole clip).
+
+        Args:
+            frames: [N, H, W, 3] with H, W multiples of `size_multiple`: uint8 sRGB, or float32 already in
+                the model's [-1, 1].
+            fps: the clip's frame rate (the fps conditioning unless options.fs is set).
+            starts: int64[G], first frame of each 16-frame window (engine.windows.schedule.window_starts).
+            options: SamplingOptions (the shared ones get Geo4D's defaults for fs and encode_chunk).
+            progress, cancelled: stages "encoding" and "diffusion"; Cancelled is raised when cancelled().
+            map_size: (H', W') of the returned maps (default H x W).
+            spill_dir: a folder for nameless temporary files that hold the maps as they are made, so that
+                a long clip's maps need not fit in memory (`new_maps`); None keeps them in memory.
+
+        Returns:
+            WindowPredictions at map_size: maps in each window's first-camera frame (OpenCV axes), rgb kept
+            when the frames are uint8.
+        """
         options = options or SamplingOptions()
+        if not isinstance(options, SamplingOptions):
+            options = SamplingOptions(**asdict(options))
         progress = progress or (lambda stage, fraction: None)
         cancelled = cancelled or (lambda: False)
         n, h, w, _ = frames.shape
         m = self.size_multiple
         if h % m or w % m:
             raise ValueError(f"frames are {h}x{w}; Geo4D needs multiples of {m}")
-        starts = window_starts(n, stride)
+        starts = np.asarray(starts, np.int64)
         lengths = window_lengths(starts, n)
         fs = int(fps) if options.fs is None else int(options.fs)
         plan = DDIMPlan.make(self.schedule, options.steps)

@@ -98,7 +98,8 @@ class UNet3D(nn.Module):
         if fs_condition:
             self.fps_embedding = _mlp(model_channels, time_embed_dim)
 
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
+        self.input_blocks = nn.ModuleList(
+            [TimestepEmbedSequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
         if addition_attention:
             # The official code builds this one with 8 heads and without use_linear (Conv1d projections).
             self.init_attn = TimestepEmbedSequential(
@@ -142,7 +143,8 @@ class UNet3D(nn.Module):
         params = dict(params)
         for name, required in _REQUIRED_FLAGS.items():
             if name in params and params.pop(name) != required:
-                raise ModelError(f"UNet config sets {name}, which Geo4D does not use and this engine does not implement",
+                raise ModelError(f"UNet config sets {name}, which Geo4D does not use and this engine does not "
+                                 "implement",
                                  f"use a Geo4D configuration ({name}: {required})")
         for name in _IGNORED_FLAGS:
             params.pop(name, None)

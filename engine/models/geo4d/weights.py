@@ -67,7 +67,15 @@ def check_state_dicts(config: dict, states: dict[str, dict[str, torch.Tensor]]) 
 
 def load_geo4d(directory: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> Geo4DModules:
-    """Verify and load a converted directory; modules in eval mode on `device` in `dtype`."""
+    """Verify and load a converted directory.
+
+    Args:
+        directory: a converted model directory (model_dir.py); checked against its manifest first.
+        device, dtype: where and in which precision the networks go.
+
+    Returns:
+        Geo4DModules: the three networks in eval mode without gradients, and the context [1, 77 + 16*16, C].
+    """
     directory = Path(directory).expanduser()
     meta = verify_model_dir(directory)
     config = meta["config"]

@@ -42,8 +42,9 @@ class Attention(nn.Module):
         q, k, v = (proj(y).reshape(n, h * w, self.heads, c // self.heads).transpose(1, 2)
                    for proj in (self.to_q, self.to_k, self.to_v))
         y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, h * w, c)
-        y = self.to_out[0](y)
-        return x + y.transpose(1, 2).reshape(n, c, h, w)
+        # The attention output first, as in diffusers: the sum keeps its (channels-last) layout, and the
+        # convolutions after it round as the official's do.
+        return self.to_out[0](y).transpose(1, 2).reshape(n, c, h, w) + x
 
 
 class DownEncoderBlock2D(nn.Module):

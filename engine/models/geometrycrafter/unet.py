@@ -288,7 +288,7 @@ class SpatioTemporalUNet(nn.Module):
                              f"resize the frames to multiples of {8 * self.size_multiple} pixels")
         dtype = self.conv_in.weight.dtype
         emb = self.embedding(timestep, added_time_ids, dtype).repeat_interleave(t, dim=0)
-        context = encoder_hidden_states.flatten(0, 1).unsqueeze(1)
+        context = encoder_hidden_states.flatten(0, 1).unsqueeze(1).to(dtype)
 
         x = self.conv_in(sample.flatten(0, 1).to(dtype))
         skips = [x]

@@ -33,8 +33,10 @@ def run(folder: Path, config: dict, device: str = "cpu") -> list[CheckResult]:
     for name in ("zero_frame", "test_image"):
         pixels = cond.preprocess_frame(fx[name])
         results.append(compare(f"cond.{name}_preprocessed", pixels, fx[f"{name}_preprocessed"]))
-        results.append(compare(f"cond.{name}_clip_tokens", cond.image_tokens(vision, pixels), fx[f"{name}_clip_tokens"]))
+        results.append(compare(f"cond.{name}_clip_tokens", cond.image_tokens(vision, pixels),
+                               fx[f"{name}_clip_tokens"]))
     resampler = cond.load_resampler(config, weights)
-    results.append(compare("cond.image_context", resampler(fx["zero_frame_clip_tokens"]), fx["image_context"], ATOL_UNET))
+    results.append(compare("cond.image_context", resampler(fx["zero_frame_clip_tokens"]), fx["image_context"],
+                           ATOL_UNET))
     results.append(compare("cond.c_crossattn", cond.constant_context(weights, config), fx["c_crossattn"]))
     return results

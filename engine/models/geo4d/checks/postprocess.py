@@ -105,7 +105,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
     cams = cameras_from_plucker(fx["rays.raymap"][0].permute(1, 2, 3, 0),
                                      fx["rays.crossmap"][0].permute(1, 2, 3, 0))
     return [
-        compare("post.denormalize", post.denormalize_pointmap(fx["denorm.in"], 2.0, 2.0), fx["denorm.out_alpha2_beta2"]),
+        compare("post.denormalize", post.denormalize_pointmap(fx["denorm.in"], 2.0, 2.0),
+                fx["denorm.out_alpha2_beta2"]),
         compare("post.sky_mask_eps0.35", post.sky_mask(masks_in, 1.05, 0.35), fx["masks.sky_eps0.35"], 0.0),
         compare("post.sky_mask_eps0.1", post.sky_mask(masks_in, 1.05, 0.1), fx["masks.sky_eps0.1"], 0.0),
         compare("post.far_away_mask", post.far_away_mask(masks_in, 1.99), fx["masks.far_1.99"], 0.0),

@@ -12,9 +12,6 @@ from ..unet import SpatioTemporalUNet
 from . import CheckResult, compare, load_tensors, load_tiny
 
 FIXTURE = "unet_forward.safetensors"
-CASES = {"caseA": "unet_diff", "caseB": "unet_diff", "determ": "unet_determ"}
-# The determ case was called with this python float (a float64 timestep inside the forward).
-DETERM_TIMESTEP = 1.6378
 
 
 def load_tiny_unet(folder: Path, config: dict, variant: str, device: torch.device | str = "cpu") -> SpatioTemporalUNet:
@@ -40,12 +37,16 @@ def _capture(unet: SpatioTemporalUNet, captured: dict) -> list:
 def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
     data = load_tensors(Path(folder) / FIXTURE, device)
     results = []
-    for case, name in CASES.items():
-        unet = load_tiny_unet(folder, config, name.split("_")[1], device)
+    for case in sorted({key.split(".")[0] for key in data}):
+        # Cases named determ* run the determ UNet, with the timestep as a python float (float64 inside
+        # the forward, as the official pipeline passes it); the others the diff UNet with a tensor.
+        determ = case.startswith("determ")
+        unet = load_tiny_unet(folder, config, "determ" if determ else "diff", device)
         captured: dict[str, torch.Tensor] = {}
         hooks = _capture(unet, captured)
         try:
-            timestep = DETERM_TIMESTEP if case == "determ" else data[f"{case}.timestep"][0]
+            timestep = data[f"{case}.timestep"][0]
+            timestep = float(timestep) if determ else timestep
             captured["out"] = unet(data[f"{case}.sample"], timestep, data[f"{case}.encoder_hidden_states"],
                                    data[f"{case}.added_time_ids"])
         finally:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelError
-from ..models.geo4d.model import VaeBackend
-from ..models.geo4d.vae import Posterior
+from ...errors import ModelError
+from .model import VaeBackend
+from .vae import Posterior
 from . import onnx_export
 
 _NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -54,7 +54,7 @@ class OnnxGraph:
 
         path = Path(path)
         if not path.is_file():
-            raise ModelError(f"the ONNX graph {path} does not exist", "export it with engine.runtime.onnx_export")
+            raise ModelError(f"the ONNX graph {path} does not exist", "export it with engine.models.geo4d.onnx_export")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # the CUDA provider logs every CPU-placed shape node otherwise
         try:

@@ -27,9 +27,9 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import ModelError
-from ..models.geo4d.attention import TEXT_TOKENS
-from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME, UNet3D
+from ...errors import ModelError
+from .attention import TEXT_TOKENS
+from .unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 
 OPSET = 17
 _IMAGE_AXES = {0: "n", 2: "height", 3: "width"}

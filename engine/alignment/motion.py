@@ -1,0 +1,198 @@
+"""Cameras of every window slot from point maps in each frame's own camera (a model without rays).
+
+Within a window the point maps share one scale, so two slots a and b of it are related by a rigid
+motion: X_b = R_ab X_a + t_ab for the same scene point. Optical flow (correspondences.py) says which
+pixel q' of b shows the point of a's pixel q; b's own point there, X_b(q'), is read from b's map.
+Per pair of slots:
+  - a rigid fit of the 3D-3D matches (Kabsch, residuals relative to depth) starts the motion;
+  - Gauss-Newton refines it on two residuals per match: the 3D-2D one, R X_a + t projected with b's
+    focal against the pixel q' (pixels: what flow measures well), and the depth one, log of its depth
+    against log |X_b(q')|_z (what the point map measures well). Each is scaled by its own robust
+    spread in the pair, and a match far off in either (a moving object, a wrong match, a depth
+    outlier) is down-weighted (Cauchy), so it loses its say.
+Then per window, over all its pairs (each slot with the slots 1, 2, 4, 8, ... frames later):
+  - rotation averaging (poses.average_rotations, the window's first slot fixed to the identity);
+  - the camera centres from the pairs' translations (poses.window_translations, the first slot at the
+    origin: a's centre is at t_ab in b's frame), reweighted again.
+The result is every slot's camera in its window's frame, as the rays or a DLT give it for Geo4D; the
+rest of the alignment (window similarities, fusion, smoothing, depth) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from ..windows.predictions import WindowPredictions
+from .cameras import SlotCameras
+from .correspondences import FlowMatcher, bilinear
+from .geometry import axis_angle_to_rotation, project_to_rotation, sample_pixels, umeyama
+from .poses import average_rotations, window_translations
+from .robust import cauchy_weights, median_of_valid
+
+MATCH_PIXELS = 1024  # pixels per frame followed by the flow (matches are cheap; more points steady the fits)
+MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to this gap
+PAIR_CHUNK = 128  # pairs fitted at once (peak about 110 MB for 128 pairs of 1024 matches, measured)
+
+
+@dataclass
+class SlotMatches:
+    """The same scene points seen by two slots of one window: M pairs of P sampled pixels.
+
+    a, b: int64[M] slot indices; points_a, points_b: float64[M, P, 3] each in its own camera frame;
+    pixels_b: float64[M, P, 2] where b sees a's sampled pixels (centred, like geometry.centred_pixels);
+    weight: float64[M, P] (0 = no usable match).
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    points_a: np.ndarray
+    points_b: np.ndarray
+    pixels_b: np.ndarray
+    weight: np.ndarray
+
+
+def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, first_slot: int) -> SlotMatches:
+    """Flow-matched points of window g's slot pairs (a, a + 1), (a, a + 2), (a, a + 4), ...
+    first_slot: the slot index of the window's first frame."""
+    h, w = windows.image_size
+    v, u = matcher.v, matcher.u
+    start, length = int(windows.window_starts[g]), int(windows.window_lengths[g])
+    maps = np.asarray(windows.pointmap[g, :length], np.float64)
+    valid = np.asarray(windows.pointmap_conf[g, :length] > 0, np.float64)
+    a_list, b_list, pa, pb, qb, weights = [], [], [], [], [], []
+    gap = 1
+    while gap < min(length, MAX_GAP + 1):
+        for ta in range(length - gap):
+            tb = ta + gap
+            target, ok = matcher.match(start + ta, start + tb)
+            x_a = maps[ta, v, u]
+            x_b = bilinear(maps[tb], target)
+            usable = ok & (valid[ta, v, u] > 0) & (bilinear(valid[tb][..., None], target)[:, 0] > 0.999)
+            usable &= (x_a[:, 2] > 0) & (x_b[:, 2] > 0)
+            a_list.append(first_slot + ta)
+            b_list.append(first_slot + tb)
+            pa.append(x_a)
+            pb.append(x_b)
+            qb.append(target + 0.5 - np.array([w / 2.0, h / 2.0]))
+            weights.append(usable.astype(np.float64))
+        gap *= 2
+    p = len(v)
+    if not a_list:  # a one-frame window
+        return SlotMatches(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, p, 3)), np.zeros((0, p, 3)),
+                           np.zeros((0, p, 2)), np.zeros((0, p)))
+    return SlotMatches(np.asarray(a_list, np.int64), np.asarray(b_list, np.int64), np.stack(pa), np.stack(pb),
+                       np.stack(qb), np.stack(weights))
+
+
+@dataclass
+class RelativeMotions:
+    """Rigid motions X_b = R X_a + t of M slot pairs: rotation [M, 3, 3], translation [M, 3] (window units);
+    inlier: [M, P] each match's final weight; pixel_spread: [M] robust spread of the reprojection (pixels)."""
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    inlier: np.ndarray
+    pixel_spread: np.ndarray
+
+
+def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = True,
+                     steps: int = 6) -> RelativeMotions:
+    """The motion of every matched pair: Kabsch on the 3D-3D matches, then Gauss-Newton on the 3D-2D
+    (pixel) and depth residuals, each reweighted (Cauchy). focal_b: [M] b's focal, pixels."""
+    m = len(matches.a)
+    usable = matches.weight > 0
+    depth_b = np.maximum(matches.points_b[..., 2], 1e-12)
+    w0 = np.where(usable, matches.weight, 0.0)
+    enough = usable.sum(axis=1) >= 6
+    safe_w = np.where(enough[:, None], w0 / depth_b**2, 1.0)  # placeholder for pairs without matches
+    _, rotation, translation = umeyama(matches.points_a, matches.points_b, safe_w, with_scale=False)
+    rotation[~enough], translation[~enough] = np.eye(3), 0.0
+    robust_w = np.ones_like(w0)
+    spread_px = np.ones(m)
+    for _ in range(steps):
+        y = matches.points_a @ np.swapaxes(rotation, 1, 2) + translation[:, None]
+        ahead = usable & (y[..., 2] > 1e-9)
+        z = np.where(ahead, y[..., 2], 1.0)
+        r_px = focal_b[:, None, None] * y[..., :2] / z[..., None] - matches.pixels_b
+        r_z = np.log(z) - np.log(depth_b)
+        e_px, e_z = np.linalg.norm(r_px, axis=2), np.abs(r_z)
+        spread_px = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_px, ahead, axis=1), nan=1.0), 0.02)
+        spread_z = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_z, ahead, axis=1), nan=1.0), 1e-4)
+        if robust:
+            robust_w = cauchy_weights(e_px, 0.02, ahead) * cauchy_weights(e_z, 1e-4, ahead)
+        w = np.where(ahead, w0 * robust_w, 0.0)
+        # Jacobians of both residuals for the update Y -> Y + omega x Y + delta (6 unknowns per pair).
+        jy_px = np.zeros(y.shape[:2] + (2, 3))
+        jy_px[..., 0, 0] = jy_px[..., 1, 1] = 1.0 / z
+        jy_px[..., :, 2] = -y[..., :2] / z[..., None] ** 2
+        jy_px *= (focal_b / spread_px)[:, None, None, None]
+        jy_z = np.zeros(y.shape[:2] + (1, 3))
+        jy_z[..., 0, 2] = 1.0 / z
+        jy_z /= spread_z[:, None, None, None]
+        jac_y = np.concatenate([jy_px, jy_z], axis=2)  # [M, P, 3, 3]: d residual / d Y
+        skew = np.zeros(y.shape + (3,))
+        skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -y[..., 2], y[..., 1], -y[..., 0]
+        skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = y[..., 2], -y[..., 1], y[..., 0]
+        jac = np.concatenate([-jac_y @ skew, jac_y], axis=3)  # [M, P, 3, 6]: d residual / d (omega, delta)
+        res = np.concatenate([r_px / spread_px[:, None, None], (r_z / spread_z[:, None])[..., None]], axis=2)
+        jac = jac.reshape(m, -1, 6)  # rows: 3 residuals per match
+        weighted = jac * np.repeat(w, 3, axis=1)[..., None]
+        normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(6)  # batched matmul: BLAS, unlike einsum
+        step = -np.linalg.solve(normal, np.swapaxes(weighted, 1, 2) @ res.reshape(m, -1, 1))[..., 0]
+        step[~enough] = 0.0
+        turn = axis_angle_to_rotation(step[:, :3])
+        rotation = turn @ rotation
+        translation = np.einsum("mij,mj->mi", turn, translation) + step[:, 3:]
+    return RelativeMotions(project_to_rotation(rotation), translation, np.where(usable, w0 * robust_w, 0.0),
+                           spread_px)
+
+
+def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: np.ndarray,
+                        robust: bool = True) -> SlotCameras:
+    """Every slot's camera in its window's frame from camera-frame point maps and optical flow.
+
+    slot_t: int[S] position of each slot in its window; focal: [S] each slot's focal (pixels), used for
+    the 3D-2D residuals and passed through. Slots no match ties to their window keep the identity camera.
+    Matches are made and fitted a window (and a chunk of pairs) at a time, so memory stays bounded.
+    """
+    num_slots = len(slot_t)
+    anchors = np.flatnonzero(slot_t == 0)
+    h, w = windows.image_size
+    v, u, _ = sample_pixels(h, w, MATCH_PIXELS)
+    matcher = FlowMatcher(windows.rgb, v, u)
+    a, b, rel, trans, support, depth = [], [], [], [], [], []
+    for g in range(windows.num_windows):
+        matches = window_matches(windows, g, matcher, int(anchors[g]))
+        for lo in range(0, len(matches.a), PAIR_CHUNK):
+            part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
+            motion = relative_motions(part, focal[part.b], robust)
+            a.append(part.a)
+            b.append(part.b)
+            rel.append(motion.rotation)
+            trans.append(motion.translation)
+            support.append(motion.inlier.sum(axis=1) / motion.pixel_spread**2)
+            depth.append(median_of_valid(part.points_a[..., 2], motion.inlier > 0, axis=1))
+    if not a:  # one-frame windows only
+        return SlotCameras(rotation=np.tile(np.eye(3), (num_slots, 1, 1)), centre=np.zeros((num_slots, 3)),
+                           focal=np.asarray(focal, float))
+    a, b, rel, trans, support, depth = (np.concatenate(x) for x in (a, b, rel, trans, support, depth))
+    prior = support / max(float(support.max()), 1e-12) + 1e-6
+    # C_a^T C_b = R_ab^T for camera-to-window rotations C.
+    rotation = average_rotations(np.swapaxes(rel, 1, 2), a, b, num_slots, prior, anchors, robust)
+    # a's centre is at t_ab in b's frame: C_a 0 + o_a = C_b t_ab + o_b, relative to the scene's depth.
+    poses = window_translations(np.zeros((len(prior), 1, 3)), trans[:, None], prior[:, None],
+                                np.nan_to_num(depth, nan=1.0)[:, None], a, b, rotation, np.ones(num_slots), robust,
+                                anchors)
+    return SlotCameras(rotation=rotation, centre=poses.translation, focal=np.asarray(focal, float))
+
+
+def in_own_cameras(windows: WindowPredictions, cameras: SlotCameras, slot_window: np.ndarray,
+                   slot_t: np.ndarray) -> WindowPredictions:
+    """Window-frame point maps moved into each slot's own camera (camera [S] in the window frame): the
+    same predictions as a model without rays would give them (a copy of the point maps in memory)."""
+    pointmap = np.zeros(windows.pointmap.shape, np.float32)
+    for s, (g, t) in enumerate(zip(slot_window, slot_t)):
+        pointmap[g, t] = (np.asarray(windows.pointmap[g, t], np.float64) - cameras.centre[s]) @ cameras.rotation[s]
+    return replace(windows, pointmap=pointmap, pointmap_frame="camera")

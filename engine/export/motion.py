@@ -1,0 +1,79 @@
+"""Which pixels of a bundle show moving things: each frame's depth checked against the other frames'.
+
+A point is projected into other frames (offsets 1, 2, 3, 5, 8, 11, ... both ways); where it
+lands in front of the surface that frame saw (by more than MOTION_TOLERANCE of that depth), that frame looked
+through the place the point should be, so the point was not there then. A point that enough of the frames
+which see its place contradict (MOTION_FRACTION) is moving; nearby frames may still agree, as a moving object
+covers much of its own place a frame later. The depth compared is the nearest in a 3 x 3 neighbourhood, so
+the edges of static foreground objects are not mistaken for motion. Only a place some other frame sees free
+is evidence: an object that never uncovers its place in view stays.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..formats.exr import read_depth_exr
+from .shot import Shot, project
+
+MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen through"
+# A point is moving when at least this fraction, and at least MOTION_MIN_VOTES, of the frames that see its place
+# contradict it (measured on the procedural scenes with simulated predictions: tests/test_export.py).
+MOTION_FRACTION = 0.25
+MOTION_MIN_VOTES = 2
+
+
+def read_depth_maps(shot: Shot) -> np.ndarray:
+    """float32[N, H, W] each frame's depth, the nearest valid depth in a 3 x 3 neighbourhood (inf = none)."""
+    out = np.empty((len(shot.frames), *shot.map_size), np.float32)
+    for i, f in enumerate(shot.bundle.frames):
+        d, _ = read_depth_exr(f.depth_path)
+        if d.shape != shot.map_size:
+            raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
+                             f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
+        out[i] = cv2.erode(np.where(d > 0, d, np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
+    return out
+
+
+def _neighbours(i: int, n: int) -> list[int]:
+    """The frames frame i is checked against: offsets growing by half each step (1, 2, 3, 5, 8, 11, 17, ...)."""
+    offsets = sorted({round(1.5 ** k) for k in range(int(np.log(max(n, 2)) / np.log(1.5)) + 2)})
+    return [j for o in offsets for j in (i - o, i + o) if 0 <= j < n]
+
+
+def motion_votes(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(votes, checked) int32[P]: for the points xyz [P, 3] of frames `frame` [P], how many other frames
+    contradict them and how many saw their place (depth: read_depth_maps)."""
+    n = len(shot.frames)
+    h, w = shot.map_size
+    w2c = shot.world_to_camera()
+    votes = np.zeros(len(xyz), np.int32)
+    checked = np.zeros(len(xyz), np.int32)
+    for i in range(n):
+        own = np.flatnonzero(frame == i)
+        for j in _neighbours(i, n):
+            pix, z = project(shot.K[j], w2c[j], xyz[own])
+            with np.errstate(invalid="ignore"):
+                inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
+            idx = own[inside]
+            seen = depth[j, pix[inside, 1].astype(int), pix[inside, 0].astype(int)]
+            finite = np.isfinite(seen)
+            checked[idx[finite]] += 1
+            votes[idx[finite]] += z[inside][finite] < seen[finite] * (1 - MOTION_TOLERANCE)
+    return votes, checked
+
+
+def is_moving(votes: np.ndarray, checked: np.ndarray) -> np.ndarray:
+    """bool[...]: enough of the frames that saw the place contradict it (MOTION_FRACTION, MOTION_MIN_VOTES)."""
+    return (votes >= MOTION_MIN_VOTES) & (votes >= MOTION_FRACTION * checked)
+
+
+def moving_points(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth (read_depth_maps)
+    contradicts."""
+    return is_moving(*motion_votes(shot, depth, xyz, frame))
+
+
+

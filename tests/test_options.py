@@ -1,0 +1,99 @@
+"""Options are defined once (engine/options.py): the CLI flags come from the fields, bad values are refused
+before anything loads, the protocol builds and checks the nested options, and the add-on's request uses the
+fields' names."""
+
+import argparse
+import ast
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.errors import InputError
+from engine.options import (AlignOptions, BundleOptions, ReconstructOptions, add_arguments, check, from_args,
+                            to_json)
+from engine.protocol.messages import AlignRequest, ProtocolError, build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parser(cls) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, cls)
+    return parser
+
+
+def test_reconstruct_has_a_flag_for_every_option():
+    dests = {action.dest for action in _parser(ReconstructOptions)._actions} - {"help"}
+    cli_fields = {f.name for f in fields(ReconstructOptions) if f.name != "align"}
+    cli_fields |= {f.name for f in fields(AlignOptions) if f.metadata["cli"]}
+    assert dests == cli_fields
+    args = _parser(ReconstructOptions).parse_args(["clip.mp4", "--out", "b", "--per-frame-focal", "--no-rays",
+                                                    "--frames", "3:9", "--size", "64", "128", "--fps", "25"])
+    options = from_args(ReconstructOptions, args)
+    assert options.align.per_frame_focal and not options.align.use_rays and options.align.use_disparity
+    assert options.frames == (3, 9) and options.size == (64, 128) and options.fps == 25.0
+    assert options.video == Path("clip.mp4") and options.point_stride == 2 and options.model == "geo4d"
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--point-stride", "0"], "--point-stride"),
+    (["--smoothness", "nan"], "--smoothness"),
+    (["--device", "tpu"], "--device"),
+    (["--steps", "0"], "--steps"),
+    (["--fps", "0"], "--fps"),
+    (["--frames", "3-9"], "--frames"),
+])
+def test_bad_values_are_refused_before_anything_loads(flags, named, tmp_path, capsys):
+    # The model folder does not exist: reaching the model would fail differently.
+    code = main(["reconstruct", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "b"),
+                 "--model-dir", str(tmp_path / "no-model"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err and "fix:" in err and "no-model" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_align_command_refuses_bad_values(tmp_path, capsys):
+    code = main(["align", str(tmp_path / "w.npz"), "--out", str(tmp_path / "b"), "--smoothness", "-1"])
+    assert code == 2 and "smoothness is -1.0; it must lie in 0..1e+06" in capsys.readouterr().err
+
+
+def test_point_stride_is_one_field_with_one_default():
+    field = BundleOptions.__dataclass_fields__["point_stride"]
+    assert ReconstructOptions.__dataclass_fields__["point_stride"] is field
+    assert AlignRequest.__dataclass_fields__["point_stride"] is field
+    assert field.default == 2 and AlignRequest("a", "w", "o").point_stride == 2
+    assert _parser(BundleOptions).parse_args([]).point_stride == 2
+
+
+def test_protocol_builds_and_checks_nested_options():
+    options = build(ReconstructOptions, {"video": "a.mp4", "out": "b", "size": [64, 128], "frames": [2, None],
+                                         "align": {"per_frame_focal": True}, "device": None})
+    assert isinstance(options.align, AlignOptions) and options.align.per_frame_focal
+    assert options.size == (64, 128) and options.frames == (2, None) and options.device is None
+    assert build(ReconstructOptions, to_json(options)) == options  # the request round-trips
+    with pytest.raises(ProtocolError, match="smoothness is nan"):
+        build(ReconstructOptions, {"video": "a.mp4", "out": "b", "align": {"smoothness": math.nan}})
+    with pytest.raises(InputError, match="unknown alignment option.*bogus"):
+        build(ReconstructOptions, {"video": "a.mp4", "out": "b", "align": {"bogus": 1}})
+    with pytest.raises(ProtocolError, match="point_stride is 0"):
+        build(AlignRequest, {"id": "a", "windows": "w", "out": "o", "point_stride": 0})
+    with pytest.raises(InputError, match="unknown runtime 'tensorrt'"):
+        check(ReconstructOptions(video="a", out="b", runtime="tensorrt"))
+
+
+def test_the_addon_request_uses_the_option_names():
+    """blender_addon/reconstruct.py builds its request as ReconstructOptions(...) and AlignOptions(...): every
+    keyword it passes is a field of those dataclasses (a misspelt name would also fail when it runs)."""
+    tree = ast.parse((ROOT / "blender_addon" / "reconstruct.py").read_text())
+    calls = {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id in ("ReconstructOptions", "AlignOptions")}
+    assert set(calls) == {"ReconstructOptions", "AlignOptions"}
+    assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
+    assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
+    # What the add-on sets is what its panel offers: the clip, the quality preset, the density, zoom shots.
+    assert {"video", "out", "model", "model_dir", "device", "stride", "steps", "size", "frames", "point_stride",
+            "align", "fps"} == calls["ReconstructOptions"] and calls["AlignOptions"] == {"per_frame_focal"}
