@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import export, properties, reconstruct
+from . import engine_process, export, properties, reconstruct
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -43,6 +43,8 @@ def draw_reconstruct(layout, context) -> None:
     else:
         layout.operator(reconstruct.PARALLAX_OT_reconstruct.bl_idname, icon="VIEW_CAMERA")
         layout.operator(export.EXPORT_SCENE_OT_parallax.bl_idname, text="Export...", icon="EXPORT")
+        if engine_process.current_engine() is not None:  # the model stays loaded between runs
+            layout.operator(reconstruct.PARALLAX_OT_stop_engine.bl_idname, icon="X")
     if wm.parallax_message:
         layout.label(text=wm.parallax_message)
     for line in wm.parallax_log.splitlines():

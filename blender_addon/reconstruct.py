@@ -82,7 +82,7 @@ def reconstruct_options(context, clip) -> dict:
         out=bundle_dir(clip),
         model=settings.model,
         model_dir=bpy.path.abspath(prefs.model_dir) or None,
-        device=None if prefs.device == "auto" else prefs.device,
+        **preferences.device_options(prefs),
         stride=stride,
         steps=steps,
         size=size,  # None: the engine fits the size to the clip's aspect
@@ -243,6 +243,24 @@ class PARALLAX_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PARALLAX_OT_stop_engine(bpy.types.Operator):
+    """Stop the engine process and so free the GPU memory its loaded model holds (e.g. for Cycles); the next
+    reconstruction starts it again and reloads the model"""
+
+    bl_idname = "parallax.stop_engine"
+    bl_label = "Stop Engine / Free GPU Memory"
+
+    @classmethod
+    def poll(cls, context):
+        return engine_process.current_engine() is not None and (_job is None or _job.done)
+
+    def execute(self, context):
+        pid = engine_process.current_engine().pid
+        engine_process.stop_engine()
+        self.report({"INFO"}, f"Stopped the engine (process {pid}); its memory is free")
+        return {"FINISHED"}
+
+
 def forget_job() -> None:
     """Cancel the running job and drop it: nothing will import its result (the engine stays up)."""
     global _job
@@ -258,4 +276,4 @@ def forget_job_on_load(*_args):
     forget_job()
 
 
-classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel)
+classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel, PARALLAX_OT_stop_engine)

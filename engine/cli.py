@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(command_module(name), __package__)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith(f"{__package__}."):
-            raise
+            return _missing_package(name, exc)
         # The Blender extension ships the engine without its development tools (build_addon.DEV_ONLY).
         print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
               "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         remove_staging()
         print("interrupted: nothing was written", file=sys.stderr)
         return 128 + signal.SIGINT
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == __package__:
+            raise  # our own module missing while running is a bug: keep the traceback
+        return _missing_package(name, exc)
     except Terminated:
         remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
         raise
@@ -78,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
 
 # SIGTERM (the add-on's cancel, a render farm's job kill) and SIGHUP (the terminal closed).
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _missing_package(command: str, exc: ModuleNotFoundError) -> int:
+    """A third-party package the command needs is not installed (e.g. torch in an environment made with the
+    torch-free requirements only): one clear line, not a traceback."""
+    print(f"error: `{command}` needs the package '{exc.name}', which this Python ({sys.executable}) lacks\n"
+          "  fix: install the engine's requirements (pyproject.toml) into it", file=sys.stderr)
+    return 2
 
 
 class Terminated(SystemExit):

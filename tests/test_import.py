@@ -10,7 +10,7 @@ from mathutils import Vector  # noqa: E402
 from blender_addon.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
-from blender_addon.importer.points import COLOR_ATTRIBUTE  # noqa: E402
+from blender_addon.importer.points import COLOR_ATTRIBUTE, modifier_input, set_modifier_input  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 
@@ -152,7 +152,9 @@ def test_modifier_shows_the_current_frame_above_the_threshold(empty_scene, bundl
     for i in (0, 7):
         assert _shown_points(empty_scene, obj, 1 + i) == np.sum(conf[i] >= 1.2)
     modifier = obj.modifiers["Parallax Points"]
-    modifier[modifier.node_group.interface.items_tree["Accumulate"].identifier] = True
+    assert modifier_input(modifier, "Accumulate") is False
+    set_modifier_input(modifier, "Accumulate", True)
+    assert modifier_input(modifier, "Accumulate") is True
     obj.update_tag()
     assert _shown_points(empty_scene, obj, 1 + 7) == np.sum(conf[:8] >= 1.2)
 

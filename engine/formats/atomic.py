@@ -14,6 +14,9 @@ What a killed process leaves is tidied by the next write next to the same target
 `remove_staging` removes this process's own staging (the engine calls it on SIGTERM, engine/cli.py).
 
 Standard library only, so the Blender add-on can use it too.
+
+Staging gets the user's umask like anything else they write (not tempfile's private 0700/0600): studios
+share bundles and model folders, so the group may read what the user may.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -44,6 +47,11 @@ _ACTIVE_LOCK = threading.Lock()
 
 def _prefix(target: Path) -> str:
     return f".{target.name}.{TAG}-{_HOST}-{os.getpid()}-"
+
+
+def _staging(target: Path, suffix: str = "") -> Path:
+    """A new staging name for `target` (64 random bits; made exclusively, so a clash fails rather than reuses)."""
+    return target.with_name(f"{_prefix(target)}{secrets.token_hex(8)}{suffix}")
 
 
 def old_path(target: Path) -> Path:
@@ -112,7 +120,8 @@ def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: Fa
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target, is_ours)
-    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), dir=target.parent))
+    tmp = _staging(target)
+    tmp.mkdir()
     _register(tmp, target)
     try:
         yield tmp
@@ -175,11 +184,11 @@ def staged_file(target: Path) -> Iterator[BinaryIO]:
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target.parent)
-    fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=target.suffix, dir=target.parent)
-    tmp = Path(name)
+    tmp = _staging(target, target.suffix)
+    f = open(tmp, "xb")
     _register(tmp, target)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
