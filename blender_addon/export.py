@@ -15,7 +15,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import preferences, reconstruct
-from .engine.export import FORMATS
+from .engine_link import EXPORT_FORMATS as FORMATS
 from .engine_process import EngineUnavailable, engine_root
 
 

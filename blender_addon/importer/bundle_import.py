@@ -137,7 +137,8 @@ class SceneSettings:
     use_pass_z: bool
 
     _PATHS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage", "render.pixel_aspect_x",
-              "render.pixel_aspect_y", "render.fps", "render.fps_base", "frame_start", "frame_end", "frame_current")
+              "render.pixel_aspect_y", "render.fps", "render.fps_base", "render.film_transparent", "frame_start",
+              "frame_end", "frame_current")
 
     @classmethod
     def of(cls, scene) -> "SceneSettings":
