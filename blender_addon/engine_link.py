@@ -4,7 +4,8 @@ formats.
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.export's list, engine.options, engine.formats, engine.protocol.messages): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.export's format list, engine.options, engine.formats, engine.protocol.messages): Blender's Python has no
+torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys
@@ -33,5 +34,5 @@ else:  # a checkout: the repository root holds the engine
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
 
-__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION", "ReconstructOptions",
-           "check_depth_exr", "find_sequence", "options_json", "read_bundle"]
+__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION",
+           "ReconstructOptions", "check_depth_exr", "find_sequence", "options_json", "read_bundle"]

@@ -35,7 +35,7 @@ def draw_reconstruct(layout, context) -> None:
     row.label(text="Import")
     for name in ("import_camera", "import_points", "import_depth"):
         row.prop(settings, name, toggle=True)
-    for name in ("floor_fit", "accumulate", "confidence_threshold", "point_radius"):
+    for name in ("floor_fit", "accumulate", "confidence_threshold", "point_radius", "rotation_mode"):
         col.prop(settings, name)
     if wm.parallax_running:
         layout.progress(factor=wm.parallax_progress, type="BAR", text=wm.parallax_stage)

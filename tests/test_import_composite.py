@@ -6,39 +6,16 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-OpenEXR = pytest.importorskip("OpenEXR")
+pytest.importorskip("OpenEXR")
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
-from tests.synthetic_bundle import write_synthetic_bundle  # noqa: E402
-
-SKY = (120, 170, 230)  # sRGB
-UPSCALE = 2  # the clip is twice the depth maps' size, as a plate is larger than the processing size
-
+from tests.plate_clip import render as _render  # noqa: E402
+from tests.plate_clip import write_plate_bundle  # noqa: E402
 
 @pytest.fixture(scope="module")
 def plate_bundle(tmp_path_factory):
-    """(bundle, its Reconstruction, the clip's first file, the plate frames uint8[N, H, W, 3]): the clip is
-    the bundle's frames as a PNG sequence (lossless), scaled up by UPSCALE, the sky (no depth) painted SKY."""
-    root = tmp_path_factory.mktemp("plate")
-    path, recon = write_synthetic_bundle(root / "bundle")
-    h, w = recon.depth.shape[1:]
-    painted = np.where((recon.depth == 0)[..., None], np.array(SKY, np.uint8), recon.rgb)
-    plates = np.stack([cv2.resize(rgb, (w * UPSCALE, h * UPSCALE), interpolation=cv2.INTER_LINEAR)
-                       for rgb in painted])
-    (root / "plate").mkdir()
-    for i, rgb in enumerate(plates):
-        cv2.imwrite(str(root / "plate" / f"plate_{i + 1:04d}.png"), rgb[..., ::-1])
-    return path, recon, root / "plate" / "plate_0001.png", plates
-
-
-def _render(scene, frame, path):
-    """Render `frame` through the compositor; float32[H, W, 3] scene-linear, top row first."""
-    scene.frame_set(frame)
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    with OpenEXR.File(str(path)) as f:
-        return np.array(f.channels()["RGBA"].pixels, np.float32)[..., :3]
+    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
 
 
 @pytest.mark.parametrize("percentage", [50, 100, 200])
