@@ -3,6 +3,7 @@
 import bpy
 
 from . import export, properties, reconstruct
+from .importer import draw_quality
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -45,6 +46,7 @@ def draw_reconstruct(layout, context) -> None:
         layout.operator(export.EXPORT_SCENE_OT_parallax.bl_idname, text="Export...", icon="EXPORT")
     if wm.parallax_message:
         layout.label(text=wm.parallax_message)
+    draw_quality(layout, context.scene)
     for line in wm.parallax_log.splitlines():
         level, _, message = line.partition("\t")
         layout.label(text=message, icon="ERROR" if level == "warning" else "INFO")

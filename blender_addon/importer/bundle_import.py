@@ -17,6 +17,7 @@ from .depth import SequenceTiming, compositor_tree, connect_output, depth_compos
     remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
 from .floor import fit_floor
 from .points import FramePoints, build_points
+from .quality import key_solve_error
 from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, srgb_to_linear
 
 # Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
@@ -255,6 +256,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
             (0.01 * scale, 100.0 * scale), options.rotation_mode, camera)
         if not camera.users_collection:
             collection.objects.link(camera)
+        key_solve_error(camera, bundle.metadata.get("alignment", {}).get("quality"), scene_frames, render_size[1])
         camera.data.dof.focus_distance = scale  # the depth compositing's defocus focuses mid-scene
         scene.camera = camera
         if clip and not any(b.clip == clip for b in camera.data.background_images):

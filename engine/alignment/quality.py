@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..reporting import frame_spans
+
 # Grades by the mean frame error, in pixels of a 1000-pixel-wide image (so they hold at any processing size):
 # the upper bound of each grade, best first. Simulated predictions with the errors of a Geo4D-like model on real
 # footage (Corruption.realistic) give about 10; noise-free ones 0; twice the realistic errors about 20.
@@ -69,7 +71,7 @@ def quality_note(metadata: dict, frames: np.ndarray) -> str:
     text = (f"solve error {q['mean_error_px']:.2f} px average, worst {q['frame_error_px'][worst]:.2f} px at clip "
             f"frame {frames[worst]} ({q['grade']}; pixels of the {q['width']} px wide depth maps)")
     if q["flagged_frames"]:
-        text += f"; check clip frames {_spans([int(frames[i]) for i in q['flagged_frames']])}"
+        text += f"; check clip frames {frame_spans([int(frames[i]) for i in q['flagged_frames']])}"
     return text
 
 
@@ -118,12 +120,3 @@ def solve_quality(points: np.ndarray, usable: np.ndarray, slot_frame: np.ndarray
                         flagged_frames=[int(i) for i in np.flatnonzero(np.nan_to_num(frame_error) > flag)],
                         grade=grade_of(float(np.nanmean(frame_error)), width))
 
-
-def _spans(frames: list[int]) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9'."""
-    spans, start = [], frames[0]
-    for a, b in zip(frames, frames[1:] + [None]):
-        if b != a + 1:
-            spans.append(f"{start}-{a}" if a != start else f"{a}")
-            start = b
-    return ", ".join(spans)
