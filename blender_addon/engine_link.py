@@ -1,11 +1,11 @@
-"""The add-on's one door to the engine's code: its error types, its options and the bundle and image-sequence
-formats.
+"""The add-on's one door to the engine's code: its error types, its options, the bundle and image-sequence
+formats, the protocol's version and the export formats' names.
 
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.export's format list, engine.options, engine.formats, engine.protocol.messages, engine.reporting):
-Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.protocol.messages, engine.export's list, engine.reporting): Blender's
+Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys

@@ -16,7 +16,8 @@ from bpy.props import EnumProperty, StringProperty
 
 from . import preferences, reconstruct
 from .engine_link import EXPORT_FORMATS as FORMATS
-from .engine_process import EngineUnavailable, engine_root
+from .engine_process import engine_root
+from .errors import EngineUnavailable
 
 
 def default_bundle(context) -> str:
