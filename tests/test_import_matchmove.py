@@ -8,6 +8,7 @@ bpy = pytest.importorskip("bpy")
 
 from blender_addon.importer import ImportOptions, import_bundle, import_notes  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
+from blender_addon.importer.replace import TAG  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.plate_clip import render as _render  # noqa: E402
 from tests.plate_clip import write_plate_bundle  # noqa: E402
@@ -126,4 +127,13 @@ def test_the_startup_cube_around_the_camera_is_hidden_and_said(plate_bundle):
     assert not bpy.data.objects["Light"].hide_render
     cube.hide_render = cube.hide_viewport = False  # the artist wants it back
     collection = import_bundle(bpy.context, path, options)
+    assert not cube.hide_render and import_notes(collection) == []
+
+
+def test_another_imports_objects_around_the_camera_stay_shown(plate_bundle):
+    path, _, first_file, _ = plate_bundle
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    cube = bpy.data.objects["Cube"]
+    cube[TAG] = "another shot"  # as if another import had made it (its points around this camera, say)
+    collection = import_bundle(bpy.context, path, ImportOptions(depth=False, clip_path=str(first_file)))
     assert not cube.hide_render and import_notes(collection) == []

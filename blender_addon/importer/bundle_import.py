@@ -133,7 +133,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         connect_output(scene, name)
     notes = [_frame_range(scene, scene_frames)]
     if options.camera:
-        notes.append(_hide_objects_around(scene, collection, camera_matrices[:, :3, 3]))
+        notes.append(_hide_objects_around(scene, camera_matrices[:, :3, 3]))
     collection[NOTES] = [note for note in notes if note]
     return collection
 
@@ -166,13 +166,13 @@ def _frame_range(scene, scene_frames: np.ndarray) -> str | None:
     return None
 
 
-def _hide_objects_around(scene, collection, positions: np.ndarray) -> str | None:
-    """Hide (viewport and render) the meshes not of this import whose bounds hold a camera position
+def _hide_objects_around(scene, positions: np.ndarray) -> str | None:
+    """Hide (viewport and render) the meshes of no import whose bounds hold a camera position
     (float64[N, 3], world), like the startup Cube around the first camera, which would render the first frames
     black; says which. An object the artist showed again after that is left alone."""
     hidden = []
     for obj in scene.objects:
-        if obj.type != "MESH" or obj.name in collection.objects or obj.get(HIDDEN) or obj.hide_render:
+        if obj.type != "MESH" or obj.get(replace.TAG) or obj.get(HIDDEN) or obj.hide_render:  # imports' own
             continue
         corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
         inside = np.all((positions >= corners.min(0)) & (positions <= corners.max(0)), axis=1)

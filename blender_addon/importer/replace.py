@@ -72,7 +72,8 @@ class SetAside:
         their names back, are never deleted, and get their animation back if the new import fails. They stay
         tagged aside until discard(), so cleaning up a failed import leaves them alone."""
         for block in blocks:
-            block.name = self.blocks[block]
+            if block in self.blocks:  # not camera data the artist gave the camera
+                block.name = self.blocks[block]
             anim = block.animation_data
             self.kept[block] = (anim.action, getattr(anim, "action_slot", None)) if anim else (None, None)
 
@@ -81,7 +82,8 @@ class SetAside:
         for tree, node in self.nodes:
             tree.nodes.remove(node)
         for block in self.kept:
-            block[TAG] = self.key
+            if block in self.blocks:
+                block[TAG] = self.key
         bpy.data.batch_remove([block for block in self.blocks if block not in self.kept])
 
     def restore(self) -> None:
