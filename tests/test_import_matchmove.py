@@ -109,7 +109,7 @@ def test_reimport_keeps_the_artists_edits_to_the_camera(plate_bundle):
     assert camera["artist_note"] == "hero cam" and [c.type for c in camera.constraints] == ["LIMIT_SCALE"]
     assert camera.data.sensor_width == pytest.approx(23.76)
     scene.frame_set(1)
-    assert camera.data.lens == pytest.approx(lens * 23.76 / 36)  # the same field of view on the artist's sensor
+    assert camera.data.lens == pytest.approx(lens * 23.76 / 35)  # the same field of view on the artist's sensor
     np.testing.assert_allclose(_camera_matrices(scene, camera, range(1, 13)), reference, atol=1e-5)
     assert not [b.name for b in [*bpy.data.objects, *bpy.data.cameras, *bpy.data.actions] if "replaced" in b.name]
     assert len(bpy.data.cameras) == 1 and len(bpy.data.actions) == 2  # motion and lens, the earlier ones gone
@@ -137,3 +137,18 @@ def test_another_imports_objects_around_the_camera_stay_shown(plate_bundle):
     cube[TAG] = "another shot"  # as if another import had made it (its points around this camera, say)
     collection = import_bundle(bpy.context, path, ImportOptions(depth=False, clip_path=str(first_file)))
     assert not cube.hide_render and import_notes(collection) == []
+
+
+def test_a_new_camera_takes_the_clips_sensor_width(plate_bundle):
+    path, _, first_file, _ = plate_bundle
+    reference, lens = _reference(path, first_file)  # with a clip at Blender's defaults: a 35 mm sensor
+    assert bpy.context.scene.camera.data.sensor_width == pytest.approx(35.0)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    clip = bpy.data.movieclips.load(str(first_file))
+    clip.tracking.camera.sensor_width = 23.76  # Movie Clip Editor > Track > Camera: the artist's camera
+    import_bundle(bpy.context, path, ImportOptions(points=False, depth=False, clip_path=str(first_file)))
+    scene = bpy.context.scene
+    assert scene.camera.data.sensor_width == pytest.approx(23.76)
+    scene.frame_set(1)
+    assert scene.camera.data.lens == pytest.approx(lens * 23.76 / 35.0)  # the same field of view
+    np.testing.assert_allclose(_camera_matrices(scene, scene.camera, range(1, 13)), reference, atol=1e-5)

@@ -18,7 +18,7 @@ from .depth import SequenceTiming, compositor_tree, connect_output, depth_compos
 from .floor import fit_floor
 from .points import FramePoints, build_points
 from .quality import key_solve_error
-from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, srgb_to_linear
+from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
 # Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
 FIRST_SCENE_FRAME = 1
@@ -253,7 +253,8 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
                 collection.objects.link(camera)
         camera = build_camera(
             f"{name} Camera", camera_matrices, K, bundle.image_size, render_size, scene_frames,
-            (0.01 * scale, 100.0 * scale), options.rotation_mode, camera)
+            (0.01 * scale, 100.0 * scale), options.rotation_mode, camera,
+            clip.tracking.camera.sensor_width if clip else SENSOR_WIDTH_MM)  # the clip's Camera settings
         if not camera.users_collection:
             collection.objects.link(camera)
         key_solve_error(camera, bundle.metadata.get("alignment", {}).get("quality"), scene_frames, render_size[1])

@@ -20,7 +20,8 @@ _CONSTANT = 1e-6
 
 def build_camera(name: str, matrices: np.ndarray, K: np.ndarray, map_size: tuple[int, int],
                  render_size: tuple[int, int], scene_frames: np.ndarray, clip_range: tuple[float, float],
-                 rotation_mode: str = "XYZ", camera: bpy.types.Object | None = None) -> bpy.types.Object:
+                 rotation_mode: str = "XYZ", camera: bpy.types.Object | None = None,
+                 sensor_width: float = SENSOR_WIDTH_MM) -> bpy.types.Object:
     """A camera object animated through the N frames: a new one, or `camera` (an earlier import's) re-keyed.
 
     matrices: float64[N, 4, 4] Blender camera object matrices (world units).
@@ -28,10 +29,11 @@ def build_camera(name: str, matrices: np.ndarray, K: np.ndarray, map_size: tuple
     scene_frames: int[N] the scene frame of each matrix.
     clip_range: (near, far) clipping distances in world units.
     rotation_mode: "XYZ" (Euler) or "QUATERNION".
+    sensor_width: mm, for a new camera (`camera` keeps its own).
     """
     if camera is None:
         data = bpy.data.cameras.new(name)
-        data.sensor_width = SENSOR_WIDTH_MM
+        data.sensor_width = sensor_width
         camera = bpy.data.objects.new(name, data)
     data = camera.data
     data.sensor_fit = "HORIZONTAL"
