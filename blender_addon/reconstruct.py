@@ -18,7 +18,7 @@ from . import engine_process, preferences, properties
 from .engine_link import AlignOptions, ReconstructOptions, find_sequence, options_json, read_bundle
 from .engine_process import EngineJob
 from .errors import EngineError, EngineUnavailable, InputError
-from .importer import import_bundle, options_from_settings
+from .importer import import_bundle, import_notes, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
@@ -156,6 +156,8 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
         try:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
             level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+            for note in import_notes(collection):
+                job.log.append(("warning", note))
             note = frame_shortfall(len(read_bundle(job.bundle).frames), _expected_frames)
             if note:
                 job.log.append(("warning", note))

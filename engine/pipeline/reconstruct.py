@@ -124,7 +124,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     """
     import torch
 
-    from ..alignment import align, down_weighted_note
+    from ..alignment import align, down_weighted_note, quality_note
     from ..formats.bundle import check_bundle_target, write_bundle
     from ..formats.writable import check_writable
 
@@ -185,6 +185,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
+    log("info", quality_note(recon.metadata, recon.frames))
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": options.stride, "steps": options.steps, "seed": options.seed,

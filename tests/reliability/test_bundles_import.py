@@ -213,9 +213,13 @@ def test_a_failure_while_building_puts_the_earlier_import_back(scene, good):
     """A failure after the scene started to change (here a bad option value from a script, met while the
     points are built, after the camera and the scene settings): everything returns to how it was."""
     before = state()
+    camera = scene.camera  # re-keyed in place by a re-import: its earlier animation comes back
+    action = camera.animation_data.action
     with pytest.raises(ValueError):
         import_bundle(bpy.context, good, ImportOptions(confidence_threshold="high"))
     assert state() == before
+    assert scene.camera == camera and camera.animation_data.action == action
+    assert action.name == f"{NAME} Camera Motion"
     collection = import_bundle(bpy.context, good)  # and the earlier import is whole and replaceable
     assert collection.name == NAME and state() == before
 
