@@ -98,9 +98,11 @@ def test_the_addon_request_uses_the_option_names():
     function = next(node for node in ast.walk(prefs) if isinstance(node, ast.FunctionDef)
                     and node.name == "device_options")
     returned = next(node.value for node in ast.walk(function) if isinstance(node, ast.Return))
-    calls["ReconstructOptions"] = (calls["ReconstructOptions"] - {None}) | {k.value for k in returned.keys}
+    spread = {k.value for k in returned.keys}
+    calls["ReconstructOptions"] = (calls["ReconstructOptions"] - {None}) | spread
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel offers: the clip, the quality preset, the density, zoom shots.
     assert {"video", "out", "model", "model_dir", "device", "precision", "stride", "steps", "size", "frames",
-            "point_stride", "align", "fps"} == calls["ReconstructOptions"] and calls["AlignOptions"] == {"per_frame_focal"}
+            "point_stride", "align", "fps"} == calls["ReconstructOptions"]
+    assert calls["AlignOptions"] == {"per_frame_focal"}
