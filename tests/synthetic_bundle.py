@@ -72,6 +72,33 @@ def synthetic_reconstruction(num_frames: int = 12, size: tuple[int, int] = (48, 
                           metadata={"scene": "importer synthetic"})
 
 
+BALL_RADIUS = 0.5
+
+
+def ball_centre(s: float) -> np.ndarray:
+    """World centre of the moving ball at shot time s in [0, 1]: it crosses the view, clear of floor and wall,
+    leaving its place within two frames while the cameras still see that place (a place no other frame sees
+    free is no evidence of motion: tests/test_export.py's procedural test measures what that costs)."""
+    return np.array([-2.0 + 8.0 * s, 0.0, 6.0])
+
+
+def add_moving_ball(recon) -> None:
+    """Render a red ball moving through the scene into recon's depth, colours and confidence (in place)."""
+    h, w = recon.image_size
+    v, u = np.mgrid[0:h, 0:w]
+    pixels = np.stack([u + 0.5, v + 0.5, np.ones_like(u, float)], axis=-1)
+    for i, s in enumerate(np.linspace(0, 1, len(recon.frames))):
+        d = pixels @ np.linalg.inv(recon.K[i]).T @ recon.camera_to_world[i, :3, :3].T  # planar-depth rays
+        oc = recon.camera_to_world[i, :3, 3] - ball_centre(s)
+        a, b, c = np.sum(d * d, -1), 2 * d @ oc, oc @ oc - BALL_RADIUS ** 2
+        disc = b * b - 4 * a * c
+        t = np.where(disc > 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
+        hit = (t > 0) & np.isfinite(t) & ((recon.depth[i] == 0) | (t < recon.depth[i]))
+        recon.depth[i][hit] = t[hit]
+        recon.rgb[i][hit] = (220, 30, 30)
+        recon.confidence[i][hit] = 1.0
+
+
 def write_synthetic_bundle(out_dir: str | Path, **kwargs) -> tuple[Path, Reconstruction]:
     recon = synthetic_reconstruction(**kwargs)
     return write_bundle(recon, out_dir), recon

@@ -17,42 +17,17 @@ from engine.export.options import CloudOptions
 from engine.export.shot import load_shot
 from engine.formats.bundle import write_bundle
 from engine.formats.ply import read_ply
-from tests.synthetic_bundle import FLOOR_Y, synthetic_reconstruction
+from tests.synthetic_bundle import BALL_RADIUS, FLOOR_Y, add_moving_ball, ball_centre, synthetic_reconstruction
 
 SCALE = 2  # the clip is twice the size of the depth maps
 TINY_VOXEL = "1e-5"  # every frame point stays its own point: reprojection is exact
-BALL_RADIUS = 0.5
-
-
-def _ball_centre(s: float) -> np.ndarray:
-    """World centre of the moving ball at shot time s in [0, 1]: it crosses the view, clear of floor and wall,
-    leaving its place within two frames while the cameras still see that place (a place no other frame sees
-    free is no evidence of motion: the procedural test below measures what that costs)."""
-    return np.array([-2.0 + 8.0 * s, 0.0, 6.0])
-
-
-def _add_moving_ball(recon) -> None:
-    """Render a red ball moving through the scene into recon's depth, colours and confidence (in place)."""
-    h, w = recon.image_size
-    v, u = np.mgrid[0:h, 0:w]
-    pixels = np.stack([u + 0.5, v + 0.5, np.ones_like(u, float)], axis=-1)
-    for i, s in enumerate(np.linspace(0, 1, len(recon.frames))):
-        d = pixels @ np.linalg.inv(recon.K[i]).T @ recon.camera_to_world[i, :3, :3].T  # planar-depth rays
-        oc = recon.camera_to_world[i, :3, 3] - _ball_centre(s)
-        a, b, c = np.sum(d * d, -1), 2 * d @ oc, oc @ oc - BALL_RADIUS ** 2
-        disc = b * b - 4 * a * c
-        t = np.where(disc > 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
-        hit = (t > 0) & np.isfinite(t) & ((recon.depth[i] == 0) | (t < recon.depth[i]))
-        recon.depth[i][hit] = t[hit]
-        recon.rgb[i][hit] = (220, 30, 30)
-        recon.confidence[i][hit] = 1.0
 
 
 def _bundle(tmp_path: Path, zoom: bool = True, ball: bool = False, **kwargs):
     """A synthetic bundle whose source clip is a PNG sequence at twice the maps' size; (path, recon)."""
     recon = synthetic_reconstruction(zoom=zoom, **kwargs)
     if ball:
-        _add_moving_ball(recon)
+        add_moving_ball(recon)
     clip = tmp_path / "clip"
     clip.mkdir()
     for i, rgb in enumerate(recon.rgb):
@@ -219,7 +194,7 @@ def test_ply_cloud_excludes_the_moving_ball_and_keeps_the_static_scene(tmp_path)
     shot = load_shot(bundle)
     cloud = merge_static_cloud(shot, CloudOptions(voxel_size=1e-5, confidence_quantile=0.0))
     times = np.linspace(0, 1, len(recon.frames))
-    centres = np.array([_ball_centre(s) for s in times])
+    centres = np.array([ball_centre(s) for s in times])
     frame_points = [read_ply(f.points_path) for f in shot.bundle.frames]
     on_ball = 0
     for i, pts in enumerate(frame_points):
@@ -275,10 +250,24 @@ def test_motion_mattes_on_procedural_scenes_with_simulated_predictions(tmp_path,
     assert precision >= min_precision and recall >= min_recall and share <= max_flagged
 
 
+def test_bundle_points_carry_the_moving_ball(tmp_path):
+    """The bundle's own point clouds mark the ball's points moving (the PLY's `moving` property), the rest not."""
+    bundle, recon = _bundle(tmp_path, ball=True, num_frames=16)
+    on_ball = moving = marked_on_ball = 0
+    for i, (f, s) in enumerate(zip(load_shot(bundle).bundle.frames, np.linspace(0, 1, len(recon.frames)))):
+        pts = read_ply(f.points_path)
+        ball = np.linalg.norm(np.stack([pts["x"], pts["y"], pts["z"]], 1) - ball_centre(s), axis=1) < BALL_RADIUS + 1e-3
+        on_ball, moving = on_ball + ball.sum(), moving + (pts["moving"] == 1).sum()
+        marked_on_ball += (ball & (pts["moving"] == 1)).sum()
+    print(f"ball points {on_ball}, marked moving {moving}, of them on the ball {marked_on_ball}")
+    assert marked_on_ball >= 0.9 * on_ball and moving <= 1.02 * on_ball
+
+
 def test_static_scene_has_no_moving_points(tmp_path):
     bundle, _ = _bundle(tmp_path)
     cloud = merge_static_cloud(load_shot(bundle), CloudOptions(voxel_size=1e-5, confidence_quantile=0.0))
     assert cloud.counts["static"] == cloud.counts["confident"]
+    assert not any(read_ply(f.points_path)["moving"].any() for f in load_shot(bundle).bundle.frames)
 
 
 def test_export_never_writes_over_foreign_files(tmp_path, capsys):

@@ -270,3 +270,25 @@ def test_rays_come_in_pairs():
     w.ray_moments = None
     with pytest.raises(InputError, match="come together"):
         w.validate()
+
+
+def test_point_clouds_without_the_moving_property_read_as_static(tmp_path):
+    """Bundles written before the motion mattes have no `moving` property: they read with moving = 0."""
+    from engine.formats.ply import read_ply, write_ply
+
+    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rgb = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    conf = np.array([0.5, 1.0, 1.5, 2.0], np.float32)
+    write_ply(tmp_path / "old.ply", xyz, rgb, conf)
+    write_ply(tmp_path / "new.ply", xyz, rgb, conf, np.array([False, True, False, True]))
+    assert b"moving" not in (tmp_path / "old.ply").read_bytes()
+    assert b"property uchar moving\n" in (tmp_path / "new.ply").read_bytes()
+    old, new = read_ply(tmp_path / "old.ply"), read_ply(tmp_path / "new.ply")
+    assert old.dtype == new.dtype
+    assert old["moving"].tolist() == [0, 0, 0, 0] and new["moving"].tolist() == [0, 1, 0, 1]
+    for name in ("x", "y", "z", "red", "green", "blue", "confidence"):
+        np.testing.assert_array_equal(old[name], new[name])
+    np.testing.assert_array_equal(new["y"], xyz[:, 1])
+    (tmp_path / "cut.ply").write_bytes((tmp_path / "new.ply").read_bytes()[:-1])
+    with pytest.raises(InputError, match="declares 4 points"):
+        read_ply(tmp_path / "cut.ply")

@@ -62,7 +62,7 @@ def merge_static_cloud(shot: Shot, options: CloudOptions | None = None) -> Merge
     counts["confident"] = len(xyz)
     depth = read_depth_maps(shot)
     if not options.keep_moving:
-        keep = ~moving_points(shot, depth, xyz, frame)
+        keep = ~moving_points(shot.K, shot.world_to_camera(), depth, xyz, frame)
         xyz, rgb, conf, frame = xyz[keep], rgb[keep], conf[keep], frame[keep]
     counts["static"] = len(xyz)
     if len(xyz) == 0:

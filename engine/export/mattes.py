@@ -35,7 +35,7 @@ def frame_mattes(shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rays = np.stack([u[valid] + 0.5, v[valid] + 0.5, np.ones_like(z)], axis=1) @ np.linalg.inv(shot.K[i]).T
         c2w = np.linalg.inv(w2c[i])
         xyz = (rays * z[:, None]) @ c2w[:3, :3].T + c2w[:3, 3]
-        votes, checked = motion_votes(shot, near, xyz, np.full(len(z), i))
+        votes, checked = motion_votes(shot.K, w2c, near, xyz, np.full(len(z), i))
         moving[i][valid] = is_moving(votes, checked)
         score[i][valid] = votes / np.maximum(checked, 1)
         tested[i] = valid

@@ -33,8 +33,13 @@ def read_depth_maps(shot: Shot) -> np.ndarray:
         if d.shape != shot.map_size:
             raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
                              f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
-        out[i] = cv2.erode(np.where(d > 0, d, np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
+        out[i] = nearest_depth(d)
     return out
+
+
+def nearest_depth(depth: np.ndarray) -> np.ndarray:
+    """float32[H, W]: the nearest valid depth (> 0) in a 3 x 3 neighbourhood of depth [H, W] (inf = none)."""
+    return cv2.erode(np.where(depth > 0, depth, np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
 
 
 def _neighbours(i: int, n: int) -> list[int]:
@@ -43,18 +48,18 @@ def _neighbours(i: int, n: int) -> list[int]:
     return [j for o in offsets for j in (i - o, i + o) if 0 <= j < n]
 
 
-def motion_votes(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def motion_votes(K: np.ndarray, w2c: np.ndarray, depth: np.ndarray, xyz: np.ndarray,
+                 frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(votes, checked) int32[P]: for the points xyz [P, 3] of frames `frame` [P], how many other frames
-    contradict them and how many saw their place (depth: read_depth_maps)."""
-    n = len(shot.frames)
-    h, w = shot.map_size
-    w2c = shot.world_to_camera()
+    contradict them and how many saw their place. K float64[N, 3, 3] and w2c float64[N, 4, 4] (world to OpenCV
+    camera) are the N frames' cameras; depth float32[N, H, W] their nearest depth (nearest_depth)."""
+    n, h, w = depth.shape
     votes = np.zeros(len(xyz), np.int32)
     checked = np.zeros(len(xyz), np.int32)
     for i in range(n):
         own = np.flatnonzero(frame == i)
         for j in _neighbours(i, n):
-            pix, z = project(shot.K[j], w2c[j], xyz[own])
+            pix, z = project(K[j], w2c[j], xyz[own])
             with np.errstate(invalid="ignore"):
                 inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
             idx = own[inside]
@@ -70,10 +75,11 @@ def is_moving(votes: np.ndarray, checked: np.ndarray) -> np.ndarray:
     return (votes >= MOTION_MIN_VOTES) & (votes >= MOTION_FRACTION * checked)
 
 
-def moving_points(shot: Shot, depth: np.ndarray, xyz: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth (read_depth_maps)
-    contradicts."""
-    return is_moving(*motion_votes(shot, depth, xyz, frame))
+def moving_points(K: np.ndarray, w2c: np.ndarray, depth: np.ndarray, xyz: np.ndarray,
+                  frame: np.ndarray) -> np.ndarray:
+    """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth contradicts
+    (arguments as motion_votes)."""
+    return is_moving(*motion_votes(K, w2c, depth, xyz, frame))
 
 
 

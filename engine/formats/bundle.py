@@ -3,7 +3,7 @@
     BUNDLE/
       scene.json               cameras, intrinsics, frame numbers, file names
       depth/000000.exr ...     float32 planar depth (channels Z and Y) + confidence + the camera, one per frame
-      points/000000.ply ...    binary PLY: xyz, rgb, confidence, one per frame, in world coordinates
+      points/000000.ply ...    binary PLY: xyz, rgb, confidence, moving, one per frame, in world coordinates
       windows/                 the raw window predictions, to re-align without the model
 
 World = the first camera, OpenCV axes (x right, y down, z forward). A bundle is written to a
@@ -148,6 +148,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
+    from ..export.motion import moving_points, nearest_depth
     from ..windows.predictions import save_windows
 
     if window_storage not in WINDOW_STORAGE:
@@ -159,6 +160,9 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
                   np.asarray(recon.camera_to_world, float), "the reconstruction",
                   "nothing was written; check the window predictions the cameras came from (docs/formats.md)")
+    # Each point is checked against every other frame's depth: the motion matte, kept with the point.
+    near = np.stack([nearest_depth(d) for d in recon.depth])
+    w2c = np.linalg.inv(np.asarray(recon.camera_to_world, float))
     with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
@@ -168,7 +172,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i],
                             recon.K[i], recon.camera_to_world[i])
             xyz, rgb, conf = recon.world_points(i, point_stride, min_confidence)
-            write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf)
+            moving = moving_points(np.asarray(recon.K, float), w2c, near, xyz, np.full(len(xyz), i))
+            write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf, moving)
             entries.append({
                 "frame": int(frame),
                 "K": np.asarray(recon.K[i], float).tolist(),
@@ -194,7 +199,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "depth": {"kind": "planar_z", "channels": {"depth": "Z", "display": "Y", "confidence": "confidence"},
                       "header": ["worldToCamera", "worldToNDC"], "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
-                       "color": "sRGB uint8"},
+                       "color": "sRGB uint8", "moving": "uint8, 1 where other frames' depth contradicts the "
+                                                        "point (engine/export/motion.py)"},
             "windows": "windows" if windows is not None else None,
             "metadata": _json_numbers(recon.metadata),
             "frames": entries,
@@ -226,7 +232,8 @@ class Bundle:
     metadata: dict
 
     def points(self, i: int) -> np.ndarray:
-        """Structured array (x, y, z, red, green, blue, confidence) of frame i's points."""
+        """Structured array (x, y, z, red, green, blue, confidence, moving) of frame i's points (moving = 0 in
+        bundles written before the motion mattes)."""
         from .ply import read_ply
 
         return read_ply(self.frames[i].points_path)
