@@ -297,6 +297,7 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
     xyz = np.empty((total, 3), np.float32)
     rgba = np.full((total, 4), 255, np.uint8)  # alpha 255 maps to 1.0 through the same sRGB table
     confidence = np.empty(total, np.float32)
+    moving = np.empty(total, bool)
     end = 0
     for i, f in enumerate(bundle.frames):
         cloud = bundle.points(i)
@@ -309,12 +310,13 @@ def _read_points(bundle: Bundle, scene_frames: np.ndarray) -> FramePoints:
         for channel, name in enumerate(("red", "green", "blue")):
             rgba[start:end, channel] = cloud[name]
         confidence[start:end] = cloud["confidence"]
+        moving[start:end] = cloud["moving"] != 0
         bad = ~(np.isfinite(xyz[start:end]).all(axis=1) & np.isfinite(confidence[start:end]))
         if bad.any():
             raise InputError(f"{f.points_path} holds {int(bad.sum())} points with NaN or inf coordinates or "
                              "confidence", "re-run the engine to rewrite the bundle")
     frame = np.repeat(scene_frames.astype(np.int32), [f.num_points for f in bundle.frames])
-    return FramePoints(xyz=xyz, color=srgb_to_linear(rgba), confidence=confidence, frame=frame)
+    return FramePoints(xyz=xyz, color=srgb_to_linear(rgba), confidence=confidence, frame=frame, moving=moving)
 
 
 def _load_clip(path: str) -> bpy.types.MovieClip | None:

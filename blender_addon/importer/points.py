@@ -11,6 +11,7 @@ from mathutils import Matrix
 COLOR_ATTRIBUTE = "point_color"
 CONFIDENCE_ATTRIBUTE = "confidence"
 FRAME_ATTRIBUTE = "frame"
+MOVING_ATTRIBUTE = "moving"
 MODIFIER = "Parallax Points"
 
 
@@ -22,17 +23,19 @@ class FramePoints:
     color: float32[P, 4] scene-linear RGBA.
     confidence: float32[P].
     frame: int32[P] scene frame the point belongs to.
+    moving: bool[P] the point belongs to something moving (the bundle's motion matte; False in older bundles).
     """
 
     xyz: np.ndarray
     color: np.ndarray
     confidence: np.ndarray
     frame: np.ndarray
+    moving: np.ndarray
 
 
 def build_points(name: str, points: FramePoints, world: np.ndarray, radius: float,
                  confidence_threshold: float, accumulate: bool) -> bpy.types.Object:
-    """Mesh object (vertices only) with point_color/confidence/frame attributes and the per-frame modifier.
+    """Mesh object (vertices only) with point_color/confidence/frame/moving attributes and the per-frame modifier.
 
     world: float64[4, 4] engine world -> Blender world, set as the object's matrix (no per-point work).
     radius: point radius in engine world units.
@@ -46,6 +49,8 @@ def build_points(name: str, points: FramePoints, world: np.ndarray, radius: floa
         "value", np.ascontiguousarray(points.confidence, np.float32))
     mesh.attributes.new(FRAME_ATTRIBUTE, "INT", "POINT").data.foreach_set(
         "value", np.ascontiguousarray(points.frame, np.int32))
+    mesh.attributes.new(MOVING_ATTRIBUTE, "BOOLEAN", "POINT").data.foreach_set(
+        "value", np.ascontiguousarray(points.moving, bool))
     mesh.update()
 
     obj = bpy.data.objects.new(name, mesh)
@@ -95,7 +100,8 @@ class _IdPropertyInput:
 
 def _points_node_group(name: str, material: bpy.types.Material) -> bpy.types.NodeTree:
     """Geometry Nodes: keep the points of the current frame (or of every frame up to it, Accumulate) whose
-    confidence reaches the threshold, and turn them into render points with the colour material."""
+    confidence reaches the threshold (and that are not moving, Static Only), and turn them into render points
+    with the colour material."""
     tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
     face = tree.interface
     face.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
@@ -106,6 +112,7 @@ def _points_node_group(name: str, material: bpy.types.Material) -> bpy.types.Nod
     radius.min_value = 0.0
     radius.subtype = "DISTANCE"
     face.new_socket("Accumulate", in_out="INPUT", socket_type="NodeSocketBool")
+    face.new_socket("Static Only", in_out="INPUT", socket_type="NodeSocketBool")
 
     nodes, links = tree.nodes, tree.links
     group_in = nodes.new("NodeGroupInput")
@@ -127,7 +134,12 @@ def _points_node_group(name: str, material: bpy.types.Material) -> bpy.types.Nod
     shown = _boolean(tree, "OR", is_now.outputs["Result"], past_shown.outputs["Boolean"])
     confident = _compare(tree, "GREATER_EQUAL", confidence.outputs["Attribute"],
                          group_in.outputs["Confidence Threshold"])
-    selection = _boolean(tree, "AND", shown.outputs["Boolean"], confident.outputs["Result"])
+    moving = nodes.new("GeometryNodeInputNamedAttribute")
+    moving.data_type = "BOOLEAN"
+    moving.inputs["Name"].default_value = MOVING_ATTRIBUTE
+    hidden = _boolean(tree, "AND", moving.outputs["Attribute"], group_in.outputs["Static Only"])
+    kept = _boolean(tree, "NIMPLY", confident.outputs["Result"], hidden.outputs["Boolean"])  # confident, not hidden
+    selection = _boolean(tree, "AND", shown.outputs["Boolean"], kept.outputs["Boolean"])
 
     to_points = nodes.new("GeometryNodeMeshToPoints")
     links.new(group_in.outputs["Geometry"], to_points.inputs["Mesh"])
