@@ -66,6 +66,10 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
     model_dir: bpy.props.StringProperty(
         name="Model Folder", subtype="DIR_PATH",
         description="Converted Geo4D model (empty: ~/.cache/parallax/models/geo4d or $PARALLAX_MODEL_DIR)")
+    geometrycrafter_dir: bpy.props.StringProperty(
+        name="GeometryCrafter Folder", subtype="DIR_PATH",
+        description="Converted GeometryCrafter model (empty: ~/.cache/parallax/models/geometrycrafter or "
+                    "$PARALLAX_MODEL_DIR)")
     device: bpy.props.EnumProperty(
         name="Device",
         items=[("auto", "Auto", "CUDA when available, else the CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
@@ -94,6 +98,7 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
                 if not bpy.app.online_access:
                     box.label(text="Needs online access (Preferences > System > Network)", icon="INFO")
         layout.prop(self, "model_dir")
+        layout.prop(self, "geometrycrafter_dir")
         layout.prop(self, "device")
 
 
