@@ -1,10 +1,11 @@
-"""The add-on's one door to the engine's code: its error types, its options and the bundle and image-sequence
-formats.
+"""The add-on's one door to the engine's code: its error types, its options, the bundle and image-sequence
+formats, the protocol's version and the export formats' names.
 
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.options, engine.formats, engine.protocol.messages): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.protocol.messages, engine.export's list): Blender's Python has no
+torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys
@@ -14,6 +15,7 @@ _HERE = Path(__file__).resolve().parent
 
 if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.errors import EngineError, InputError
+    from .engine.export import FORMATS as EXPORT_FORMATS
     from .engine.formats.bundle import Bundle, read_bundle
     from .engine.formats.exr import check_depth_exr
     from .engine.formats.sequence import find_sequence
@@ -24,6 +26,7 @@ else:  # a checkout: the repository root holds the engine
     if str(_HERE.parent) not in sys.path:
         sys.path.append(str(_HERE.parent))
     from engine.errors import EngineError, InputError
+    from engine.export import FORMATS as EXPORT_FORMATS
     from engine.formats.bundle import Bundle, read_bundle
     from engine.formats.exr import check_depth_exr
     from engine.formats.sequence import find_sequence
@@ -31,5 +34,5 @@ else:  # a checkout: the repository root holds the engine
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
 
-__all__ = ["AlignOptions", "Bundle", "EngineError", "InputError", "PROTOCOL_VERSION", "ReconstructOptions",
-           "check_depth_exr", "find_sequence", "options_json", "read_bundle"]
+__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION",
+           "ReconstructOptions", "check_depth_exr", "find_sequence", "options_json", "read_bundle"]

@@ -15,8 +15,9 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import preferences, reconstruct
-from .engine.export import FORMATS
-from .engine_process import EngineUnavailable, engine_root
+from .engine_link import EXPORT_FORMATS as FORMATS
+from .engine_process import engine_root
+from .errors import EngineUnavailable
 
 
 def default_bundle(context) -> str:
