@@ -116,3 +116,23 @@ report()
     assert result["metadata"] == {"model": "geometrycrafter", "variant": "determ", "stride": 6,
                                   "processing_size": [64, 128]}
     assert result["frames"] == 14 and result["cameras_added"] == 1
+
+
+def test_the_package_and_the_options_check_import_without_torch():
+    """The add-on and the protocol read a model's LABEL, WINDOW_LENGTH, DEFAULT_STRIDE and VARIANTS before any
+    model (or torch) loads."""
+    script = """
+import sys
+for name in ("torch", "safetensors"):
+    sys.modules[name] = None  # `import name` now raises ImportError
+from engine.models import model_package
+from engine.options import ReconstructOptions
+from engine.pipeline.reconstruct import check_options, stride_of
+package = model_package("geometrycrafter")
+options = ReconstructOptions(video="clip.mp4", out="bundle", model="geometrycrafter", variant="determ")
+check_options(options)
+print(package.LABEL, package.WINDOW_LENGTH, package.VARIANTS, stride_of(options))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["GeometryCrafter", "110", "('diff',", "'determ')", "85"]

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model_dir import WINDOW_LENGTH
-
 LABEL = "GeometryCrafter"
+WINDOW_LENGTH = 110  # frames per window: the official run.py's window_size
 VARIANTS = ("diff", "determ")
 DEFAULT_STRIDE = 85  # run.py's window 110 less its overlap 25
 __all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load"]

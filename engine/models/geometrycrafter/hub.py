@@ -143,7 +143,8 @@ def convert_geometrycrafter(download_dir: str | Path, out_dir: str | Path, dtype
     from ..geo4d.manifest import compare_shapes, state_shapes
     from ..model_dir import DTYPES
     from .model import build_part
-    from .model_dir import LAYOUT, NETWORKS, WINDOW_LENGTH
+    from . import WINDOW_LENGTH
+    from .model_dir import LAYOUT, NETWORKS
 
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}", f"choose one of {', '.join(DTYPES)}")

@@ -28,7 +28,8 @@ from ..geo4d.checkpoint_keys import load_part
 from ..window_model import SamplingOptions, SizeRule
 from .config import part
 from .image_encoder import CLIPVisionModelWithProjection
-from .model_dir import LAYOUT, WINDOW_LENGTH
+from . import WINDOW_LENGTH
+from .model_dir import LAYOUT
 from .moge import MoGeModel
 from .pipeline import SIZE_MULTIPLE, GeometryCrafter, Options, predict
 from .point_map_vae import PMapAutoencoderKLTemporalDecoder

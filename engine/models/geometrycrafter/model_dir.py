@@ -17,7 +17,6 @@ from __future__ import annotations
 from ..model_dir import ModelDirLayout
 
 NETWORKS = ("unet_diff", "unet_determ", "point_map_vae", "vae", "image_encoder", "moge")
-WINDOW_LENGTH = 110  # the official run.py's window_size
 CONVERT_FIX = ("download and convert the weights again: python -m engine download geometrycrafter, then "
                "python -m engine convert geometrycrafter --out {dir}")
 LAYOUT = ModelDirLayout("geometrycrafter", "GeometryCrafter", tuple(f"{n}.safetensors" for n in NETWORKS),
