@@ -4,8 +4,8 @@ formats, the protocol's version and the export formats' names.
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.options, engine.formats, engine.protocol.messages, engine.export's list): Blender's Python has no
-torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.protocol.messages, engine.export's list, engine.reporting): Blender's
+Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys
@@ -22,6 +22,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
     from .engine.protocol.messages import PROTOCOL_VERSION
+    from .engine.reporting import frame_spans
 else:  # a checkout: the repository root holds the engine
     if str(_HERE.parent) not in sys.path:
         sys.path.append(str(_HERE.parent))
@@ -33,6 +34,7 @@ else:  # a checkout: the repository root holds the engine
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
+    from engine.reporting import frame_spans
 
 __all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION",
-           "ReconstructOptions", "check_depth_exr", "find_sequence", "options_json", "read_bundle"]
+           "ReconstructOptions", "check_depth_exr", "find_sequence", "frame_spans", "options_json", "read_bundle"]

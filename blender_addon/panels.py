@@ -2,7 +2,8 @@
 
 import bpy
 
-from . import export, properties, reconstruct
+from . import engine_process, export, properties, reconstruct
+from .importer import draw_quality
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -37,7 +38,7 @@ def draw_reconstruct(layout, context) -> None:
     row.label(text="Import")
     for name in ("import_camera", "import_points", "import_depth"):
         row.prop(settings, name, toggle=True)
-    for name in ("floor_fit", "accumulate", "confidence_threshold", "point_radius"):
+    for name in ("floor_fit", "accumulate", "confidence_threshold", "point_radius", "rotation_mode"):
         col.prop(settings, name)
     if wm.parallax_running:
         layout.progress(factor=wm.parallax_progress, type="BAR", text=wm.parallax_stage)
@@ -45,8 +46,11 @@ def draw_reconstruct(layout, context) -> None:
     else:
         layout.operator(reconstruct.PARALLAX_OT_reconstruct.bl_idname, icon="VIEW_CAMERA")
         layout.operator(export.EXPORT_SCENE_OT_parallax.bl_idname, text="Export...", icon="EXPORT")
+        if engine_process.current_engine() is not None:  # the model stays loaded between runs
+            layout.operator(reconstruct.PARALLAX_OT_stop_engine.bl_idname, icon="X")
     if wm.parallax_message:
         layout.label(text=wm.parallax_message)
+    draw_quality(layout, context.scene)
     for line in wm.parallax_log.splitlines():
         level, _, message = line.partition("\t")
         layout.label(text=message, icon="ERROR" if level == "warning" else "INFO")

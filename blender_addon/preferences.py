@@ -1,5 +1,5 @@
 """Add-on preferences: which Python runs the engine (an isolated environment the add-on creates, or an
-existing interpreter), the model folder and the device."""
+existing interpreter), the model folder, the device and precision."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import bpy
 
 from . import engine_env, engine_process
 
-ENV_FOLDER = "engine-env"
-
 # The environment being built (at most one), shown by the preferences panel.
 _builder: engine_env.EnvBuilder | None = None
+# The last look at the shared engine environment (the panel draws often; a look runs its Python once).
+_status: engine_env.EnvStatus | None = None
 
 
 def get(context=None) -> ParallaxPreferences:
@@ -28,9 +28,17 @@ def user_dir(name: str) -> Path:
         return Path(bpy.utils.user_resource("DATAFILES", path=f"parallax/{name}", create=True))
 
 
-def env_dir() -> Path:
-    """Where the add-on keeps the engine environment."""
-    return user_dir(ENV_FOLDER)
+def environment_status(refresh: bool = False) -> engine_env.EnvStatus:
+    """The shared engine environment (engine_env.find_environment), looked at again when `refresh`."""
+    global _status
+    if _status is None or refresh:
+        requirements = engine_env.read_requirements(engine_process.engine_root())
+        _status = engine_env.find_environment(engine_env.data_root(), requirements)
+    return _status
+
+
+def building() -> bool:
+    return _builder is not None and _builder.state == "running"
 
 
 def engine_python(context=None) -> str:
@@ -42,12 +50,19 @@ def engine_python(context=None) -> str:
             raise engine_process.EngineUnavailable("no engine Python is set",
                                                    "set 'Python' in the Parallax add-on preferences")
         return python
-    python = engine_env.env_python(env_dir())
-    if not python.is_file():
-        raise engine_process.EngineUnavailable(
-            "the engine environment has not been created",
-            "press 'Create Engine Environment' in the Parallax add-on preferences, or choose an existing Python")
-    return str(python)
+    if building():
+        raise engine_process.EngineUnavailable("the engine environment is being created",
+                                               "wait until the Parallax add-on preferences say it is ready")
+    status = environment_status(refresh=True)
+    if status.state != "found":
+        raise engine_process.EngineUnavailable(status.problem, f"{status.fix}, or choose an existing Python")
+    return str(status.python)
+
+
+def device_options(prefs) -> dict:
+    """The engine's `device` and `precision` options (null: the engine's automatic choice, engine.devices)."""
+    device = {"auto": None, "cuda": f"cuda:{prefs.gpu_index}"}.get(prefs.device, prefs.device)
+    return {"device": device, "precision": None if prefs.precision == "auto" else prefs.precision}
 
 
 class ParallaxPreferences(bpy.types.AddonPreferences):
@@ -72,8 +87,17 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
                     "$PARALLAX_MODEL_DIR)")
     device: bpy.props.EnumProperty(
         name="Device",
-        items=[("auto", "Auto", "CUDA when available, else the CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
-               ("cpu", "CPU", "Slow; for small clips and tests")],
+        items=[("auto", "Auto", "The first NVIDIA GPU, else Apple Silicon's GPU, else the CPU"),
+               ("cuda", "CUDA", "An NVIDIA GPU (choose which below); fp16, bf16 (Ampere and later) or fp32"),
+               ("mps", "Apple Silicon", "The GPU of a Mac with Apple Silicon (MPS); fp16 or fp32"),
+               ("cpu", "CPU", "Slow; for small clips and tests; fp32 or bf16")],
+        default="auto")
+    gpu_index: bpy.props.IntProperty(name="GPU", min=0, default=0,
+                                     description="Which NVIDIA GPU (cuda:N; 0 is the first, as nvidia-smi lists them)")
+    precision: bpy.props.EnumProperty(
+        name="Precision",
+        items=[("auto", "Auto", "fp16 on GPUs, fp32 on the CPU"), ("fp16", "fp16", "Half precision (GPUs)"),
+               ("bf16", "bf16", "bfloat16 (NVIDIA Ampere and later, CPU)"), ("fp32", "fp32", "Full precision")],
         default="auto")
 
     def draw(self, context):
@@ -82,24 +106,41 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         if self.python_source == "CUSTOM":
             layout.prop(self, "python_path")
         else:
-            box = layout.box()
-            python = engine_env.env_python(env_dir())
-            box.label(text=f"Environment: {python.parent.parent}",
-                      icon="CHECKMARK" if python.is_file() else "ERROR")
-            box.prop(self, "base_python")
-            if _builder is not None and _builder.state == "running":
-                box.progress(factor=_builder.fraction, type="BAR", text=_builder.stage)
-                box.operator(PARALLAX_OT_cancel_environment.bl_idname, icon="CANCEL")
-            else:
-                if _builder is not None and _builder.state != "done":
-                    for line in _builder.message.splitlines()[-4:]:
-                        box.label(text=line, icon="ERROR")
-                box.operator(PARALLAX_OT_create_environment.bl_idname, icon="CONSOLE")
-                if not bpy.app.online_access:
-                    box.label(text="Needs online access (Preferences > System > Network)", icon="INFO")
+            self.draw_environment(layout.box())
         layout.prop(self, "model_dir")
         layout.prop(self, "geometrycrafter_dir")
-        layout.prop(self, "device")
+        row = layout.row()
+        row.prop(self, "device")
+        if self.device == "cuda":
+            row.prop(self, "gpu_index")
+        layout.prop(self, "precision")
+
+    def draw_environment(self, box) -> None:
+        """Found / being created / broken or missing (with the fix), and the buttons."""
+        status = environment_status()
+        if building():
+            box.progress(factor=_builder.fraction, type="BAR", text=_builder.stage)
+            box.label(text=f"Creating {_builder.env_dir}")
+            box.operator(PARALLAX_OT_cancel_environment.bl_idname, icon="CANCEL")
+            return
+        if status.state == "found":
+            box.label(text=f"Engine environment found: {status.env_dir}", icon="CHECKMARK")
+        else:
+            box.label(text=status.problem, icon="ERROR")
+            box.label(text=f"Fix: {status.fix}", icon="INFO")
+        if _builder is not None and _builder.state != "done":
+            for line in _builder.message.splitlines()[-4:]:
+                box.label(text=line, icon="ERROR")
+        row = box.row()
+        if status.state == "found":
+            row.operator(PARALLAX_OT_create_environment.bl_idname, icon="CONSOLE", text="Update Engine Environment")
+        else:
+            row.operator(PARALLAX_OT_create_environment.bl_idname, icon="CONSOLE")
+        row.operator(PARALLAX_OT_check_environment.bl_idname, icon="FILE_REFRESH")
+        box.prop(self, "base_python")
+        box.label(text=f"One environment for every Blender version, kept in {engine_env.data_root()}")
+        if not bpy.app.online_access:
+            box.label(text="Creating it needs online access (Preferences > System > Network)", icon="INFO")
 
 
 class PARALLAX_OT_create_environment(bpy.types.Operator):
@@ -116,13 +157,21 @@ class PARALLAX_OT_create_environment(bpy.types.Operator):
             self.report({"ERROR"}, "Online access is disabled: allow it in Preferences > System > Network to "
                                    "install the engine's packages, or choose an existing Python")
             return {"CANCELLED"}
-        if _builder is not None and _builder.state == "running":
+        if building():
             self.report({"WARNING"}, "The engine environment is already being created")
             return {"CANCELLED"}
         prefs = get(context)
         base = bpy.path.abspath(prefs.base_python) or sys.executable
-        root = engine_process.engine_root()
-        _builder = engine_env.EnvBuilder(base, env_dir(), engine_env.read_requirements(root)).start()
+        try:
+            version = engine_env.python_version(base)
+        except engine_process.EngineUnavailable as exc:
+            self.report({"ERROR"}, f"{exc.problem} ({exc.fix})")
+            return {"CANCELLED"}
+        target = engine_env.env_dir(engine_env.data_root(), version)
+        requirements = engine_env.read_requirements(engine_process.engine_root())
+        pip_args, torch_build = engine_env.torch_source(sys.platform, engine_env.nvidia_gpu())
+        _builder = engine_env.EnvBuilder(base, target, requirements, pip_args).start()
+        self.report({"INFO"}, f"Creating the engine environment in {target} with {torch_build}")
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -135,11 +184,26 @@ class PARALLAX_OT_create_environment(bpy.types.Operator):
         if _builder.state == "running":
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
+        environment_status(refresh=True)
         if _builder.state == "done":
             self.report({"INFO"}, "Engine environment ready")
             return {"FINISHED"}
         self.report({"ERROR"}, f"Engine environment: {_builder.message.splitlines()[0] if _builder.message else ''}")
         return {"CANCELLED"}
+
+
+class PARALLAX_OT_check_environment(bpy.types.Operator):
+    """Look again for the engine environment (e.g. after creating it from another Blender)"""
+
+    bl_idname = "parallax.check_environment"
+    bl_label = "Check Again"
+
+    def execute(self, context):
+        status = environment_status(refresh=True)
+        self.report({"INFO"} if status.state == "found" else {"WARNING"},
+                    f"Engine environment found: {status.env_dir}" if status.state == "found"
+                    else f"{status.problem} ({status.fix})")
+        return {"FINISHED"}
 
 
 class PARALLAX_OT_cancel_environment(bpy.types.Operator):
@@ -154,4 +218,5 @@ class PARALLAX_OT_cancel_environment(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (ParallaxPreferences, PARALLAX_OT_create_environment, PARALLAX_OT_cancel_environment)
+classes = (ParallaxPreferences, PARALLAX_OT_create_environment, PARALLAX_OT_check_environment,
+           PARALLAX_OT_cancel_environment)

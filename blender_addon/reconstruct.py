@@ -18,7 +18,7 @@ from . import engine_process, preferences, properties
 from .engine_link import AlignOptions, ReconstructOptions, find_sequence, options_json, read_bundle
 from .engine_process import EngineJob
 from .errors import EngineError, EngineUnavailable, InputError
-from .importer import import_bundle, options_from_settings
+from .importer import import_bundle, import_notes, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
@@ -84,7 +84,7 @@ def reconstruct_options(context, clip) -> dict:
         model_dir=bpy.path.abspath(prefs.geometrycrafter_dir if settings.model == "geometrycrafter"
                                    else prefs.model_dir) or None,
         variant=settings.variant if settings.model == "geometrycrafter" else None,
-        device=None if prefs.device == "auto" else prefs.device,
+        **preferences.device_options(prefs),
         stride=stride,
         steps=steps,
         size=size,  # None: the engine fits the size to the clip's aspect
@@ -158,6 +158,8 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
         try:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
             level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+            for note in import_notes(collection):
+                job.log.append(("warning", note))
             note = frame_shortfall(len(read_bundle(job.bundle).frames), _expected_frames)
             if note:
                 job.log.append(("warning", note))
@@ -245,6 +247,24 @@ class PARALLAX_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PARALLAX_OT_stop_engine(bpy.types.Operator):
+    """Stop the engine process and so free the GPU memory its loaded model holds (e.g. for Cycles); the next
+    reconstruction starts it again and reloads the model"""
+
+    bl_idname = "parallax.stop_engine"
+    bl_label = "Stop Engine / Free GPU Memory"
+
+    @classmethod
+    def poll(cls, context):
+        return engine_process.current_engine() is not None and (_job is None or _job.done)
+
+    def execute(self, context):
+        pid = engine_process.current_engine().pid
+        engine_process.stop_engine()
+        self.report({"INFO"}, f"Stopped the engine (process {pid}); its memory is free")
+        return {"FINISHED"}
+
+
 def forget_job() -> None:
     """Cancel the running job and drop it: nothing will import its result (the engine stays up)."""
     global _job
@@ -260,4 +280,4 @@ def forget_job_on_load(*_args):
     forget_job()
 
 
-classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel)
+classes = (PARALLAX_OT_reconstruct, PARALLAX_OT_cancel, PARALLAX_OT_stop_engine)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(command_module(name), __package__)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith(f"{__package__}."):
-            raise
+            return _missing_package(name, exc)
         # The Blender extension ships the engine without its development tools (build_addon.DEV_ONLY).
         print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
               "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
@@ -58,25 +58,45 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    previous = {sig: signal.signal(sig, _terminate) for sig in TERMINATING} if on_main_thread else {}
     try:
         return int(module.run(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: partly written output was removed on the way here
+        remove_staging()
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == __package__:
+            raise  # our own module missing while running is a bug: keep the traceback
+        return _missing_package(name, exc)
     except Terminated:
         remove_staging()  # what the signal cut short, also in a thread that had no time to clean up (serve)
         raise
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# SIGTERM (the add-on's cancel, a render farm's job kill) and SIGHUP (the terminal closed).
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _missing_package(command: str, exc: ModuleNotFoundError) -> int:
+    """A third-party package the command needs is not installed (e.g. torch in an environment made with the
+    torch-free requirements only): one clear line, not a traceback."""
+    print(f"error: `{command}` needs the package '{exc.name}', which this Python ({sys.executable}) lacks\n"
+          "  fix: install the engine's requirements (pyproject.toml) into it", file=sys.stderr)
+    return 2
 
 
 class Terminated(SystemExit):
-    """SIGTERM arrived: the process exits with 128 + 15 once the stack has unwound."""
+    """A terminating signal arrived: the process exits with 128 + its number once the stack has unwound."""
 
 
 def _terminate(signum, frame) -> None:
-    """SIGTERM (the add-on's cancel, a render farm's job kill): unwind like an exception, so that partly
-    written output is removed on the way out; then exit with the usual code 128 + signal."""
+    """Unwind like an exception, so that partly written output is removed on the way out; then exit with
+    the usual code 128 + signal."""
     raise Terminated(128 + signum)

@@ -16,6 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from .devices import DEVICE_HELP, PRECISION_HELP
 from .errors import InputError
 from .models import DEFAULT_MODEL, MODELS
 
@@ -94,10 +95,8 @@ class ReconstructOptions:
     stride: int | None = option(None, "frames between window starts, below the model's window length (default: "
                                       "the model's, 4 for Geo4D, 85 for GeometryCrafter)", low=1, high=4096)
     steps: int = option(5, "diffusion steps (default 5, as Geo4D)", low=1, high=1000)
-    device: str | None = option(None, "cuda, cuda:N or cpu (default: cuda when available)",
-                                pattern=r"cpu|cuda(:\d+)?")
-    precision: str | None = option(None, "fp32, fp16 or bf16 (default fp16 on cuda, fp32 on cpu)",
-                                   choices=("fp32", "fp16", "bf16"))
+    device: str | None = option(None, DEVICE_HELP, pattern=r"auto|cpu|mps|cuda(:\d+)?")
+    precision: str | None = option(None, PRECISION_HELP, choices=("fp32", "fp16", "bf16"))
     runtime: str = option("torch", "the networks' runtime", choices=("torch", "onnx"))
     frames: tuple[int, int | None] = option((0, None), "frame range [A, B) of the clip (0-based)", metavar="A:B",
                                             parse=parse_frames)

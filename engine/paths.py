@@ -35,6 +35,9 @@ def contained(root: Path, name, where: Path) -> Path:
         why = "outside"
     elif not _resolves_inside(path, root):
         why = "outside (through a symbolic link)"
+    elif path.exists() and not path.is_file():
+        raise InputError(f"{where} names {name!r}, which is not a regular file (a folder, a pipe or a device)",
+                         "re-run the engine to rewrite the folder")
     else:
         return path
     raise InputError(f"{where} names {name!r}, which lies {why} {root}",
@@ -51,7 +54,8 @@ def check_replaceable(target: str | os.PathLike, kind: str, named_files: Callabl
     """The absolute target, or InputError unless a new `kind` may replace it: it does not exist, is an
     empty folder, or is a folder Parallax wrote. named_files(folder) returns the relative paths (POSIX
     separators) of every file the format names there, or None when the folder's marker file does not
-    say it is a `kind`; every entry of the folder must be one of them (or a parent folder of one)."""
+    say it is a `kind`; every entry of the folder must be one of them (or a parent folder of one). A
+    name ending in "/" is a folder Parallax owns whole (a cache it fills itself)."""
     target = Path(target).expanduser().absolute()
     fix = (f"choose a new or empty folder for {option}; Parallax replaces only a folder it wrote itself, "
            "so that nothing else is ever deleted")
@@ -81,18 +85,22 @@ def written_by_parallax(folder: Path, named_files: Callable[[Path], set[str] | N
 def _unnamed(root: Path, named: set[str]) -> Iterable[str]:
     """Entries under root (relative POSIX paths) that are neither named, nor a folder on a named path,
     nor OS clutter. An unnamed folder is reported once, without its contents."""
-    folders = {p.rsplit("/", k)[0] for p in named for k in range(1, p.count("/") + 1)}
+    owned = {p[:-1] for p in named if p.endswith("/")}
+    files_named = {p for p in named if not p.endswith("/")}
+    folders = {p.rsplit("/", k)[0] for p in files_named for k in range(1, p.count("/") + 1)}
     for folder, dirs, files in os.walk(root, followlinks=False):
         base = Path(folder).relative_to(root).as_posix()
         prefix = "" if base == "." else base + "/"
         for d in list(dirs):
             rel = prefix + d
-            if (root / rel).is_symlink() or rel not in folders:
+            if rel in owned and not (root / rel).is_symlink():
+                dirs.remove(d)  # Parallax's own cache: whatever is in it is Parallax's
+            elif (root / rel).is_symlink() or rel not in folders:
                 dirs.remove(d)
                 yield rel + ("" if (root / rel).is_symlink() else "/")
         for f in files:
             rel = prefix + f
-            if rel not in named and f not in OS_CLUTTER:
+            if rel not in files_named and f not in OS_CLUTTER:
                 yield rel
 
 
@@ -108,6 +116,6 @@ def check_outside(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | 
         real = Path(path).expanduser().resolve()
         if real == out_real or out_real in real.parents:
             raise InputError(f"the {what} {path} lies inside the output folder {out}, which a successful run "
-                             "replaces (the " + what + " would be deleted with it)",
+                             f"replaces (the {what} would be deleted with it)",
                              f"choose an {option} folder that does not hold the {what}, e.g. "
                              f"{out.parent / (out.name + '_new')}")

@@ -9,3 +9,13 @@ from typing import Callable
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done, in [0, 1])
 Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
+
+
+def frame_spans(frames: list[int]) -> str:
+    """Sorted frame numbers as a sentence's list: [3, 4, 5, 9] -> '3-5, 9'."""
+    spans, start = [], frames[0]
+    for a, b in zip(frames, [*frames[1:], None]):
+        if b != a + 1:
+            spans.append(f"{start}-{a}" if a != start else f"{a}")
+            start = b
+    return ", ".join(spans)

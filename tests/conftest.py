@@ -1,8 +1,8 @@
 """Shared fixtures: tiny Geo4D checkpoints in the official Lightning layout, and their conversion; the built
 add-on zip and a copy of the real clip (add-on tests); the synthetic bundle (importer tests).
 
-torch is imported inside the fixtures that need it, so the importer tests also run in a venv holding only bpy,
-numpy, OpenEXR, OpenCV and pytest."""
+torch is imported inside the fixtures that need it (which skip without it), so the add-on, importer and torch-free
+engine tests also run in a venv without torch (the Python 3.13 lane)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import build_addon
 from tests.addon_session import CLIP
 from tests.fixture_paths import GEO4D_FIXTURES, GEOMETRYCRAFTER_FIXTURES, requires_geo4d_fixtures
 from tests.fixture_paths import requires_geometrycrafter_fixtures
+from tests.needs import torch_or_skip
 from tests.synthetic_bundle import write_synthetic_bundle
 
 TINY_CONFIG = GEO4D_FIXTURES / "tiny_config.json"
@@ -54,7 +55,7 @@ def tiny_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
     _skip_without_fixtures()
-    import torch
+    torch = torch_or_skip()
     from safetensors.torch import load_file
 
     folder = tmp_path_factory.mktemp("checkpoints")
@@ -80,6 +81,7 @@ def tiny_model_dir(tiny_checkpoints, tmp_path_factory) -> Path:
 def tiny_modules(tiny_config):
     """The fixture folder's tiny Geo4D networks loaded straight from its safetensors (no conversion),
     with the official constant context of the end-to-end fixture."""
+    torch_or_skip()
     from safetensors.torch import load_file
 
     from engine.models.geo4d.checks.unet_forward import load_tiny_unet

@@ -48,7 +48,8 @@ result["per_frame_focal"] = [per_frame_focal()]
 result["engine_log"] = bpy.context.window_manager.parallax_log.splitlines()
 points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
 modifier = points[0].modifiers["Parallax Points"]
-result["points_inputs"] = [len(points)] + [modifier[modifier.node_group.interface.items_tree[name].identifier]
+points_module = importlib.import_module(MOD + ".importer.points")
+result["points_inputs"] = [len(points)] + [points_module.modifier_input(modifier, name)
                                            for name in ("Confidence Threshold", "Accumulate")]
 settings.confidence_threshold, settings.accumulate = 0.0, False
 settings.zoom_shot = True
@@ -65,10 +66,15 @@ result.update(first=first, second=second, before=before, after_first=after_first
               same_engine=ep.current_engine().pid == pid, frames=[scene.frame_start, scene.frame_end],
               camera_moves=start_matrix != end_matrix, bundle=str(rc.bundle_dir(clip)),
               active_clip=scene.active_clip.name, leftovers=leftovers())
+# "Stop Engine / Free GPU Memory": the process ends; with no engine the button has nothing to do.
+pid = ep.current_engine().pid
+result["stop"] = sorted(bpy.ops.parallax.stop_engine())
+result["stopped"] = [ep.current_engine() is None, os.path.exists(f"/proc/{pid}"), bpy.ops.parallax.stop_engine.poll()]
 report()
 """
     result = run_bpy(script, [addon_zip, clip, tiny_model_dir], tmp_path / "profile")
     assert result["first"]["status"] == ["FINISHED"], result["first"]
+    assert result["stop"] == ["FINISHED"] and result["stopped"] == [True, False, False]
     assert "Reconstructed into" in result["first"]["message"]
     # What the engine said about the job, as the panel lists it: where the model ran, and that the CPU is slow.
     assert result["engine_log"][:2] == ["info\tGeo4D on cpu, fp32, torch runtime",

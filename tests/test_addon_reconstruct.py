@@ -89,7 +89,7 @@ report()
     assert result["engine_alive"] is False
 
 
-def test_presets_leave_the_processing_size_to_the_engine(addon_zip, clip, tmp_path):
+def test_presets_and_device_choice_reach_the_engine_options(addon_zip, clip, tmp_path):
     # A fixed 320x512 would stretch clips of another aspect; the engine fits the size when it gets null.
     script = SCENE + """
 rc = importlib.import_module(MOD + ".reconstruct")
@@ -103,8 +103,18 @@ settings.stride, settings.steps, settings.use_custom_size, settings.size_h, sett
 options = rc.reconstruct_options(bpy.context, clip)
 sent["CUSTOM size"] = [options["stride"], options["steps"], options["size"]]
 result["sent"] = sent
+devices = []
+for device, gpu, precision in (("auto", 3, "auto"), ("cuda", 0, "auto"), ("cuda", 1, "bf16"), ("mps", 1, "fp16"),
+                               ("cpu", 0, "fp32")):
+    prefs.device, prefs.gpu_index, prefs.precision = device, gpu, precision
+    options = rc.reconstruct_options(bpy.context, clip)
+    devices.append([options["device"], options["precision"]])
+result["devices"] = devices
 report()
 """
-    sent = run_bpy(script, [addon_zip, clip], tmp_path / "profile")["sent"]
+    result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
+    # Device and precision as the engine reads them (null: its automatic choice).
+    assert result["devices"] == [[None, None], ["cuda:0", None], ["cuda:1", "bf16"], ["mps", "fp16"], ["cpu", "fp32"]]
+    sent = result["sent"]
     assert sent == {"FAST": [8, 5, None], "STANDARD": [4, 5, None], "FINE": [2, 5, None], "CUSTOM": [4, 5, None],
                     "CUSTOM size": [3, 7, [256, 448]]}

@@ -7,13 +7,18 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from engine.bench.memory import CudaAttention, StorageTracker, main, meta_modules, stage_peaks
-from engine.bench.model import random_modules
-from engine.models.geo4d.config import load_config
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+from engine.bench.memory import CudaAttention, StorageTracker, main, meta_modules, stage_peaks  # noqa: E402
+from engine.bench.model import random_modules  # noqa: E402
+from engine.models.geo4d.config import load_config  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 TINY = GEO4D_FIXTURES / "tiny_config.json"
 

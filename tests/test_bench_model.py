@@ -8,8 +8,12 @@ import re
 
 import pytest
 
-from engine.bench.model import main
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+from engine.bench.model import main  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
 

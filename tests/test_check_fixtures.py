@@ -5,11 +5,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from safetensors.torch import load_file, save_file
 
-from engine.models.fixtures import check_modules, run_checks
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from engine.models.fixtures import check_modules, run_checks  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
 

@@ -4,13 +4,18 @@ official outputs (fixture g), the antialiasing blur against OpenCV, and refusals
 import cv2
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from engine.errors import ModelError
-from engine.models.geo4d import conditioning as cond
-from engine.models.geo4d.checks import conditioning as cond_check
-from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from engine.errors import ModelError  # noqa: E402
+from engine.models.geo4d import conditioning as cond  # noqa: E402
+from engine.models.geo4d.checks import conditioning as cond_check  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 
 @requires_geo4d_fixtures

@@ -6,14 +6,18 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
-from engine.errors import ModelError
-from engine.models.geo4d.convert import convert_geo4d
-from engine.models.geo4d.model_dir import verify_model_dir
-from engine.models.geo4d.weights import load_geo4d
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
+from engine.errors import ModelError  # noqa: E402
+from engine.models.geo4d.convert import convert_geo4d  # noqa: E402
+from engine.models.geo4d.model_dir import verify_model_dir  # noqa: E402
+from engine.models.geo4d.weights import load_geo4d  # noqa: E402
 
 
 def test_converted_directory_holds_exactly_the_inference_weights(tiny_model_dir):

@@ -11,6 +11,7 @@ import pytest
 
 from engine.errors import ModelError
 from engine.models.download import download_file, source_urls, verify_checkpoint
+from tests.needs import torch_or_skip
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -85,6 +86,7 @@ def test_bad_download_is_set_aside(mirror, tmp_path):
 
 
 def test_no_network_prints_the_manual_steps(tmp_path):
+    torch_or_skip()  # `download` converts with torch afterwards, so its module imports it
     # Port 9 (discard) on localhost: connection refused, as behind a firewall.
     result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", "http://127.0.0.1:9",
                              "--download-dir", str(tmp_path / "dl"), "--out", str(tmp_path / "model")],

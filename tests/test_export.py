@@ -99,7 +99,8 @@ def test_colmap_model_reads_back_with_pycolmap(tmp_path, zoom, encoding):
     for image in model.images.values():
         i = int(Path(image.name).stem)
         camera = model.cameras[image.camera_id]
-        assert camera.model == pycolmap.CameraModelId.PINHOLE and (camera.width, camera.height) == (SCALE * w, SCALE * h)
+        assert camera.model == pycolmap.CameraModelId.PINHOLE
+        assert (camera.width, camera.height) == (SCALE * w, SCALE * h)
         np.testing.assert_allclose(camera.calibration_matrix(), K[i], rtol=1e-5)
         np.testing.assert_allclose(image.cam_from_world().matrix(), np.linalg.inv(recon.camera_to_world[i])[:3],
                                    atol=1e-5)

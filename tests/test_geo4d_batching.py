@@ -1,10 +1,15 @@
 """Window inference is deterministic per window: batching windows together changes nothing."""
 
 import numpy as np
-import torch
 
-from engine.models.geo4d.model import Geo4D, SamplingOptions
-from engine.windows.schedule import window_starts
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
 
 
 def test_results_do_not_depend_on_window_batching(tiny_modules):

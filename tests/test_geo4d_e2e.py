@@ -1,8 +1,12 @@
 """One Geo4D window end to end against the official run (fixture e): frames -> context and VAE
 condition -> 5 DDIM steps through our UNet -> decoding -> the demo's post-processing and cameras."""
 
-from engine.models.geo4d.checks import e2e_window
-from tests.fixture_paths import assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+from engine.models.geo4d.checks import e2e_window  # noqa: E402
+from tests.fixture_paths import assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 
 @requires_geo4d_fixtures

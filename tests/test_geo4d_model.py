@@ -1,13 +1,18 @@
 """The assembled Geo4D window inference against the official end-to-end window fixture (e)."""
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
 
-from engine.models.geo4d import model as model_module
-from engine.models.geo4d.model import Geo4D, SamplingOptions
-from engine.windows.schedule import window_starts
-from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from engine.models.geo4d import model as model_module  # noqa: E402
+from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES as FIXTURES  # noqa: E402
 
 
 def test_window_matches_official_end_to_end(tiny_modules, monkeypatch):

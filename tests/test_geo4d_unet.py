@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from engine.errors import InputError, ModelError
-from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward
-from engine.models.geo4d.config import unet_params
-from engine.models.geo4d.manifest import check_manifest_part, full_size_parts
-from engine.models.geo4d.resampler import Resampler
-from engine.models.geo4d.unet import UNet3D
-from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from engine.errors import InputError, ModelError  # noqa: E402
+from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward  # noqa: E402
+from engine.models.geo4d.config import unet_params  # noqa: E402
+from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
+from engine.models.geo4d.resampler import Resampler  # noqa: E402
+from engine.models.geo4d.unet import UNet3D  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 FIXTURES = GEO4D_FIXTURES
 pytestmark = requires_geo4d_fixtures

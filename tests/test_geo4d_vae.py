@@ -2,15 +2,19 @@
 the behaviours the pipeline relies on (chunked per-frame decoding, posterior sampling, dtypes)."""
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from engine.models.geo4d.checks import full_manifest
-from engine.models.geo4d.checks import vae as vae_check
-from engine.models.geo4d.config import model_params, vae_params
-from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part
-from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames
-from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from engine.models.geo4d.checks import full_manifest  # noqa: E402
+from engine.models.geo4d.checks import vae as vae_check  # noqa: E402
+from engine.models.geo4d.config import model_params, vae_params  # noqa: E402
+from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part  # noqa: E402
+from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
 

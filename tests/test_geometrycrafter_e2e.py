@@ -8,15 +8,20 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from engine.models.fixtures import check_modules, model_of
-from engine.errors import InputError
-from engine.models.geometrycrafter.checks import e2e_determ, e2e_diff, e2e_variants
-from engine.models.geometrycrafter.config import load_config
-from engine.models.geometrycrafter.pipeline import Options, predict
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.models.fixtures import check_modules, model_of  # noqa: E402
+from engine.errors import InputError  # noqa: E402
+from engine.models.geometrycrafter.checks import e2e_determ, e2e_diff, e2e_variants  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.geometrycrafter.pipeline import Options, predict  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
 

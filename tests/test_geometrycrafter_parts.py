@@ -6,21 +6,26 @@ frames, and MoGe's checkpoint read without unpickling code."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from engine.errors import ModelError
-from engine.models.geometrycrafter.checks import full_manifest
-from engine.models.geometrycrafter.checks import image_encoder as clip_check
-from engine.models.geometrycrafter.checks import moge_prior as moge_check
-from engine.models.geometrycrafter.checks import point_map_vae as pmap_check
-from engine.models.geometrycrafter.checks import vae as vae_check
-from engine.models.geometrycrafter.config import load_config
-from engine.models.geometrycrafter.moge import moge_from_checkpoint
-from engine.models.geometrycrafter.point_map_vae import decode_point_map, normalized_meshgrid
-from engine.models.geometrycrafter.priors import intrinsic_map, priors_from_points
-from engine.models.geometrycrafter.svd_vae import encode_vae_video
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.errors import ModelError  # noqa: E402
+from engine.models.geometrycrafter.checks import full_manifest  # noqa: E402
+from engine.models.geometrycrafter.checks import image_encoder as clip_check  # noqa: E402
+from engine.models.geometrycrafter.checks import moge_prior as moge_check  # noqa: E402
+from engine.models.geometrycrafter.checks import point_map_vae as pmap_check  # noqa: E402
+from engine.models.geometrycrafter.checks import vae as vae_check  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.geometrycrafter.moge import moge_from_checkpoint  # noqa: E402
+from engine.models.geometrycrafter.point_map_vae import decode_point_map, normalized_meshgrid  # noqa: E402
+from engine.models.geometrycrafter.priors import intrinsic_map, priors_from_points  # noqa: E402
+from engine.models.geometrycrafter.svd_vae import encode_vae_video  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
 

@@ -5,22 +5,28 @@ sampler, and several windows without overlap (where the official `diff` pipeline
 from __future__ import annotations
 
 import pytest
-import torch
 
-from engine.errors import InputError, ModelError
-from engine.models.geometrycrafter.checks import scheduler_sampling, windows as windows_check
-from engine.models.geometrycrafter.checks.unet_forward import load_tiny_unet
-from engine.models.geometrycrafter.config import load_config
-from engine.models.geometrycrafter.denoise import Conditioning, added_time_ids, sample_diff
-from engine.models.geometrycrafter.pipeline import initial_noise
-from engine.models.geometrycrafter.windows import WindowPlan, append_window, window_noise
-from engine.sampling.euler import EulerPlan, euler_step, scale_input
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures
+from tests.needs import torch_or_skip
 
-SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-                 "prediction_type": "v_prediction", "sigma_max": 700.0, "sigma_min": 0.002, "steps_offset": 1,
-                 "timestep_spacing": "leading", "timestep_type": "continuous", "use_karras_sigmas": True}
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.errors import InputError, ModelError  # noqa: E402
+from engine.models.geometrycrafter.checks import scheduler_sampling, windows as windows_check  # noqa: E402
+from engine.models.geometrycrafter.checks.unet_forward import load_tiny_unet  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.geometrycrafter.denoise import Conditioning, added_time_ids, sample_diff  # noqa: E402
+from engine.models.geometrycrafter.pipeline import initial_noise  # noqa: E402
+from engine.models.geometrycrafter.windows import WindowPlan, append_window, window_noise  # noqa: E402
+from engine.sampling.euler import EulerPlan, euler_step, scale_input  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures  # noqa: E402
+
+SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                 "num_train_timesteps": 1000, "prediction_type": "v_prediction", "sigma_max": 700.0,
+                 "sigma_min": 0.002, "steps_offset": 1, "timestep_spacing": "leading", "timestep_type": "continuous",
+                 "use_karras_sigmas": True}
 
 
 @pytest.fixture(scope="module")

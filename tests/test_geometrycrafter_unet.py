@@ -4,14 +4,19 @@ intermediates), and what the config decides: levels, widths, heads, layers, inpu
 from __future__ import annotations
 
 import pytest
-import torch
 
-from engine.errors import InputError, ModelError
-from engine.models.geometrycrafter.checks import unet_forward
-from engine.models.geometrycrafter.config import load_config
-from engine.models.geometrycrafter.unet import SpatioTemporalUNet
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.errors import InputError, ModelError  # noqa: E402
+from engine.models.geometrycrafter.checks import unet_forward  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.geometrycrafter.unet import SpatioTemporalUNet  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import assert_fixture_reproduced, requires_geometrycrafter_fixtures  # noqa: E402
 
 # A configuration unlike both the tiny and the real one: 4 levels, growing widths, 2 layers and
 # 2 transformer layers per level, other head counts and a different cross-attention width.

@@ -10,7 +10,7 @@ from mathutils import Vector  # noqa: E402
 from blender_addon.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
-from blender_addon.importer.points import COLOR_ATTRIBUTE  # noqa: E402
+from blender_addon.importer.points import COLOR_ATTRIBUTE, modifier_input, set_modifier_input  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 
@@ -152,7 +152,9 @@ def test_modifier_shows_the_current_frame_above_the_threshold(empty_scene, bundl
     for i in (0, 7):
         assert _shown_points(empty_scene, obj, 1 + i) == np.sum(conf[i] >= 1.2)
     modifier = obj.modifiers["Parallax Points"]
-    modifier[modifier.node_group.interface.items_tree["Accumulate"].identifier] = True
+    assert modifier_input(modifier, "Accumulate") is False
+    set_modifier_input(modifier, "Accumulate", True)
+    assert modifier_input(modifier, "Accumulate") is True
     obj.update_tag()
     assert _shown_points(empty_scene, obj, 1 + 7) == np.sum(conf[:8] >= 1.2)
 
@@ -270,25 +272,43 @@ def test_undecodable_clip_is_named_and_changes_nothing(empty_scene, bundle, tmp_
     assert _counts() == before and len(bpy.data.movieclips) == 0
 
 
-def test_camera_quaternions_stay_sign_continuous_through_a_full_turn(empty_scene):
+@pytest.mark.parametrize("rotation_mode", ["XYZ", "QUATERNION"])
+def test_camera_rotation_keys_stay_continuous_through_a_full_turn(empty_scene, rotation_mode):
     from blender_addon.importer.camera import build_camera
-    from blender_addon.importer.transforms import LensKeys
 
     n = 40
-    angles = np.linspace(0, 2 * np.pi * 1.2, n)  # more than a full pan: plain conversion flips sign at 180 degrees
+    angles = np.linspace(0, 2 * np.pi * 1.2, n)  # more than a full pan: plain conversion jumps at 180 degrees
     matrices = np.tile(np.eye(4), (n, 1, 1))
     matrices[:, 0, 0] = matrices[:, 1, 1] = np.cos(angles)
     matrices[:, 0, 1], matrices[:, 1, 0] = -np.sin(angles), np.sin(angles)
-    lens = LensKeys(lens=np.full(n, 35.0), shift_x=np.zeros(n), shift_y=np.zeros(n))
-    camera = build_camera("Pan", matrices, lens, np.arange(1, n + 1), (0.1, 100.0))
+    K = np.tile(np.array([[50.0, 0, 32], [0, 50, 24], [0, 0, 1]]), (n, 1, 1))
+    camera = build_camera("Pan", matrices, K, (48, 64), (48, 64), np.arange(1, n + 1), (0.1, 100.0),
+                          rotation_mode)
     empty_scene.collection.objects.link(camera)
-    quats = []
+    assert camera.rotation_mode == rotation_mode
+    rotations = []
     for frame in range(1, n + 1):
         empty_scene.frame_set(frame)
-        quats.append(np.array(camera.rotation_quaternion))
+        rotations.append(np.array(camera.rotation_quaternion if rotation_mode == "QUATERNION"
+                                  else camera.rotation_euler))
         np.testing.assert_allclose(np.array(camera.matrix_world)[:3, :3], matrices[frame - 1, :3, :3], atol=1e-5)
-    quats = np.array(quats)
-    assert np.all(np.sum(quats[1:] * quats[:-1], axis=1) > 0)
+    rotations = np.array(rotations)
+    if rotation_mode == "QUATERNION":
+        assert np.all(np.sum(rotations[1:] * rotations[:-1], axis=1) > 0)
+    else:  # the pan angle grows steadily past 360 degrees, no wrap back
+        np.testing.assert_allclose(rotations[:, 2], angles, atol=1e-5)
+    # A constant lens and principal point are keyed once.
+    curves = {c.data_path: len(c.keyframe_points) for c in _fcurves(camera.data)}
+    assert curves == {"lens": 1, "shift_x": 1, "shift_y": 1}
+    assert camera.data.lens == pytest.approx(50 / 64 * 36)
+
+
+def _fcurves(id_block):
+    """The F-curves animating id_block (Blender 4.4+ slotted actions, or the action's own curves)."""
+    action = id_block.animation_data.action
+    if not hasattr(action, "slots"):
+        return list(action.fcurves)
+    return list(action.layers[0].strips[0].channelbag(id_block.animation_data.action_slot).fcurves)
 
 
 def test_only_what_is_asked_for_is_imported(empty_scene, bundle):

@@ -86,16 +86,32 @@ def test_cg_goes_over_the_plate_by_depth_with_fog(imported, tmp_path):
     np.testing.assert_allclose(shown[~edge], expected[~edge], atol=2e-3)
 
 
-def test_defocus_blurs_out_of_focus_edges(imported, tmp_path):
+def test_defocus_blurs_out_of_focus_cg_only(imported, tmp_path):
     scene, _ = imported
-    _prepare_group(scene, fog_density=0.0, defocus=False)
-    sharp = _render(scene, scene.frame_start, tmp_path / "sharp.exr")
-    scene.camera.data.dof.focus_distance = 1.0  # the plate/CG edge at ~8 units is far out of focus
-    _node(_node(compositor_tree(scene), "CompositorNodeGroup").node_tree, "CompositorNodeDefocus").f_stop = 0.5
-    _prepare_group(scene, fog_density=0.0, defocus=True)
-    blurred = _render(scene, scene.frame_start, tmp_path / "blurred.exr")
+    tree = compositor_tree(scene)
+    group_node = _node(tree, "CompositorNodeGroup")
 
-    def mixed(image):  # pixels that are neither pure red nor pure blue
-        return np.sum((image[..., 0] > 0.05) & (image[..., 2] > 0.05))
+    def render(defocus):
+        """CG: 1 where the frame has sky, 0 elsewhere (a sharp edge), at CG_DEPTH in front of the whole plate."""
+        _prepare_group(scene, fog_density=0.0, defocus=defocus)
+        sky = tree.nodes.new("ShaderNodeMath")
+        sky.operation = "LESS_THAN"
+        sky.inputs[1].default_value = 1e-9
+        tree.links.new(_node(tree, "CompositorNodeScale").outputs[0], sky.inputs[0])
+        tree.links.new(sky.outputs[0], group_node.inputs["CG"])
+        for link in group_node.inputs["Plate Depth"].links:
+            tree.links.remove(link)
+        group_node.inputs["Plate Depth"].default_value = 0.0  # no depth: behind the CG
+        image = _render(scene, scene.frame_start, tmp_path / f"defocus{defocus}.exr")
+        tree.nodes.remove(sky)
+        return image
 
-    assert mixed(blurred) > 3 * max(mixed(sharp), 1)
+    sharp = render(False)
+    scene.camera.data.dof.focus_distance = 1.0  # the CG at CG_DEPTH is far out of focus
+    _node(group_node.node_tree, "CompositorNodeDefocus").f_stop = 0.5
+    blurred = render(True)
+
+    def mixed(image):  # pixels between the edge's two sides
+        return np.sum((image[..., 0] > 0.05) & (image[..., 0] < 0.95))
+
+    assert mixed(sharp) == 0 and mixed(blurred) > 20

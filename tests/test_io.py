@@ -1,6 +1,9 @@
 """Round trips of the public formats: window predictions, depth EXR, PLY and the bundle."""
 
+import importlib.util
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
+from engine.formats.atomic import staged_file
 from engine.formats.bundle import Reconstruction, read_bundle, write_bundle
 from engine.formats.exr import read_depth_exr
 from engine.windows.predictions import WindowPredictions, load_windows, maps_bytes, new_maps, save_windows
@@ -174,12 +178,36 @@ def test_failed_bundle_write_leaves_old_bundle(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+@pytest.fixture
+def group_umask():
+    """The umask of a studio that shares work with its group (rwxr-x---); restored afterwards."""
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_bundles_are_readable_by_the_group(tmp_path, group_umask):
+    n, h, w = 2, 4, 4
+    recon = Reconstruction(frames=np.arange(n), fps=24.0, K=np.stack([np.eye(3)] * n),
+                           camera_to_world=np.stack([np.eye(4)] * n), depth=np.ones((n, h, w), np.float32),
+                           confidence=np.ones((n, h, w), np.float32))
+    out = write_bundle(recon, tmp_path / "bundle", windows=make_windows())
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes["."] == 0o750 and modes["scene.json"] == 0o640 and modes["windows"] == 0o750
+    assert {mode for path, mode in modes.items()} == {0o750, 0o640}, modes
+    with staged_file(tmp_path / "notes.txt") as f:
+        f.write(b"shared")
+    assert stat.S_IMODE((tmp_path / "notes.txt").stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "notes.txt"]
+
+
 def test_only_exr_files_need_openexr():
     """The GPU benchmark machine and Blender's Python have no OpenEXR: reading clips, the benchmarks and the
     server must import without it (an EXR plate or a depth-map writer then loads it)."""
-    code = ("import sys; sys.modules['OpenEXR'] = None\n"
-            "import engine.clips.video, engine.formats.bundle, engine.bench.model, engine.bench.memory, "
-            "engine.protocol.server")
+    modules = ["engine.clips.video", "engine.formats.bundle", "engine.protocol.server"]
+    if importlib.util.find_spec("torch"):  # the benchmarks need torch (the Python 3.13 lane has none)
+        modules += ["engine.bench.model", "engine.bench.memory"]
+    code = f"import sys; sys.modules['OpenEXR'] = None\nimport {', '.join(modules)}"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -7,13 +7,18 @@ decoders and the ray-direction normalisation (seen at 6e-5 on ray directions).""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from engine.models.geo4d.model import Geo4D, SamplingOptions
-from engine.windows.schedule import window_starts
-from engine.models.geo4d.weights import load_geo4d
-from engine.models.geo4d.onnx_backend import OnnxBackend
-from tests.fixture_paths import requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+
+from engine.models.geo4d.model import Geo4D, SamplingOptions  # noqa: E402
+from engine.windows.schedule import window_starts  # noqa: E402
+from engine.models.geo4d.weights import load_geo4d  # noqa: E402
+from engine.models.geo4d.onnx_backend import OnnxBackend  # noqa: E402
+from tests.fixture_paths import requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
 

@@ -6,13 +6,18 @@ bit on the machine that made them; ONNX Runtime's kernels sum in another order, 
 from __future__ import annotations
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from engine.errors import ModelError
-from engine.models.geo4d.checks import compare, unet_forward
-from engine.models.geo4d.onnx_backend import OnnxUNet, cached_export, execution_providers
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from engine.errors import ModelError  # noqa: E402
+from engine.models.geo4d.checks import compare, unet_forward  # noqa: E402
+from engine.models.geo4d.onnx_backend import OnnxUNet, cached_export, execution_providers  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 FIXTURES = GEO4D_FIXTURES
 pytestmark = requires_geo4d_fixtures

@@ -3,15 +3,20 @@ synthetic ray map of known cameras, portrait and with an odd crop, which the fix
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
-from scipy.spatial.transform import Rotation
 
-from engine.models.geo4d import postprocess as post
-from engine.models.geo4d.checks import postprocess as post_check
-from engine.models.geo4d.checks.vae import load_tiny_vaes
-from engine.models.geo4d.config import model_params
-from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
+
+from engine.models.geo4d import postprocess as post  # noqa: E402
+from engine.models.geo4d.checks import postprocess as post_check  # noqa: E402
+from engine.models.geo4d.checks.vae import load_tiny_vaes  # noqa: E402
+from engine.models.geo4d.config import model_params  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 
 @requires_geo4d_fixtures

@@ -17,13 +17,14 @@ from engine.pipeline import ReconstructOptions, run_reconstruct
 from engine.models.window_model import SizeRule
 from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, stride_of
 from tests.fixture_paths import GEO4D_FIXTURES
+from tests.needs import torch_or_skip
 
 CLIP = GEO4D_FIXTURES.parent.parent / "clips" / "drift-turn.mp4"
 
 
 def _options(video, out, model_dir, **kw):
     # Tiny model (latent 4x8, UNet stride 32): 32x64 frames keep a run to a few seconds.
-    return ReconstructOptions(video=video, out=out, model_dir=model_dir, size=(32, 64), device="cpu", **kw)
+    return ReconstructOptions(video=video, out=out, model_dir=model_dir, size=(32, 64), **{"device": "cpu", **kw})
 
 
 def test_reconstruct_drift_turn_end_to_end(tiny_model_dir, tmp_path):
@@ -176,9 +177,38 @@ def test_zero_frames_and_bad_options_fail_cleanly(tiny_model_dir, tmp_path):
 
 
 def test_missing_model_fails_cleanly(tmp_path):
+    torch_or_skip()  # reconstruct loads torch before it looks at the model folder
     result = _cli(CLIP, "--out", tmp_path / "bundle", "--model-dir", tmp_path / "no-model", "--device", "cpu")
     assert result.returncode == 2
     assert "no-model does not exist" in result.stderr and "engine convert geo4d" in result.stderr
     assert not (tmp_path / "bundle").exists()
     with pytest.raises(ModelError):
         run_reconstruct(_options(CLIP, tmp_path / "bundle", tmp_path / "no-model"))
+
+
+def test_a_command_without_torch_names_the_missing_package(tmp_path):
+    """An engine environment made with the torch-free requirements (or a broken one) gets one clear line, not a
+    traceback (torch is hidden here, so this runs in every lane)."""
+    code = ("import sys; sys.modules['torch'] = None\nfrom engine.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "reconstruct", str(CLIP), "--out", str(tmp_path / "b"),
+                             "--model-dir", str(tmp_path / "no-model"), "--device", "cpu"],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "`reconstruct` needs the package 'torch'" in result.stderr and "fix: install the engine's" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tiny_model_dir, tmp_path):
+    from engine.devices import machine
+
+    here = machine()
+    if here.mps or here.cuda:
+        pytest.skip("this machine has the GPU the test asks for")
+    with pytest.raises(EngineError, match="no Apple Silicon GPU"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, device="mps"))
+    with pytest.raises(EngineError, match="PyTorch sees no CUDA GPU"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, device="cuda:1"))
+    with pytest.raises(InputError, match="cpu does not run fp16"):
+        run_reconstruct(_options(CLIP, tmp_path / "b", tiny_model_dir, precision="fp16"))
+    assert not list(tmp_path.iterdir())

@@ -3,14 +3,19 @@ denoiser that DDIM must invert exactly."""
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from engine.models.geo4d.checks import ddim_sampling
-from engine.models.geo4d.config import load_config, model_params
-from engine.sampling.ddim import DDIMPlan, ddim_sample, uniform_trailing_timesteps
-from engine.sampling.schedule import NoiseSchedule, linear_betas, rescale_zero_terminal_snr
-from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures
+from tests.needs import torch_or_skip
+
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from engine.models.geo4d.checks import ddim_sampling  # noqa: E402
+from engine.models.geo4d.config import load_config, model_params  # noqa: E402
+from engine.sampling.ddim import DDIMPlan, ddim_sample, uniform_trailing_timesteps  # noqa: E402
+from engine.sampling.schedule import NoiseSchedule, linear_betas, rescale_zero_terminal_snr  # noqa: E402
+from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 REAL = NoiseSchedule.from_model_params(model_params(load_config()))
 

@@ -4,9 +4,11 @@ The add-on registers `classes` and appends `menu_func_import` to TOPBAR_MT_file_
 calls `import_bundle(context, bundle_path, options)`.
 """
 
-from .bundle_import import ImportOptions, import_bundle, options_from_settings
+from .bundle_import import ImportOptions, import_bundle, import_notes, options_from_settings
 from .operator import IMPORT_SCENE_OT_parallax_bundle, menu_func_import
+from .quality import PARALLAX_OT_go_to_frame, draw_quality
 
-classes = (IMPORT_SCENE_OT_parallax_bundle,)
+classes = (IMPORT_SCENE_OT_parallax_bundle, PARALLAX_OT_go_to_frame)
 
-__all__ = ["ImportOptions", "import_bundle", "options_from_settings", "classes", "menu_func_import"]
+__all__ = ["ImportOptions", "import_bundle", "import_notes", "options_from_settings", "classes", "draw_quality",
+           "menu_func_import"]

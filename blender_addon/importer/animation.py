@@ -30,3 +30,11 @@ def set_keys(fcurves, data_path: str, index: int, frames: np.ndarray, values: np
     keys.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
     keys.foreach_set("interpolation", np.full(len(frames), _LINEAR, np.int32))
     curve.update()
+
+
+def fcurves_of(id_block: bpy.types.ID):
+    """The F-curve collection of id_block's action (as new_fcurves made it), to add curves to."""
+    anim = id_block.animation_data
+    if not hasattr(anim.action, "slots"):
+        return anim.action.fcurves
+    return anim.action.layers[0].strips[0].channelbag(anim.action_slot, ensure=True).fcurves

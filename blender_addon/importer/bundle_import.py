@@ -7,19 +7,29 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from ..engine_link import Bundle, check_depth_exr, read_bundle
 from ..errors import InputError
 from . import replace
-from .camera import build_camera
+from .camera import ROTATION_MODES, build_camera
 from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_depth_sequence, \
     remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
 from .floor import fit_floor
 from .points import FramePoints, build_points
-from .transforms import OPENCV_TO_BLENDER_WORLD, blender_camera_matrices, lens_from_intrinsics, srgb_to_linear
+from .quality import key_solve_error
+from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
-# Blender's movie clips start at scene frame 1: clip frame i (0-based, as in the bundle) is scene frame i + 1.
+# Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
 FIRST_SCENE_FRAME = 1
+# Blender's default frame range: a scene still at it has no range the artist chose.
+DEFAULT_FRAME_RANGE = (1, 250)
+# On the scene: the frame range the last import set, so a later import may change it again.
+FRAME_RANGE = "parallax_frame_range"
+# On an import's collection: what the import did that the artist should hear about (shown after it).
+NOTES = "parallax_notes"
+# On an object the import hid because it hid the camera: never hidden again once the artist shows it.
+HIDDEN = "parallax_hidden"
 
 
 @dataclass
@@ -32,6 +42,7 @@ class ImportOptions:
     point_radius: world units; 0 picks half the point spacing's footprint at the median distance, so
         neighbouring points just touch.
     clip_path: the footage, when not at the bundle's source_clip path (None: use source_clip if it exists).
+    rotation_mode: the camera's rotation keys, "XYZ" (Euler) or "QUATERNION".
     """
 
     camera: bool = True
@@ -42,6 +53,7 @@ class ImportOptions:
     confidence_threshold: float = 0.0
     point_radius: float = 0.0
     clip_path: str | None = None
+    rotation_mode: str = "XYZ"
 
 
 def options_from_settings(settings, clip_path: str | None = None) -> ImportOptions:
@@ -50,12 +62,14 @@ def options_from_settings(settings, clip_path: str | None = None) -> ImportOptio
     return ImportOptions(camera=settings.import_camera, points=settings.import_points, depth=settings.import_depth,
                          floor_fit=settings.floor_fit, accumulate=settings.accumulate,
                          confidence_threshold=settings.confidence_threshold, point_radius=settings.point_radius,
-                         clip_path=clip_path)
+                         clip_path=clip_path, rotation_mode=settings.rotation_mode)
 
 
 def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
                   options: ImportOptions | None = None) -> bpy.types.Collection:
-    """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip.
+    """Import the bundle at bundle_path into context.scene; replaces an earlier import of the same clip, whose
+    camera is animated again in place (the artist's edits to it survive). import_notes(collection) says what
+    the artist should know (a frame range kept, objects hidden).
 
     The whole bundle is read and checked first (InputError, nothing changed in the scene). The new import is
     then built beside the earlier one, which is deleted only when the new one is complete: a failure while
@@ -63,23 +77,32 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     compositor). Callers running this from an operator get one undo step from the operator's UNDO option.
     """
     options = options or ImportOptions()
+    if options.rotation_mode not in ROTATION_MODES:
+        raise InputError(f"unknown rotation mode {options.rotation_mode!r}", f"use one of {ROTATION_MODES}")
     bundle = read_bundle(bundle_path)
-    check_blender_limits(bundle)
-    scene_frames = np.array([f.frame for f in bundle.frames]) + FIRST_SCENE_FRAME
-    points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
-    if options.depth:
-        _check_files([f.depth_path for f in bundle.frames])
-        if np.any(np.diff(scene_frames) != 1):
-            raise InputError("the bundle's frames are not consecutive, so its depth maps make no image sequence",
-                             "import without depth")
-        for f in bundle.frames:
-            check_depth_exr(f.depth_path, bundle.image_size)
-    world = OPENCV_TO_BLENDER_WORLD
-    if options.floor_fit:
-        world = fit_floor(_transform(world, points.xyz)) @ world
     clips_before = set(bpy.data.movieclips)
     clip = _load_clip(options.clip_path or bundle.source_clip)
-    source = str(Path(clip.filepath if clip else bundle.source_clip or bundle.root).absolute())
+    try:
+        scene_frames = np.array([f.frame for f in bundle.frames]) + first_scene_frame(clip)
+        check_blender_limits(bundle, scene_frames)
+        points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
+        if options.depth:
+            _check_files([f.depth_path for f in bundle.frames])
+            if np.any(np.diff(scene_frames) != 1):
+                raise InputError("the bundle's frames are not consecutive, so its depth maps make no image "
+                                 "sequence", "import without depth")
+            for f in bundle.frames:
+                check_depth_exr(f.depth_path, bundle.image_size)
+        world = OPENCV_TO_BLENDER_WORLD
+        if options.floor_fit:
+            world = fit_floor(_transform(world, points.xyz)) @ world
+        camera_matrices = blender_camera_matrices(np.stack([f.camera_to_world for f in bundle.frames]), world)
+    except BaseException:
+        if clip is not None and clip not in clips_before:
+            bpy.data.movieclips.remove(clip)
+        raise
+    source = str(Path(bpy.path.abspath(clip.filepath, library=clip.library) if clip
+                      else bundle.source_clip or bundle.root).absolute())
     name = replace.import_key(source, _import_name(bundle, clip))
 
     scene = context.scene
@@ -91,13 +114,14 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         if options.depth:
             scene_compositor(scene)  # the compositor is the scene's, not ours (removed below only if we made it)
             before = replace.existing_ids()
-        collection = _build(scene, name, bundle, options, scene_frames, points, world, clip)
+        collection = _build(scene, name, bundle, options, scene_frames, points, world, camera_matrices, clip,
+                            earlier)
         collection[replace.SOURCE] = source
     except BaseException:
         replace.tag_new(before, name)  # leave nothing half-made behind
         replace.remove_import(name)
         remove_compositor_nodes(name)
-        if compositor_tree(scene) is not compositor_before:
+        if compositor_tree(scene) != compositor_before:  # made by this import (== compares the data-blocks)
             remove_scene_compositor(scene)
         earlier.restore()
         settings.restore(scene)
@@ -108,7 +132,59 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     earlier.discard()
     if options.depth:
         connect_output(scene, name)
+    notes = [_frame_range(scene, scene_frames)]
+    if options.camera:
+        notes.append(_hide_objects_around(scene, camera_matrices[:, :3, 3]))
+    collection[NOTES] = [note for note in notes if note]
     return collection
+
+
+def import_notes(collection: bpy.types.Collection) -> list[str]:
+    """What the import of `collection` did that the artist should know (empty when nothing)."""
+    return [str(note) for note in collection.get(NOTES, [])]
+
+
+def first_scene_frame(clip) -> int:
+    """The scene frame that shows the clip's first frame: the clip's Start Frame less its Frame Offset (the
+    Movie Clip Editor's footage settings; 1 for a clip at its defaults, 1001 for a VFX plate), 1 without a clip."""
+    if clip is None:
+        return FIRST_SCENE_FRAME
+    return clip.frame_start - clip.frame_offset
+
+
+def _frame_range(scene, scene_frames: np.ndarray) -> str | None:
+    """Set the scene's frame range to the clip's, unless the artist chose another one (then kept, and said)."""
+    shot = (int(scene_frames.min()), int(scene_frames.max()))
+    current = (scene.frame_start, scene.frame_end)
+    ours = tuple(scene.get(FRAME_RANGE, ())) == current
+    if current != shot and current != DEFAULT_FRAME_RANGE and not ours:
+        return (f"kept the scene's frame range {current[0]}-{current[1]}; the shot is frames {shot[0]}-{shot[1]} "
+                "(set Start/End in the Output properties)")
+    scene.frame_start, scene.frame_end = shot  # start first: Blender keeps end >= start, and start <= shot end
+    scene[FRAME_RANGE] = shot
+    if not shot[0] <= scene.frame_current <= shot[1]:
+        scene.frame_current = shot[0]
+    return None
+
+
+def _hide_objects_around(scene, positions: np.ndarray) -> str | None:
+    """Hide (viewport and render) the meshes of no import whose bounds hold a camera position
+    (float64[N, 3], world), like the startup Cube around the first camera, which would render the first frames
+    black; says which. An object the artist showed again after that is left alone."""
+    hidden = []
+    for obj in scene.objects:
+        if obj.type != "MESH" or obj.get(replace.TAG) or obj.get(HIDDEN) or obj.hide_render:  # imports' own
+            continue
+        corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
+        inside = np.all((positions >= corners.min(0)) & (positions <= corners.max(0)), axis=1)
+        if inside.any():
+            obj.hide_render = obj.hide_viewport = True
+            obj[HIDDEN] = True
+            hidden.append(obj.name)
+    if not hidden:
+        return None
+    return (f"hid {', '.join(hidden)}: the camera passes inside (shown again from the Outliner, it stays shown "
+            "on re-imports)")
 
 
 # Blender's limits: the last frame a scene may have, and the frame rates render.fps / fps_base can express.
@@ -116,12 +192,13 @@ MAX_SCENE_FRAME = 1048574
 FPS_RANGE = (1e-3, 32767.0)
 
 
-def check_blender_limits(bundle: Bundle) -> None:
-    """Refuse (InputError) a bundle whose frame numbers or frame rate Blender cannot hold."""
-    last = bundle.frames[-1].frame + FIRST_SCENE_FRAME
-    if last > MAX_SCENE_FRAME:
-        raise InputError(f"the bundle's last frame is {bundle.frames[-1].frame}; Blender's scenes end at frame "
-                         f"{MAX_SCENE_FRAME}", "reconstruct a frame range that starts at the clip's beginning")
+def check_blender_limits(bundle: Bundle, scene_frames: np.ndarray) -> None:
+    """Refuse (InputError) a bundle whose scene frames or frame rate Blender cannot hold."""
+    if scene_frames.max() > MAX_SCENE_FRAME or scene_frames.min() < -MAX_SCENE_FRAME:
+        raise InputError(f"the bundle's frames land on scene frames {scene_frames.min()}-{scene_frames.max()}; "
+                         f"Blender's scenes hold frames -{MAX_SCENE_FRAME} to {MAX_SCENE_FRAME}",
+                         "reconstruct a frame range that starts at the clip's beginning, or lower the clip's "
+                         "Start Frame")
     if not FPS_RANGE[0] <= bundle.fps <= FPS_RANGE[1]:
         raise InputError(f"the bundle's frame rate is {bundle.fps:g} fps; Blender takes {FPS_RANGE[0]:g} to "
                          f"{FPS_RANGE[1]:g}", "re-run the engine on the clip with its real frame rate (--fps)")
@@ -137,7 +214,8 @@ class SceneSettings:
     use_pass_z: bool
 
     _PATHS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage", "render.pixel_aspect_x",
-              "render.pixel_aspect_y", "render.fps", "render.fps_base", "frame_start", "frame_end", "frame_current")
+              "render.pixel_aspect_y", "render.fps", "render.fps_base", "render.film_transparent", "frame_start",
+              "frame_end", "frame_current")
 
     @classmethod
     def of(cls, scene) -> "SceneSettings":
@@ -155,8 +233,10 @@ class SceneSettings:
 
 
 def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frames: np.ndarray,
-           points: FramePoints | None, world: np.ndarray, clip) -> bpy.types.Collection:
-    """Make the collection and its contents (the bundle is read and checked already)."""
+           points: FramePoints | None, world: np.ndarray, camera_matrices: np.ndarray, clip,
+           earlier: replace.SetAside) -> bpy.types.Collection:
+    """Make the collection and its contents (the bundle is read and checked already); the earlier import's
+    camera, if any, is animated again rather than made anew."""
     collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)
     render_size = (clip.size[1], clip.size[0]) if clip else bundle.image_size
@@ -165,14 +245,23 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
     _setup_scene(scene, bundle, scene_frames, render_size, clip)
 
     if options.camera:
+        camera = earlier.camera()
+        if camera is not None:
+            earlier.keep(camera, camera.data)
+            # It stays where the artist put it; in the earlier import's collection it moves to the new one.
+            if not camera.users_collection or any(c.get(replace.TAG) == earlier.aside
+                                                  for c in camera.users_collection):
+                collection.objects.link(camera)
         camera = build_camera(
-            f"{name} Camera",
-            blender_camera_matrices(np.stack([f.camera_to_world for f in bundle.frames]), world),
-            lens_from_intrinsics(K, bundle.image_size, render_size), scene_frames, (0.01 * scale, 100.0 * scale))
-        collection.objects.link(camera)
+            f"{name} Camera", camera_matrices, K, bundle.image_size, render_size, scene_frames,
+            (0.01 * scale, 100.0 * scale), options.rotation_mode, camera,
+            clip.tracking.camera.sensor_width if clip else SENSOR_WIDTH_MM)  # the clip's Camera settings
+        if not camera.users_collection:
+            collection.objects.link(camera)
+        key_solve_error(camera, bundle.metadata.get("alignment", {}).get("quality"), scene_frames, render_size[1])
         camera.data.dof.focus_distance = scale  # the depth compositing's defocus focuses mid-scene
         scene.camera = camera
-        if clip:
+        if clip and not any(b.clip == clip for b in camera.data.background_images):
             camera.data.show_background_images = True
             background = camera.data.background_images.new()
             background.source = "MOVIE_CLIP"
@@ -184,14 +273,14 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
     if options.depth:
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
-                        depth_timing(bundle), clip)
+                        depth_timing(bundle, clip), clip)
     return collection
 
 
-def depth_timing(bundle: Bundle) -> SequenceTiming:
+def depth_timing(bundle: Bundle, clip=None) -> SequenceTiming:
     """How the depth image sequence lines up with the scene frames (the bundle's frames are consecutive)."""
     first = bundle.frames[0].frame
-    return SequenceTiming(duration=len(bundle.frames), start=first + FIRST_SCENE_FRAME, offset=first - 1)
+    return SequenceTiming(duration=len(bundle.frames), start=first + first_scene_frame(clip), offset=first - 1)
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -250,13 +339,12 @@ def _import_name(bundle: Bundle, clip) -> str:
 
 
 def _setup_scene(scene, bundle: Bundle, scene_frames: np.ndarray, render_size: tuple[int, int], clip) -> None:
-    """Resolution, frame range and frame rate follow the clip (fps_base keeps 23.976 and the like exact)."""
+    """Resolution and frame rate follow the clip (fps_base keeps 23.976 and the like exact); the frame range is
+    set after the import (_frame_range)."""
     scene.render.resolution_x = render_size[1]
     scene.render.resolution_y = render_size[0]
     scene.render.resolution_percentage = 100
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
-    scene.frame_start = int(scene_frames.min())
-    scene.frame_end = int(scene_frames.max())
     fps = max(1, round(bundle.fps))
     scene.render.fps = fps
     scene.render.fps_base = fps / bundle.fps

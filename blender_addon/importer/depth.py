@@ -48,16 +48,19 @@ def load_depth_sequence(name: str, first_file: Path) -> bpy.types.Image:
 
 
 def depth_composite_group(name: str) -> bpy.types.NodeTree:
-    """Node group: Plate, Plate Depth, CG, CG Depth, Fog Color, Fog Density -> Image, Depth.
+    """Node group: Plate, Plate Depth, CG, CG Alpha, CG Depth, Fog Color, Fog Density -> Image, Depth.
 
-    CG is Z-combined over the plate by depth, fog mixes in Fog Color by 1 - exp(-density * depth), then
-    Defocus blurs by depth using the scene camera's focus distance and the node's f-stop.
+    Defocus blurs the CG by its depth (the scene camera's focus distance, the node's f-stop; the plate has its
+    own lens blur already), the CG is Z-combined over the plate by depth (alpha-over where it is partly
+    transparent), and fog mixes in Fog Color by 1 - exp(-density * depth). Where nothing was rendered (CG Alpha
+    0, a transparent film) the plate shows, its sky included: with no CG and no fog the result is the plate.
     """
     tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
     face = tree.interface
     face.new_socket("Plate", in_out="INPUT", socket_type="NodeSocketColor")
     face.new_socket("Plate Depth", in_out="INPUT", socket_type="NodeSocketFloat")
     face.new_socket("CG", in_out="INPUT", socket_type="NodeSocketColor")
+    face.new_socket("CG Alpha", in_out="INPUT", socket_type="NodeSocketFloat").default_value = 1.0
     face.new_socket("CG Depth", in_out="INPUT", socket_type="NodeSocketFloat").default_value = _FAR
     face.new_socket("Fog Color", in_out="INPUT", socket_type="NodeSocketColor").default_value = (0.6, 0.65, 0.7, 1)
     face.new_socket("Fog Density", in_out="INPUT", socket_type="NodeSocketFloat").min_value = 0.0
@@ -68,26 +71,33 @@ def depth_composite_group(name: str) -> bpy.types.NodeTree:
     group_in = nodes.new("NodeGroupInput")
     group_out = nodes.new("NodeGroupOutput")
 
-    # Depth 0 marks pixels without depth (sky): push them behind everything so CG stays in front.
+    defocus = nodes.new("CompositorNodeDefocus")
+    defocus.use_zbuffer = True  # the Z input is real depth, not a normalised blur amount
+    defocus.f_stop = 4.0
+    links.new(group_in.outputs["CG"], defocus.inputs["Image"])
+    links.new(group_in.outputs["CG Depth"], defocus.inputs["Z"])
+
+    # Depth 0 marks plate pixels without depth (sky): far behind any CG surface, but in front of the CG's
+    # empty background (alpha 0), which is pushed further still.
     invalid = _math(tree, "LESS_THAN", group_in.outputs["Plate Depth"], 1e-9)
     plate_depth = _math(tree, "MULTIPLY_ADD", invalid.outputs[0], _FAR, group_in.outputs["Plate Depth"])
+    empty = _math(tree, "LESS_THAN", group_in.outputs["CG Alpha"], 1e-6)
+    cg_depth = _math(tree, "MULTIPLY_ADD", empty.outputs[0], 4 * _FAR, group_in.outputs["CG Depth"])
     combine = nodes.new("CompositorNodeZcombine")
     links.new(group_in.outputs["Plate"], combine.inputs[0])
     links.new(plate_depth.outputs[0], combine.inputs[1])
-    links.new(group_in.outputs["CG"], combine.inputs[2])
-    links.new(group_in.outputs["CG Depth"], combine.inputs[3])
+    links.new(defocus.outputs["Image"], combine.inputs[2])
+    links.new(cg_depth.outputs[0], combine.inputs[3])
+    if "Use Alpha" in combine.inputs:  # 5.x: options are inputs
+        combine.inputs["Use Alpha"].default_value = True
+    else:
+        combine.use_alpha = True
 
     scaled = _math(tree, "MULTIPLY", group_in.outputs["Fog Density"], combine.outputs[1])
     transmitted = _math(tree, "EXPONENT", _math(tree, "MULTIPLY", scaled.outputs[0], -1.0).outputs[0])
     fog_amount = _math(tree, "SUBTRACT", 1.0, transmitted.outputs[0])
     fogged = _mix_colour(tree, fog_amount.outputs[0], combine.outputs[0], group_in.outputs["Fog Color"])
-
-    defocus = nodes.new("CompositorNodeDefocus")
-    defocus.use_zbuffer = True  # the Z input is real depth, not a normalised blur amount
-    defocus.f_stop = 4.0
-    links.new(fogged, defocus.inputs["Image"])
-    links.new(combine.outputs[1], defocus.inputs["Z"])
-    links.new(defocus.outputs["Image"], group_out.inputs["Image"])
+    links.new(fogged, group_out.inputs["Image"])
     links.new(combine.outputs[1], group_out.inputs["Depth"])
     return tree
 
@@ -159,28 +169,42 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     group_node.node_tree = group
     group_node.label = f"{key} Depth Composite"
     if clip:
-        plate = add("CompositorNodeMovieClip", -300, 200)
+        # The clip node gives the clip's own size; at any render size but 100 % it must be scaled to the
+        # render size, or the plate lands as a centre crop (50 %) or a small box (200 %) under the CG.
+        plate = add("CompositorNodeMovieClip", -500, 200)
         plate.clip = clip
-        links.new(plate.outputs["Image"], group_node.inputs["Plate"])
+        plate_scale = _to_render_size(add("CompositorNodeScale", -300, 200), "Bilinear")
+        links.new(plate.outputs["Image"], plate_scale.inputs[0])
+        links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
-    to_render_size = add("CompositorNodeScale", -300, 0)
-    if "Type" in to_render_size.inputs:  # 5.x: the options are menu inputs
-        to_render_size.inputs["Type"].default_value = "Render Size"
-        to_render_size.inputs["Interpolation"].default_value = "Nearest"  # no depths blended across edges
-    else:
-        to_render_size.space = "RENDER_SIZE"
-        to_render_size.frame_method = "STRETCH"
+    to_render_size = _to_render_size(add("CompositorNodeScale", -300, 0), "Nearest")  # no depths blended
     links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
     links.new(to_render_size.outputs[0], group_node.inputs["Plate Depth"])
     scene.view_layers[0].use_pass_z = True
+    scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
     render.scene = scene
     links.new(render.outputs["Image"], group_node.inputs["CG"])
+    links.new(render.outputs["Alpha"], group_node.inputs["CG Alpha"])
     links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
 
     connect_output(scene, key)
+
+
+def _to_render_size(node, interpolation: str):
+    """A Scale node set to stretch its input to the render size (render percentage included)."""
+    if "Type" in node.inputs:  # 5.x: the options are menu inputs
+        node.inputs["Type"].default_value = "Render Size"
+        node.inputs["Frame Type"].default_value = "Stretch"
+        node.inputs["Interpolation"].default_value = interpolation
+        for axis in ("X", "Y"):  # "Clip" would fade the border pixels to transparent
+            node.inputs[f"Extension {axis}"].default_value = "Extend"
+    else:  # 4.x interpolates bilinearly; nearest is 5.x only
+        node.space = "RENDER_SIZE"
+        node.frame_method = "STRETCH"
+    return node
 
 
 def connect_output(scene: bpy.types.Scene, key: str) -> None:

@@ -9,7 +9,7 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..errors import EngineError
-from .bundle_import import import_bundle, options_from_settings
+from .bundle_import import import_bundle, import_notes, options_from_settings
 from .settings import ImportSettings
 
 
@@ -33,7 +33,7 @@ class IMPORT_SCENE_OT_parallax_bundle(bpy.types.Operator, ImportHelper, ImportSe
         except EngineError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Imported {collection.name}")
+        self.report({"INFO"}, "; ".join([f"Imported {collection.name}", *import_notes(collection)]))
         return {"FINISHED"}
 
 

@@ -59,8 +59,38 @@ def build_points(name: str, points: FramePoints, world: np.ndarray, radius: floa
 
 
 def set_modifier_input(modifier, name: str, value) -> None:
-    """Set the Geometry Nodes modifier's input `name` (modifiers key their inputs by socket identifier)."""
-    modifier[modifier.node_group.interface.items_tree[name].identifier] = value
+    """Set the Geometry Nodes modifier's input `name` (the group interface socket of that name)."""
+    _modifier_input(modifier, name).value = value
+
+
+def modifier_input(modifier, name: str):
+    """The value of the Geometry Nodes modifier's input `name`."""
+    return _modifier_input(modifier, name).value
+
+
+def _modifier_input(modifier, name: str):
+    """An object whose `value` is the modifier's input `name`, the same on every supported Blender.
+
+    In Blender 4.2 to 5.0 the inputs are ID properties keyed by socket identifier (`modifier[identifier]`);
+    5.2 refuses those and has RNA properties instead (`modifier.properties.inputs.<identifier>.value`)."""
+    identifier = modifier.node_group.interface.items_tree[name].identifier
+    if hasattr(modifier, "properties"):
+        return getattr(modifier.properties.inputs, identifier)
+    return _IdPropertyInput(modifier, identifier)
+
+
+@dataclass
+class _IdPropertyInput:
+    modifier: bpy.types.Modifier
+    identifier: str
+
+    @property
+    def value(self):
+        return self.modifier[self.identifier]
+
+    @value.setter
+    def value(self, value) -> None:
+        self.modifier[self.identifier] = value
 
 
 def _points_node_group(name: str, material: bpy.types.Material) -> bpy.types.NodeTree:

@@ -55,6 +55,7 @@ class SetAside:
         self.blocks = {block: block.name for block in existing_ids() if block.get(TAG) == key}
         self.nodes = {(tree, node): node.name for tree in _compositor_trees() for node in tree.nodes
                       if node.get(TAG) == key}
+        self.kept: dict = {}  # blocks the new import updates in place: {block: its animation before}
         for block in self.blocks:
             block[TAG] = self.aside
             block.name = block.name + _ASIDE
@@ -62,14 +63,36 @@ class SetAside:
             node[TAG] = self.aside
             node.name = node.name + _ASIDE
 
+    def camera(self):
+        """The earlier import's camera object, to update in place (None if it had none)."""
+        return next((b for b in self.blocks if isinstance(b, bpy.types.Object) and b.type == "CAMERA"), None)
+
+    def keep(self, *blocks) -> None:
+        """Blocks of the earlier import that the new one updates in place (the camera and its data): they get
+        their names back, are never deleted, and get their animation back if the new import fails. They stay
+        tagged aside until discard(), so cleaning up a failed import leaves them alone."""
+        for block in blocks:
+            if block in self.blocks:  # not camera data the artist gave the camera
+                block.name = self.blocks[block]
+            anim = block.animation_data
+            self.kept[block] = (anim.action, getattr(anim, "action_slot", None)) if anim else (None, None)
+
     def discard(self) -> None:
-        """The new import succeeded: delete the earlier one."""
+        """The new import succeeded: delete the earlier one (but what was kept, now the new import's)."""
         for tree, node in self.nodes:
             tree.nodes.remove(node)
-        bpy.data.batch_remove(list(self.blocks))
+        for block in self.kept:
+            if block in self.blocks:
+                block[TAG] = self.key
+        bpy.data.batch_remove([block for block in self.blocks if block not in self.kept])
 
     def restore(self) -> None:
-        """The new import failed (and was removed): give the earlier one its names and tags back."""
+        """The new import failed (and was removed): give the earlier one its names, tags and animation back."""
+        for block, (action, slot) in self.kept.items():
+            if action is not None:
+                block.animation_data.action = action
+                if slot is not None:
+                    block.animation_data.action_slot = slot
         for block, name in self.blocks.items():
             block[TAG] = self.key
             block.name = name

@@ -1,8 +1,8 @@
-"""The seven import settings, declared once: a mixin of the per-scene settings (properties.ParallaxSettings,
+"""The eight import settings, declared once: a mixin of the per-scene settings (properties.ParallaxSettings,
 shown in the Reconstruct panel) and of File > Import > Parallax Bundle (operator.py), as glTF-Blender-IO's
 ConvertGLTF2_Base shares its options; `bundle_import.options_from_settings` reads either."""
 
-from bpy.props import BoolProperty, FloatProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty
 
 
 class ImportSettings:
@@ -18,3 +18,7 @@ class ImportSettings:
         description="Hide points below this confidence (changeable after import on the points' modifier)")
     point_radius: FloatProperty(name="Point Radius", min=0.0, default=0.0, subtype="DISTANCE",
                                 description="0 picks one from the point spacing")
+    rotation_mode: EnumProperty(
+        name="Rotation", default="XYZ", description="How the camera's rotation is keyed",
+        items=[("XYZ", "Euler XYZ", "Euler angles, XYZ order (continuous through full turns)"),
+               ("QUATERNION", "Quaternion", "Quaternions (sign-continuous)")])

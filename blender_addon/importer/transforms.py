@@ -38,7 +38,7 @@ def blender_camera_matrices(camera_to_world: np.ndarray, world: np.ndarray) -> n
 class LensKeys:
     """Blender camera settings per frame (sensor fit horizontal, square pixels).
 
-    lens: float64[N] focal length in mm on a sensor SENSOR_WIDTH_MM wide.
+    lens: float64[N] focal length in mm on a sensor sensor_width mm wide.
     shift_x, shift_y: float64[N] principal point offsets in units of the render width (Blender's convention
         for a horizontal sensor fit); +shift_y moves the image window up.
     """
@@ -49,8 +49,9 @@ class LensKeys:
     sensor_width: float = SENSOR_WIDTH_MM
 
 
-def lens_from_intrinsics(K: np.ndarray, map_size: tuple[int, int], render_size: tuple[int, int]) -> LensKeys:
-    """Blender lens and shift reproducing K.
+def lens_from_intrinsics(K: np.ndarray, map_size: tuple[int, int], render_size: tuple[int, int],
+                         sensor_width: float = SENSOR_WIDTH_MM) -> LensKeys:
+    """Blender lens and shift reproducing K on a sensor sensor_width mm wide.
 
     K: float64[N, 3, 3] in pixels of the (H, W) = map_size depth maps.
     render_size: (H, W) of the render (the clip's resolution); K is rescaled to it first, so the bundle may be
@@ -63,9 +64,10 @@ def lens_from_intrinsics(K: np.ndarray, map_size: tuple[int, int], render_size: 
     cx = K[:, 0, 2] * rw / mw
     cy = K[:, 1, 2] * rh / mh
     return LensKeys(
-        lens=fx * SENSOR_WIDTH_MM / rw,
+        lens=fx * sensor_width / rw,
         shift_x=(rw / 2.0 - cx) / rw,
         shift_y=(cy - rh / 2.0) / rw,
+        sensor_width=sensor_width,
     )
 
 

@@ -6,7 +6,8 @@ Stages of `align`, each a function filling in `Slots` (docs/alignment.md explain
   2. the focal length: one for the clip (median over slots), or one per frame (zoom shots);
   3. one similarity per window to the world (poses.py): rotation averaging, then scales and
      translations from the points and centres the windows share, robustly reweighted;
-  4. per frame, the cameras of all windows that see it are averaged, then smoothed over time;
+  4. per frame, the cameras of all windows that see it are averaged, then smoothed over time; the solve's
+     quality: each frame's error in pixels (quality.py);
   5. per frame, depth from every window's point map and disparity, fused robustly (depth.py).
 World = the first camera; the scale is the first window's.
 """
@@ -28,6 +29,7 @@ from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
 from .motion import cameras_from_motion, in_own_cameras
+from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
@@ -103,20 +105,23 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
     poses = _window_poses(slots, windows.num_windows, opts)  # 3. one similarity per window to the world
     report("cameras", 0.6)
     c2w = _frame_cameras(slots, poses, windows.num_frames, opts)  # 4. each frame's camera, smoothed
+    quality = _quality(slots, poses, c2w, windows.image_size[1])  # 4b. how well they explain the predictions
+    c2w = np.linalg.inv(c2w[0]) @ c2w  # world = the first camera
     report("depth", 0.7)
     depth, confidence = _frame_depths(windows, slots, poses, opts, report)  # 5. each frame's depth
     return Reconstruction(
         frames=np.arange(windows.num_frames, dtype=np.int64), fps=windows.fps,
         K=intrinsics(slots.focal, *windows.image_size), camera_to_world=c2w, depth=depth, confidence=confidence,
-        rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, started)})
+        rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, quality, started)})
 
 
-def _facts(opts: AlignOptions, poses: WindowPoses, started: float) -> dict:
+def _facts(opts: AlignOptions, poses: WindowPoses, quality: SolveQuality, started: float) -> dict:
     """What the bundle records about the alignment (scene.json metadata.alignment)."""
     return {
         "method": "parallax multi-modal v1", "options": asdict(opts),
         "window_weights": [round(float(x), 4) for x in poses.weight],
         "down_weighted_windows": [int(g) for g in np.flatnonzero(poses.weight < 0.5)],
+        "quality": quality.to_json(),
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -212,7 +217,7 @@ def _window_poses(slots: Slots, num_windows: int, opts: AlignOptions) -> WindowP
 
 
 def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions) -> np.ndarray:
-    """Stage 4: each frame's camera [N, 4, 4] (camera to world, world = the first camera): the weighted mean of
+    """Stage 4: each frame's camera [N, 4, 4] (camera to the windows' world): the weighted mean of
     its slots' cameras in the world, smoothed over time in proportion to their spread."""
     slot_window, slot_frame = slots.window, slots.frame
     world_rot, world_centre = _to_world(poses, slot_window, slots.rotation, slots.centre)
@@ -237,7 +242,17 @@ def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions)
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
-    return np.linalg.inv(c2w[0]) @ c2w
+    return c2w
+
+
+def _quality(slots: Slots, poses: WindowPoses, c2w: np.ndarray, width: int) -> SolveQuality:
+    """Stage 4b: each frame's error in pixels: every window's points of the frame, placed in the world by its
+    similarity, projected through the frame's solved camera (quality.py)."""
+    rot, scale, shift = poses.rotation[slots.window], poses.scale[slots.window], poses.translation[slots.window]
+    world = scale[:, None, None] * np.einsum("sij,spj->spi", rot, slots.points) + shift[:, None]
+    down = poses.weight[slots.window] < 0.5
+    return solve_quality(world, slots.usable, slots.frame, poses.weight[slots.window], slots.pixels, c2w,
+                         slots.focal, width, down)
 
 
 def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, opts: AlignOptions,

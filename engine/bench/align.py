@@ -7,6 +7,9 @@ Sections (all on SIMULATED window predictions made from ground truth, see engine
   poses     a model without rays (GeometryCrafter-like: per-frame camera-space point maps, validity as
             confidence): cameras from optical flow and the point maps, against the targets (path error
             <= 1 % static, <= 2 % moving objects; Abs Rel no worse than the per-frame input; focal <= 2 %);
+  quality   the solve-quality figure (engine/alignment/quality.py): the mean frame error and grade as all
+            corruptions grow (0 to 4 x realistic), and frames misplaced on purpose (a model failing there):
+            their error against the others' and whether exactly they (none when not misplaced) are flagged;
   speed     wall time of `align` for 64 frames at 160x256, and for 64 / 256 / 1024 frames at a smaller
             size (the window predictions of 1024 frames at 160x256 would take about 7 GB).
 Procedural scenes always; the Blender-rendered scenes too when this Python has bpy.
@@ -27,7 +30,7 @@ from ..alignment.baseline import align_baseline
 from ..synthetic.metrics import depth_metrics, evaluate
 from ..synthetic.procedural import PROCEDURAL_SCENES, make_scene
 from ..synthetic.scenes import SCENE_NAMES, load_scene
-from ..synthetic.simulate import Corruption, simulate_camera_windows, simulate_windows
+from ..synthetic.simulate import Corruption, misplace_frames, simulate_camera_windows, simulate_windows
 
 COLUMNS = ("abs_rel", "delta_1.25", "ate_percent", "rpe_trans_percent", "rpe_rot_deg", "focal_error")
 ABLATION = {
@@ -109,7 +112,8 @@ FOCAL_TARGET = 0.02
 
 def input_abs_rel(windows, gt) -> float:
     """Abs Rel of the per-frame input of camera-frame point maps: each frame's depth from the first window
-    that sees it, scaled to the ground truth frame by frame (kinder to the input than the one scale per sequence the fused depth gets)."""
+    that sees it, scaled to the ground truth frame by frame (kinder to the input than the one scale per
+    sequence the fused depth gets)."""
     depth = np.zeros(gt.depth.shape, np.float32)
     for i in range(gt.num_frames):
         g = int(np.flatnonzero((windows.window_starts <= i) & (windows.window_starts + windows.window_lengths > i))[0])
@@ -147,6 +151,51 @@ def poses(sources, frames: int, size, window: int, overlap: int, stride: int, se
                 print(_row(f"{label}/{name} Geo4D-like {variant}", evaluate(recon, gt)) + f" {'':>14s} {cpu:>6.2f}")
 
 
+QUALITY_LEVELS = (0.0, 0.5, 1.0, 2.0, 4.0)
+MISPLACED_FRAMES = (20, 21, 22, 23)
+MISPLACED_AMOUNTS = (0.0, 0.02, 0.04, 0.08)
+
+
+def scaled_corruption(level: float) -> Corruption:
+    """Corruption.realistic() with every noise multiplied by `level` (no bad windows: they are down-weighted,
+    a separate matter)."""
+    realistic = replace(Corruption.realistic(), bad_window_probability=0.0)
+    return replace(realistic, **{k: v * level for k, v in vars(realistic).items()
+                                 if isinstance(v, float) and k != "translation"})
+
+
+def quality(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== solve quality: {frames} frames, {size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
+    print("  mean frame error (px at the maps' width, and per 1000 px) and grade as all corruptions grow:")
+    print(f"  {'scene':<28s} {'level':>5s} {'mean px':>8s} {'per 1000':>8s} {'worst px':>8s} {'grade':>9s} "
+          f"{'flagged':>7s} {'ate %':>7s}")
+    for label, scenes, load in sources:
+        for name in scenes:
+            gt = load(name, frames, tuple(size))
+            for level in QUALITY_LEVELS:
+                windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(level), seed=seed)
+                recon = align(windows, _options_for(name))
+                q = recon.metadata["alignment"]["quality"]
+                worst = max(e for e in q["frame_error_px"] if e is not None)
+                print(f"  {label + '/' + name:<28s} {level:>5.1f} {q['mean_error_px']:>8.3f} "
+                      f"{q['mean_error_px'] * 1000 / size[1]:>8.2f} {worst:>8.3f} {q['grade']:>9s} "
+                      f"{len(q['flagged_frames']):>7d} {evaluate(recon, gt)['ate_percent']:>7.3f}")
+    bad = [i for i in MISPLACED_FRAMES if i < frames]
+    print(f"  frames {bad[0]}-{bad[-1]} misplaced sideways (amount x their points' spread), realistic corruptions:")
+    print(f"  {'scene':<28s} {'amount':>6s} {'their px':>8s} {'others px':>9s} {'flagged':>24s} {'exact':>5s}")
+    for label, scenes, load in sources:
+        for name in scenes:
+            gt = load(name, frames, tuple(size))
+            for amount in MISPLACED_AMOUNTS:
+                windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(1.0), seed=seed)
+                q = align(misplace_frames(windows, bad, amount), _options_for(name)).metadata["alignment"]["quality"]
+                error = np.array(q["frame_error_px"], float)
+                flagged = q["flagged_frames"]
+                print(f"  {label + '/' + name:<28s} {amount:>6.2f} {np.nanmean(error[bad]):>8.3f} "
+                      f"{np.nanmean(np.delete(error, bad)):>9.3f} {str(flagged):>24s} "
+                      f"{'yes' if flagged == (bad if amount > 0 else []) else 'no':>5s}")
+
+
 def speed(stride: int, seed: int, sizes_frames) -> None:
     print("\n== speed: realistic corruptions, scene 'static' ==")
     print("  (wall = elapsed seconds; cpu = this process's CPU seconds, the figure that matters on a shared machine)")
@@ -165,8 +214,8 @@ def speed(stride: int, seed: int, sizes_frames) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["accuracy", "ablation", "poses", "speed"],
-                        choices=["accuracy", "ablation", "poses", "speed"])
+    parser.add_argument("--sections", nargs="+", default=["accuracy", "ablation", "poses", "quality", "speed"],
+                        choices=["accuracy", "ablation", "poses", "quality", "speed"])
     parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))
@@ -188,6 +237,8 @@ def main(argv: list[str]) -> int:
         ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "poses" in args.sections:
         poses(sources, args.frames, args.size, args.pose_window[0], args.pose_window[1], args.stride, args.seed)
+    if "quality" in args.sections:
+        quality(sources, args.frames, args.size, args.stride, args.seed)
     if "speed" in args.sections:
         series = [(64, tuple(args.size))] + [(n, tuple(args.speed_size)) for n in args.speed_frames]
         speed(args.stride, args.seed, series)

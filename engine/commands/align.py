@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import align, down_weighted_note
+from ..alignment.quality import quality_note
 from ..formats.bundle import check_bundle_target, write_bundle
 from ..options import AlignOptions, BundleOptions, from_args
 from ..options import add_arguments as add_option_arguments
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  focal {focal.min():.1f}-{focal.max():.1f} px, camera path {path:.3g} units, "
           f"valid depth {100 * valid:.1f} %")
     print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
+    print(f"  {quality_note(recon.metadata, recon.frames)}")
     print(f"wrote {out}")
     return 0
 

@@ -6,7 +6,8 @@ above PLANAR_TOLERANCE of the disparity, within a pixel of a depth discontinuity
 surface its colour belongs to: a joint bilateral weight (distance in low-resolution pixels, colour distance
 between the plate pixel and the resized plate at the neighbour) picks the best neighbour in a 4 x 4
 neighbourhood (no depth when that is a pixel without depth, such as the sky), and the depth is the weighted mean
-of the neighbours on the same surface as that one (within SAME_SURFACE in log depth). So edges follow the plate, and no depth between foreground and background is made up.
+of the neighbours on the same surface as that one (within SAME_SURFACE in log depth). So edges follow the plate,
+and no depth between foreground and background is made up.
 Measured against ground truth at plate resolution in tests/test_plate_depth.py (README figures).
 """
 

@@ -14,6 +14,9 @@ What a killed process leaves is tidied by the next write next to the same target
 `remove_staging` removes this process's own staging (the engine calls it on SIGTERM, engine/cli.py).
 
 Standard library only, so the Blender add-on can use it too.
+
+Staging gets the user's umask like anything else they write (not tempfile's private 0700/0600): studios
+share bundles and model folders, so the group may read what the user may.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -44,6 +47,11 @@ _ACTIVE_LOCK = threading.Lock()
 
 def _prefix(target: Path) -> str:
     return f".{target.name}.{TAG}-{_HOST}-{os.getpid()}-"
+
+
+def _staging(target: Path, suffix: str = "") -> Path:
+    """A new staging name for `target` (64 random bits; made exclusively, so a clash fails rather than reuses)."""
+    return target.with_name(f"{_prefix(target)}{secrets.token_hex(8)}{suffix}")
 
 
 def old_path(target: Path) -> Path:
@@ -85,6 +93,8 @@ def recover(target: Path, is_ours: Callable[[Path], bool]) -> None:
     """Tidy what a killed write to `target` left (module docstring). is_ours(folder) says whether a
     folder is one Parallax wrote of the target's kind; nothing else is moved or removed."""
     target = Path(target).absolute()
+    if not target.name:
+        return  # the root folder: nothing is ever staged next to it
     remove_stale_staging(target.parent)
     for old in (old_path(target), target.with_name(f".{target.name}.old")):
         if not old.is_dir() or old.is_symlink() or not is_ours(old):
@@ -110,25 +120,14 @@ def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: Fa
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target, is_ours)
-    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), dir=target.parent))
+    tmp = _staging(target)
+    tmp.mkdir()
     _register(tmp, target)
     try:
         yield tmp
         _sync_tree(tmp)
-        if target.exists():
-            old = old_path(target)
-            os.replace(target, old)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old, target)  # the promise: a failure leaves the old folder in place
-                raise
-            _sync_folder(target.parent)
-            _remove(old)
-        else:
-            os.replace(tmp, target)
-            _sync_folder(target.parent)
-    except OSError as exc:
+        _publish(tmp, target)
+    except Exception as exc:
         _remove(tmp)
         _raise_disk_error(exc, target)
         raise
@@ -139,9 +138,40 @@ def staged_dir(target: Path, is_ours: Callable[[Path], bool] = lambda folder: Fa
         _unregister(tmp)
 
 
-def _raise_disk_error(exc: OSError, target: Path) -> None:
-    """A full disk or quota is the user's to fix: say so (EngineError) instead of a traceback."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+def _publish(tmp: Path, target: Path) -> None:
+    """Rename the complete staging `tmp` to `target`, replacing a folder there (module docstring)."""
+    old = old_path(target)
+    try:
+        if target.exists():
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if not target.exists():
+                    os.replace(old, target)  # the promise: a failure leaves the old folder in place
+                raise
+            _sync_folder(target.parent)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+            _sync_folder(target.parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
+        raise EngineError(f"{target} changed while Parallax was putting its new output in place "
+                          f"({exc.strerror}): another run may be writing the same folder",
+                          "let the other run finish, then run again") from exc
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _raise_disk_error(exc: Exception, target: Path) -> None:
+    """A full disk or quota is the user's to fix: say so (EngineError) instead of a traceback. Writers
+    outside Python (safetensors, OpenEXR) raise their own exception types that carry the system's words."""
+    words = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in _DISK_FULL) or any(
+            os.strerror(code) in words or f"os error {code})" in words for code in _DISK_FULL):
         free = shutil.disk_usage(target.parent).free
         raise EngineError(f"the disk of {target.parent} is full ({free / 1e6:.1f} MB free) while writing "
                           f"{target.name}; nothing was changed at {target}",
@@ -154,17 +184,17 @@ def staged_file(target: Path) -> Iterator[BinaryIO]:
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target.parent)
-    fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=target.suffix, dir=target.parent)
-    tmp = Path(name)
+    tmp = _staging(target, target.suffix)
+    f = open(tmp, "xb")
     _register(tmp, target)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
         _sync_folder(target.parent)
-    except OSError as exc:
+    except Exception as exc:
         tmp.unlink(missing_ok=True)
         _raise_disk_error(exc, target)
         raise

@@ -153,9 +153,12 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     if window_storage not in WINDOW_STORAGE:
         raise InputError(f"window storage {window_storage!r} is not one of {list(WINDOW_STORAGE)}",
                          "pass fp16, fp32 or none")
+    if window_storage == "none":
+        windows = None  # the bundle cannot be re-aligned
     out_dir = check_bundle_target(out_dir, inputs)
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
-                  np.asarray(recon.camera_to_world, float), "the reconstruction")
+                  np.asarray(recon.camera_to_world, float), "the reconstruction",
+                  "nothing was written; check the window predictions the cameras came from (docs/formats.md)")
     with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
@@ -176,7 +179,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             })
             if progress is not None:
                 progress("writing bundle", (i + 1) / (len(recon.frames) + 1))
-        if windows is not None and window_storage != "none":
+        if windows is not None:
             save_windows(windows, tmp / "windows", window_storage)
         h, w = recon.image_size
         scene = {
@@ -193,10 +196,10 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8"},
             "windows": "windows" if windows is not None else None,
-            "metadata": recon.metadata,
+            "metadata": _json_numbers(recon.metadata),
             "frames": entries,
         }
-        # allow_nan=False: NaN is not JSON; the checks above make this a last guard (e.g. in metadata).
+        # allow_nan=False: NaN is not JSON (the cameras are checked above, the metadata's NaN are nulls).
         (tmp / "scene.json").write_text(json.dumps(scene, indent=1, allow_nan=False))
     return out_dir
 
@@ -251,7 +254,8 @@ def read_bundle(path: str | Path) -> Bundle:
         frames = [
             BundleFrame(
                 frame=int(e["frame"]), K=np.array(e["K"], float), camera_to_world=np.array(e["camera_to_world"], float),
-                depth_path=contained(root, e["depth"], scene_file), points_path=contained(root, e["points"], scene_file),
+                depth_path=contained(root, e["depth"], scene_file),
+                points_path=contained(root, e["points"], scene_file),
                 num_points=int(e["num_points"]),
             )
             for e in scene["frames"]
@@ -275,13 +279,13 @@ def read_bundle(path: str | Path) -> Bundle:
     return bundle
 
 
-def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world: np.ndarray, where: str) -> None:
+def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world: np.ndarray, where: str,
+                  fix: str = "re-run the engine to rewrite the bundle") -> None:
     """Raise InputError when the facts of a reconstruction are not usable numbers.
 
     frames: int[N] clip frame numbers, 0..MAX_FRAME and increasing; fps: finite, > 0;
     K: float[N, 3, 3] finite, fx and fy > 0, [0, 0, 1] last row; camera_to_world: float[N, 4, 4] finite rigid
     transforms (rotation orthonormal with det +1 to 1e-3, last row [0, 0, 0, 1])."""
-    fix = "re-run the engine to rewrite the bundle"
     if not (np.isfinite(fps) and fps > 0):
         raise InputError(f"{where}: the frame rate is {fps}; it must be a positive number", fix)
     if np.any(frames < 0) or np.any(frames > MAX_FRAME) or np.any(np.diff(frames) <= 0):
@@ -308,6 +312,20 @@ def check_cameras(frames: np.ndarray, fps: float, K: np.ndarray, camera_to_world
         raise InputError(f"{where}: camera_to_world of frame {int(frames[i])} is not a rotation and a translation "
                          f"(|R Rt - I| = {error[i]:.3g}, det {np.linalg.det(R[i]):.3g}, last row "
                          f"{camera_to_world[i, 3].tolist()})", fix)
+
+
+def _json_numbers(value):
+    """`value` with every NaN or inf float (a diagnostic without a value) replaced by None, so scene.json
+    stays standard JSON; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _some(values: np.ndarray) -> str:

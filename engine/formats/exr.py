@@ -19,6 +19,7 @@ depth files with it before importing); the OpenEXR package (not in Blender's Pyt
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ _OPENCV_TO_EXR_CAMERA = np.diag([1.0, -1.0, 1.0, 1.0])  # y down -> y up
 _MAGIC = b"\x76\x2f\x31\x01"
 _FLOAT = 2  # the EXR pixel type of 32-bit floats
 _MULTI_PART, _TILED = 0x1000, 0x200
+# Enough for the header and the chunk offsets of frames up to about 130 000 lines (one line per chunk).
+_HEADER_BYTES = 1 << 20
 # Scanlines per chunk of each compression (NONE, RLE, ZIPS, ZIP, PIZ, PXR24, B44, B44A, DWAA, DWAB).
 _LINES_PER_CHUNK = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256)
 
@@ -53,19 +56,22 @@ def exr_header(path: str | Path, fix: str = "re-run the engine to rewrite the bu
     chunks that end past the end of the file: a truncated copy)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-        header, end = _parse_header(data)
-        channels = header["channels"]
-        x0, y0, x1, y1 = header["dataWindow"]
-        h, w = y1 - y0 + 1, x1 - x0 + 1
-        if h < 1 or w < 1:
-            raise ValueError(f"empty data window {header['dataWindow']}")
-        if not header["__flags"] & (_MULTI_PART | _TILED):
-            chunks = -(-h // _LINES_PER_CHUNK[header["compression"]])
-            for offset in struct.unpack_from(f"<{chunks}Q", data, end):
-                _, size = struct.unpack_from("<ii", data, offset)
-                if size < 0 or offset + 8 + size > len(data):
-                    raise ValueError(f"a pixel chunk ends past the end of the {len(data)}-byte file")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(_HEADER_BYTES)  # the header and the chunk offsets; the pixels are not read
+            header, end = _parse_header(data)
+            channels = header["channels"]
+            x0, y0, x1, y1 = header["dataWindow"]
+            h, w = y1 - y0 + 1, x1 - x0 + 1
+            if h < 1 or w < 1:
+                raise ValueError(f"empty data window {header['dataWindow']}")
+            if not header["__flags"] & (_MULTI_PART | _TILED):
+                chunks = -(-h // _LINES_PER_CHUNK[header["compression"]])
+                for offset in struct.unpack_from(f"<{chunks}Q", data, end):
+                    f.seek(offset)
+                    _, length = struct.unpack("<ii", f.read(8))
+                    if length < 0 or offset + 8 + length > size:
+                        raise ValueError(f"a pixel chunk ends past the end of the {size}-byte file")
     except OSError as exc:
         raise InputError(f"cannot read {path} ({exc})", "check the file is there and readable") from None
     except (ValueError, KeyError, IndexError, struct.error, UnicodeDecodeError) as exc:
@@ -74,7 +80,8 @@ def exr_header(path: str | Path, fix: str = "re-run the engine to rewrite the bu
 
 
 def check_depth_exr(path: str | Path, image_size: tuple[int, int]) -> None:
-    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y (depth) and confidence channels."""
+    """InputError unless `path` is a whole depth EXR of image_size (H, W) with float Y (depth) and confidence
+    channels."""
     header = exr_header(path)
     if not header.scanline:
         raise InputError(f"{path} is a tiled or multi-part EXR, not a Parallax depth map",
@@ -165,8 +172,9 @@ def read_depth_exr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     channels = exr_header(path).channels
     if CONFIDENCE_CHANNEL not in channels or not {DEPTH_CHANNEL, DISPLAY_CHANNEL} & set(channels):
-        raise InputError(f"{path} has the channels {sorted(channels)}, not depth ({DEPTH_CHANNEL}, or {DISPLAY_CHANNEL} "
-                         f"in older bundles) and {CONFIDENCE_CHANNEL}", "re-run the engine to rewrite the bundle's depth maps")
+        raise InputError(f"{path} has the channels {sorted(channels)}, not depth ({DEPTH_CHANNEL}, "
+                         f"or {DISPLAY_CHANNEL} in older bundles) and {CONFIDENCE_CHANNEL}",
+                         "re-run the engine to rewrite the bundle's depth maps")
     with OpenEXR.File(str(path)) as f:
         ch = f.channels()
         depth = ch[DEPTH_CHANNEL if DEPTH_CHANNEL in ch else DISPLAY_CHANNEL]

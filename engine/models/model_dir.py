@@ -35,12 +35,14 @@ class ModelDirLayout:
     """What one model's converted directory holds.
 
     model: the name in config.json and manifest.json ("geo4d"); label: for messages ("Geo4D");
-    weight_files: the safetensors files; convert_fix: how to make the directory again ({dir} is replaced)."""
+    weight_files: the safetensors files; convert_fix: how to make the directory again ({dir} is replaced);
+    extra_files: what else may be there, not in the manifest (Geo4D's "onnx/" cache of exported graphs)."""
 
     model: str
     label: str
     weight_files: tuple[str, ...]
     convert_fix: str
+    extra_files: tuple[str, ...] = ()
 
     @property
     def manifest_files(self) -> tuple[str, ...]:
@@ -55,7 +57,7 @@ class ModelDirLayout:
         if not isinstance(manifest, dict) or manifest.get("model") != self.model \
                 or not isinstance(manifest.get("files"), dict):
             return None
-        return {"manifest.json", *self.manifest_files}
+        return {"manifest.json", *self.manifest_files, *self.extra_files}
 
     def is_model_dir(self, folder: Path) -> bool:
         return written_by_parallax(folder, self.files)

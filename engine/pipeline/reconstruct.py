@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import Cancelled, EngineError, InputError
+from .. import devices
+from ..errors import Cancelled, EngineError
 from ..clips.video import probe_video, read_video
 from ..models import default_model_dir, model_package
 from ..models.window_model import SamplingOptions, WindowModel
@@ -69,17 +70,8 @@ _MODEL_CACHE: dict = {}
 
 
 def resolve_device(options: ReconstructOptions) -> tuple[str, str]:
-    """(device, precision) the model runs with: the options', or cuda + fp16 when there is a GPU, else cpu + fp32."""
-    import torch
-
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                          "use --device cpu, or install a CUDA build of PyTorch")
-    precision = options.precision or ("fp16" if device.startswith("cuda") else "fp32")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
-    return device, precision
+    """(device, precision) the model runs with: the options' where this machine runs them (engine.devices)."""
+    return devices.choose(options.device, options.precision, devices.machine())
 
 
 def _describe_device(device: str) -> str:
@@ -143,7 +135,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     """
     import torch
 
-    from ..alignment import align, down_weighted_note
+    from ..alignment import align, down_weighted_note, quality_note
     from ..formats.bundle import check_bundle_target, write_bundle
     from ..formats.writable import check_writable
 
@@ -204,6 +196,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
+    log("info", quality_note(recon.metadata, recon.frames))
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,

@@ -48,12 +48,13 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     check_bundle_target(request.out, inputs)
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
-    from ..alignment import align, down_weighted_note
+    from ..alignment import align, down_weighted_note, quality_note
 
     recon = align(windows, None, progress)
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
+    log("info", quality_note(recon.metadata, recon.frames))
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
                         progress=progress)
@@ -94,7 +95,7 @@ class Server:
                 if isinstance(request, ShutdownRequest):
                     break
                 self._handle(request)
-        except SystemExit:  # SIGTERM (engine.cli.Terminated): a short grace for the job, then exit
+        except (SystemExit, KeyboardInterrupt):  # a signal (engine.cli): a short grace for the job, then exit
             self._stop_job(TERMINATE_GRACE_S)
             raise
         self._stop_job()

@@ -1,8 +1,8 @@
 """Simulated window predictions: what a Geo4D-like or a GeometryCrafter-like model would say about a
 ground-truth sequence.
 
-SIMULATED, not the model. `simulate_windows` (Geo4D-like). Each window of up to L frames gets the exact geometry in its first camera's
-frame, then the corruptions a feed-forward geometry model shows:
+SIMULATED, not the model. `simulate_windows` (Geo4D-like). Each window of up to L frames gets the exact geometry
+in its first camera's frame, then the corruptions a feed-forward geometry model shows:
   - an unknown similarity per window (scale and translation of point map and ray moments; the rotation
     is fixed by the first camera), and an unknown scale and shift of the disparity;
   - depth noise that grows with depth; a smooth low-frequency distortion per window (windows disagree
@@ -239,3 +239,19 @@ def simulate_camera_windows(gt: GroundTruth, window_length: int = 32, overlap: i
         window_lengths=lengths, pointmap=pointmap, pointmap_conf=valid, rgb=gt.rgb,
         source=f"simulated:{gt.name}", pointmap_frame="camera",
     )
+
+
+def misplace_frames(windows: WindowPredictions, frames: list[int], amount: float) -> WindowPredictions:
+    """A model failing on some frames: in every window, the point maps of `frames` moved sideways (window x
+    axis) by `amount` times their points' median distance from their middle, so that they disagree with the
+    rays and the neighbouring frames. Changes `windows` in place and returns it (for the solve-quality check)."""
+    for g, (start, length) in enumerate(zip(windows.window_starts, windows.window_lengths)):
+        for i in frames:
+            t = i - int(start)
+            if not 0 <= t < length:
+                continue
+            valid = windows.pointmap_conf[g, t] > 0
+            points = windows.pointmap[g, t][valid]
+            spread = float(np.median(np.linalg.norm(points - np.median(points, axis=0), axis=1)))
+            windows.pointmap[g, t][valid] += np.array([amount * spread, 0.0, 0.0], np.float32)
+    return windows

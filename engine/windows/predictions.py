@@ -127,8 +127,8 @@ def maps_bytes(num_windows: int, window_length: int, image_size: tuple[int, int]
 
 def new_maps(num_windows: int, window_length: int, image_size: tuple[int, int],
              spill_dir: str | os.PathLike | None = None, modalities=tuple(MODALITIES)) -> dict[str, np.ndarray]:
-    """Zero-filled float32 maps of the given modalities for WindowPredictions, by name: in memory, or (spill_dir given) mapped
-    from nameless temporary files in that folder, so that the system pages them to disk instead of
+    """Zero-filled float32 maps of the given modalities for WindowPredictions, by name: in memory, or (spill_dir
+    given) mapped from nameless temporary files in that folder, so that the system pages them to disk instead of
     holding them in memory. The files have no name from the start: the system deletes them when
     the maps are freed or the process ends, even when it is killed."""
     shapes = {name: (num_windows, window_length, *image_size, *_MAPS[name]) for name in _map_names(modalities)}

@@ -9,8 +9,9 @@ byte-identical. The helpers here make those checks one line each:
     assert_clear_error(result, "not a Parallax bundle")
     assert_unchanged(tmp_path, before)            # or assert_unchanged(tmp_path, before, ignore=[out])
 
-Faults are real: `small_disk` mounts a tmpfs of a given size (skipped with the reason where mounting is
-refused), `run_engine`/`start_engine` run `python -m engine` in a subprocess that a test can signal.
+Faults are real: `small_disk` mounts a tmpfs of a given size and `read_only_folder` a read-only one (each
+skipped with the reason where mounting is refused), `run_engine`/`start_engine` run `python -m engine` in a
+subprocess that a test can signal.
 """
 
 from __future__ import annotations
@@ -148,6 +149,21 @@ def small_disk(tmp_path):
     yield make
     for point in mounted:
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An empty folder on a read-only file system: a tmpfs mounted read-only (as a write-protected share or a
+    full backup disk mounted read-only would be); root ignores permission bits, so chmod cannot stand in for
+    it. Skips (with the reason) where mounting is refused."""
+    point = tmp_path / "read-only"
+    point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {result.stderr.strip() or 'refused'}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
 def fill(folder: Path, leave: int = 0) -> None:

@@ -441,6 +441,26 @@ def test_read_bundle_refuses_a_folder_linked_out_of_the_bundle(good_bundle, tmp_
         read_bundle(bundle)
 
 
+@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("kind", ["pipe", "folder"])
+def test_read_bundle_refuses_a_named_file_that_is_no_regular_file(kind, key, good_bundle, tmp_path):
+    """A named pipe would make the importer wait forever for data."""
+    bundle = copy_tree(good_bundle, tmp_path / "bundle")
+    name = bundle / _scene(bundle)["frames"][2][key]
+    name.unlink()
+    os.mkfifo(name) if kind == "pipe" else name.mkdir()
+    with pytest.raises(InputError, match="not a regular file"):
+        read_bundle(bundle)
+
+
+def test_load_windows_refuses_a_pipe_in_place_of_a_map(windows, tmp_path):
+    folder = copy_tree(windows, tmp_path / "windows")
+    (folder / "disparity.npy").unlink()
+    os.mkfifo(folder / "disparity.npy")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_windows(folder)
+
+
 def test_read_bundle_accepts_links_and_dot_dots_that_stay_inside(good_bundle, tmp_path):
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
     scene = _scene(bundle)
@@ -559,3 +579,49 @@ def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
 
     out = _demo_folder(tmp_path / "demo", good_bundle)
     assert check_replaceable(out, "Parallax demo folder", demo_files) == out
+
+
+def test_a_model_directory_with_its_onnx_cache_may_be_replaced(tmp_path):
+    """ONNX Runtime exports its graphs into the model directory's onnx/ on first use: still Parallax's."""
+    from engine.models.geo4d.model_dir import check_model_target
+
+    out = tmp_path / "models"
+    _model_dir(out)
+    (out / "onnx").mkdir()
+    for name in ("unet-float32.onnx", "unet-float32.json", "unet-float32.onnx.data", ".export-k2j3/x"):
+        (out / "onnx" / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / "onnx" / name).write_bytes(b"graph")
+    assert check_model_target(out, {}) == out
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="notes.txt"):
+        check_model_target(out, {})
+
+
+@pytest.mark.slow
+def test_convert_replaces_a_model_directory_it_wrote(tiny_checkpoints, tiny_model_dir, tmp_path):
+    out = copy_tree(tiny_model_dir, tmp_path / "geo4d")
+    (out / "onnx").mkdir()
+    (out / "onnx" / "unet-float32.onnx").write_bytes(b"a stale export")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["generator"]  # as converted before the generator field
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run_main("convert", "geo4d", "--model-ckpt", tiny_checkpoints.model, "--vae-ckpt", tiny_checkpoints.vae,
+                      "--config", tiny_checkpoints.config, "--dtype", "fp32", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["generator"].startswith("parallax ")
+    assert not (out / "onnx").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["geo4d"]
+
+
+@pytest.mark.parametrize("out", ["/", ".", "..", "~"], ids=["root", "cwd", "parent", "home"])
+def test_align_refuses_everyday_folders_as_out(out, windows, tmp_path, monkeypatch):
+    """`--out .` in a project folder, `--out ~`: refused, never emptied."""
+    project = tmp_path / "project" / "shots"
+    project.mkdir(parents=True)
+    (project / "plate.0001.exr").write_bytes(b"plate")
+    (tmp_path / "project" / "edit.blend").write_bytes(b"blend")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "project"))
+    before = snapshot(tmp_path)
+    assert_clear_error(_align(windows, Path(out)), "new or empty folder")
+    assert_unchanged(tmp_path, before)

@@ -20,6 +20,7 @@ from blender_addon.errors import InputError  # noqa: E402
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.replace import TAG  # noqa: E402
+from engine.errors import InputError as EngineInputError  # noqa: E402  (the engine's own, not the add-on's copy)
 from engine.formats.bundle import write_bundle  # noqa: E402
 from tests.reliability.conftest import assert_unchanged, snapshot  # noqa: E402
 from tests.synthetic_bundle import synthetic_reconstruction  # noqa: E402
@@ -212,9 +213,13 @@ def test_a_failure_while_building_puts_the_earlier_import_back(scene, good):
     """A failure after the scene started to change (here a bad option value from a script, met while the
     points are built, after the camera and the scene settings): everything returns to how it was."""
     before = state()
+    camera = scene.camera  # re-keyed in place by a re-import: its earlier animation comes back
+    action = camera.animation_data.action
     with pytest.raises(ValueError):
         import_bundle(bpy.context, good, ImportOptions(confidence_threshold="high"))
     assert state() == before
+    assert scene.camera == camera and camera.animation_data.action == action
+    assert action.name == f"{NAME} Camera Motion"
     collection = import_bundle(bpy.context, good)  # and the earlier import is whole and replaceable
     assert collection.name == NAME and state() == before
 
@@ -326,3 +331,29 @@ def test_the_add_on_warns_when_the_bundle_has_fewer_frames_than_blender_counts(t
     note = frame_shortfall(34, clip.frame_duration)
     assert clip.frame_duration == 64 and "has 34 frames but Blender counts 64" in note
     assert frame_shortfall(64, clip.frame_duration) is None
+
+
+@pytest.mark.parametrize("field, index, value", [("K", (2, 0, 0), math.nan), ("K", (1, 1, 1), -5.0),
+                                                 ("camera_to_world", (3, 0, 3), math.inf),
+                                                 ("camera_to_world", (1, 0, 0), 3.0), ("fps", None, math.nan)])
+def test_nan_or_degenerate_cameras_are_never_written(good, tmp_path, field, index, value):
+    """The writer refuses what the reader would (nothing written; an earlier bundle at the path stays)."""
+    recon = synthetic_reconstruction(num_frames=4, size=(24, 32))
+    if index is None:
+        setattr(recon, field, value)
+    else:
+        getattr(recon, field)[index] = value
+    shutil.copytree(good, tmp_path / "bundle")
+    before = snapshot(tmp_path)
+    with pytest.raises(EngineInputError) as info:
+        write_bundle(recon, tmp_path / "bundle")
+    assert "the reconstruction" in info.value.problem and info.value.fix
+    assert_unchanged(tmp_path, before)
+
+
+def test_nan_in_metadata_is_written_as_null(tmp_path):
+    recon = synthetic_reconstruction(num_frames=2, size=(8, 8))
+    recon.metadata = {"alignment": {"residual": math.nan, "scales": [1.0, math.inf]}}
+    text = (write_bundle(recon, tmp_path / "bundle") / "scene.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["metadata"] == {"alignment": {"residual": None, "scales": [1.0, None]}}

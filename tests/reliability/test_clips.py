@@ -15,7 +15,6 @@ from engine.clips.images import MAX_PIXELS, read_image
 from engine.clips.video import probe_video, read_video
 from engine.errors import InputError
 from tests.reliability.conftest import assert_clear_error, assert_unchanged, run_engine, snapshot
-from tests.reliability.read_only import read_only_folder  # noqa: F401
 
 FRAMES = 64
 
@@ -60,7 +59,7 @@ def test_a_truncated_clip_read_within_what_it_holds_has_no_shortfall(avi, tmp_pa
 
 def test_a_range_running_into_the_cut_warns_for_that_range(avi, tmp_path):
     clip = read_video(_cut(avi, tmp_path, 0.55), 10, 60)
-    assert clip.declared_frames == 50 and f"of the 50 frames" in clip.shortfall()
+    assert clip.declared_frames == 50 and "of the 50 frames" in clip.shortfall()
 
 
 BAD_VIDEOS = {

@@ -15,7 +15,6 @@ import pytest
 from blender_addon.engine_process import PROTOCOL_VERSION, EngineJob, EngineProcess
 from engine.protocol.messages import PROTOCOL_VERSION as ENGINE_PROTOCOL
 from tests.reliability.conftest import ROOT, assert_unchanged, snapshot
-from tests.reliability.read_only import read_only_folder  # noqa: F401
 from tests.test_protocol import Engine
 
 

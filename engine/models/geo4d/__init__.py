@@ -28,6 +28,7 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
     try:
         from .onnx_backend import OnnxBackend
     except ImportError as exc:
-        raise EngineError("the ONNX Runtime backend is not available in this engine build",
-                          "use --runtime torch") from exc
+        raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
+                          "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
+                          ) from exc
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)

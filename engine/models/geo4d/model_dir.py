@@ -24,11 +24,13 @@ from ..model_dir import DTYPES, FORMAT_VERSION, ModelDirLayout, sha256_file
 NETWORKS = ("unet", "vae", "pointmap_vae")
 WEIGHT_FILES = tuple(f"{name}.safetensors" for name in (*NETWORKS, "context"))
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
+# ONNX Runtime's graphs, exported into the directory on first use (onnx_backend.py).
+ONNX_CACHE = "onnx"
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
-LAYOUT = ModelDirLayout("geo4d", "Geo4D", WEIGHT_FILES, CONVERT_FIX)
-__all__ = ["CONVERT_FIX", "DTYPES", "FORMAT_VERSION", "LAYOUT", "MANIFEST_FILES", "NETWORKS", "WEIGHT_FILES",
-           "check_model_target", "model_dir_files", "sha256_file", "verify_model_dir", "write_model_dir"]
+LAYOUT = ModelDirLayout("geo4d", "Geo4D", WEIGHT_FILES, CONVERT_FIX, extra_files=(f"{ONNX_CACHE}/",))
+__all__ = ["CONVERT_FIX", "DTYPES", "FORMAT_VERSION", "LAYOUT", "MANIFEST_FILES", "NETWORKS", "ONNX_CACHE",
+           "WEIGHT_FILES", "check_model_target", "model_dir_files", "sha256_file", "verify_model_dir", "write_model_dir"]
 
 model_dir_files = LAYOUT.files
 check_model_target = LAYOUT.check_target

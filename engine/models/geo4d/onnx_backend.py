@@ -17,6 +17,7 @@ import torch
 
 from ...errors import ModelError
 from .model import VaeBackend
+from .model_dir import ONNX_CACHE
 from .vae import Posterior
 from . import onnx_export
 
@@ -119,7 +120,7 @@ class OnnxBackend(VaeBackend):
     def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
                  decode_chunk: int = 8):
         directory = Path(modules.directory)
-        cache_dir = Path(cache_dir) if cache_dir else directory / "onnx"
+        cache_dir = Path(cache_dir) if cache_dir else directory / ONNX_CACHE
 
         def graph(name: str, module: torch.nn.Module) -> OnnxGraph:
             return OnnxGraph(cached_export(name, module, directory, cache_dir), GRAPHS[name][1], device)

@@ -133,7 +133,8 @@ def _filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel[None, None].expand(c, 1, kh, kw), groups=c)
 
 
-def antialias_blur_params(height: int, width: int, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
+def antialias_blur_params(height: int, width: int,
+                          size: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
     """diffusers' `_resize_with_antialiasing` blur: sigma = max((factor−1)/2, 0.001) and kernel
     int(max(4σ, 3)) made odd, per axis (h, w)."""
     sigmas = tuple(max((src / dst - 1.0) / 2.0, 0.001) for src, dst in ((height, size[0]), (width, size[1])))

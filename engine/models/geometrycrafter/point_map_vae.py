@@ -154,7 +154,8 @@ def decode_point_map(point_map_vae: PMapAutoencoderKLTemporalDecoder, latents: t
         if force_fixed_focal:
             focal = ((focal * weight[:, None]).mean(dim=(0, 2, 3)) / (weight.mean() + 1e-4))[None, :, None, None]
         else:
-            focal = ((focal * weight[:, None]).mean(dim=(2, 3)) / (weight.mean(dim=(1, 2))[:, None] + 1e-4))[:, :, None, None]
+            focal = ((focal * weight[:, None]).mean(dim=(2, 3))
+                     / (weight.mean(dim=(1, 2))[:, None] + 1e-4))[:, :, None, None]
     xy = (focal * normalized_meshgrid(h, w, focal.device, focal.dtype)).expand(t, 2, h, w)
     z = log_depth.clamp_max(LOG_DEPTH_MAX).exp()
     return torch.cat([xy * z, z], dim=1).permute(0, 2, 3, 1), valid

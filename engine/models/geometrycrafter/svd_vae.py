@@ -90,7 +90,8 @@ class Encoder(nn.Module):
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         widths = [block_out_channels[0], *block_out_channels]
         self.down_blocks = nn.ModuleList([
-            DownEncoderBlock2D(widths[i], widths[i + 1], layers_per_block, add_downsample=i < len(block_out_channels) - 1)
+            DownEncoderBlock2D(widths[i], widths[i + 1], layers_per_block,
+                               add_downsample=i < len(block_out_channels) - 1)
             for i in range(len(block_out_channels))
         ])
         self.mid_block = UNetMidBlock2D(block_out_channels[-1], mid_block_add_attention)

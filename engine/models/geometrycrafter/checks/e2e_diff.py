@@ -93,7 +93,8 @@ def run_pipeline(model: GeometryCrafter, video: torch.Tensor, options: Options,
     return prediction, calls
 
 
-def output_results(name: str, prediction: Prediction, point_map: torch.Tensor, valid: torch.Tensor) -> list[CheckResult]:
+def output_results(name: str, prediction: Prediction, point_map: torch.Tensor,
+                   valid: torch.Tensor) -> list[CheckResult]:
     return [compare(f"{name}.point_map", prediction.point_map, point_map, END_TO_END),
             mask_mismatch(f"{name}.valid_mask", prediction.valid, valid)]
 

@@ -32,8 +32,10 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
         results += [
             compare(f"clip.{case}.blur_sigma", torch.tensor(sigmas), fx[f"{case}.blur_sigma_hw"]),
             compare(f"clip.{case}.blur_kernel", torch.tensor(kernel), fx[f"{case}.blur_ksize_hw"], tolerance=0.0),
-            compare(f"clip.{case}.resized_01", (resize_with_antialiasing(video, size) + 1) / 2, fx[f"{case}.video_224_01"]),
-            compare(f"clip.{case}.image_embeds", encode_video(encoder, video, chunk_size=1), fx[f"{case}.image_embeds"]),
+            compare(f"clip.{case}.resized_01", (resize_with_antialiasing(video, size) + 1) / 2,
+                    fx[f"{case}.video_224_01"]),
+            compare(f"clip.{case}.image_embeds", encode_video(encoder, video, chunk_size=1),
+                    fx[f"{case}.image_embeds"]),
         ]
     results.append(compare("clip.small.pixel_values", clip_pixels(fx["small.video"], encoder.image_size),
                            fx["small.pixel_values"]))

@@ -68,7 +68,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
                         float(abs(len(trace["evaluated"]) - len(expected_evals))), 0.0),
             compare(f"moge.solver{i}.evaluated_shifts", np.asarray(trace["evaluated"][:len(expected_evals)]),
                     expected_evals),
-            compare(f"moge.solver{i}.shift_raw_f64", np.asarray([trace["shift_raw"]]), fx[f"d1.solver.{i}.shift_raw_f64"]),
+            compare(f"moge.solver{i}.shift_raw_f64", np.asarray([trace["shift_raw"]]),
+                    fx[f"d1.solver.{i}.shift_raw_f64"]),
         ]
     results += [
         compare("moge.focal", out.focal, fx["d1.focal"]),

@@ -41,8 +41,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
     intrinsics = fx["enc.intrinsic_map_per_frame"]
     t, _, h, w = point_map.shape
     packed = fx["enc.packed_input"]
-    ours_packed = torch.cat([torch.linalg.vector_norm(intrinsics[:, 2:4], dim=1)[:, None, None, None].expand(t, 1, h, w),
-                             point_map[:, 2:3], disparity[:, None], valid[:, None]], dim=1)
+    focal_norm = torch.linalg.vector_norm(intrinsics[:, 2:4], dim=1)[:, None, None, None].expand(t, 1, h, w)
+    ours_packed = torch.cat([focal_norm, point_map[:, 2:3], disparity[:, None], valid[:, None]], dim=1)
     results = [
         compare("pmap.packed_input", ours_packed, packed),
         compare("pmap.svd_moments", vae.moments(disparity[:, None].expand(-1, 3, h, w)), fx["enc.svd_moments"]),

@@ -32,15 +32,16 @@ def _tables(fx: dict, config: dict) -> list[CheckResult]:
     ]
     for steps in sorted({int(key.split(".")[0][5:]) for key in fx if key.startswith("steps")}):
         plan = EulerPlan.from_config(config, steps)
-        results += [compare(f"steps{steps}.{name}", value, fx[f"steps{steps}.{name}"], TABLE_TOLERANCE) for name, value in
-                    [("sigmas", plan.sigmas), ("timesteps", plan.timesteps),
-                     ("init_noise_sigma", plan.init_noise_sigma.reshape(1))]]
+        results += [compare(f"steps{steps}.{name}", value, fx[f"steps{steps}.{name}"], TABLE_TOLERANCE)
+                    for name, value in [("sigmas", plan.sigmas), ("timesteps", plan.timesteps),
+                                        ("init_noise_sigma", plan.init_noise_sigma.reshape(1))]]
     return results
 
 
 def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[CheckResult]:
     fx = load_tensors(Path(folder) / FIXTURE, device)
-    results = _tables({k: v.cpu() for k, v in fx.items() if k.startswith(("train.", "steps"))}, part(config, "scheduler"))
+    results = _tables({k: v.cpu() for k, v in fx.items() if k.startswith(("train.", "steps"))},
+                      part(config, "scheduler"))
     unet = load_tiny_unet(folder, config, "diff", device)
     point_map_vae = load_tiny_point_map_vae(folder, config, device)
     cond = Conditioning(fx["loop.video_latents"][0], fx["loop.prior_latents"][0], fx["loop.video_embeddings"][0],
@@ -61,8 +62,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
             compare(f"loop.step{i}.noise_pred",
                     unet(step("unet_input"), step("t")[0], cond.embeddings[None], cond.added_time_ids),
                     step("noise_pred")),
-            compare(f"loop.step{i}.latents_after", euler_step(x, step("noise_pred"), euler.sigmas[i], euler.sigmas[i + 1]),
-                    step("latents_after")),
+            compare(f"loop.step{i}.latents_after",
+                    euler_step(x, step("noise_pred"), euler.sigmas[i], euler.sigmas[i + 1]), step("latents_after")),
         ]
         x = step("latents_after")
 
@@ -82,7 +83,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
     # determ: its one UNet call, replayed and within the pipeline's loop.
     determ = load_tiny_unet(folder, config, "determ", device)
     results.append(compare("determ.unet_out", determ(fx["determ.unet_input"], float(fx["determ.timestep"][0]),
-                                                     cond.embeddings[None], cond.added_time_ids), fx["determ.unet_out"]))
+                                                     cond.embeddings[None], cond.added_time_ids),
+                           fx["determ.unet_out"]))
     calls = []
     latents = predict_determ(determ, cond, plan, lambda k, i, inp, t, out: calls.append(inp))
     results.append(compare("determ.unet_input", calls[0], fx["determ.unet_input"]))

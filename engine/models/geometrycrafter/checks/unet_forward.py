@@ -29,7 +29,8 @@ def _capture(unet: SpatioTemporalUNet, captured: dict) -> list:
     modules.update({f"up_blocks.{i}.out": block for i, block in enumerate(unet.up_blocks)})
 
     def hook(name):
-        return lambda module, inputs, output: captured.__setitem__(name, output[0] if isinstance(output, tuple) else output)
+        return lambda module, inputs, output: captured.__setitem__(
+            name, output[0] if isinstance(output, tuple) else output)
 
     return [module.register_forward_hook(hook(name)) for name, module in modules.items()]
 

@@ -31,6 +31,8 @@ def run(folder: Path, config: dict, device: torch.device | str = "cpu") -> list[
         compare("vae.mean", posterior.mean, fx["encode.mean"]),
         compare("vae.logvar", posterior.logvar, fx["encode.logvar"]),
         compare("vae.std", posterior.std, fx["encode.std"]),
-        compare("vae.encode_vae_video", encode_vae_video(vae, frames, ENCODE_CHUNK), fx["encode.pipeline_encode_vae_video"]),
-        compare("vae.temporal_decode", vae.decode(fx["decode.z"], num_frames=fx["decode.z"].shape[0]), fx["decode.out"]),
+        compare("vae.encode_vae_video", encode_vae_video(vae, frames, ENCODE_CHUNK),
+                fx["encode.pipeline_encode_vae_video"]),
+        compare("vae.temporal_decode", vae.decode(fx["decode.z"], num_frames=fx["decode.z"].shape[0]),
+                fx["decode.out"]),
     ]

@@ -66,6 +66,6 @@ def run(folder: Path, config: dict, device: str = "cpu") -> list[CheckResult]:
             source = case["determ"] if crashed else listed
             frames_listing, num_output = source.get("output_frames"), source["num_output_frames"]
             name = f"{label} {pipeline}" + (" (official crashes; ours concatenates)" if crashed else "")
-            results.append(CheckResult(f"{name} [{len(plan.spans)} windows]",
-                                       float(_mismatches(plan, listed, frames_listing, num_output, pipeline == "diff")), 0.0))
+            mismatches = _mismatches(plan, listed, frames_listing, num_output, pipeline == "diff")
+            results.append(CheckResult(f"{name} [{len(plan.spans)} windows]", float(mismatches), 0.0))
     return results
