@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import devices
-from ..errors import Cancelled, EngineError
+from ..errors import Cancelled, EngineError, InputError
 from ..clips.video import probe_video, read_video
 from ..models import default_model_dir, model_package
 from ..models.window_model import SamplingOptions, WindowModel
