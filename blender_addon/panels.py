@@ -14,6 +14,8 @@ def draw_reconstruct(layout, context) -> None:
     col = layout.column()
     col.enabled = not wm.parallax_running
     col.prop(settings, "model")
+    if settings.model == "geometrycrafter":
+        col.prop(settings, "variant")
     col.prop(settings, "preset")
     if settings.preset == "CUSTOM":
         sub = col.column(align=True)
@@ -24,7 +26,7 @@ def draw_reconstruct(layout, context) -> None:
             sub.prop(settings, "size_w")
     else:
         stride, steps, _ = properties.quality(settings)
-        col.label(text=f"stride {stride}, {steps} steps, size fitted to the clip")
+        col.label(text=f"stride {stride or 'of the model'}, {steps} steps, size fitted to the clip")
     col.prop(settings, "zoom_shot")
     col.prop(settings, "use_clip_range")
     if not settings.use_clip_range:

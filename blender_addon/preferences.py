@@ -81,6 +81,10 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
     model_dir: bpy.props.StringProperty(
         name="Model Folder", subtype="DIR_PATH",
         description="Converted Geo4D model (empty: ~/.cache/parallax/models/geo4d or $PARALLAX_MODEL_DIR)")
+    geometrycrafter_dir: bpy.props.StringProperty(
+        name="GeometryCrafter Folder", subtype="DIR_PATH",
+        description="Converted GeometryCrafter model (empty: ~/.cache/parallax/models/geometrycrafter or "
+                    "$PARALLAX_MODEL_DIR)")
     device: bpy.props.EnumProperty(
         name="Device",
         items=[("auto", "Auto", "The first NVIDIA GPU, else Apple Silicon's GPU, else the CPU"),
@@ -104,6 +108,7 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         else:
             self.draw_environment(layout.box())
         layout.prop(self, "model_dir")
+        layout.prop(self, "geometrycrafter_dir")
         row = layout.row()
         row.prop(self, "device")
         if self.device == "cuda":

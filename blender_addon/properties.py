@@ -19,7 +19,8 @@ def quality(settings) -> tuple[int, int, tuple[int, int] | None]:
     values for CUSTOM."""
     if settings.preset != "CUSTOM":
         _, stride, steps = PRESETS[settings.preset]
-        return stride, steps, None
+        # The presets' strides are for Geo4D's 16-frame windows; another model gets its own default (None).
+        return (stride if settings.model == "geo4d" else None), steps, None
     size = (settings.size_h, settings.size_w) if settings.use_custom_size else None
     return settings.stride, settings.steps, size
 
@@ -27,8 +28,15 @@ def quality(settings) -> tuple[int, int, tuple[int, int] | None]:
 class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
     model: bpy.props.EnumProperty(
         name="Model",
-        items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model, from the preferences' model folder")],
+        items=[("geo4d", "Geo4D", "The Geo4D video-diffusion geometry model, from the preferences' model folder"),
+               ("geometrycrafter", "GeometryCrafter", "GeometryCrafter's per-frame point maps (research-only "
+                "licence), from the preferences' GeometryCrafter folder")],
         default="geo4d")
+    variant: bpy.props.EnumProperty(
+        name="Variant",
+        items=[("diff", "Diffusion", "GeometryCrafter's diffusion sampling (the steps below)"),
+               ("determ", "Deterministic", "GeometryCrafter's one-step variant: faster")],
+        default="diff")
     preset: bpy.props.EnumProperty(
         name="Quality",
         items=[(key, label, f"window stride {stride}, {steps} steps, processing size fitted to the clip")

@@ -81,7 +81,9 @@ def reconstruct_options(context, clip) -> dict:
         video=video,
         out=bundle_dir(clip),
         model=settings.model,
-        model_dir=bpy.path.abspath(prefs.model_dir) or None,
+        model_dir=bpy.path.abspath(prefs.geometrycrafter_dir if settings.model == "geometrycrafter"
+                                   else prefs.model_dir) or None,
+        variant=settings.variant if settings.model == "geometrycrafter" else None,
         **preferences.device_options(prefs),
         stride=stride,
         steps=steps,

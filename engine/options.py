@@ -90,8 +90,10 @@ class ReconstructOptions:
     model: str = option(DEFAULT_MODEL, "the geometry model", choices=tuple(MODELS))
     model_dir: Path | None = option(None, "converted model directory (default $PARALLAX_MODEL_DIR or "
                                           "~/.cache/parallax/models/<model>)")
-    stride: int = option(4, "frames between window starts (default 4; below the model's window length)",
-                         low=1, high=4096)
+    variant: str | None = option(None, "the model's variant: GeometryCrafter's diff (default) or determ (one "
+                                       "step); Geo4D has none", choices=("diff", "determ"))
+    stride: int | None = option(None, "frames between window starts, below the model's window length (default: "
+                                      "the model's, 4 for Geo4D, 85 for GeometryCrafter)", low=1, high=4096)
     steps: int = option(5, "diffusion steps (default 5, as Geo4D)", low=1, high=1000)
     device: str | None = option(None, DEVICE_HELP, pattern=r"auto|cpu|mps|cuda(:\d+)?")
     precision: str | None = option(None, PRECISION_HELP, choices=("fp32", "fp16", "bf16"))

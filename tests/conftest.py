@@ -14,7 +14,8 @@ import pytest
 
 import build_addon
 from tests.addon_session import CLIP
-from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import GEO4D_FIXTURES, GEOMETRYCRAFTER_FIXTURES, requires_geo4d_fixtures
+from tests.fixture_paths import requires_geometrycrafter_fixtures
 from tests.needs import torch_or_skip
 from tests.synthetic_bundle import write_synthetic_bundle
 
@@ -108,3 +109,25 @@ def clip(tmp_path) -> Path:
 def bundle(tmp_path_factory):
     """(bundle folder, its Reconstruction): the default synthetic scene written once; tests must not change it."""
     return write_synthetic_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+# The tiny GeometryCrafter's windows: 8 frames (the real model's are 110), so a short clip has several.
+TINY_GC_WINDOW = 8
+
+
+@pytest.fixture(scope="session")
+def tiny_gc_model_dir(tmp_path_factory) -> Path:
+    """A converted GeometryCrafter directory (fp32) of the golden fixtures' tiny random weights and
+    configuration, written by the same writer as `convert geometrycrafter`."""
+    if requires_geometrycrafter_fixtures.args[0]:
+        pytest.skip(requires_geometrycrafter_fixtures.kwargs["reason"])
+    from safetensors.torch import load_file
+
+    from engine.models.geometrycrafter.config import load_config
+    from engine.models.geometrycrafter.model_dir import LAYOUT, NETWORKS
+
+    out = tmp_path_factory.mktemp("models") / "geometrycrafter"
+    states = {name: load_file(GEOMETRYCRAFTER_FIXTURES / f"tiny_{name}.safetensors") for name in NETWORKS}
+    meta = {"config": load_config(GEOMETRYCRAFTER_FIXTURES / "tiny_config.json"), "window_length": TINY_GC_WINDOW}
+    LAYOUT.write(out, states, meta, "fp32", log=lambda message: None)
+    return out

@@ -103,6 +103,6 @@ def test_the_addon_request_uses_the_option_names():
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel offers: the clip, the quality preset, the density, zoom shots.
-    assert {"video", "out", "model", "model_dir", "device", "precision", "stride", "steps", "size", "frames",
+    assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
             "point_stride", "align", "fps"} == calls["ReconstructOptions"]
     assert calls["AlignOptions"] == {"per_frame_focal"}

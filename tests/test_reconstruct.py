@@ -15,7 +15,7 @@ from engine.errors import Cancelled, EngineError, InputError, ModelError
 from engine.windows.predictions import load_windows
 from engine.pipeline import ReconstructOptions, run_reconstruct
 from engine.models.window_model import SizeRule
-from engine.pipeline.reconstruct import check_disk_space, load_model, output_size
+from engine.pipeline.reconstruct import check_disk_space, load_model, output_size, stride_of
 from tests.fixture_paths import GEO4D_FIXTURES
 from tests.needs import torch_or_skip
 
@@ -123,7 +123,8 @@ def test_options_from_protocol_json():
     object its dataclass."""
     options = ReconstructOptions(video="clip.mp4", out="bundle", stride=None, steps=None, frames=[2, None],
                                  size=[320, 576], align=None)
-    assert options.stride == 4 and options.steps == 5 and options.align == AlignOptions()
+    assert options.stride is None and stride_of(options) == 4  # the model's default stride
+    assert options.steps == 5 and options.align == AlignOptions()
     zoom = ReconstructOptions(video="clip.mp4", out="bundle", align={"per_frame_focal": True})
     assert zoom.align == AlignOptions(per_frame_focal=True)
     assert options.frames == (2, None) and options.size == (320, 576) and options.video.name == "clip.mp4"

@@ -225,8 +225,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", default="full", help="full (the real architecture) or a tiny_config.json")
     parser.add_argument("--size", type=int, nargs=2, default=(320, 512), metavar=("H", "W"))
     parser.add_argument("--window-batch", type=int, default=1, help="windows denoised together")
-    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS))
+    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=None,
+                        help="default: all three for Geo4D, fp16 for GeometryCrafter")
+    parser.add_argument("--model", choices=["geo4d", "geometrycrafter"], default="geo4d")
+    parser.add_argument("--variant", nargs="+", choices=["diff", "determ"], default=["diff", "determ"],
+                        help="GeometryCrafter's variants")
+    parser.add_argument("--frames", type=int, default=110, help="GeometryCrafter: frames per window")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 576, 576, 1024], metavar="H W",
+                        help="GeometryCrafter: processing sizes, H W pairs (default the official README's "
+                             "320x576 and 576x1024)")
     args = parser.parse_args(argv)
+    if args.model == "geometrycrafter":
+        from .memory_geometrycrafter import report
+
+        if len(args.sizes) % 2:
+            parser.error("--sizes takes H W pairs")
+        sizes = [tuple(args.sizes[i:i + 2]) for i in range(0, len(args.sizes), 2)]
+        report(args.config, sizes, args.frames, args.variant,
+               {p: getattr(torch, PRECISIONS[p]) for p in args.precision or ["fp16"]})
+        return 0
+    args.precision = args.precision or list(PRECISIONS)
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     try:
         size_rule(config).check(args.size)

@@ -301,7 +301,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
                         help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena)")
+    parser.add_argument("--model", choices=["geo4d", "geometrycrafter"], default="geo4d")
+    parser.add_argument("--variant", nargs="+", choices=["diff", "determ"], default=["diff", "determ"],
+                        help="GeometryCrafter's variants")
+    parser.add_argument("--window", type=int, default=None,
+                        help="GeometryCrafter: frames per window (default 110, or the clip when shorter)")
     args = parser.parse_args(argv)
+    if args.model == "geometrycrafter":
+        from .model_geometrycrafter import run
+
+        args.stride = None if "--stride" not in argv else args.stride
+        args.window = args.window or min(110, args.frames)
+        return run(args)
 
     device = torch.device(args.device)
     precisions = args.precision or (list(PRECISIONS) if device.type == "cuda" else ["fp32"])

@@ -1,4 +1,5 @@
-"""`python -m engine download geo4d [--download-dir DIR] [--out DIR] [--mirror URL] [--no-convert]`."""
+"""`python -m engine download geo4d|geometrycrafter [--download-dir DIR] [--out DIR] [--no-convert]`, with
+`--mirror URL` (Geo4D) or `--endpoint URL --token T --accept-licences` (GeometryCrafter, from the hub)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,33 @@ from ..models.download import DOWNLOAD_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=["geo4d"], help="which model to download")
+    parser.add_argument("model", choices=["geo4d", "geometrycrafter"], help="which model to download")
     parser.add_argument("--download-dir", default=None,
-                        help=f"where the checkpoints go (default {DOWNLOAD_ROOT}/geo4d)")
+                        help=f"where the downloaded files go (default {DOWNLOAD_ROOT}/<model>)")
     parser.add_argument("--out", default=None,
                         help="model directory to convert into (default $PARALLAX_MODEL_DIR or "
-                             "~/.cache/parallax/models/geo4d)")
+                             "~/.cache/parallax/models/<model>)")
     parser.add_argument("--mirror", default=None,
-                        help="base URL of a mirror serving model.ckpt and vae.ckpt (e.g. an internal server) "
+                        help="Geo4D: base URL of a mirror serving model.ckpt and vae.ckpt (e.g. an internal server) "
                              "instead of Google Drive")
+    parser.add_argument("--endpoint", default=None,
+                        help="GeometryCrafter: the Hugging Face hub's address (default $HF_ENDPOINT or "
+                             "https://huggingface.co; a mirror of the hub)")
+    parser.add_argument("--token", default=None,
+                        help="GeometryCrafter: a Hugging Face token (default $HF_TOKEN or the saved login); "
+                             "Stable Video Diffusion's repository is gated")
+    parser.add_argument("--accept-licences", action="store_true",
+                        help="GeometryCrafter: accept the licences it prints (research-only GeometryCrafter, "
+                             "Stability AI Community License, MIT) without asking")
     parser.add_argument("--no-convert", action="store_true", help="only download and verify")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "geometrycrafter":
+        from ..models.download import download_geometrycrafter_model
+
+        return download_geometrycrafter_model(args.download_dir, args.out, args.endpoint, args.token,
+                                              args.accept_licences, convert=not args.no_convert)
     from ..models.download import download_geo4d
 
     return download_geo4d(args.download_dir, args.out, args.mirror, convert=not args.no_convert)

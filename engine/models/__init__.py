@@ -1,7 +1,8 @@
 """The geometry models, by name: adding a model is one folder here and one line in MODELS.
 
 A model's package defines, without importing torch at import time: LABEL (its name for the artist),
-WINDOW_LENGTH (frames per window) and `load(model_dir, device, precision, runtime) -> WindowModel`
+WINDOW_LENGTH (frames per window), DEFAULT_STRIDE (frames between window starts), VARIANTS where it has
+several (the first the default) and `load(model_dir, device, precision, runtime[, variant]) -> WindowModel`
 (engine/models/window_model.py).
 """
 
@@ -16,6 +17,7 @@ from ..errors import InputError
 
 MODELS = {
     "geo4d": ".geo4d",
+    "geometrycrafter": ".geometrycrafter",
 }
 DEFAULT_MODEL = "geo4d"
 DEFAULT_MODEL_ROOT = Path("~/.cache/parallax/models")

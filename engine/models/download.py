@@ -202,3 +202,29 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
 
     convert_geo4d(download_dir / "model.ckpt", download_dir / "vae.ckpt", out)
     return 0
+
+
+def download_geometrycrafter_model(download_dir: str | None, out: str | None, endpoint: str | None,
+                                   token: str | None, accepted: bool, convert: bool = True) -> int:
+    """Show the licences and go on only when accepted; download (or resume) and verify GeometryCrafter's hub
+    files (geometrycrafter/hub.py), then convert them. download_dir None: ~/.cache/parallax/downloads/
+    geometrycrafter; out None: the default model directory."""
+    from . import default_model_dir
+    from ..formats.writable import check_writable
+    from .geometrycrafter.hub import accept_licences, convert_geometrycrafter, download_geometrycrafter
+    from .geometrycrafter.model_dir import LAYOUT
+
+    download_dir = Path(download_dir or DOWNLOAD_ROOT / "geometrycrafter").expanduser().absolute()
+    out = Path(out).expanduser().absolute() if out else default_model_dir("geometrycrafter")
+    accept_licences(accepted)
+    check_writable(download_dir / "model_index.json", "--download-dir")  # before gigabytes are downloaded
+    if convert:
+        LAYOUT.check_target(out, {"download folder": download_dir})
+        check_writable(out)
+    download_dir.mkdir(parents=True, exist_ok=True)
+    download_geometrycrafter(download_dir, endpoint, token)
+    if not convert:
+        print(f"files verified in {download_dir}")
+        return 0
+    convert_geometrycrafter(download_dir, out)
+    return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import devices
-from ..errors import Cancelled, EngineError
+from ..errors import Cancelled, EngineError, InputError
 from ..clips.video import probe_video, read_video
 from ..models import default_model_dir, model_package
 from ..models.window_model import SamplingOptions, WindowModel
@@ -85,10 +85,11 @@ def load_model(options: ReconstructOptions) -> WindowModel:
     package = model_package(options.model)
     device, precision = resolve_device(options)
     model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
-    key = (options.model, str(model_dir.absolute()), device, precision, options.runtime)
+    key = (options.model, str(model_dir.absolute()), device, precision, options.runtime, options.variant)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()  # one model in memory at a time
-        _MODEL_CACHE[key] = package.load(model_dir, device, PRECISIONS[precision], options.runtime)
+        variant = {"variant": options.variant} if options.variant else {}  # only a model with variants takes one
+        _MODEL_CACHE[key] = package.load(model_dir, device, PRECISIONS[precision], options.runtime, **variant)
     return _MODEL_CACHE[key]
 
 
@@ -104,7 +105,17 @@ def check_disk_space(folder: Path, needed: int) -> None:
 def check_options(options: ReconstructOptions) -> None:
     """Refuse unusable settings before anything is loaded (InputError naming the setting)."""
     check(options)  # every field's range, choices and pattern (engine/options.py)
-    check_stride(options.stride, model_package(options.model).WINDOW_LENGTH)
+    package = model_package(options.model)
+    if options.variant and options.variant not in getattr(package, "VARIANTS", ()):
+        raise InputError(f"{package.LABEL} has no variant {options.variant!r}",
+                         f"leave --variant out for {package.LABEL}" if not getattr(package, "VARIANTS", ())
+                         else f"use --variant {' or --variant '.join(package.VARIANTS)}")
+    check_stride(stride_of(options), package.WINDOW_LENGTH)
+
+
+def stride_of(options: ReconstructOptions) -> int:
+    """The window stride: the options', else the model's default."""
+    return options.stride or model_package(options.model).DEFAULT_STRIDE
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
@@ -164,7 +175,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     # The maps spill to nameless files on the bundle's disk, not to a RAM-backed temporary folder, and
     # are then copied into the bundle: both copies must fit.
     spill_dir = next(folder for folder in out.parents if folder.is_dir())
-    starts = window_starts(len(clip.frames), options.stride, model.window_length)
+    starts = window_starts(len(clip.frames), stride_of(options), model.window_length)
     check_disk_space(spill_dir, 2 * maps_bytes(len(starts), model.window_length, map_size))
     try:
         windows = model.predict(clip.frames, clip.fps, starts, sampling, progress, cancelled,
@@ -188,7 +199,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     log("info", quality_note(recon.metadata, recon.frames))
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
-        "stride": options.stride, "steps": options.steps, "seed": options.seed,
+        "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,
         "model_seconds": round(model_seconds, 3),
     })
     if cancelled():

@@ -7,8 +7,8 @@ import numpy as np
 
 
 def resize_window_maps(maps: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """maps: pointmap [T, H, W, 3], pointmap_conf [T, H, W], disparity [T, H, W], ray_dirs [T, H, W, 3],
-    ray_moments [T, H, W, 3] (float32) -> the same at size (H', W').
+    """maps: pointmap [T, H, W, 3], pointmap_conf [T, H, W] and those of the model's other modalities:
+    disparity [T, H, W], ray_dirs [T, H, W, 3], ray_moments [T, H, W, 3] (float32) -> the same at size (H', W').
 
     Values are interpolated bilinearly (cv2's pixel-centre convention, matching the +0.5 pixel
     centres of our intrinsics); a pixel stays valid only where all its source pixels were valid,
@@ -21,15 +21,11 @@ def resize_window_maps(maps: dict[str, np.ndarray], size: tuple[int, int]) -> di
         return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in stack])
 
     valid = resize((maps["pointmap_conf"] > 0).astype(np.float32)) > 1 - 1e-6
-    dirs = resize(maps["ray_dirs"])
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
-    return {
-        "pointmap": resize(maps["pointmap"]),
-        "pointmap_conf": np.where(valid, resize(maps["pointmap_conf"]), 0.0).astype(np.float32),
-        "disparity": resize(maps["disparity"]),
-        "ray_dirs": dirs,
-        "ray_moments": resize(maps["ray_moments"]),
-    }
+    out = {name: resize(m) for name, m in maps.items()}
+    out["pointmap_conf"] = np.where(valid, out["pointmap_conf"], 0.0).astype(np.float32)
+    if "ray_dirs" in out:
+        out["ray_dirs"] /= np.maximum(np.linalg.norm(out["ray_dirs"], axis=-1, keepdims=True), 1e-12)
+    return out
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -7,7 +7,8 @@ from pathlib import Path
 from ...windows.schedule import WINDOW_LENGTH
 
 LABEL = "Geo4D"
-__all__ = ["LABEL", "WINDOW_LENGTH", "load"]
+DEFAULT_STRIDE = 4  # frames between window starts
+__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str):

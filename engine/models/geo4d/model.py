@@ -28,6 +28,7 @@ from ...windows.resize import resize_frames, resize_window_maps
 from ...windows.schedule import WINDOW_LENGTH, window_lengths
 from ...reporting import Progress
 from ...sampling.ddim import DDIMPlan, ddim_sample
+from ...sampling.noise import seeded_randn as _seeded_randn
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
 from .config import model_params, size_multiple, vae_params
@@ -243,10 +244,3 @@ class Geo4D:
         maps = resize_window_maps({k: v.float().cpu().numpy() for k, v in maps.items()}, size)
         for name, value in maps.items():
             out[name][g, :t] = value
-
-
-def _seeded_randn(shape: tuple, seed: int, stream: int, index: int) -> torch.Tensor:
-    """Standard normal float32 noise on the CPU, reproducible from (seed, stream, index) alone."""
-    key = np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0]
-    generator = torch.Generator().manual_seed(int(key) & 0x7FFF_FFFF_FFFF_FFFF)
-    return torch.randn(shape, generator=generator)

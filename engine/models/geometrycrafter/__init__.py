@@ -2,3 +2,28 @@
 point-map VAE over Stable Video Diffusion and a MoGe prior. Re-implemented from the official code
 (TencentARC/GeometryCrafter eb8112b, diffusers 0.31 classes) for inference; official state-dict
 key names, so the released weights load with strict=True."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+LABEL = "GeometryCrafter"
+WINDOW_LENGTH = 110  # frames per window: the official run.py's window_size
+VARIANTS = ("diff", "determ")
+DEFAULT_STRIDE = 85  # run.py's window 110 less its overlap 25
+__all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load"]
+
+
+def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
+    """The GeometryCrafter WindowModel of a converted model directory (model_dir.py) on `device` in `dtype`
+    ("float32", "float16" or "bfloat16"; MoGe and the point-map VAE stay float32, as the official run.py
+    keeps them); `variant` "diff" (default) or "determ". Runtime "torch" only."""
+    from ...errors import InputError
+    from .model import load_geometrycrafter
+
+    if runtime != "torch":
+        raise InputError(f"GeometryCrafter has no {runtime!r} runtime", "use --runtime torch")
+    variant = variant or "diff"
+    if variant not in VARIANTS:
+        raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
+    return load_geometrycrafter(model_dir, device, dtype, variant)

@@ -1,0 +1,161 @@
+"""GeometryCrafter as the pipeline's WindowModel (engine/models/window_model.py): each window of the
+pipeline's schedule is one run of the official pipeline on that window's frames (one GeometryCrafter
+window, no blending), so a window's point maps share one scale, as the official prior normalises a
+clip, and the alignment links windows through the frames they share.
+
+Per window: `pipeline.predict` at the processing size (frames read at that size, so no resizing inside),
+`diff` noise seeded from (seed, window start) alone; then the maps are resized to the output size.
+The maps are per-frame camera-space point maps (`pointmap_frame` "camera") with the decoded validity as
+confidence (0 / 1); GeometryCrafter gives no disparity and no rays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ...errors import Cancelled, ModelError
+from ...reporting import Progress
+from ...windows.predictions import WindowPredictions, new_maps
+from ...windows.resize import resize_frames, resize_window_maps
+from ...windows.schedule import window_lengths
+from ..geo4d.checkpoint_keys import load_part
+from ..window_model import SamplingOptions, SizeRule
+from .config import part
+from .image_encoder import CLIPVisionModelWithProjection
+from . import WINDOW_LENGTH
+from .model_dir import LAYOUT
+from .moge import MoGeModel
+from .pipeline import SIZE_MULTIPLE, GeometryCrafter, Options, predict
+from .point_map_vae import PMapAutoencoderKLTemporalDecoder
+from .svd_vae import AutoencoderKLTemporalDecoder
+from .unet import SpatioTemporalUNet
+
+TRAINING_SIZE = (576, 1024)  # (H, W) of the official run.py's default (and its README's high-resolution setting)
+DECODE_CHUNK = 8             # frames per VAE, CLIP and MoGe call (run.py's decode_chunk_size)
+MODALITIES = ("pointmap",)
+NOISE_STREAM = 2             # engine.sampling.noise streams: Geo4D uses 0 and 1
+
+
+def window_seed(seed: int, start: int) -> int:
+    """The `diff` noise seed of the window starting at frame `start`: independent of the other windows."""
+    return int(np.random.SeedSequence([seed, NOISE_STREAM, start]).generate_state(1, np.uint32)[0]) & 0x7FFF_FFFF
+
+
+def size_rule() -> SizeRule:
+    return SizeRule(SIZE_MULTIPLE, TRAINING_SIZE, "GeometryCrafter")
+
+
+CLASSES = {"unet_diff": SpatioTemporalUNet, "unet_determ": SpatioTemporalUNet, "vae": AutoencoderKLTemporalDecoder,
+           "point_map_vae": PMapAutoencoderKLTemporalDecoder, "image_encoder": CLIPVisionModelWithProjection,
+           "moge": MoGeModel}
+
+
+def build_part(config: dict, name: str) -> torch.nn.Module:
+    """One network (a key of CLASSES) from {part: official kwargs}, randomly initialised on the default device."""
+    return CLASSES[name].from_config(part(config, name))
+
+
+def build(config: dict, variant: str) -> GeometryCrafter:
+    """The networks of `variant` from {part: official kwargs}, randomly initialised (float32)."""
+    return GeometryCrafter(variant, *(build_part(config, name) for name in (f"unet_{variant}", "vae", "point_map_vae",
+                                                                          "image_encoder", "moge")),
+                           part(config, "scheduler"))
+
+
+def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant: str) -> "GeometryCrafterModel":
+    """Verify a converted directory (model_dir.py) and load `variant`'s networks with strict key matching:
+    the UNet and CLIP in `dtype`, the SVD VAE in float32 where its config says force_upcast, MoGe and the
+    point-map VAE in float32 (as the official run.py)."""
+    directory = Path(model_dir).expanduser()
+    meta = LAYOUT.verify(directory)
+    config = meta["config"]
+    with torch.device("meta"):  # no memory until the weights are loaded
+        network = build(config, variant)
+    low = getattr(torch, dtype)
+    vae_dtype = torch.float32 if network.vae.force_upcast else low
+    parts = {f"unet_{variant}": (network.unet, low), "vae": (network.vae, vae_dtype),
+             "point_map_vae": (network.point_map_vae, torch.float32),
+             "image_encoder": (network.image_encoder, low), "moge": (network.moge, torch.float32)}
+    for name, (module, kept) in parts.items():
+        path = directory / f"{name}.safetensors"
+        try:
+            load_part(module, load_file(path))
+        except (SafetensorError, RuntimeError) as exc:
+            raise ModelError(f"{path} does not load into the GeometryCrafter {name} ({str(exc).splitlines()[0]})",
+                             LAYOUT.convert_fix.format(dir=directory)) from exc
+        module.to(device=device, dtype=kept).eval().requires_grad_(False)
+    return GeometryCrafterModel(network, config, int(meta.get("window_length", WINDOW_LENGTH)), device)
+
+
+class GeometryCrafterModel:
+    """The loaded model of one variant: `predict(frames, ...)` gives a clip's window predictions."""
+
+    label = "GeometryCrafter"
+
+    def __init__(self, network: GeometryCrafter, config: dict, window_length: int, device: str | torch.device):
+        self.network = network
+        self.config = config
+        self.window_length = window_length
+        self.device = torch.device(device)
+
+    @property
+    def size_rule(self) -> SizeRule:
+        return size_rule()
+
+    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
+        """(bytes, what they hold): the loaded weights, the SVD VAE's first full-resolution convolution's input
+        and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
+        window's frames as float32. A lower bound: the UNet's activations come on top."""
+        h, w = size
+        weights = sum(p.numel() * p.element_size() for m in (self.network.unet, self.network.vae,
+                      self.network.point_map_vae, self.network.image_encoder, self.network.moge)
+                      for p in m.parameters())
+        vae = self.network.vae
+        element = 4 if vae.force_upcast or precision == "fp32" else 2
+        width = int(part(self.config, "vae")["block_out_channels"][0])
+        layers = 2 * DECODE_CHUNK * width * h * w * element
+        frames = self.window_length * 3 * h * w * 4
+        return weights + layers + frames, (f"{weights / 1e9:,.1f} GB of weights, {layers / 1e9:,.1f} GB for the "
+                                           f"VAE's full-resolution layers, {frames / 1e9:,.1f} GB for one window's "
+                                           "frames")
+
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray, options: SamplingOptions | None = None,
+                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
+                map_size: tuple[int, int] | None = None, spill_dir: Path | None = None) -> WindowPredictions:
+        """A clip's window predictions (WindowModel.predict). frames: uint8 [N, H, W, 3], H and W multiples of
+        64; options.steps are the `diff` Euler steps (determ: one UNet call); windows run one at a time
+        (options.window_batch is not used). Progress stage: "diffusion"."""
+        options = options or SamplingOptions()
+        progress = progress or (lambda stage, fraction: None)
+        cancelled = cancelled or (lambda: False)
+        n, h, w, _ = frames.shape
+        self.size_rule.check((h, w))
+        starts = np.asarray(starts, np.int64)
+        lengths = window_lengths(starts, n, self.window_length)
+        map_h, map_w = map_size or (h, w)
+        out = new_maps(len(starts), self.window_length, (map_h, map_w), spill_dir, MODALITIES)
+        progress("diffusion", 0.0)
+        for g, (start, t) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            if cancelled():
+                raise Cancelled()
+            video = torch.from_numpy(np.ascontiguousarray(frames[start:start + t])).to(self.device)
+            video = video.permute(0, 3, 1, 2).float() / 255.0
+            call = Options(window_size=t, overlap=0, decode_chunk_size=DECODE_CHUNK,
+                           num_inference_steps=options.steps, seed=window_seed(options.seed, start))
+            prediction = predict(self.network, video, call)
+            maps = {"pointmap": prediction.point_map.float().cpu().numpy(),
+                    "pointmap_conf": prediction.valid.float().cpu().numpy()}
+            for name, value in resize_window_maps(maps, (map_h, map_w)).items():
+                out[name][g, :t] = value
+            progress("diffusion", (g + 1) / len(starts))
+        return WindowPredictions(
+            num_frames=n, fps=float(fps), image_size=(map_h, map_w), window_length=self.window_length,
+            window_starts=starts, window_lengths=lengths, **out, rgb=resize_frames(frames, (map_h, map_w)),
+            pointmap_frame="camera")
