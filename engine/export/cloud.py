@@ -3,7 +3,7 @@ splatting or a COLMAP model.
 
 From the bundle's per-frame point clouds (world xyz, sRGB colour, confidence):
 1. confidence filter: points below the `confidence_quantile` of all confidences are dropped;
-2. moving points excluded (export/motion.py);
+2. moving points excluded (engine/motion.py);
 3. voxel downsampling: points in one voxel merge into their confidence-weighted mean.
 
 Each merged point keeps its observations: for every frame that contributed, the pixel of its most confident
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .motion import moving_points, read_depth_maps
+from ..motion import moving_points, project
 from .options import CloudOptions
-from .shot import Shot, project
+from .shot import Shot, read_depth_maps
 
 AUTO_VOXEL_PIXELS = 2.0  # the automatic voxel: this many pixels' footprint at the median depth
 

@@ -21,7 +21,8 @@ import numpy as np
 from .cloud import MergedCloud, merge_static_cloud
 from .options import ExportOptions
 from .plates import plate_name, write_plates
-from .shot import Shot, project
+from ..motion import project
+from .shot import Shot
 
 PINHOLE_MODEL_ID = 1
 POINT2D_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("point3D_id", "<i8")])

@@ -1,5 +1,5 @@
 """`--format mattes`: a motion matte per frame, mattes/NNNNNN.exr at the bundle's map resolution (NNNNNN = the
-clip's frame index): every pixel with depth is tested against the other frames (export/motion.py).
+clip's frame index): every pixel with depth is tested against the other frames (engine/motion.py).
 
 Channels (float32, single part, scanline, ZIP): `Y` = 1 where the pixel shows something moving, else 0 (grey in
 viewers, the matte a compositor holds out); `score` = the fraction of the frames that saw the pixel's place and
@@ -14,9 +14,9 @@ import numpy as np
 import OpenEXR
 
 from ..formats.exr import read_depth_exr
-from .motion import is_moving, motion_votes, read_depth_maps
+from ..motion import is_moving, motion_votes
 from .options import ExportOptions
-from .shot import Shot
+from .shot import Shot, read_depth_maps
 
 
 def frame_mattes(shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

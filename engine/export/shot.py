@@ -13,6 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.bundle import Bundle, read_bundle
+from ..formats.exr import read_depth_exr
+from ..motion import nearest_depth
 
 # Blender's (and most compositors') first frame: clip frame i (0-based, as in the bundle) is scene frame i + 1.
 FIRST_SCENE_FRAME = 1
@@ -82,10 +84,13 @@ def load_shot(bundle_path: str | Path) -> Shot:
                 camera_to_world=c2w, map_size=bundle.image_size, plate_size=plate_size, fps=bundle.fps)
 
 
-def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels float64[P, 2] and planar depths float64[P] of world points xyz [P, 3] in one camera."""
-    cam = xyz @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
-    z = cam[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pix = (cam @ K.T)[:, :2] / z[:, None]
-    return pix, z
+def read_depth_maps(shot: Shot) -> np.ndarray:
+    """float32[N, H, W] each frame's depth, the nearest valid depth in a 3 x 3 neighbourhood (inf = none)."""
+    out = np.empty((len(shot.frames), *shot.map_size), np.float32)
+    for i, f in enumerate(shot.bundle.frames):
+        d, _ = read_depth_exr(f.depth_path)
+        if d.shape != shot.map_size:
+            raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
+                             f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
+        out[i] = nearest_depth(d)
+    return out

@@ -148,7 +148,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
-    from ..export.motion import moving_points, nearest_depth
+    from ..motion import moving_points, nearest_depth
     from ..windows.predictions import save_windows
 
     if window_storage not in WINDOW_STORAGE:
@@ -200,7 +200,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
                       "header": ["worldToCamera", "worldToNDC"], "invalid": 0.0},
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8", "moving": "uint8, 1 where other frames' depth contradicts the "
-                                                        "point (engine/export/motion.py)"},
+                                                        "point (engine/motion.py)"},
             "windows": "windows" if windows is not None else None,
             "metadata": _json_numbers(recon.metadata),
             "frames": entries,

@@ -30,7 +30,8 @@ CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
 LAYOUT = ModelDirLayout("geo4d", "Geo4D", WEIGHT_FILES, CONVERT_FIX, extra_files=(f"{ONNX_CACHE}/",))
 __all__ = ["CONVERT_FIX", "DTYPES", "FORMAT_VERSION", "LAYOUT", "MANIFEST_FILES", "NETWORKS", "ONNX_CACHE",
-           "WEIGHT_FILES", "check_model_target", "model_dir_files", "sha256_file", "verify_model_dir", "write_model_dir"]
+           "WEIGHT_FILES", "check_model_target", "model_dir_files", "sha256_file", "verify_model_dir",
+           "write_model_dir"]
 
 model_dir_files = LAYOUT.files
 check_model_target = LAYOUT.check_target

@@ -1,4 +1,5 @@
-"""Which pixels of a bundle show moving things: each frame's depth checked against the other frames'.
+"""Which pixels show moving things (the bundle's `moving` points, the mattes export): each frame's depth
+checked against the other frames'.
 
 A point is projected into other frames (offsets 1, 2, 3, 5, 8, 11, ... both ways); where it
 lands in front of the surface that frame saw (by more than MOTION_TOLERANCE of that depth), that frame looked
@@ -14,27 +15,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from ..formats.exr import read_depth_exr
-from .shot import Shot, project
-
 MOTION_TOLERANCE = 0.05  # relative depth difference that counts as "seen through"
 # A point is moving when at least this fraction, and at least MOTION_MIN_VOTES, of the frames that see its place
 # contradict it (measured on the procedural scenes with simulated predictions: tests/test_export.py).
 MOTION_FRACTION = 0.25
 MOTION_MIN_VOTES = 2
-
-
-def read_depth_maps(shot: Shot) -> np.ndarray:
-    """float32[N, H, W] each frame's depth, the nearest valid depth in a 3 x 3 neighbourhood (inf = none)."""
-    out = np.empty((len(shot.frames), *shot.map_size), np.float32)
-    for i, f in enumerate(shot.bundle.frames):
-        d, _ = read_depth_exr(f.depth_path)
-        if d.shape != shot.map_size:
-            raise InputError(f"{f.depth_path} is {d.shape[1]}x{d.shape[0]}, the bundle says "
-                             f"{shot.map_size[1]}x{shot.map_size[0]}", "re-run the engine to rewrite the bundle")
-        out[i] = nearest_depth(d)
-    return out
 
 
 def nearest_depth(depth: np.ndarray) -> np.ndarray:
@@ -82,4 +67,10 @@ def moving_points(K: np.ndarray, w2c: np.ndarray, depth: np.ndarray, xyz: np.nda
     return is_moving(*motion_votes(K, w2c, depth, xyz, frame))
 
 
-
+def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels float64[P, 2] and planar depths float64[P] of world points xyz [P, 3] in one camera."""
+    cam = xyz @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = (cam @ K.T)[:, :2] / z[:, None]
+    return pix, z
