@@ -33,6 +33,7 @@ from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 ZOOM_MIN_CHANGE = 0.04  # auto per-frame focal from a zoom of 4 % (log): below, a shared focal is off by ~2 % at most
+NODAL_TRAVEL = 0.01  # auto nodal pan: a track moving (RMS, less its noise) under 1 % of the median depth is a tripod
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera
@@ -240,10 +241,27 @@ def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions)
                                 frame_rot.reshape(-1, 9), weights_all, frames_all, n)
     centre_var = _variance_of_mean(np.concatenate([c for _, c in per_source]), frame_centre, weights_all,
                                    frames_all, n)
+    tripod = opts.nodal_pan == "on" or (opts.nodal_pan == "auto" and
+                                        travel(frame_centre, centre_var) < NODAL_TRAVEL * _median_depth(slots, poses))
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
+    if tripod:  # rotation only, about one centre
+        frame_centre = np.tile(np.average(frame_centre, axis=0, weights=frame_w), (n, 1))
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
     return c2w
+
+
+def travel(centre: np.ndarray, centre_var: np.ndarray) -> float:
+    """How far a camera track moves (world units): the RMS distance of the frames' centres [N, 3] from their
+    mean, less what their own noise (variance of each frame's centre [N], nan = unknown) accounts for."""
+    spread = float(np.mean(np.sum((centre - centre.mean(axis=0)) ** 2, axis=1)))
+    noise = float(np.nanmedian(centre_var)) if np.isfinite(centre_var).any() else 0.0
+    return float(np.sqrt(max(spread - noise, 0.0)))
+
+
+def _median_depth(slots: Slots, poses: WindowPoses) -> float:
+    """The scene's median depth in world units, over every window's usable sampled points."""
+    return float(np.median((slots.depth * poses.scale[slots.window, None])[slots.usable]))
 
 
 def _quality(slots: Slots, poses: WindowPoses, c2w: np.ndarray, width: int) -> SolveQuality:

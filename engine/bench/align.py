@@ -5,6 +5,8 @@ Sections (all on SIMULATED window predictions made from ground truth, see engine
             side by side (MonST3R metrics, wall time);
   focal     realistic corruptions, per-frame focal auto / on / off: auto must follow the zoom shot and
             give the shared focal's numbers on fixed-focal scenes;
+  tripod    the rotation shot (and a dolly as the control) as the corruptions grow, nodal_pan off / on / auto:
+            centre error at the depth's scale, ATE, rotation error, Abs Rel, and whether the track was held still;
   ablation  realistic corruptions, what each modality adds (points only, +disparity, +rays, all);
   poses     a model without rays (GeometryCrafter-like: per-frame camera-space point maps, validity as
             confidence): cameras from optical flow and the point maps, against the targets (path error
@@ -118,6 +120,30 @@ def focal(sources, frames: int, size, stride: int, seed: int) -> None:
             print(f"  -> auto gives the same numbers as {same}; focal error {100 * m['auto']['focal_error']:.2f} %")
 
 
+TRIPOD_SCENES = ("rotation", "static")  # a 70 degree pan with 6 cm of travel, and a dolly as the control
+
+
+def tripod(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== tripod shots: nodal_pan off / on / auto as the corruptions grow, {frames} frames, {size[0]}x{size[1]}, "
+          f"stride {stride}, seed {seed} ==")
+    print("  centre m = RMS camera centre error at the depth's scale (no Sim(3) of the centres: a still track is judged")
+    print("  by how far the true camera moves); ATE % after Sim(3), which may shrink a noisy track to a point")
+    print(f"  {'scene':<28s} {'level':>5s} {'mode':>5s} {'centre m':>9s} {'ate %':>8s} {'rpe rot':>8s} {'abs_rel':>8s} "
+          f"{'held still':>10s}")
+    for label, scenes, load in sources:
+        for name in [s for s in scenes if s in TRIPOD_SCENES]:
+            gt = load(name, frames, tuple(size))
+            for level in (0.0, 1.0, 4.0):
+                windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(level), seed=seed)
+                for mode in ("off", "on", "auto"):
+                    recon = align(windows, AlignOptions(nodal_pan=mode))
+                    m = evaluate(recon, gt)
+                    still = bool(np.ptp(recon.camera_to_world[:, :3, 3], axis=0).max() == 0)
+                    print(f"  {label + '/' + name:<28s} {level:>5.1f} {mode:>5s} {m['centre_error']:>9.4f} "
+                          f"{m['ate_percent']:>8.3f} {m['rpe_rot_deg']:>8.4f} {m['abs_rel']:>8.4f} "
+                          f"{'yes' if still else 'no':>10s}")
+
+
 POSE_TARGETS = {"static": 1.0, "moving_objects": 2.0}  # path error, % of the path (issue 13)
 FOCAL_TARGET = 0.02
 
@@ -226,8 +252,8 @@ def speed(stride: int, seed: int, sizes_frames) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["accuracy", "focal", "ablation", "poses", "quality", "speed"],
-                        choices=["accuracy", "focal", "ablation", "poses", "quality", "speed"])
+    parser.add_argument("--sections", nargs="+", default=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"],
+                        choices=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"])
     parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))
@@ -247,6 +273,8 @@ def main(argv: list[str]) -> int:
         accuracy(sources, args.frames, args.size, args.stride, args.seed)
     if "focal" in args.sections:
         focal(sources, args.frames, args.size, args.stride, args.seed)
+    if "tripod" in args.sections:
+        tripod(sources, args.frames, args.size, args.stride, args.seed)
     if "ablation" in args.sections:
         ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "poses" in args.sections:
