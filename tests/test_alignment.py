@@ -22,6 +22,7 @@ def _run(scene, frames, stride=4, corruption=None, seed=0, **options):
     ("static", 24, 4, {}),
     ("zoom", 24, 4, {}),  # per-frame focal detected (auto)
     ("street", 24, 3, {}),
+    ("forward", 24, 4, {}),  # 120 m forward down a road, sky, depths to 300 m
     ("rotation", 24, 4, {"nodal_pan": "off"}),  # its 6 cm of travel, solved (auto holds it still: below)
     ("moving_objects", 20, 7, {}),
     ("static", 10, 4, {}),  # shorter than a window: one padded window
@@ -36,6 +37,14 @@ def test_noise_free_predictions_are_reconstructed_almost_exactly(scene, frames, 
     assert m["focal_error"] < 0.005
     assert m["depth_coverage"] > 0.99
     np.testing.assert_allclose(recon.camera_to_world[0], np.eye(4), atol=1e-9)  # world = first camera
+
+
+def test_the_forward_dolly_goes_far_under_a_sky():
+    gt = make_scene("forward", 8, SIZE)
+    depth = gt.depth[np.isfinite(gt.depth)]
+    assert np.mean(~np.isfinite(gt.depth)) > 0.02 and depth.max() > 100.0 and np.percentile(depth, 99) > 50.0
+    travel = gt.camera_to_world[-1, :3, 3] - gt.camera_to_world[0, :3, 3]
+    assert travel[2] > 100.0 and abs(travel[0]) < 1.0  # forward along the view
 
 
 def test_sky_is_left_empty():
@@ -81,7 +90,7 @@ def test_a_tripod_shot_is_held_at_one_centre(scene, tripod):
         assert m_nodal["centre_error"] > 5 * evaluate(free, gt)["centre_error"]
 
 
-@pytest.mark.parametrize("scene", ["static", "street"])
+@pytest.mark.parametrize("scene", ["static", "street", "forward"])
 def test_realistic_corruptions_beat_the_chaining_baseline(scene):
     gt, windows, recon = _run(scene, 32, corruption=Corruption.realistic(), seed=3)
     ours = evaluate(recon, gt)
