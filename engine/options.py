@@ -58,7 +58,7 @@ class AlignOptions:
                                           "per frame when the windows' own focal estimates change over the shot "
                                           "(auto)", choices=("auto", "on", "off"))
     nodal_pan: str = option("auto", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
-                                    "(off), or is held still when its travel is under 1 %% of the scene's median "
+                                    "(off), or is held still when its travel is under 0.5 %% of the scene's median "
                                     "depth (auto)", choices=("auto", "on", "off"))
     use_rays: bool = option(True, "cameras from the point maps instead of the rays (ablation)", flag="--no-rays")
     use_disparity: bool = option(True, "depth from the point maps only (ablation)", flag="--no-disparity")

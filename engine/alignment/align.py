@@ -33,7 +33,7 @@ from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
 ZOOM_MIN_CHANGE = 0.04  # auto per-frame focal from a zoom of 4 % (log): below, a shared focal is off by ~2 % at most
-NODAL_TRAVEL = 0.01  # auto nodal pan: a track moving (RMS, less its noise) under 1 % of the median depth is a tripod
+NODAL_TRAVEL = 0.005  # auto nodal pan: a track moving (RMS, less its noise) under 0.5 % of the median depth: a tripod
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera
