@@ -54,7 +54,12 @@ def parse_frames(text: str | None) -> tuple[int, int | None]:
 class AlignOptions:
     """Settings of `engine.alignment.align` (docs/alignment.md)."""
 
-    per_frame_focal: bool = option(False, "one focal length per frame (zoom shots) instead of one for the clip")
+    per_frame_focal: str = option("auto", "one focal length per frame (zoom shots: on), one for the clip (off), or "
+                                          "per frame when the windows' own focal estimates change over the shot "
+                                          "(auto)", choices=("auto", "on", "off"))
+    nodal_pan: str = option("auto", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
+                                    "(off), or is held still when its travel is under 0.5 %% of the scene's median "
+                                    "depth (auto)", choices=("auto", "on", "off"))
     use_rays: bool = option(True, "cameras from the point maps instead of the rays (ablation)", flag="--no-rays")
     use_disparity: bool = option(True, "depth from the point maps only (ablation)", flag="--no-disparity")
     robust: bool = option(True, "plain least squares: keep disagreeing windows", flag="--no-robust")
@@ -66,6 +71,11 @@ class AlignOptions:
                                            "median are dropped", low=0.0, high=1e6, exclusive=True, cli=False)
     motion_cameras: bool = option(False, "cameras from optical flow and each frame's point map, as for a model "
                                          "without rays (a cross-check on predictions with rays; the rays are not used)")
+
+    def __post_init__(self):
+        # Requests written before the three-way choice send a bool: True meant per frame, False one focal.
+        if isinstance(self.per_frame_focal, bool):
+            self.per_frame_focal = "on" if self.per_frame_focal else "off"
 
 
 @dataclass

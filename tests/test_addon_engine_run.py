@@ -92,7 +92,7 @@ report()
     assert result["second"]["status"] == ["FINISHED"] and result["same_engine"]
     assert result["after_second"] == first
     # Zoom Shot reaches the alignment: the second bundle has one focal length per frame.
-    assert result["per_frame_focal"] == [False, True]
+    assert result["per_frame_focal"] == ["auto", "on"]
     assert result["leftovers"] == ["shot"]  # the bundle, no half-written temporary folders
 
 

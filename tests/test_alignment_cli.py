@@ -56,10 +56,10 @@ def test_align_writes_a_bundle_matching_the_ground_truth(scene_and_file, tmp_pat
 def test_a_bundle_is_realigned_in_place_from_its_own_windows(scene_and_file, tmp_path):
     _, path = scene_and_file
     assert _align(path, "--out", tmp_path / "bundle").returncode == 0
-    result = _align(tmp_path / "bundle" / "windows", "--out", tmp_path / "bundle", "--per-frame-focal")
+    result = _align(tmp_path / "bundle" / "windows", "--out", tmp_path / "bundle", "--per-frame-focal", "on")
     assert result.returncode == 0, result.stderr
     scene = json.loads((tmp_path / "bundle" / "scene.json").read_text())
-    assert scene["metadata"]["alignment"]["options"]["per_frame_focal"] is True
+    assert scene["metadata"]["alignment"]["options"]["per_frame_focal"] == "on"
     again = load_windows(tmp_path / "bundle" / "windows")
     np.testing.assert_array_equal(again.pointmap, load_windows(path).pointmap.astype(np.float16))  # kept as fp16
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

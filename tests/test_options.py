@@ -30,10 +30,10 @@ def test_reconstruct_has_a_flag_for_every_option():
     cli_fields = {f.name for f in fields(ReconstructOptions) if f.name != "align"}
     cli_fields |= {f.name for f in fields(AlignOptions) if f.metadata["cli"]}
     assert dests == cli_fields
-    args = _parser(ReconstructOptions).parse_args(["clip.mp4", "--out", "b", "--per-frame-focal", "--no-rays",
+    args = _parser(ReconstructOptions).parse_args(["clip.mp4", "--out", "b", "--per-frame-focal", "on", "--no-rays",
                                                     "--frames", "3:9", "--size", "64", "128", "--fps", "25"])
     options = from_args(ReconstructOptions, args)
-    assert options.align.per_frame_focal and not options.align.use_rays and options.align.use_disparity
+    assert options.align.per_frame_focal == "on" and not options.align.use_rays and options.align.use_disparity
     assert options.frames == (3, 9) and options.size == (64, 128) and options.fps == 25.0
     assert options.video == Path("clip.mp4") and options.point_stride == 2 and options.model == "geo4d"
 
@@ -71,7 +71,7 @@ def test_point_stride_is_one_field_with_one_default():
 def test_protocol_builds_and_checks_nested_options():
     options = build(ReconstructOptions, {"video": "a.mp4", "out": "b", "size": [64, 128], "frames": [2, None],
                                          "align": {"per_frame_focal": True}, "device": None})
-    assert isinstance(options.align, AlignOptions) and options.align.per_frame_focal
+    assert isinstance(options.align, AlignOptions) and options.align.per_frame_focal == "on"  # an older bool
     assert options.size == (64, 128) and options.frames == (2, None) and options.device is None
     assert build(ReconstructOptions, to_json(options)) == options  # the request round-trips
     with pytest.raises(ProtocolError, match="smoothness is nan"):

@@ -126,7 +126,7 @@ def test_options_from_protocol_json():
     assert options.stride is None and stride_of(options) == 4  # the model's default stride
     assert options.steps == 5 and options.align == AlignOptions()
     zoom = ReconstructOptions(video="clip.mp4", out="bundle", align={"per_frame_focal": True})
-    assert zoom.align == AlignOptions(per_frame_focal=True)
+    assert zoom.align == AlignOptions(per_frame_focal="on")
     assert options.frames == (2, None) and options.size == (320, 576) and options.video.name == "clip.mp4"
     with pytest.raises(InputError, match="`video` is missing"):
         ReconstructOptions(video=None, out="bundle")

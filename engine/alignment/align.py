@@ -32,6 +32,8 @@ from .motion import cameras_from_motion, in_own_cameras
 from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
+ZOOM_MIN_CHANGE = 0.04  # auto per-frame focal from a zoom of 4 % (log): below, a shared focal is off by ~2 % at most
+NODAL_TRAVEL = 0.005  # auto nodal pan: a track moving (RMS, less its noise) under 0.5 % of the median depth: a tripod
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera
@@ -159,7 +161,7 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         # Each frame's points in its own camera: the focal from the points, the poses from the motion.
         slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
         _check_placeable(slot_focal, slots, "find its focal length from the point map")
-        focal = _frame_focal(slot_focal, slots.frame, n, opts.per_frame_focal)
+        focal = _frame_focal(slot_focal, slots, n, opts.per_frame_focal)
         cameras = cameras_from_motion(windows, slots.t, slot_focal, opts.robust)
         sources = [cameras]
         slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
@@ -168,7 +170,7 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
-        focal = _frame_focal(ray_focal, slots.frame, n, opts.per_frame_focal)  # rays measure it most directly
+        focal = _frame_focal(ray_focal, slots, n, opts.per_frame_focal)  # rays measure it most directly
         from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slots.frame]),
                                 centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
                                 focal=ray_focal)
@@ -178,7 +180,7 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         from_points = cameras_from_points(slots.points, slots.conf, pixels)
         _check_placeable(from_points.focal, slots, "place its camera from the point map alone",
                          "align with the rays (drop --no-rays)" if "rays" in windows.modalities else None)
-        focal = _frame_focal(from_points.focal, slots.frame, n, opts.per_frame_focal)
+        focal = _frame_focal(from_points.focal, slots, n, opts.per_frame_focal)
         cameras = from_points
         sources = [from_points]
     slots.focal, slots.sources = focal, sources
@@ -239,10 +241,27 @@ def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions)
                                 frame_rot.reshape(-1, 9), weights_all, frames_all, n)
     centre_var = _variance_of_mean(np.concatenate([c for _, c in per_source]), frame_centre, weights_all,
                                    frames_all, n)
+    tripod = opts.nodal_pan == "on" or (opts.nodal_pan == "auto" and
+                                        travel(frame_centre, centre_var) < NODAL_TRAVEL * _median_depth(slots, poses))
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
+    if tripod:  # rotation only, about one centre
+        frame_centre = np.tile(np.average(frame_centre, axis=0, weights=frame_w), (n, 1))
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
     return c2w
+
+
+def travel(centre: np.ndarray, centre_var: np.ndarray) -> float:
+    """How far a camera track moves (world units): the RMS distance of the frames' centres [N, 3] from their
+    mean, less what their own noise (variance of each frame's centre [N], nan = unknown) accounts for."""
+    spread = float(np.mean(np.sum((centre - centre.mean(axis=0)) ** 2, axis=1)))
+    noise = float(np.nanmedian(centre_var)) if np.isfinite(centre_var).any() else 0.0
+    return float(np.sqrt(max(spread - noise, 0.0)))
+
+
+def _median_depth(slots: Slots, poses: WindowPoses) -> float:
+    """The scene's median depth in world units, over every window's usable sampled points."""
+    return float(np.median((slots.depth * poses.scale[slots.window, None])[slots.usable]))
 
 
 def _quality(slots: Slots, poses: WindowPoses, c2w: np.ndarray, width: int) -> SolveQuality:
@@ -314,11 +333,34 @@ def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str |
                          fix or "check the model's output for that frame (an all-invalid point map?)")
 
 
-def _frame_focal(slot_focal: np.ndarray, slot_frame: np.ndarray, n: int, per_frame: bool) -> np.ndarray:
-    """Focal length of each frame [N]: the median over all slots, or over each frame's slots."""
-    if not per_frame:
-        return np.full(n, float(np.median(slot_focal)))
-    return np.array([np.median(slot_focal[slot_frame == i]) for i in range(n)])
+def _frame_focal(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> np.ndarray:
+    """Focal length of each frame [N]: the median over all slots ("off"), over each frame's slots ("on"), or
+    per frame when the focal is seen to change over the shot ("auto", `focal_change`)."""
+    if per_frame == "on" or (per_frame == "auto" and
+                             focal_change(slot_focal, slots.window, slots.t, slots.frame, n) > ZOOM_MIN_CHANGE):
+        return np.array([np.median(slot_focal[slots.frame == i]) for i in range(n)])
+    return np.full(n, float(np.median(slot_focal)))
+
+
+def focal_change(slot_focal: np.ndarray, slot_window: np.ndarray, slot_t: np.ndarray, slot_frame: np.ndarray,
+                 n: int) -> float:
+    """How much the focal length changes over the shot (log, 10th to 90th percentile of the frames).
+
+    Measured inside each window only: a model's focal bias is one per window (it differs between windows but
+    not within one), so the windows' disagreement must not read as a zoom. Each window's rate is the Theil-Sen
+    slope of its slots' log focal against time (robust to a stray frame); each frame takes the median rate of
+    the windows that see it, and the rates are summed over the frames.
+    slot_focal, slot_window, slot_t, slot_frame: [S] (pixels; window, index in it and frame of each slot)."""
+    log_f = np.log(slot_focal)
+    rate = np.zeros(slot_window.max() + 1)
+    for g in range(len(rate)):
+        mine = np.flatnonzero(slot_window == g)
+        a, b = np.triu_indices(len(mine), 1)
+        if len(a):
+            rate[g] = np.median((log_f[mine[b]] - log_f[mine[a]]) / (slot_t[mine[b]] - slot_t[mine[a]]))
+    frame_rate = np.array([np.median(rate[slot_window[slot_frame == i]]) for i in range(n)])
+    path = np.concatenate([[0.0], np.cumsum(frame_rate[:-1])])
+    return float(np.percentile(path, 90) - np.percentile(path, 10))
 
 
 def _to_world(poses: WindowPoses, slot_window: np.ndarray, rotation: np.ndarray,

@@ -3,6 +3,10 @@
 Sections (all on SIMULATED window predictions made from ground truth, see engine/synthetic/simulate.py):
   accuracy  per scene, nearly noise-free and realistic corruptions: ours and the chaining baseline
             side by side (MonST3R metrics, wall time);
+  focal     realistic corruptions, per-frame focal auto / on / off: auto must follow the zoom shot and
+            give the shared focal's numbers on fixed-focal scenes;
+  tripod    the rotation shot (and a dolly as the control) as the corruptions grow, nodal_pan off / on / auto:
+            centre error at the depth's scale, ATE, rotation error, Abs Rel, and whether the track was held still;
   ablation  realistic corruptions, what each modality adds (points only, +disparity, +rays, all);
   poses     a model without rays (GeometryCrafter-like: per-frame camera-space point maps, validity as
             confidence): cameras from optical flow and the point maps, against the targets (path error
@@ -49,11 +53,6 @@ def _scene_sources(scenes: list[str], rendered: bool):
     return sources
 
 
-def _options_for(name: str, base: AlignOptions | None = None) -> AlignOptions:
-    # The zoom shot is the one that needs per-frame focal lengths.
-    return replace(base or AlignOptions(), per_frame_focal=name == "zoom")
-
-
 def _row(label: str, metrics: dict, seconds: tuple[float, float] | None = None) -> str:
     cells = " ".join(f"{metrics[c]:>10.4f}" for c in COLUMNS)
     return f"  {label:<48s}{cells}" + (f" {seconds[0]:>7.2f} {seconds[1]:>7.2f}" if seconds is not None else "")
@@ -78,7 +77,7 @@ def accuracy(sources, frames: int, size, stride: int, seed: int) -> None:
             gt = load(name, frames, tuple(size))
             for level, corruption in (("noise-free", Corruption.none()), ("realistic", Corruption.realistic())):
                 windows = simulate_windows(gt, stride=stride, corruption=corruption, seed=seed)
-                ours, t_ours = _timed(align, windows, _options_for(name))
+                ours, t_ours = _timed(align, windows, AlignOptions())
                 base, t_base = _timed(align_baseline, windows)
                 m_ours, m_base = evaluate(ours, gt), evaluate(base, gt)
                 tag = f"{label}/{name} {level}"
@@ -99,11 +98,50 @@ def ablation(sources, frames: int, size, stride: int, seed: int) -> None:
             gt = load(name, frames, tuple(size))
             windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
             for variant, opts in ABLATION.items():
-                m = evaluate(align(windows, _options_for(name, opts)), gt)
+                m = evaluate(align(windows, opts), gt)
                 totals[variant].append(m)
                 print(_row(f"{label}/{name} {variant}", m))
         for variant, ms in totals.items():
             print(_row(f"{label} MEAN {variant}", {c: float(np.mean([m[c] for m in ms])) for c in COLUMNS}))
+
+
+def focal(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== zoom without a switch (realistic corruptions): per_frame_focal auto / on / off, {frames} frames, "
+          f"{size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
+    print(_header())
+    for label, scenes, load in sources:
+        for name in scenes:
+            gt = load(name, frames, tuple(size))
+            windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+            m = {mode: evaluate(align(windows, AlignOptions(per_frame_focal=mode)), gt) for mode in ("auto", "on", "off")}
+            for mode, metrics in m.items():
+                print(_row(f"{label}/{name} {mode}", metrics))
+            same = "on" if m["auto"] == m["on"] else "off" if m["auto"] == m["off"] else "neither"
+            print(f"  -> auto gives the same numbers as {same}; focal error {100 * m['auto']['focal_error']:.2f} %")
+
+
+TRIPOD_SCENES = ("rotation", "static")  # a 70 degree pan with 6 cm of travel, and a dolly as the control
+
+
+def tripod(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== tripod shots: nodal_pan off / on / auto as the corruptions grow, {frames} frames, {size[0]}x{size[1]}, "
+          f"stride {stride}, seed {seed} ==")
+    print("  centre m = RMS camera centre error at the depth's scale (no Sim(3) of the centres: a still track is judged")
+    print("  by how far the true camera moves); ATE % after Sim(3), which may shrink a noisy track to a point")
+    print(f"  {'scene':<28s} {'level':>5s} {'mode':>5s} {'centre m':>9s} {'ate %':>8s} {'rpe rot':>8s} {'abs_rel':>8s} "
+          f"{'held still':>10s}")
+    for label, scenes, load in sources:
+        for name in [s for s in scenes if s in TRIPOD_SCENES]:
+            gt = load(name, frames, tuple(size))
+            for level in (0.0, 1.0, 4.0):
+                windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(level), seed=seed)
+                for mode in ("off", "on", "auto"):
+                    recon = align(windows, AlignOptions(nodal_pan=mode))
+                    m = evaluate(recon, gt)
+                    still = bool(np.ptp(recon.camera_to_world[:, :3, 3], axis=0).max() == 0)
+                    print(f"  {label + '/' + name:<28s} {level:>5.1f} {mode:>5s} {m['centre_error']:>9.4f} "
+                          f"{m['ate_percent']:>8.3f} {m['rpe_rot_deg']:>8.4f} {m['abs_rel']:>8.4f} "
+                          f"{'yes' if still else 'no':>10s}")
 
 
 POSE_TARGETS = {"static": 1.0, "moving_objects": 2.0}  # path error, % of the path (issue 13)
@@ -134,7 +172,7 @@ def poses(sources, frames: int, size, window: int, overlap: int, stride: int, se
             gt = load(name, frames, tuple(size))
             for level, corruption in (("noise-free", Corruption.none()), ("realistic", Corruption.realistic())):
                 windows = simulate_camera_windows(gt, window, overlap, corruption, seed)
-                recon, (_, cpu) = _timed(align, windows, _options_for(name))
+                recon, (_, cpu) = _timed(align, windows, AlignOptions())
                 m = evaluate(recon, gt)
                 given = input_abs_rel(windows, gt)
                 print(_row(f"{label}/{name} {level}", m) + f" {given:>14.4f} {cpu:>6.2f}")
@@ -147,7 +185,7 @@ def poses(sources, frames: int, size, window: int, overlap: int, stride: int, se
             windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
             for variant, opts in (("rays", AlignOptions()),
                                   ("no rays, flow", AlignOptions(use_rays=False, motion_cameras=True))):
-                recon, (_, cpu) = _timed(align, windows, _options_for(name, opts))
+                recon, (_, cpu) = _timed(align, windows, opts)
                 print(_row(f"{label}/{name} Geo4D-like {variant}", evaluate(recon, gt)) + f" {'':>14s} {cpu:>6.2f}")
 
 
@@ -174,7 +212,7 @@ def quality(sources, frames: int, size, stride: int, seed: int) -> None:
             gt = load(name, frames, tuple(size))
             for level in QUALITY_LEVELS:
                 windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(level), seed=seed)
-                recon = align(windows, _options_for(name))
+                recon = align(windows, AlignOptions())
                 q = recon.metadata["alignment"]["quality"]
                 worst = max(e for e in q["frame_error_px"] if e is not None)
                 print(f"  {label + '/' + name:<28s} {level:>5.1f} {q['mean_error_px']:>8.3f} "
@@ -188,7 +226,7 @@ def quality(sources, frames: int, size, stride: int, seed: int) -> None:
             gt = load(name, frames, tuple(size))
             for amount in MISPLACED_AMOUNTS:
                 windows = simulate_windows(gt, stride=stride, corruption=scaled_corruption(1.0), seed=seed)
-                q = align(misplace_frames(windows, bad, amount), _options_for(name)).metadata["alignment"]["quality"]
+                q = align(misplace_frames(windows, bad, amount), AlignOptions()).metadata["alignment"]["quality"]
                 error = np.array(q["frame_error_px"], float)
                 flagged = q["flagged_frames"]
                 print(f"  {label + '/' + name:<28s} {amount:>6.2f} {np.nanmean(error[bad]):>8.3f} "
@@ -214,8 +252,8 @@ def speed(stride: int, seed: int, sizes_frames) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["accuracy", "ablation", "poses", "quality", "speed"],
-                        choices=["accuracy", "ablation", "poses", "quality", "speed"])
+    parser.add_argument("--sections", nargs="+", default=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"],
+                        choices=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"])
     parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))
@@ -233,6 +271,10 @@ def main(argv: list[str]) -> int:
     print(f"scene sources: {', '.join(label for label, _, _ in sources)}")
     if "accuracy" in args.sections:
         accuracy(sources, args.frames, args.size, args.stride, args.seed)
+    if "focal" in args.sections:
+        focal(sources, args.frames, args.size, args.stride, args.seed)
+    if "tripod" in args.sections:
+        tripod(sources, args.frames, args.size, args.stride, args.seed)
     if "ablation" in args.sections:
         ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "poses" in args.sections:

@@ -8,13 +8,16 @@
   consecutive frames after that alignment: translation RMS (units, and % of the mean step) and mean
   rotation error in degrees.
 - Focal: mean relative error of the focal length over frames.
+- Centre error at the depth's scale (ours, for shots that barely travel, where the Sim(3) of ATE may shrink a
+  noisy track to a point): the centres scaled by the depth's median scale, turned by the mean rotation
+  between the predicted and true cameras, centred on the true track's mean; RMS error in scene units.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..alignment.geometry import rotation_angle_deg, umeyama
+from ..alignment.geometry import project_to_rotation, rotation_angle_deg, umeyama
 from ..formats.bundle import Reconstruction
 from .groundtruth import GroundTruth
 
@@ -61,6 +64,18 @@ def camera_metrics(c2w: np.ndarray, gt_c2w: np.ndarray) -> dict[str, float]:
     return out
 
 
+def centre_error_at_depth_scale(recon: Reconstruction, gt: GroundTruth) -> float:
+    """RMS camera centre error (scene units) with the scale of the depth and the rotation of the cameras:
+    nothing fitted to the centres themselves, so a still track is judged by how far the true one moves."""
+    valid = np.isfinite(gt.depth) & (gt.depth > 0) & (recon.depth > 0)
+    scale = float(np.median(gt.depth[valid]) / np.median(recon.depth[valid]))
+    r = project_to_rotation(np.sum(gt.camera_to_world[:, :3, :3] @ np.swapaxes(recon.camera_to_world[:, :3, :3],
+                                                                               1, 2), axis=0))
+    centres, gt_centres = recon.camera_to_world[:, :3, 3], gt.camera_to_world[:, :3, 3]
+    moved = scale * (centres - centres.mean(axis=0)) @ r.T
+    return float(np.sqrt(np.mean(np.sum((moved - (gt_centres - gt_centres.mean(axis=0))) ** 2, axis=1))))
+
+
 def focal_error(k: np.ndarray, gt_k: np.ndarray) -> float:
     """Mean relative error of fx and fy over frames. k, gt_k: [N, 3, 3]."""
     f = k[:, [0, 1], [0, 1]]
@@ -73,4 +88,4 @@ def evaluate(recon: Reconstruction, gt: GroundTruth) -> dict[str, float]:
     if recon.depth.shape != gt.depth.shape:
         raise ValueError(f"reconstruction depth {recon.depth.shape} does not match ground truth {gt.depth.shape}")
     return {**depth_metrics(recon.depth, gt.depth), **camera_metrics(recon.camera_to_world, gt.camera_to_world),
-            "focal_error": focal_error(recon.K, gt.K)}
+            "focal_error": focal_error(recon.K, gt.K), "centre_error": centre_error_at_depth_scale(recon, gt)}

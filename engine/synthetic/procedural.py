@@ -18,7 +18,7 @@ import numpy as np
 from ..alignment.geometry import intrinsics
 from .groundtruth import GroundTruth
 
-PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation")  # as engine.synthetic.scenes
+PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation", "forward")  # the first five as engine.synthetic.scenes
 GROUND_Y = 1.5
 FAR = 300.0  # metres; anything further away is sky (infinite depth)
 SKY_RGB_TOP = np.array([110.0, 160.0, 225.0])
@@ -161,6 +161,25 @@ def _room(rng: np.random.Generator) -> list[Shape]:
     return shapes
 
 
+def _street(rng: np.random.Generator, length: float, cars_until: float) -> list[Shape]:
+    """A road along +z with buildings on both sides up to `length` metres, and parked cars up to `cars_until`."""
+    shapes = [_plane([0, 1, 0], GROUND_Y, (110, 110, 115), tile=2.0)]
+    for side in (-1, 1):
+        z = -5.0
+        while z < length:
+            depth, gap = rng.uniform(6, 14), rng.uniform(0, 3)
+            height = rng.uniform(6, 20)
+            x_near = side * rng.uniform(5.0, 7.0)
+            lo = [min(x_near, x_near + side * 8), GROUND_Y - height, z]
+            hi = [max(x_near, x_near + side * 8), GROUND_Y, z + depth]
+            shapes.append(_box(lo, hi, tuple(rng.uniform(80, 220, 3)), tile=2.0))
+            z += depth + gap
+    for k in range(6 if cars_until <= 60 else 20):  # parked cars on both sides of the road
+        lo = np.array([(-4.6, 2.8)[k % 2], GROUND_Y - 1.4, rng.uniform(8, cars_until)])
+        shapes.append(_box(lo, lo + np.array([1.8, 1.4, 4.0]), tuple(rng.uniform(60, 230, 3))))
+    return shapes
+
+
 def _dolly(u: np.ndarray) -> np.ndarray:
     return np.stack([-1.2 + 2.4 * u, -0.2 * np.sin(np.pi * u), 0.8 * u], axis=1)
 
@@ -185,22 +204,14 @@ def _scene(name: str, rng: np.random.Generator) -> Shot:
                     lambda u: np.stack([0.2 + 0 * u, 0.4 + 0 * u, 8.0 + 0 * u], axis=1),
                     focal_fraction=lambda u: 0.7 * (1.0 + 0.8 * (3 * u**2 - 2 * u**3)))
     if name == "street":
-        shapes = [_plane([0, 1, 0], GROUND_Y, (110, 110, 115), tile=2.0)]
-        for side in (-1, 1):
-            z = -5.0
-            while z < 220.0:
-                depth, gap = rng.uniform(6, 14), rng.uniform(0, 3)
-                height = rng.uniform(6, 20)
-                x_near = side * rng.uniform(5.0, 7.0)
-                lo = [min(x_near, x_near + side * 8), GROUND_Y - height, z]
-                hi = [max(x_near, x_near + side * 8), GROUND_Y, z + depth]
-                shapes.append(_box(lo, hi, tuple(rng.uniform(80, 220, 3)), tile=2.0))
-                z += depth + gap
-        for k in range(6):  # parked cars on both sides of the road
-            lo = np.array([(-4.6, 2.8)[k % 2], GROUND_Y - 1.4, rng.uniform(8, 60)])
-            shapes.append(_box(lo, lo + np.array([1.8, 1.4, 4.0]), tuple(rng.uniform(60, 230, 3))))
-        return Shot(shapes, lambda u: np.stack([0.3 * np.sin(2 * u), 0 * u, 25.0 * u], axis=1),
+        return Shot(_street(rng, 220.0, 60.0), lambda u: np.stack([0.3 * np.sin(2 * u), 0 * u, 25.0 * u], axis=1),
                     lambda u: np.stack([0.3 * np.sin(2 * u) + 1.5 * np.sin(3 * u), 0.2 + 0 * u, 25.0 * u + 40.0],
+                                       axis=1))
+    if name == "forward":
+        # A long dolly down the road, looking ahead: 120 m of travel, the road's end and the sky beyond FAR.
+        return Shot(_street(rng, 520.0, 200.0), lambda u: np.stack([0.4 * np.sin(3 * u), 0.05 * np.sin(9 * u),
+                                                                    120.0 * u], axis=1),
+                    lambda u: np.stack([0.4 * np.sin(3 * u) + 2.0 * np.sin(2 * u), 0.3 + 0 * u, 120.0 * u + 200.0],
                                        axis=1))
     if name == "rotation":
         shapes = [_plane([0, 1, 0], GROUND_Y, (150, 140, 120))]
