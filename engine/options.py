@@ -57,9 +57,10 @@ class AlignOptions:
     per_frame_focal: str = option("auto", "one focal length per frame (zoom shots: on), one for the clip (off), or "
                                           "per frame when the windows' own focal estimates change over the shot "
                                           "(auto)", choices=("auto", "on", "off"))
-    nodal_pan: str = option("auto", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
-                                    "(off), or is held still when its travel is under 0.5 %% of the scene's median "
-                                    "depth (auto)", choices=("auto", "on", "off"))
+    # Off by default: auto misjudged the rotation scene's real 6 cm of travel (docs/alignment.md, tripod shots).
+    nodal_pan: str = option("off", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
+                                   "(off), or is held still when its travel is under 0.5 %% of the scene's median "
+                                   "depth (auto)", choices=("auto", "on", "off"))
     use_rays: bool = option(True, "cameras from the point maps instead of the rays (ablation)", flag="--no-rays")
     use_disparity: bool = option(True, "depth from the point maps only (ablation)", flag="--no-disparity")
     robust: bool = option(True, "plain least squares: keep disagreeing windows", flag="--no-robust")

@@ -113,7 +113,8 @@ def focal(sources, frames: int, size, stride: int, seed: int) -> None:
         for name in scenes:
             gt = load(name, frames, tuple(size))
             windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
-            m = {mode: evaluate(align(windows, AlignOptions(per_frame_focal=mode)), gt) for mode in ("auto", "on", "off")}
+            m = {mode: evaluate(align(windows, AlignOptions(per_frame_focal=mode)), gt)
+                 for mode in ("auto", "on", "off")}
             for mode, metrics in m.items():
                 print(_row(f"{label}/{name} {mode}", metrics))
             same = "on" if m["auto"] == m["on"] else "off" if m["auto"] == m["off"] else "neither"
@@ -124,10 +125,10 @@ TRIPOD_SCENES = ("rotation", "static")  # a 70 degree pan with 6 cm of travel, a
 
 
 def tripod(sources, frames: int, size, stride: int, seed: int) -> None:
-    print(f"\n== tripod shots: nodal_pan off / on / auto as the corruptions grow, {frames} frames, {size[0]}x{size[1]}, "
-          f"stride {stride}, seed {seed} ==")
-    print("  centre m = RMS camera centre error at the depth's scale (no Sim(3) of the centres: a still track is judged")
-    print("  by how far the true camera moves); ATE % after Sim(3), which may shrink a noisy track to a point")
+    print(f"\n== tripod shots: nodal_pan off / on / auto as the corruptions grow, {frames} frames, "
+          f"{size[0]}x{size[1]}, stride {stride}, seed {seed} ==")
+    print("  centre m = RMS camera centre error at the depth's scale (no Sim(3) of the centres: a still track is")
+    print("  judged by how far the true camera moves); ATE % after Sim(3), which may shrink a noisy track to a point")
     print(f"  {'scene':<28s} {'level':>5s} {'mode':>5s} {'centre m':>9s} {'ate %':>8s} {'rpe rot':>8s} {'abs_rel':>8s} "
           f"{'held still':>10s}")
     for label, scenes, load in sources:
@@ -252,8 +253,8 @@ def speed(stride: int, seed: int, sizes_frames) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"],
-                        choices=["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"])
+    sections = ["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"]
+    parser.add_argument("--sections", nargs="+", default=sections, choices=sections)
     parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))

@@ -18,7 +18,8 @@ import numpy as np
 from ..alignment.geometry import intrinsics
 from .groundtruth import GroundTruth
 
-PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation", "forward")  # the first five as engine.synthetic.scenes
+# The first five as engine.synthetic.scenes.
+PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation", "forward")
 GROUND_Y = 1.5
 FAR = 300.0  # metres; anything further away is sky (infinite depth)
 SKY_RGB_TOP = np.array([110.0, 160.0, 225.0])
