@@ -9,6 +9,7 @@ bpy = pytest.importorskip("bpy")
 pytest.importorskip("OpenEXR")
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
+from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.plate_clip import render as _render  # noqa: E402
 from tests.plate_clip import write_plate_bundle  # noqa: E402
@@ -46,3 +47,27 @@ def test_composite_with_nothing_rendered_is_the_plate(plate_bundle, tmp_path, pe
         sky = cv2.resize((recon.depth[i] == 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
         if i < 2:  # the plate's sky, not the CG's (green) world nor its transparent background
             assert sky.mean() > 0.01 and error[sky].max() < 0.05
+
+
+def test_reimport_leaves_one_working_plate_chain(plate_bundle, tmp_path):
+    """A re-import replaces the compositor nodes, and Blender drops the drivers of removed nodes (on 4.x those
+    aligning the plate's scaling): none is left pointing at nothing, and the composite is still the plate."""
+    path, _, first_file, plates = plate_bundle
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    for _ in range(2):
+        import_bundle(bpy.context, path, ImportOptions(points=False, clip_path=str(first_file)))
+    tree = compositor_tree(scene)
+    assert sum(n.bl_idname == "CompositorNodeMovieClip" for n in tree.nodes) == 1
+    drivers = tree.animation_data.drivers if tree.animation_data else []
+    assert len(drivers) == (0 if bpy.app.version >= (5, 0, 0) else 4)
+    for curve in drivers:
+        tree.path_resolve(curve.data_path)  # raises if the driven node is gone
+    scene.render.resolution_percentage = 200
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    shown = _render(scene, scene.frame_start, tmp_path / "again.exr")
+    h, w = shown.shape[:2]
+    expected = cv2.resize(srgb_to_linear(plates[0]), (w, h), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(shown - expected).mean() < 0.01

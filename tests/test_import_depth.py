@@ -94,7 +94,7 @@ def test_defocus_blurs_out_of_focus_cg_only(imported, tmp_path):
     def render(defocus):
         """CG: 1 where the frame has sky, 0 elsewhere (a sharp edge), at CG_DEPTH in front of the whole plate."""
         _prepare_group(scene, fog_density=0.0, defocus=defocus)
-        sky = tree.nodes.new("ShaderNodeMath")
+        sky = tree.nodes.new("ShaderNodeMath" if bpy.app.version >= (5, 0, 0) else "CompositorNodeMath")
         sky.operation = "LESS_THAN"
         sky.inputs[1].default_value = 1e-9
         tree.links.new(_node(tree, "CompositorNodeScale").outputs[0], sky.inputs[0])

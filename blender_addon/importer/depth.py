@@ -174,8 +174,12 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         plate = add("CompositorNodeMovieClip", -500, 200)
         plate.clip = clip
         plate_scale = _to_render_size(add("CompositorNodeScale", -300, 200), "Bilinear")
-        links.new(plate.outputs["Image"], plate_scale.inputs[0])
-        links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
+        if _BLENDER_5:
+            links.new(plate.outputs["Image"], plate_scale.inputs[0])
+            links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
+        else:
+            _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
+                            group_node.inputs["Plate"])
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
@@ -205,6 +209,58 @@ def _to_render_size(node, interpolation: str):
         node.space = "RENDER_SIZE"
         node.frame_method = "STRETCH"
     return node
+
+
+def _align_4x_scale(scene, tree, add, source, scale, size: tuple[int, int], target) -> None:
+    """Wire source -> scale -> target so that 4.x's Scale node samples like 5.x's (pixel centres aligned,
+    the border extended), at whatever render size the scene has when it renders.
+
+    4.x's Scale samples output pixel d at input position d * s (s = input size / output size, pixel centres
+    at integers, bottom-up) instead of (d + 0.5) * s - 0.5, and reads zero outside the input: at 50 % it
+    picks single pixels (no 2x2 average), at 200 % the image is off by half an output pixel and its top row
+    and right column are half transparent. A bilinear Translate by 0.5 * (1 - s) input pixels before a
+    downscale, or by 0.5 * (1 / s - 1) output pixels after an upscale, puts the samples where they belong
+    (exactly so at 50 % and 200 %). The Translate after is done flipped (by minus that), as 4.x's Translate
+    reads nothing at all left of or below the image but half a pixel past its top and right, like Scale;
+    dividing by the alpha that came in from outside (straight alpha) and making the plate opaque again
+    extends the border instead of fading it. Drivers follow the render size.
+    """
+    links = tree.links
+    before = add("CompositorNodeTranslate", -400, 350)
+    flip, after, unflip = (add(kind, x, 350) for kind, x in (("CompositorNodeFlip", -250),
+                           ("CompositorNodeTranslate", -200), ("CompositorNodeFlip", -150)))
+    flip.axis = unflip.axis = "XY"
+    straight = add("CompositorNodePremulKey", -100, 350)
+    straight.mapping = "PREMUL_TO_STRAIGHT"
+    opaque = add("CompositorNodeSetAlpha", 0, 350)
+    opaque.mode = "REPLACE_ALPHA"
+    opaque.inputs["Alpha"].default_value = 1.0
+    for node in (before, after):
+        node.interpolation = "Bilinear"
+        node.use_relative = False
+    chain = (before, scale, flip, after, unflip, straight, opaque)
+    links.new(source, before.inputs[0])
+    for a, b in zip(chain, chain[1:]):
+        links.new(a.outputs[0], b.inputs[0])
+    links.new(opaque.outputs[0], target)
+    for axis, length in zip("XY", size):
+        # output / input size = resolution * percentage / (100 * length)
+        ratio = f"(res * pct / {100.0 * length})"
+        _driver(before.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - 1.0 / {ratio}))")
+        _driver(after.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - {ratio}))")
+
+
+def _driver(socket, scene, axis: str, expression: str) -> None:
+    """Drive socket's default value by `expression` of the scene's resolution (res, along axis) and pct."""
+    driver = socket.driver_add("default_value").driver
+    driver.type = "SCRIPTED"
+    for name, path in (("res", f"render.resolution_{axis.lower()}"), ("pct", "render.resolution_percentage")):
+        variable = driver.variables.new()
+        variable.name = name
+        variable.targets[0].id_type = "SCENE"
+        variable.targets[0].id = scene
+        variable.targets[0].data_path = path
+    driver.expression = expression  # a simple expression: evaluated without Python (auto-run off too)
 
 
 def connect_output(scene: bpy.types.Scene, key: str) -> None:
@@ -240,3 +296,4 @@ def remove_compositor_nodes(key: str) -> None:
         if tree is not None:
             for node in [n for n in tree.nodes if n.get(TAG) == key]:
                 tree.nodes.remove(node)
+
