@@ -77,12 +77,14 @@ def reconstruct_options(context, clip) -> dict:
     if clip.source == "SEQUENCE":
         check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
+    device, precision = preferences.device_choice(prefs)
     return options_json(ReconstructOptions(
         video=video,
         out=bundle_dir(clip),
         model=settings.model,
         model_dir=bpy.path.abspath(prefs.model_dir) or None,
-        **preferences.device_options(prefs),
+        device=device,
+        precision=precision,
         stride=stride,
         steps=steps,
         size=size,  # None: the engine fits the size to the clip's aspect

@@ -94,6 +94,7 @@ def test_the_addon_request_uses_the_option_names():
     assert set(calls) == {"ReconstructOptions", "AlignOptions"}
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
-    # What the add-on sets is what its panel offers: the clip, the quality preset, the density, zoom shots.
-    assert {"video", "out", "model", "model_dir", "device", "stride", "steps", "size", "frames", "point_stride",
-            "align", "fps"} == calls["ReconstructOptions"] and calls["AlignOptions"] == {"per_frame_focal"}
+    # What the add-on sets is what its panel and preferences offer: the clip, the quality preset, the density,
+    # zoom shots, the device and precision.
+    assert {"video", "out", "model", "model_dir", "device", "precision", "stride", "steps", "size", "frames",
+            "point_stride", "align", "fps"} == calls["ReconstructOptions"] and calls["AlignOptions"] == {"per_frame_focal"}
