@@ -59,10 +59,10 @@ def engine_python(context=None) -> str:
     return str(status.python)
 
 
-def device_options(prefs) -> dict:
-    """The engine's `device` and `precision` options (null: the engine's automatic choice, engine.devices)."""
+def device_choice(prefs) -> tuple[str | None, str | None]:
+    """The engine's `device` and `precision` options (None: the engine's automatic choice, engine.devices)."""
     device = {"auto": None, "cuda": f"cuda:{prefs.gpu_index}"}.get(prefs.device, prefs.device)
-    return {"device": device, "precision": None if prefs.precision == "auto" else prefs.precision}
+    return device, None if prefs.precision == "auto" else prefs.precision
 
 
 class ParallaxPreferences(bpy.types.AddonPreferences):

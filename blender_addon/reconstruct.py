@@ -77,6 +77,7 @@ def reconstruct_options(context, clip) -> dict:
     if clip.source == "SEQUENCE":
         check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
+    device, precision = preferences.device_choice(prefs)
     return options_json(ReconstructOptions(
         video=video,
         out=bundle_dir(clip),
@@ -84,7 +85,8 @@ def reconstruct_options(context, clip) -> dict:
         model_dir=bpy.path.abspath(prefs.geometrycrafter_dir if settings.model == "geometrycrafter"
                                    else prefs.model_dir) or None,
         variant=settings.variant if settings.model == "geometrycrafter" else None,
-        **preferences.device_options(prefs),
+        device=device,
+        precision=precision,
         stride=stride,
         steps=steps,
         size=size,  # None: the engine fits the size to the clip's aspect

@@ -92,17 +92,10 @@ def test_the_addon_request_uses_the_option_names():
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
              and node.func.id in ("ReconstructOptions", "AlignOptions")}
     assert set(calls) == {"ReconstructOptions", "AlignOptions"}
-    # `**preferences.device_options(prefs)` (k.arg None): the keys of the dict that function returns.
-    assert None in calls["ReconstructOptions"]
-    prefs = ast.parse((ROOT / "blender_addon" / "preferences.py").read_text())
-    function = next(node for node in ast.walk(prefs) if isinstance(node, ast.FunctionDef)
-                    and node.name == "device_options")
-    returned = next(node.value for node in ast.walk(function) if isinstance(node, ast.Return))
-    spread = {k.value for k in returned.keys}
-    calls["ReconstructOptions"] = (calls["ReconstructOptions"] - {None}) | spread
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
-    # What the add-on sets is what its panel offers: the clip, the quality preset, the density, zoom shots.
+    # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
+    # quality preset, the density, zoom shots, the device and precision.
     assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
             "point_stride", "align", "fps"} == calls["ReconstructOptions"]
     assert calls["AlignOptions"] == {"per_frame_focal"}

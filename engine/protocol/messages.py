@@ -153,15 +153,35 @@ def encode(message) -> str:
     return json.dumps({"type": message.type, **asdict(message)})
 
 
+# Far deeper than any request, about where Python 3.11's parser gives up; Python's own limit differs between
+# versions (3.13 parses lines that 3.11 refuses with a RecursionError), so the protocol sets its own.
+MAX_NESTING = 1000
+
+
+def _nesting(obj) -> int:
+    """How deeply lists and objects nest in `obj` (0 for a scalar), counted without recursion; stops past
+    MAX_NESTING."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack and deepest <= MAX_NESTING:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def decode(line: str, table: dict):
     """Parse one line into the dataclass of `table` (REQUESTS or EVENTS) its "type" names."""
     try:
         obj = json.loads(line)
+        too_deep = _nesting(obj) > MAX_NESTING
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not a JSON line: {exc}", "send one JSON object per line") from None
     except RecursionError:
+        too_deep = True
+    if too_deep:
         raise ProtocolError("the JSON line is nested too deeply to read",
-                            "send one flat JSON object per line (docs/protocol.md)") from None
+                            "send one flat JSON object per line (docs/protocol.md)")
     if not isinstance(obj, dict) or obj.get("type") not in table:
         raise ProtocolError(f"unknown message type {obj.get('type') if isinstance(obj, dict) else obj!r}",
                             f"use one of: {', '.join(table)}")

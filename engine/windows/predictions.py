@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,7 +383,8 @@ def _load_folder(folder: Path) -> WindowPredictions:
             _fail(f"{folder} lacks {file.name}")
         try:
             arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError, SyntaxError) as exc:  # empty or truncated file, damaged header
+        # empty or truncated file, damaged header (NumPy 2 parses it with tokenize, which raises TokenError)
+        except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
             _fail(f"{file} is not a readable .npy file ({type(exc).__name__}: {exc}); a full disk or an "
                   "interrupted copy leaves such files")
     return WindowPredictions(**_facts(meta, meta_file), **arrays)

@@ -23,6 +23,7 @@ from engine.formats.bundle import read_bundle
 from engine.windows.predictions import load_windows
 from tests.reliability.conftest import (assert_clear_error, assert_unchanged, run_main, snapshot)
 from tests.reliability.made import copy_tree, make_bundle, make_windows
+from tests.needs import torch_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +174,7 @@ def test_align_refuses_to_replace_a_folder_parallax_did_not_write(make, windows,
 @pytest.mark.parametrize("make", [_foreign_scene_json, _bundle_with_notes, _scene_naming_a_foreign_file,
                                   _folder_without_scene_json], ids=lambda f: f.__name__.strip("_"))
 def test_reconstruct_refuses_a_foreign_out_before_the_model_loads(make, good_bundle, clip, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = tmp_path / "out"
     make(out, good_bundle)
     before = snapshot(tmp_path)
@@ -212,6 +214,7 @@ def _model_dir(out: Path, extra: dict[str, bytes] | None = None, manifest: dict 
     ({}, "[" * 50000 + "]" * 50000),
 ], ids=["extra-file", "checkpoint-inside", "other-model", "no-files-table", "not-json", "deeply-nested"])
 def test_convert_refuses_a_foreign_model_directory_before_loading_checkpoints(extra, manifest, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = tmp_path / "models"
     _model_dir(out, extra, manifest)
     before = snapshot(tmp_path)
@@ -227,6 +230,7 @@ def test_convert_refuses_a_foreign_model_directory_before_loading_checkpoints(ex
     ["download", "geo4d", "--download-dir", "dl", "--mirror", "http://127.0.0.1:9"],
 ], ids=["convert", "download"])
 def test_a_project_folder_with_its_own_manifest_json_is_refused(command, tmp_path, monkeypatch):
+    torch_or_skip()  # the command loads torch before it gets to this check
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "models"
     out.mkdir()
@@ -310,6 +314,7 @@ def test_the_refusal_comes_before_the_window_predictions_are_read(tmp_path, good
 # Defect 2: no input inside --out.
 
 def test_reconstruct_refuses_a_clip_inside_its_out_bundle(good_bundle, clip, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = copy_tree(good_bundle, tmp_path / "B")
     shot = Path(shutil.move(clip, out / "shot.mp4"))
     before = snapshot(tmp_path)
@@ -322,6 +327,7 @@ def test_reconstruct_refuses_a_clip_inside_its_out_bundle(good_bundle, clip, tmp
 def test_reconstruct_refuses_an_image_sequence_that_is_part_of_out(good_bundle, tmp_path):
     """The bundle's own depth EXRs as the clip: every file is one the format names, so only the input
     check stands between the command and deleting its own input."""
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = copy_tree(good_bundle, tmp_path / "B")
     before = snapshot(tmp_path)
     result = run_main("reconstruct", out / "depth", "--out", out, "--model-dir", tmp_path / "no-model")
@@ -330,6 +336,7 @@ def test_reconstruct_refuses_an_image_sequence_that_is_part_of_out(good_bundle, 
 
 
 def test_reconstruct_refuses_the_clip_as_out(clip, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     before = snapshot(tmp_path)
     result = run_main("reconstruct", clip, "--out", clip, "--model-dir", tmp_path / "no-model")
     assert_clear_error(result, "not a folder")
@@ -337,6 +344,7 @@ def test_reconstruct_refuses_the_clip_as_out(clip, tmp_path):
 
 
 def test_reconstruct_refuses_a_model_directory_inside_out(clip, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = tmp_path / "B"
     out.mkdir()
     before = snapshot(tmp_path)
@@ -346,6 +354,7 @@ def test_reconstruct_refuses_a_model_directory_inside_out(clip, tmp_path):
 
 
 def test_reconstruct_refuses_a_clip_reached_through_a_link_into_out(good_bundle, tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = copy_tree(good_bundle, tmp_path / "B")
     (tmp_path / "frames").symlink_to(out / "depth")
     before = snapshot(tmp_path)
@@ -379,6 +388,7 @@ def test_align_may_realign_a_bundle_from_its_own_windows(good_bundle, tmp_path):
 
 
 def test_convert_refuses_a_config_inside_out(tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = tmp_path / "models"
     _model_dir(out)
     before = snapshot(tmp_path)
@@ -389,6 +399,7 @@ def test_convert_refuses_a_config_inside_out(tmp_path):
 
 
 def test_download_refuses_a_download_folder_inside_out(tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     out = tmp_path / "models"
     out.mkdir()
     before = snapshot(tmp_path)

@@ -15,6 +15,7 @@ from engine.clips.images import MAX_PIXELS, read_image
 from engine.clips.video import probe_video, read_video
 from engine.errors import InputError
 from tests.reliability.conftest import assert_clear_error, assert_unchanged, run_engine, snapshot
+from tests.needs import torch_or_skip
 
 FRAMES = 64
 
@@ -199,6 +200,7 @@ def test_a_float_tiff_is_named(tmp_path):
 
 
 def test_reconstruct_names_a_bad_clip_before_the_model(tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     clip = tmp_path / "plate.mp4"
     clip.write_bytes(b"")
     before = snapshot(tmp_path)
@@ -209,6 +211,7 @@ def test_reconstruct_names_a_bad_clip_before_the_model(tmp_path):
 
 
 def test_reconstruct_names_an_oversized_sequence_before_the_model(tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     (tmp_path / "seq").mkdir()
     (tmp_path / "seq" / "shot.0001.png").write_bytes(_png(40000, 40000))
     before = snapshot(tmp_path)
@@ -219,6 +222,7 @@ def test_reconstruct_names_an_oversized_sequence_before_the_model(tmp_path):
 
 
 def test_reconstruct_into_a_read_only_folder_fails_before_the_model(avi, read_only_folder):
+    torch_or_skip()  # the command loads torch before it gets to this check
     result = run_engine("reconstruct", avi, "--out", read_only_folder / "bundle", "--model-dir",
                         read_only_folder.parent / "no-model")
     assert_clear_error(result, "cannot write", "Read-only")

@@ -16,6 +16,7 @@ import pytest
 from engine.errors import ModelError
 from engine.models.download import CHECKPOINT_PINS, Pin, download_file, verify_checkpoint
 from tests.reliability.conftest import assert_clear_error, assert_unchanged, run_engine, snapshot
+from tests.needs import torch_or_skip
 
 
 class Faulty(http.server.BaseHTTPRequestHandler):
@@ -273,6 +274,7 @@ def test_a_web_page_instead_of_the_file_is_not_kept(server, tmp_path):
 
 
 def test_no_network_writes_nothing_but_the_download_folder(tmp_path):
+    torch_or_skip()  # the command loads torch before it gets to this check
     before = snapshot(tmp_path)
     result = run_engine("download", "geo4d", "--mirror", "http://127.0.0.1:9", "--download-dir", tmp_path / "dl",
                         "--out", tmp_path / "model")

@@ -30,6 +30,7 @@ from engine.windows.predictions import maps_bytes, new_maps
 from tests.reliability.conftest import (ROOT, assert_clear_error, assert_unchanged, fill, run_main, snapshot,
                                         start_engine)
 from tests.reliability.made import copy_tree, make_bundle, make_windows
+from tests.needs import torch_or_skip
 
 HOST = getattr(atomic, "_HOST", "host")  # (getattr: the battery also runs against older engines)
 
@@ -336,6 +337,7 @@ def test_a_processing_size_beyond_the_memory_is_refused_with_the_figures(size, t
 
 
 def test_the_memory_bound_never_refuses_the_training_size():
+    torch_or_skip()  # the model's memory bound is computed with torch
     from engine.models.geo4d.config import load_config
     from engine.models.geo4d.model import memory_floor
     from engine.pipeline.reconstruct import _memory_of

@@ -16,6 +16,7 @@ from blender_addon.engine_process import PROTOCOL_VERSION, EngineJob, EngineProc
 from engine.protocol.messages import PROTOCOL_VERSION as ENGINE_PROTOCOL
 from tests.reliability.conftest import ROOT, assert_unchanged, snapshot
 from tests.test_protocol import Engine
+from tests.needs import torch_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +168,7 @@ def test_cancel_before_the_engine_answered_ends_the_job(tmp_path):
 
 
 def test_serve_names_a_read_only_output_not_a_bug(serve, windows, read_only_folder, tmp_path):
+    torch_or_skip()  # the engine loads torch before it gets to this check
     serve.send({"type": "reconstruct", "id": "r1", "options": {
         "video": str(tmp_path / "plate.mp4"), "out": str(read_only_folder / "bundle"),
         "model_dir": str(tmp_path / "no-model")}})
