@@ -6,14 +6,18 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from tests.needs import torch_or_skip
 
-from engine.bench.memory import main
-from engine.bench.memory_geometrycrafter import STAGES, meta_networks, stage_peaks
-from engine.models.geometrycrafter.config import load_config
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import requires_geometrycrafter_fixtures
+torch_or_skip()
+
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+from engine.bench.memory import main  # noqa: E402
+from engine.bench.memory_geometrycrafter import STAGES, meta_networks, stage_peaks  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import requires_geometrycrafter_fixtures  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
 TINY = FOLDER / "tiny_config.json"

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-import torch
+from tests.needs import torch_or_skip
 
-from engine.bench.model import main
-from engine.bench.model_geometrycrafter import random_model
-from engine.models.geometrycrafter.config import load_config
-from engine.models.window_model import SamplingOptions
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import requires_geometrycrafter_fixtures
+torch_or_skip()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from engine.bench.model import main  # noqa: E402
+from engine.bench.model_geometrycrafter import random_model  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.window_model import SamplingOptions  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import requires_geometrycrafter_fixtures  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
 TINY = FOLDER / "tiny_config.json"

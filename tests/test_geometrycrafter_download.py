@@ -16,16 +16,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file, save_file
+from tests.needs import torch_or_skip
 
-from engine.errors import InputError, ModelError
-from engine.models.geometrycrafter.config import load_config
-from engine.models.geometrycrafter.hub import PARTS, convert_geometrycrafter, hub_files
-from engine.models.geometrycrafter.model_dir import LAYOUT, NETWORKS
-from tests.addon_session import ROOT
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER
-from tests.fixture_paths import requires_geometrycrafter_fixtures
+torch_or_skip()
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from engine.errors import InputError, ModelError  # noqa: E402
+from engine.models.geometrycrafter.config import load_config  # noqa: E402
+from engine.models.geometrycrafter.hub import PARTS, convert_geometrycrafter, hub_files  # noqa: E402
+from engine.models.geometrycrafter.model_dir import LAYOUT, NETWORKS  # noqa: E402
+from tests.addon_session import ROOT  # noqa: E402
+from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
+from tests.fixture_paths import requires_geometrycrafter_fixtures  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

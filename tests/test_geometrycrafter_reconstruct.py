@@ -9,19 +9,23 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-import torch
+from tests.needs import torch_or_skip
 
-from engine.errors import InputError
-from engine.models.geometrycrafter.model import window_seed
-from engine.models.geometrycrafter.pipeline import Options, predict
-from engine.options import ReconstructOptions
-from engine.pipeline.reconstruct import check_options, load_model
-from engine.windows.predictions import load_windows
-from engine.windows.resize import resize_window_maps
-from tests.addon_session import CLIP, ENGINE_ENV, ROOT, SCENE, run_bpy
-from tests.conftest import TINY_GC_WINDOW
+torch_or_skip()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from engine.errors import InputError  # noqa: E402
+from engine.models.geometrycrafter.model import window_seed  # noqa: E402
+from engine.models.geometrycrafter.pipeline import Options, predict  # noqa: E402
+from engine.options import ReconstructOptions  # noqa: E402
+from engine.pipeline.reconstruct import check_options, load_model  # noqa: E402
+from engine.windows.predictions import load_windows  # noqa: E402
+from engine.windows.resize import resize_window_maps  # noqa: E402
+from tests.addon_session import CLIP, ENGINE_ENV, ROOT, SCENE, run_bpy  # noqa: E402
+from tests.conftest import TINY_GC_WINDOW  # noqa: E402
 
 # 14 frames (3..16) at 64x128 in windows of 8 with stride 6: two windows sharing frames 6 and 7.
 FRAMES, SIZE, STRIDE = (3, 17), (64, 128), 6
@@ -93,7 +97,7 @@ def test_processing_size_not_a_multiple_of_64_is_refused(tiny_gc_model_dir, tmp_
 
 def test_addon_reconstructs_with_geometrycrafter(addon_zip, clip, tmp_path, tiny_gc_model_dir):
     script = SCENE + """
-import time, json
+import time, json  # noqa: E402
 prefs.geometrycrafter_dir = sys.argv[3]
 prefs.device = "cpu"
 settings = bpy.context.scene.parallax
@@ -122,12 +126,12 @@ def test_the_package_and_the_options_check_import_without_torch():
     """The add-on and the protocol read a model's LABEL, WINDOW_LENGTH, DEFAULT_STRIDE and VARIANTS before any
     model (or torch) loads."""
     script = """
-import sys
+import sys  # noqa: E402
 for name in ("torch", "safetensors"):
     sys.modules[name] = None  # `import name` now raises ImportError
-from engine.models import model_package
-from engine.options import ReconstructOptions
-from engine.pipeline.reconstruct import check_options, stride_of
+from engine.models import model_package  # noqa: E402
+from engine.options import ReconstructOptions  # noqa: E402
+from engine.pipeline.reconstruct import check_options, stride_of  # noqa: E402
 package = model_package("geometrycrafter")
 options = ReconstructOptions(video="clip.mp4", out="bundle", model="geometrycrafter", variant="determ")
 check_options(options)

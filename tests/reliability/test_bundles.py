@@ -381,7 +381,7 @@ def test_align_may_realign_a_bundle_from_its_own_windows(good_bundle, tmp_path):
     """The one input allowed inside --out: the bundle's own windows folder, whose data the new bundle carries."""
     out = copy_tree(good_bundle, tmp_path / "B")
     pointmap = np.load(out / "windows" / "pointmap.npy")
-    result = run_main("align", out / "windows", "--out", out, "--per-frame-focal")
+    result = run_main("align", out / "windows", "--out", out, "--per-frame-focal", "on")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(load_windows(out / "windows").pointmap, pointmap)
     _assert_no_leftovers(tmp_path)
@@ -594,6 +594,7 @@ def test_demo_may_overwrite_an_earlier_demo(good_bundle, tmp_path):
 
 def test_a_model_directory_with_its_onnx_cache_may_be_replaced(tmp_path):
     """ONNX Runtime exports its graphs into the model directory's onnx/ on first use: still Parallax's."""
+    torch_or_skip()  # the model directory's module writes safetensors through torch
     from engine.models.geo4d.model_dir import check_model_target
 
     out = tmp_path / "models"
