@@ -12,6 +12,7 @@ from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.points import COLOR_ATTRIBUTE, modifier_input, set_modifier_input  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
+from tests.blender_points import shown_points  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 
 NAME = "synthetic-shot"
@@ -135,13 +136,6 @@ def test_points_carry_linear_colour_confidence_and_frame(empty_scene, bundle):
     assert abs(srgb_to_linear(np.array([128], np.uint8))[0] - 0.2158605) < 1e-6  # the sRGB curve, not gamma 2.2
 
 
-def _shown_points(scene, obj, frame):
-    scene.frame_set(frame)
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    if not hasattr(evaluated, "evaluated_geometry"):
-        pytest.skip("reading evaluated geometry needs Blender 4.3 or later")
-    geometry = evaluated.evaluated_geometry()
-    return len(geometry.pointcloud.points) if geometry.pointcloud else 0
 
 
 def test_modifier_shows_the_current_frame_above_the_threshold(empty_scene, bundle):
@@ -150,13 +144,13 @@ def test_modifier_shows_the_current_frame_above_the_threshold(empty_scene, bundl
     obj = bpy.data.objects[f"{NAME} Points"]
     conf = recon.confidence
     for i in (0, 7):
-        assert _shown_points(empty_scene, obj, 1 + i) == np.sum(conf[i] >= 1.2)
+        assert shown_points(empty_scene, obj, 1 + i) == np.sum(conf[i] >= 1.2)
     modifier = obj.modifiers["Parallax Points"]
     assert modifier_input(modifier, "Accumulate") is False
     set_modifier_input(modifier, "Accumulate", True)
     assert modifier_input(modifier, "Accumulate") is True
     obj.update_tag()
-    assert _shown_points(empty_scene, obj, 1 + 7) == np.sum(conf[:8] >= 1.2)
+    assert shown_points(empty_scene, obj, 1 + 7) == np.sum(conf[:8] >= 1.2)
 
 
 def test_scene_follows_the_clip(empty_scene, bundle):

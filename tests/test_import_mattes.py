@@ -9,6 +9,7 @@ from blender_addon.importer import import_bundle  # noqa: E402
 from blender_addon.importer.points import MODIFIER, MOVING_ATTRIBUTE, set_modifier_input  # noqa: E402
 from engine.formats.bundle import read_bundle, write_bundle  # noqa: E402
 from engine.formats.ply import read_ply, write_ply  # noqa: E402
+from tests.blender_points import shown_points  # noqa: E402
 from tests.synthetic_bundle import BALL_RADIUS, add_moving_ball, ball_centre, synthetic_reconstruction  # noqa: E402
 
 NAME = "synthetic-shot"
@@ -42,14 +43,6 @@ def _moving_attribute(obj) -> np.ndarray:
     return moving
 
 
-def _shown_points(scene, obj, frame) -> int:
-    scene.frame_set(frame)
-    obj.update_tag()
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    if not hasattr(evaluated, "evaluated_geometry"):
-        pytest.skip("reading evaluated geometry needs Blender 4.3 or later")
-    geometry = evaluated.evaluated_geometry()
-    return len(geometry.pointcloud.points) if geometry.pointcloud else 0
 
 
 def test_moving_points_are_marked_and_static_only_hides_them(empty_scene, ball_bundle):
@@ -67,9 +60,9 @@ def test_moving_points_are_marked_and_static_only_hides_them(empty_scene, ball_b
     for i in (3, 8, 12):  # frames where the ball is in view
         frame_moving = moving[counts[i]:counts[i + 1]]
         assert frame_moving.sum() > 10
-        assert _shown_points(empty_scene, obj, 1 + i) == len(frame_moving)
+        assert shown_points(empty_scene, obj, 1 + i) == len(frame_moving)
         set_modifier_input(obj.modifiers[MODIFIER], "Static Only", True)
-        assert _shown_points(empty_scene, obj, 1 + i) == len(frame_moving) - frame_moving.sum()
+        assert shown_points(empty_scene, obj, 1 + i) == len(frame_moving) - frame_moving.sum()
         set_modifier_input(obj.modifiers[MODIFIER], "Static Only", False)
 
 
@@ -89,4 +82,4 @@ def test_bundles_without_moving_flags_import_as_static(empty_scene, ball_bundle,
     assert len(obj.data.vertices) == sum(len(b) for b in on_ball)
     assert not _moving_attribute(obj).any()
     set_modifier_input(obj.modifiers[MODIFIER], "Static Only", True)
-    assert _shown_points(empty_scene, obj, 1 + 8) == len(on_ball[8])
+    assert shown_points(empty_scene, obj, 1 + 8) == len(on_ball[8])
