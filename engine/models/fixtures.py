@@ -15,6 +15,7 @@ from types import ModuleType
 import numpy as np
 
 from ..errors import InputError
+from . import model_package
 
 
 @dataclass
@@ -45,8 +46,6 @@ def load_tensors(path: Path, device="cpu") -> dict:
     return {name: tensor.to(device) for name, tensor in load_file(path).items()}
 
 
-# model name -> its package (with `config.load_config` and a `checks` package)
-MODELS = {"geo4d": "engine.models.geo4d", "geometrycrafter": "engine.models.geometrycrafter"}
 
 
 def model_of(folder: Path) -> str:
@@ -69,7 +68,7 @@ def model_of(folder: Path) -> str:
 
 
 def _checks(model: str) -> ModuleType:
-    return importlib.import_module(f"{MODELS[model]}.checks")
+    return importlib.import_module(f"{model_package(model).__name__}.checks")
 
 
 def _check_infos(model: str) -> list:
@@ -101,7 +100,8 @@ def run_checks(folder: Path, only: str = "", device: str = "cpu") -> list[tuple[
     if torch.device(device).type == "cuda":
         strict_float32()
     model = model_of(folder)
-    config = importlib.import_module(f"{MODELS[model]}.config").load_config(Path(folder) / "tiny_config.json")
+    config = importlib.import_module(f"{model_package(model).__name__}.config").load_config(
+        Path(folder) / "tiny_config.json")
     package = _checks(model).__name__
     results = []
     for info in _check_infos(model):
