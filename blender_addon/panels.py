@@ -3,7 +3,7 @@
 import bpy
 
 from . import engine_process, export, properties, reconstruct
-from .importer import draw_quality
+from .importer import draw_quality, draw_setup
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -75,4 +75,26 @@ class PARALLAX_PT_view3d(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
 
 
-classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d)
+class SetupPanel:
+    """Scene Setup, a sub-panel of each editor's Parallax panel: Set Origin, Floor, Scale, X/Y Axis."""
+
+    bl_label = "Scene Setup"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        draw_setup(self.layout, context)
+
+
+class PARALLAX_PT_clip_setup(SetupPanel, bpy.types.Panel):
+    bl_space_type = "CLIP_EDITOR"
+    bl_parent_id = "PARALLAX_PT_clip"
+
+
+class PARALLAX_PT_view3d_setup(SetupPanel, bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "PARALLAX_PT_view3d"
+
+
+classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d, PARALLAX_PT_clip_setup, PARALLAX_PT_view3d_setup)

@@ -177,7 +177,7 @@ def test_reimport_replaces(empty_scene, bundle):
     collection = import_bundle(bpy.context, path, ImportOptions(floor_fit=True))
     assert _counts() == first
     assert collection.name == NAME
-    assert sorted(o.name for o in collection.objects) == [f"{NAME} Camera", f"{NAME} Points"]
+    assert sorted(o.name for o in collection.objects) == [f"{NAME} Camera", f"{NAME} Origin", f"{NAME} Points"]
 
 
 def test_file_import_operator(empty_scene, bundle, tmp_path):
@@ -308,6 +308,6 @@ def _fcurves(id_block):
 def test_only_what_is_asked_for_is_imported(empty_scene, bundle):
     path, _ = bundle
     collection = import_bundle(bpy.context, path, ImportOptions(camera=False, depth=False))
-    assert [o.name for o in collection.objects] == [f"{NAME} Points"]
+    assert sorted(o.name for o in collection.objects) == [f"{NAME} Origin", f"{NAME} Points"]
     assert empty_scene.camera is None and compositor_tree(empty_scene) is None
     assert not any(i.source == "SEQUENCE" for i in bpy.data.images)

@@ -7,8 +7,10 @@ calls `import_bundle(context, bundle_path, options)`.
 from .bundle_import import ImportOptions, import_bundle, import_notes, options_from_settings
 from .operator import IMPORT_SCENE_OT_parallax_bundle, menu_func_import
 from .quality import PARALLAX_OT_go_to_frame, draw_quality
+from .scene_setup import classes as setup_classes
+from .scene_setup import draw_setup
 
-classes = (IMPORT_SCENE_OT_parallax_bundle, PARALLAX_OT_go_to_frame)
+classes = (IMPORT_SCENE_OT_parallax_bundle, PARALLAX_OT_go_to_frame, *setup_classes)
 
 __all__ = ["ImportOptions", "import_bundle", "import_notes", "options_from_settings", "classes", "draw_quality",
-           "menu_func_import"]
+           "draw_setup", "menu_func_import"]

@@ -16,6 +16,7 @@ from .camera import ROTATION_MODES, build_camera
 from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_depth_sequence, \
     remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
 from .floor import fit_floor
+from .origin import attach, find_origin, is_origin, new_origin, world_scale
 from .points import FramePoints, build_points
 from .quality import key_solve_error
 from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
@@ -134,7 +135,8 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         connect_output(scene, name)
     notes = [_frame_range(scene, scene_frames)]
     if options.camera:
-        notes.append(_hide_objects_around(scene, camera_matrices[:, :3, 3]))
+        origin = np.array(find_origin(name).matrix_world)
+        notes.append(_hide_objects_around(scene, _transform(origin, camera_matrices[:, :3, 3])))
     collection[NOTES] = [note for note in notes if note]
     return collection
 
@@ -236,26 +238,35 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
            points: FramePoints | None, world: np.ndarray, camera_matrices: np.ndarray, clip,
            earlier: replace.SetAside) -> bpy.types.Collection:
     """Make the collection and its contents (the bundle is read and checked already); the earlier import's
-    camera, if any, is animated again rather than made anew."""
+    origin and camera, if any, are kept (the camera animated again) rather than made anew.
+
+    camera_matrices and world are in the origin's space: the origin empty carries the scene setup."""
     collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)
     render_size = (clip.size[1], clip.size[0]) if clip else bundle.image_size
     K = np.stack([f.K for f in bundle.frames])
-    scale = _scene_scale(points)
     _setup_scene(scene, bundle, scene_frames, render_size, clip)
 
+    origin = next((b for b in earlier.blocks if is_origin(b)), None)
+    new = origin is None
+    if new:
+        origin = new_origin(name)
+    else:
+        earlier.keep(origin)
+    _link_kept(origin, collection, earlier)
+    scale = _scene_scale(points) * world_scale(origin)  # world units: the setup may have scaled the scene
     if options.camera:
         camera = earlier.camera()
         if camera is not None:
             earlier.keep(camera, camera.data)
-            # It stays where the artist put it; in the earlier import's collection it moves to the new one.
-            if not camera.users_collection or any(c.get(replace.TAG) == earlier.aside
-                                                  for c in camera.users_collection):
-                collection.objects.link(camera)
+            _link_kept(camera, collection, earlier)
+        made = camera is None
         camera = build_camera(
-            f"{name} Camera", camera_matrices, K, bundle.image_size, render_size, scene_frames,
-            (0.01 * scale, 100.0 * scale), options.rotation_mode, camera,
+            f"{name} Camera", np.array(origin.matrix_world) @ camera_matrices, K, bundle.image_size,
+            render_size, scene_frames, (0.01 * scale, 100.0 * scale), options.rotation_mode, camera,
             clip.tracking.camera.sensor_width if clip else SENSOR_WIDTH_MM)  # the clip's Camera settings
+        if made or (new and camera.parent is None):  # an artist's parent (a rig) is kept
+            attach(camera, origin)
         if not camera.users_collection:
             collection.objects.link(camera)
         key_solve_error(camera, bundle.metadata.get("alignment", {}).get("quality"), scene_frames, render_size[1])
@@ -267,14 +278,22 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
             background.source = "MOVIE_CLIP"
             background.clip = clip
     if options.points:
-        radius = options.point_radius or _auto_radius(bundle, K, points, scale)
-        collection.objects.link(build_points(f"{name} Points", points, world, radius,
-                                             options.confidence_threshold, options.accumulate))
+        radius = options.point_radius or _auto_radius(bundle, K, points, _scene_scale(points))
+        cloud = build_points(f"{name} Points", points, world, radius, options.confidence_threshold,
+                             options.accumulate)
+        cloud.parent = origin  # `world` is its matrix in the origin's space
+        collection.objects.link(cloud)
     if options.depth:
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
-                        depth_timing(bundle, clip), clip)
+                        depth_timing(bundle, clip), clip, origin)
     return collection
+
+
+def _link_kept(obj, collection, earlier: replace.SetAside) -> None:
+    """A kept object stays where the artist put it; in the earlier import's collection it moves to the new one."""
+    if not obj.users_collection or any(c.get(replace.TAG) == earlier.aside for c in obj.users_collection):
+        collection.objects.link(obj)
 
 
 def depth_timing(bundle: Bundle, clip=None) -> SequenceTiming:

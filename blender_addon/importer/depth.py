@@ -153,9 +153,10 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
-                    timing: SequenceTiming, clip) -> None:
+                    timing: SequenceTiming, clip, origin: bpy.types.Object) -> None:
     """Add plate, depth, render layers and the group to the scene's compositor (nodes tagged with `key`);
-    the group feeds the compositor's output when nothing else does."""
+    the group feeds the compositor's output when nothing else does. The plate's depth (the import's units) is
+    multiplied by origin's world scale, the scene units the CG renders in after a Set Scale."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -185,7 +186,11 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     timing.apply(depth_node)
     to_render_size = _to_render_size(add("CompositorNodeScale", -300, 0), "Nearest")  # no depths blended
     links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
-    links.new(to_render_size.outputs[0], group_node.inputs["Plate Depth"])
+    to_scene_units = add("ShaderNodeMath" if _BLENDER_5 else "CompositorNodeMath", -150, 0)
+    to_scene_units.operation = "MULTIPLY"
+    _scale_driver(to_scene_units.inputs[1], origin)
+    links.new(to_render_size.outputs[0], to_scene_units.inputs[0])
+    links.new(to_scene_units.outputs[0], group_node.inputs["Plate Depth"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
@@ -261,6 +266,17 @@ def _driver(socket, scene, axis: str, expression: str) -> None:
         variable.targets[0].id = scene
         variable.targets[0].data_path = path
     driver.expression = expression  # a simple expression: evaluated without Python (auto-run off too)
+
+
+def _scale_driver(socket, obj) -> None:
+    """Drive socket's default value by obj's world scale (the mean of its axes)."""
+    driver = socket.driver_add("default_value").driver
+    driver.type = "AVERAGE"
+    variable = driver.variables.new()
+    variable.type = "TRANSFORMS"
+    variable.targets[0].id = obj
+    variable.targets[0].transform_type = "SCALE_AVG"
+    variable.targets[0].transform_space = "WORLD_SPACE"
 
 
 def connect_output(scene: bpy.types.Scene, key: str) -> None:

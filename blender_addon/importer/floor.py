@@ -44,12 +44,36 @@ def fit_floor(points: np.ndarray, max_tilt_deg: float = 45.0, iterations: int = 
         residual = np.abs((pts - origin) @ normal)
         band = max(3 * 1.4826 * np.median(residual[residual < threshold]), 1e-6 * threshold)
         inliers = pts[residual < band]
-    if normal[2] < 0:
-        normal = -normal
-    rotation = _rotation_between(normal, np.array([0.0, 0.0, 1.0]))
+    return level_on(origin, normal if normal[2] >= 0 else -normal)
+
+
+def fit_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares plane through float[P, 3] points: (a point on it, its unit normal), float64[3] each
+    (the normal's sign is arbitrary). FloorNotFound for fewer than 3 points or points on a line."""
+    pts = np.asarray(points, np.float64)
+    if len(pts) < 3:
+        raise FloorNotFound(f"a plane needs at least 3 points, {len(pts)} given", "select 3 or more points")
+    centre = pts.mean(axis=0)
+    _, spread, axes = np.linalg.svd(pts - centre, full_matrices=False)
+    if spread[1] <= 1e-9 * max(spread[0], 1e-300):
+        raise FloorNotFound("the points lie on a line (or on one spot), so they make no plane",
+                            "select points spread over the floor")
+    return centre, axes[2]
+
+
+def level_on(origin: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Rigid transform float64[4, 4] putting the plane through origin (float[3]) with unit normal `normal` at
+    z = 0, the normal turned to +Z by the smallest rotation (the shot's heading kept) and nothing moved in x, y
+    but by that rotation."""
+    normal = np.asarray(normal, np.float64)
+    up = np.array([0.0, 0.0, 1.0])
+    if np.dot(normal, up) < -1.0 + 1e-12:  # upside down: half a turn about x
+        rotation = np.diag([1.0, -1.0, -1.0])
+    else:
+        rotation = _rotation_between(normal, up)
     transform = np.eye(4)
     transform[:3, :3] = rotation
-    transform[2, 3] = -(rotation @ origin)[2]
+    transform[2, 3] = -(rotation @ np.asarray(origin, np.float64))[2]
     return transform
 
 
