@@ -19,6 +19,7 @@ from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
 from .points import FramePoints, build_points
 from .quality import key_solve_error
+from .shadow_catcher import wire_background
 from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
 # Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
@@ -287,6 +288,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
                         depth_timing(bundle, clip), clip, origin)
+        wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
     return collection
 
 

@@ -114,20 +114,24 @@ def apply_setup(key: str, transform: np.ndarray) -> bpy.types.Object:
     return origin
 
 
+def cloud_points(key: str) -> np.ndarray:
+    """float64[P, 3] world positions of all of import `key`'s points (every frame's)."""
+    clouds = [o for o in _import_objects(key) if o.type == "MESH" and len(o.data.vertices)]
+    if not clouds:
+        raise InputError("the import has no points to find the floor in",
+                         "re-import with points, or select points on the floor")
+    if clouds[0].mode == "EDIT":
+        clouds[0].update_from_editmode()
+    mesh, world = clouds[0].data, np.array(clouds[0].matrix_world)
+    xyz = np.zeros(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", xyz)
+    return xyz.reshape(-1, 3).astype(np.float64) @ world[:3, :3].T + world[:3, 3]
+
+
 def floor_of(context, key: str, source: str) -> np.ndarray:
     """The transform levelling the found floor (all the import's points) or the selected points' plane."""
     if source == "FOUND":
-        clouds = [o for o in _import_objects(key) if o.type == "MESH" and len(o.data.vertices)]
-        if not clouds:
-            raise InputError("the import has no points to find the floor in", "re-import with points, or select "
-                             "points on the floor")
-        if clouds[0].mode == "EDIT":
-            clouds[0].update_from_editmode()
-        mesh, world = clouds[0].data, np.array(clouds[0].matrix_world)
-        xyz = np.zeros(len(mesh.vertices) * 3, np.float32)
-        mesh.vertices.foreach_get("co", xyz)
-        xyz = xyz.reshape(-1, 3).astype(np.float64)
-        return fit_floor(xyz @ world[:3, :3].T + world[:3, 3])
+        return fit_floor(cloud_points(key))
     points, what = picked_points(context, key)
     if len(points) < 3:
         raise InputError(f"Set Floor needs 3 or more selected points or objects, {len(points)} {what} selected",
@@ -139,7 +143,10 @@ def floor_of(context, key: str, source: str) -> np.ndarray:
     return level_on(centre, normal)
 
 
-class _Setup:
+class SetupOperator:
+    """An undoable operator on the active import (`setup(context, key)` returns what it did); bad input is
+    refused with InputError's problem and fix, nothing changed."""
+
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
@@ -153,7 +160,7 @@ class _Setup:
         return {"FINISHED"}
 
 
-class PARALLAX_OT_set_origin(_Setup, bpy.types.Operator):
+class PARALLAX_OT_set_origin(SetupOperator, bpy.types.Operator):
     """Move the import so that the 3D cursor or the selected points' centre is the world origin"""
 
     bl_idname = "parallax.set_origin"
@@ -175,7 +182,7 @@ class PARALLAX_OT_set_origin(_Setup, bpy.types.Operator):
         return f"Origin of {key} set"
 
 
-class PARALLAX_OT_set_floor(_Setup, bpy.types.Operator):
+class PARALLAX_OT_set_floor(SetupOperator, bpy.types.Operator):
     """Level the import on a floor: the plane becomes z = 0, its normal up"""
 
     bl_idname = "parallax.set_floor"
@@ -190,7 +197,7 @@ class PARALLAX_OT_set_floor(_Setup, bpy.types.Operator):
         return f"Floor of {key} set"
 
 
-class PARALLAX_OT_set_scale(_Setup, bpy.types.Operator):
+class PARALLAX_OT_set_scale(SetupOperator, bpy.types.Operator):
     """Scale the import so that two selected points (or objects) are the given distance apart"""
 
     bl_idname = "parallax.set_scale"
@@ -213,7 +220,7 @@ class PARALLAX_OT_set_scale(_Setup, bpy.types.Operator):
         return f"Scale of {key} set{note}"
 
 
-class _SetAxis(_Setup):
+class _SetAxis(SetupOperator):
     axis = "X"
 
     def setup(self, context, key):
@@ -252,6 +259,7 @@ def draw_setup(layout, context) -> None:
     row = col.row(align=True)
     row.operator(PARALLAX_OT_set_x_axis.bl_idname)
     row.operator(PARALLAX_OT_set_y_axis.bl_idname)
+    layout.operator("parallax.add_shadow_catcher", icon="MATSHADERBALL")
 
 
 classes = (PARALLAX_OT_set_origin, PARALLAX_OT_set_floor, PARALLAX_OT_set_scale, PARALLAX_OT_set_x_axis,

@@ -1,0 +1,143 @@
+"""The shadow catcher and the Background view layer in headless Blender: the plane lies on the synthetic floor,
+the view layers are set up as Setup Tracking Scene's, a re-import keeps them wired, and a Cycles render puts a
+CG ball's shadow on the plate and leaves the rest of the plate as it was."""
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytest.importorskip("OpenEXR")
+from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
+from mathutils import Vector  # noqa: E402
+
+from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
+from blender_addon.importer.depth import compositor_tree  # noqa: E402
+from blender_addon.importer.shadow_catcher import LAYER  # noqa: E402
+from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
+from tests.plate_clip import render, write_plate_bundle  # noqa: E402
+from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
+
+NAME = "plate_0001"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    yield
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+
+
+@pytest.fixture(scope="module")
+def plate_bundle(tmp_path_factory):
+    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
+
+
+def _import(plate_bundle):
+    path, _, first_file, _ = plate_bundle
+    return import_bundle(bpy.context, path, ImportOptions(clip_path=str(first_file)))
+
+
+@pytest.fixture
+def scene(plate_bundle):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    _import(plate_bundle)
+    scene = bpy.context.scene
+    cg = bpy.data.collections.new("CG")  # the artist's CG
+    scene.collection.children.link(cg)
+    bpy.context.view_layer.objects.active = scene.camera
+    return scene
+
+
+def _layer(view_layer, name):
+    return next(c for c in view_layer.layer_collection.children if c.collection.name == name)
+
+
+def _shadow_chain(scene):
+    """(alpha-over node, its foreground's render layer name, its background's source node) feeding the Plate."""
+    tree = compositor_tree(scene)
+    group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
+    over = group.inputs["Plate"].links[0].from_node
+    assert over.bl_idname == "CompositorNodeAlphaOver"
+    below, above = over.inputs[0], over.inputs[1]
+    return over, above.links[0].from_node.layer, below.links[0].from_node
+
+
+def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate_bundle):
+    assert bpy.ops.parallax.add_shadow_catcher() == {"FINISHED"}
+    plane = bpy.data.objects[f"{NAME} Shadow Catcher"]
+    assert plane.is_shadow_catcher and plane.parent == bpy.data.objects[f"{NAME} Origin"]
+    corners = np.array([plane.matrix_world @ v.co for v in plane.data.vertices])
+    assert np.abs(corners[:, 2] + FLOOR_Y).max() < 1e-3  # the floor is FLOOR_Y below the first camera
+    points = bpy.data.objects[f"{NAME} Points"]
+    xyz = np.array([points.matrix_world @ v.co for v in points.data.vertices])
+    floor = xyz[np.abs(xyz[:, 2] + FLOOR_Y) < 1e-3]
+    assert len(floor) > 1000
+    assert (floor[:, :2] >= corners[:, :2].min(axis=0)).all() and (floor[:, :2] <= corners[:, :2].max(axis=0)).all()
+
+    background = plane.users_collection[0]
+    assert [v.name for v in scene.view_layers] == ["ViewLayer", LAYER]
+    assert _layer(scene.view_layers["ViewLayer"], background.name).holdout
+    layer = scene.view_layers[LAYER]
+    assert _layer(layer, "CG").indirect_only and _layer(layer, NAME).exclude
+    assert not _layer(layer, background.name).exclude
+    _, shown, plate = _shadow_chain(scene)
+    assert shown == LAYER and plate.bl_idname == "CompositorNodeScale"  # the plate scaled to the render size
+
+    with pytest.raises(RuntimeError, match=f"{NAME} has a shadow catcher already"):
+        bpy.ops.parallax.add_shadow_catcher()
+    _import(plate_bundle)  # a re-run rebuilds the compositor nodes: the shadows are wired again, once
+    assert bpy.data.objects[f"{NAME} Shadow Catcher"] == plane and plane.parent.name == f"{NAME} Origin"
+    _, shown, plate = _shadow_chain(scene)
+    assert shown == LAYER and plate.bl_idname == "CompositorNodeScale"
+    assert sum(n.bl_idname == "CompositorNodeRLayers" for n in compositor_tree(scene).nodes) == 2
+
+
+def test_missing_floor_is_refused(plate_bundle):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    path, _, first_file, _ = plate_bundle
+    import_bundle(bpy.context, path, ImportOptions(points=False, clip_path=str(first_file)))
+    bpy.context.view_layer.objects.active = bpy.context.scene.camera
+    with pytest.raises(RuntimeError, match="the import has no points to find the floor in"):
+        bpy.ops.parallax.add_shadow_catcher()
+    assert LAYER not in bpy.context.scene.view_layers
+
+
+def test_a_cg_balls_shadow_darkens_the_plate_and_nothing_else(scene, plate_bundle, tmp_path):
+    _, _, _, plates = plate_bundle
+    bpy.data.objects[f"{NAME} Points"].hide_render = True
+    bpy.ops.parallax.add_shadow_catcher()
+    ball_at, radius = Vector((-0.6, 6.0, -1.0)), 0.25
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=radius, location=ball_at)
+    ball = bpy.context.active_object
+    for collection in ball.users_collection:
+        collection.objects.unlink(ball)
+    bpy.data.collections["CG"].objects.link(ball)
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    bpy.data.collections["CG"].objects.link(sun)
+    direction = Vector((1.0, 0.0, -0.5)).normalized()  # the light travels +x and down: the shadow falls at +x
+    sun.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+    sun.data.energy = 3.0
+    shadow_at = ball_at + direction * ((ball_at.z + FLOOR_Y) / -direction.z)
+    elsewhere = Vector((-2.0, 5.0, -FLOOR_Y))
+
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 4
+    scene.cycles.use_denoising = False
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    shown = render(scene, 1, tmp_path / "shadow.exr")
+    plate = srgb_to_linear(plates[0])
+    h, w = shown.shape[:2]
+
+    def pixel(p):
+        u, v, _ = world_to_camera_view(scene, scene.camera, p)
+        return int(v * h) * -1 + h - 1, int(u * w)
+
+    sy, sx = pixel(shadow_at)
+    by, bx = pixel(ball_at)
+    assert np.hypot(sy - by, sx - bx) > 10  # the ball does not hide its shadow
+    assert shown[sy, sx].mean() < 0.5 * plate[sy, sx].mean()
+    ey, ex = pixel(elsewhere)
+    np.testing.assert_allclose(shown[ey, ex], plate[ey, ex], atol=0.02)
+    assert np.abs(shown - plate)[:h // 3].max() < 0.02  # the wall and sky, far from ball and shadow
