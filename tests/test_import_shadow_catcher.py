@@ -60,11 +60,19 @@ def _shadow_chain(scene):
     group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
     over = group.inputs["Plate"].links[0].from_node
     assert over.bl_idname == "CompositorNodeAlphaOver"
-    below, above = over.inputs[0], over.inputs[1]
+    below, above = (over.inputs["Background"], over.inputs["Foreground"]) if "Foreground" in over.inputs \
+        else (over.inputs[1], over.inputs[2])  # 4.x: Fac, Image, Image
     return over, above.links[0].from_node.layer, below.links[0].from_node
 
 
+def _plate_source(scene):
+    """The node that gave the depth composite its plate (the end of the plate's scaling)."""
+    group = next(n for n in compositor_tree(scene).nodes if n.bl_idname == "CompositorNodeGroup")
+    return group.inputs["Plate"].links[0].from_node.bl_idname
+
+
 def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate_bundle):
+    plate_end = _plate_source(scene)
     assert bpy.ops.parallax.add_shadow_catcher() == {"FINISHED"}
     plane = bpy.data.objects[f"{NAME} Shadow Catcher"]
     assert plane.is_shadow_catcher and plane.parent == bpy.data.objects[f"{NAME} Origin"]
@@ -83,14 +91,14 @@ def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate
     assert _layer(layer, "CG").indirect_only and _layer(layer, NAME).exclude
     assert not _layer(layer, background.name).exclude
     _, shown, plate = _shadow_chain(scene)
-    assert shown == LAYER and plate.bl_idname == "CompositorNodeScale"  # the plate scaled to the render size
+    assert shown == LAYER and plate.bl_idname == plate_end  # the shadows go over the plate at the render size
 
     with pytest.raises(RuntimeError, match=f"{NAME} has a shadow catcher already"):
         bpy.ops.parallax.add_shadow_catcher()
     _import(plate_bundle)  # a re-run rebuilds the compositor nodes: the shadows are wired again, once
     assert bpy.data.objects[f"{NAME} Shadow Catcher"] == plane and plane.parent.name == f"{NAME} Origin"
     _, shown, plate = _shadow_chain(scene)
-    assert shown == LAYER and plate.bl_idname == "CompositorNodeScale"
+    assert shown == LAYER and plate.bl_idname == plate_end
     assert sum(n.bl_idname == "CompositorNodeRLayers" for n in compositor_tree(scene).nodes) == 2
 
 
