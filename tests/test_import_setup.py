@@ -248,3 +248,24 @@ def test_missing_input_is_refused_and_changes_nothing(imported):
     imported.camera = None
     with pytest.raises(RuntimeError, match="no Parallax import to set up"):
         bpy.ops.parallax.set_origin(source="CURSOR")
+
+
+def test_the_render_is_the_same_after_the_setup(imported, tmp_path):
+    """Cycles renders the points (and the compositor Z-combines them with the plate's depth, now in scene
+    units) the same before and after a Set Scale and a Set Floor on a tilted scene."""
+    pytest.importorskip("OpenEXR")
+    from tests.plate_clip import render
+
+    imported.render.engine = "CYCLES"
+    imported.cycles.samples = 1
+    imported.render.image_settings.file_format = "OPEN_EXR"
+    before = render(imported, 3, tmp_path / "before.exr")
+    origin, _, _ = _objects()
+    origin.matrix_world = Matrix.Rotation(0.3, 4, "X")
+    _empties((0.0, 0.0, 0.0), (0.0, 0.0, 2.0))
+    bpy.ops.parallax.set_scale(distance=5.0)
+    bpy.ops.parallax.set_floor(source="FOUND")
+    assert np.abs(_world_points()[_floor()][:, 2]).max() < 1e-3
+    after = render(imported, 3, tmp_path / "after.exr")
+    assert before.mean() > 0.05  # the points are in view
+    assert np.abs(after - before).mean() < 1e-3
