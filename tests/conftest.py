@@ -1,5 +1,6 @@
 """Shared fixtures: tiny Geo4D checkpoints in the official Lightning layout, and their conversion; the built
-add-on zip and a copy of the real clip (add-on tests); the synthetic bundle (importer tests).
+add-on zip and a copy of the real clip (add-on tests); the synthetic bundle and the importer's operators
+(importer tests).
 
 torch is imported inside the fixtures that need it (which skip without it), so the add-on, importer and torch-free
 engine tests also run in a venv without torch (the Python 3.13 lane)."""
@@ -103,6 +104,19 @@ def addon_zip(tmp_path_factory) -> Path:
 def clip(tmp_path) -> Path:
     """A copy of the real clip that a test may delete or damage."""
     return Path(shutil.copy(CLIP, tmp_path / "shot.mp4"))
+
+
+@pytest.fixture(scope="module")
+def importer_operators():
+    """The importer's operators (bpy.ops.parallax.set_origin, ...) registered in this test process's bpy."""
+    bpy = pytest.importorskip("bpy")
+    from blender_addon.importer import classes
+
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    yield
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
 
 
 @pytest.fixture(scope="session")

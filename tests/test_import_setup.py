@@ -9,7 +9,7 @@ bpy = pytest.importorskip("bpy")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
-from blender_addon.importer import classes, import_bundle  # noqa: E402
+from blender_addon.importer import import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.origin import ORIGIN  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
@@ -17,13 +17,7 @@ from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 NAME = "synthetic-shot"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-    yield
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+pytestmark = pytest.mark.usefixtures("importer_operators")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ pytest.importorskip("OpenEXR")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
-from blender_addon.importer import ImportOptions, classes, import_bundle  # noqa: E402
+from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.shadow_catcher import LAYER  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
@@ -20,13 +20,7 @@ from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
 NAME = "plate_0001"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-    yield
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+pytestmark = pytest.mark.usefixtures("importer_operators")
 
 
 @pytest.fixture(scope="module")
