@@ -75,6 +75,7 @@ def _edit_select(indices):
     points = bpy.data.objects[f"{NAME} Points"]
     bpy.context.view_layer.objects.active = points
     points.select_set(True)
+    bpy.ops.object.mode_set(mode="OBJECT")  # the mesh's selection reaches Edit Mode when it is entered
     selected = np.zeros(len(points.data.vertices), bool)
     selected[indices] = True
     points.data.vertices.foreach_set("select", selected)
@@ -116,7 +117,7 @@ def test_set_origin_to_selected_points_puts_their_centroid_at_zero(imported):
     picked = _floor()[[3, 300, 3000]]
     _edit_select(picked)
     assert bpy.ops.parallax.set_origin(source="SELECTED") == {"FINISHED"}
-    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.data.objects[f"{NAME} Points"].mode == "OBJECT"  # left Edit Mode: undo holds the origin's move
     np.testing.assert_allclose(_world_points()[picked].mean(axis=0), 0.0, atol=1e-5)
 
 
@@ -130,8 +131,7 @@ def test_set_floor_puts_the_floor_at_zero_with_the_camera_above(imported, source
     if source == "SELECTED":
         _edit_select(_floor()[::97])
     assert bpy.ops.parallax.set_floor(source=source) == {"FINISHED"}
-    if source == "SELECTED":
-        bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.data.objects[f"{NAME} Points"].mode == "OBJECT"  # left Edit Mode: undo holds the origin's move
     assert np.abs(_world_points()[_floor()][:, 2]).max() < 1e-3
     imported.frame_set(1)  # the first camera is FLOOR_Y above the floor
     assert _cameras(imported, (1,))[0, 2, 3] == pytest.approx(FLOOR_Y, abs=1e-3)
@@ -147,7 +147,7 @@ def test_set_scale_makes_two_points_the_given_distance_apart(imported):
     pixels = _pixels(imported, probe)
     _edit_select([a, b])
     assert bpy.ops.parallax.set_scale(distance=5.0) == {"FINISHED"}
-    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.data.objects[f"{NAME} Points"].mode == "OBJECT"  # left Edit Mode: undo holds the origin's move
     assert np.linalg.norm(_world_points()[b] - _world_points()[a]) == pytest.approx(5.0, abs=1e-4)
     np.testing.assert_allclose(_pixels(imported, probe), pixels, atol=1e-6)
 
@@ -176,7 +176,7 @@ def test_set_axis_turns_the_picked_point_onto_the_axis(imported, axis):
     _edit_select([picked])
     operator = bpy.ops.parallax.set_x_axis if axis == "X" else bpy.ops.parallax.set_y_axis
     assert operator() == {"FINISHED"}
-    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.data.objects[f"{NAME} Points"].mode == "OBJECT"  # left Edit Mode: undo holds the origin's move
     after = _world_points()[picked]
     along, across = (0, 1) if axis == "X" else (1, 0)
     assert after[along] == pytest.approx(np.hypot(*before[:2]), abs=1e-4) and abs(after[across]) < 1e-4
@@ -222,9 +222,9 @@ def test_an_import_without_origin_gets_one(imported):
 def test_missing_input_is_refused_and_changes_nothing(imported):
     origin, camera, _ = _objects()
     _empties((1.0, 1.0, 0.0))
-    with pytest.raises(RuntimeError, match="Set Scale takes exactly 2 selected points or objects, 1 objects"):
+    with pytest.raises(RuntimeError, match="Set Scale takes exactly 2 selected points or objects, 1 object selected"):
         bpy.ops.parallax.set_scale(distance=2.0)
-    with pytest.raises(RuntimeError, match="Set Floor needs 3 or more selected points or objects, 1 objects"):
+    with pytest.raises(RuntimeError, match="Set Floor needs 3 or more selected points or objects, 1 object selected"):
         bpy.ops.parallax.set_floor(source="SELECTED")
     _empties((0.0, 0.0, 3.0))
     with pytest.raises(RuntimeError, match="straight above or below the origin"):
@@ -232,6 +232,14 @@ def test_missing_input_is_refused_and_changes_nothing(imported):
     _empties()
     with pytest.raises(RuntimeError, match="Set Origin needs selected points or objects, none selected"):
         bpy.ops.parallax.set_origin(source="SELECTED")
+    with pytest.raises(RuntimeError, match="Set X Axis takes exactly 1 selected point or object, 0 points"):
+        _edit_select([])
+        bpy.ops.parallax.set_x_axis()
+    with pytest.raises(RuntimeError, match="Set Scale takes exactly 2 selected points or objects, 1 point selected"):
+        _edit_select(_floor()[:1])
+        bpy.ops.parallax.set_scale(distance=2.0)
+    assert bpy.data.objects[f"{NAME} Points"].mode == "EDIT"  # refused: left as it was
+    bpy.ops.object.mode_set(mode="OBJECT")
     rig = bpy.data.objects.new("Rig", None)  # the artist's rig outside the origin
     imported.collection.objects.link(rig)
     camera.parent = rig

@@ -61,9 +61,14 @@ def picked_points(context, key: str) -> tuple[np.ndarray, str]:
 def _need(points: np.ndarray, what: str, count: int, purpose: str) -> None:
     if len(points) != count:
         raise InputError(f"{purpose} takes exactly {count} selected point{'s' * (count > 1)} or "
-                         f"object{'s' * (count > 1)}, {len(points)} {what} selected",
+                         f"object{'s' * (count > 1)}, {_count(len(points), what)} selected",
                          f"select {count} of the import's points in Edit Mode, or {count} objects (e.g. empties "
                          "placed on features)")
+
+
+def _count(n: int, what: str) -> str:
+    """"1 point", "2 objects" (what: "points" or "objects")."""
+    return f"{n} {what if n != 1 else what[:-1]}"
 
 
 def translation(offset: np.ndarray) -> np.ndarray:
@@ -134,7 +139,8 @@ def floor_of(context, key: str, source: str) -> np.ndarray:
         return fit_floor(cloud_points(key))
     points, what = picked_points(context, key)
     if len(points) < 3:
-        raise InputError(f"Set Floor needs 3 or more selected points or objects, {len(points)} {what} selected",
+        raise InputError(f"Set Floor needs 3 or more selected points or objects, {_count(len(points), what)} "
+                         "selected",
                          "select points on the floor (Edit Mode on the import's points), or use the found floor")
     centre, normal = fit_plane(points)
     camera = _camera(key)
@@ -150,12 +156,16 @@ class SetupOperator:
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
+        editing = context.active_object is not None and context.active_object.mode == "EDIT"
         try:
             key = active_import(context)
             done = self.setup(context, key)
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        if editing:  # an Edit Mode undo step holds the mesh only, not the origin's move: undo needs the scene's
+            bpy.ops.object.mode_set(mode="OBJECT")
+            done += " (left Edit Mode, so that Undo restores it)"
         self.report({"INFO"}, done)
         return {"FINISHED"}
 
