@@ -48,7 +48,8 @@ def add_shadow_catcher(context, key: str) -> bpy.types.Object:
     to_floor = fit_floor(points)
     local = points @ to_floor[:3, :3].T + to_floor[:3, 3]
     spread = np.median(np.linalg.norm(local - np.median(local, axis=0), axis=1))
-    on_floor = local[np.abs(local[:, 2]) < 0.01 * spread, :2]
+    height = np.abs(local[:, 2])  # a noisy floor: at least the tenth of the points nearest the plane
+    on_floor = local[height <= max(0.01 * spread, np.quantile(height, 0.1)), :2]
     low, high = on_floor.min(axis=0), on_floor.max(axis=0)
     low, high = low - _MARGIN * (high - low), high + _MARGIN * (high - low)
 
