@@ -69,17 +69,29 @@ def test_resumes_a_partial_download_and_verifies(mirror, tmp_path):
 
 def test_download_command_from_mirror(mirror, tmp_path):
     url, served = mirror
-    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", url,
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--accept-licences", "--mirror", url,
                              "--download-dir", str(tmp_path / "dl"), "--no-convert"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for name in ("model.ckpt", "vae.ckpt"):
         assert (tmp_path / "dl" / name).read_bytes() == (served / name).read_bytes()
 
 
+def test_licences_must_be_accepted_first(mirror, tmp_path):
+    url, _ = mirror
+    RangeHandler.sent = 0
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", url,
+                             "--download-dir", str(tmp_path / "dl"), "--no-convert"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Geo4D's weights were not accepted" in result.stderr and "--accept-licences" in result.stderr
+    assert "CreativeML Open RAIL++-M" in result.stdout  # the licences were shown
+    assert RangeHandler.sent == 0 and not (tmp_path / "dl").exists()
+
+
 def test_bad_download_is_set_aside(mirror, tmp_path):
     url, served = mirror
     (served / "vae.ckpt").write_bytes(b"<html>quota exceeded</html>" * 10)
-    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", url,
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--accept-licences", "--mirror", url,
                              "--download-dir", str(tmp_path / "dl"), "--no-convert"], capture_output=True, text=True)
     assert result.returncode == 2 and "vae.ckpt" in result.stderr and "fix:" in result.stderr
     assert (tmp_path / "dl" / "vae.ckpt.bad").exists() and not (tmp_path / "dl" / "vae.ckpt").exists()
@@ -88,7 +100,8 @@ def test_bad_download_is_set_aside(mirror, tmp_path):
 def test_no_network_prints_the_manual_steps(tmp_path):
     torch_or_skip()  # `download` converts with torch afterwards, so its module imports it
     # Port 9 (discard) on localhost: connection refused, as behind a firewall.
-    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--mirror", "http://127.0.0.1:9",
+    result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--accept-licences", "--mirror",
+                             "http://127.0.0.1:9",
                              "--download-dir", str(tmp_path / "dl"), "--out", str(tmp_path / "model")],
                             capture_output=True, text=True)
     assert result.returncode == 1
