@@ -67,6 +67,31 @@ def test_resumes_a_partial_download_and_verifies(mirror, tmp_path):
         verify_checkpoint(dest, "model.ckpt")
 
 
+def test_progress_reports_the_bytes_and_a_cancel_keeps_the_part_to_resume(mirror, tmp_path):
+    """The add-on's Cancel during a Geo4D download: the cancel raised from the progress stops it after a block;
+    the .part holds what arrived and the next download continues from there."""
+    from engine.errors import Cancelled
+
+    url, served = mirror
+    full = bytes(range(256)) * (10 << 12)  # 10 MiB: three blocks of download_file's 4 MiB
+    (served / "big.ckpt").write_bytes(full)
+    dest = tmp_path / "big.ckpt"
+    heard = []
+
+    def cancel_after_the_first_block(stage: str, fraction: float) -> None:
+        heard.append((stage, fraction))
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        download_file(f"{url}/big.ckpt", dest, progress=cancel_after_the_first_block)
+    assert heard == [("downloading big.ckpt", 0.4)]
+    assert not dest.exists() and dest.with_name("big.ckpt.part").read_bytes() == full[:4 << 20]
+    RangeHandler.sent = 0
+    download_file(f"{url}/big.ckpt", dest, progress=lambda stage, fraction: heard.append((stage, fraction)))
+    assert dest.read_bytes() == full and RangeHandler.sent == len(full) - (4 << 20)
+    assert heard[1:] == [("downloading big.ckpt", 0.8), ("downloading big.ckpt", 1.0)]
+
+
 def test_download_command_from_mirror(mirror, tmp_path):
     url, served = mirror
     result = subprocess.run([sys.executable, "-m", "engine", "download", "geo4d", "--accept-licences", "--mirror", url,
