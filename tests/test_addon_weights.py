@@ -52,9 +52,13 @@ def engine_env(tmp_path, endpoint: str) -> str:
 
 
 def test_download_is_refused_offline_and_before_the_licences_then_downloads_converts_and_verifies(addon_zip,
-                                                                                                   tmp_path):
+                                                                                                   tmp_path,
+                                                                                                   tiny_model_dir):
     model = tmp_path / "models" / "geometrycrafter"
-    script = WEIGHTS + """
+    script = WEIGHTS + f"""
+prefs.model_dir = {str(tiny_model_dir)!r}
+result["geo4d"] = [sorted(bpy.ops.parallax.check_weights(model="geo4d")), weights.state_lines("geo4d")]
+""" + """
 bpy.context.preferences.system.use_online_access = False
 result["offline"] = op("download_weights")
 bpy.context.preferences.system.use_online_access = True
@@ -71,6 +75,7 @@ report()
         requests = list(handler.requests)
     downloads = tmp_path / "home" / ".cache" / "parallax" / "downloads" / "geometrycrafter"
 
+    assert result["geo4d"] == [["FINISHED"], [["CHECKMARK", f"Found and verified: {tiny_model_dir}"]]]
     assert result["offline"]["status"] == ["RAISED"]
     assert "online access is disabled" in result["offline"]["message"]
     assert "Preferences > System > Network" in result["offline"]["message"]
