@@ -205,6 +205,13 @@ def test_weights_request_says_missing_foreign_verified_and_broken_with_the_licen
     assert broken["state"] == "broken" and "moge.safetensors is corrupt" in broken["problem"]
     assert "download and convert the weights again" in broken["fix"]
 
+    # Without the acceptance the engine downloads nothing, whatever the client does.
+    engine.send({"type": "weights", "id": "w6", "model": "geometrycrafter", "action": "download",
+                 "model_dir": str(tmp_path / "new")})
+    error = engine.until({"result", "error"}, "w6")[-1]
+    assert error["type"] == "error" and "licences of GeometryCrafter's weights were not accepted" in error["problem"]
+    assert not (tmp_path / "new").exists()
+
     engine.send({"type": "weights", "id": "w5", "model": "nerf"})
     error = engine.read()
     assert error["type"] == "error" and error["id"] == "w5" and "unknown model 'nerf'" in error["problem"]
