@@ -7,10 +7,10 @@ import atexit
 
 import bpy
 
-from . import engine_process, export, importer, panels, preferences, properties, reconstruct
+from . import engine_process, export, importer, panels, preferences, properties, reconstruct, weights
 
-CLASSES = (properties.classes + preferences.classes + reconstruct.classes + panels.classes + importer.classes
-           + export.classes)
+CLASSES = (properties.classes + preferences.classes + weights.classes + reconstruct.classes + panels.classes
+           + importer.classes + export.classes)
 
 
 def register():
@@ -26,6 +26,7 @@ def register():
 
 def unregister():
     reconstruct.forget_job()
+    weights.forget_job()
     engine_process.stop_engine()
     atexit.unregister(engine_process.stop_engine)
     bpy.app.handlers.load_pre.remove(reconstruct.forget_job_on_load)

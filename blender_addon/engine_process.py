@@ -162,6 +162,7 @@ class EngineJob:
     The first job on an engine sends a ping first and its request only when the pong shows the engine speaks
     this add-on's protocol version (an engine left running by an older add-on, or another engine, does not).
     outcome: None while running, then "result" (bundle set), "error" (problem/fix set) or "cancelled".
+    weights: the `weights` event of a weights request (a model's state), once the engine sent it.
     """
 
     def __init__(self, engine: EngineProcess, request: dict):
@@ -172,6 +173,7 @@ class EngineJob:
         self.log: list[tuple[str, str]] = []  # (level, message) the engine said about this job
         self.outcome: str | None = None
         self.bundle: str | None = None
+        self.weights: dict | None = None
         self.problem = ""
         self.fix = ""
         self._cancelled_at: float | None = None
@@ -220,6 +222,8 @@ class EngineJob:
                 self.stage, self.fraction = event["stage"], float(event["fraction"])
             elif kind == "log":
                 self.log.append((event.get("level", "info"), event["message"]))
+            elif kind == "weights":
+                self.weights = event
             elif kind == "result":
                 self.outcome, self.bundle, self.fraction = "result", event["bundle"], 1.0
             elif kind == "error":

@@ -9,6 +9,7 @@ from pathlib import Path
 import bpy
 
 from . import engine_env, engine_process
+from .engine_link import MODELS
 
 # The environment being built (at most one), shown by the preferences panel.
 _builder: engine_env.EnvBuilder | None = None
@@ -57,6 +58,17 @@ def engine_python(context=None) -> str:
     if status.state != "found":
         raise engine_process.EngineUnavailable(status.problem, f"{status.fix}, or choose an existing Python")
     return str(status.python)
+
+
+def model_folder(prefs, model: str) -> str | None:
+    """The model directory the preferences set for `model` (absolute), or None for the engine's default."""
+    folder = prefs.geometrycrafter_dir if model == "geometrycrafter" else prefs.model_dir
+    return bpy.path.abspath(folder) or None
+
+
+def licences_accepted(model: str) -> str:
+    """The name of the preference that remembers that the licences of `model`'s weights were accepted."""
+    return f"{model}_licences_accepted"
 
 
 def device_choice(prefs) -> tuple[str | None, str | None]:
@@ -109,6 +121,10 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
             self.draw_environment(layout.box())
         layout.prop(self, "model_dir")
         layout.prop(self, "geometrycrafter_dir")
+        from .weights import draw_weights  # weights.py uses this module's functions
+
+        for model in MODELS:
+            draw_weights(layout.box(), self, model)
         row = layout.row()
         row.prop(self, "device")
         if self.device == "cuda":
@@ -141,6 +157,12 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         box.label(text=f"One environment for every Blender version, kept in {engine_env.data_root()}")
         if not bpy.app.online_access:
             box.label(text="Creating it needs online access (Preferences > System > Network)", icon="INFO")
+
+
+for _model in MODELS:  # one stored acceptance per model of the registry, read by weights.py
+    ParallaxPreferences.__annotations__[licences_accepted(_model)] = bpy.props.BoolProperty(
+        name="I accept these licences", default=False,
+        description="Accept the licences above: only then does the engine download these weights")
 
 
 class PARALLAX_OT_create_environment(bpy.types.Operator):

@@ -82,8 +82,7 @@ def reconstruct_options(context, clip) -> dict:
         video=video,
         out=bundle_dir(clip),
         model=settings.model,
-        model_dir=bpy.path.abspath(prefs.geometrycrafter_dir if settings.model == "geometrycrafter"
-                                   else prefs.model_dir) or None,
+        model_dir=preferences.model_folder(prefs, settings.model),
         variant=settings.variant if settings.model == "geometrycrafter" else None,
         device=device,
         precision=precision,

@@ -135,6 +135,7 @@ def tiny_gc_model_dir(tmp_path_factory) -> Path:
     configuration, written by the same writer as `convert geometrycrafter`."""
     if requires_geometrycrafter_fixtures.args[0]:
         pytest.skip(requires_geometrycrafter_fixtures.kwargs["reason"])
+    torch_or_skip()  # the lean lane has no torch (and so no safetensors.torch)
     from safetensors.torch import load_file
 
     from engine.models.geometrycrafter.config import load_config

@@ -1,18 +1,13 @@
 """`download geometrycrafter` and `convert geometrycrafter`, offline: the golden fixtures' tiny weights laid
 out as the three hub repositories lay them out, served by a real local HTTP server that answers as the hub
-does (resolve URLs, X-Repo-Commit, sha256 ETags of LFS files, Range requests), fetched through huggingface_hub."""
+does (tests/tiny_hub.py), fetched through huggingface_hub."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
+import shutil
 import subprocess
 import sys
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,110 +16,22 @@ from tests.needs import torch_or_skip
 torch_or_skip()
 
 import torch  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 from engine.errors import InputError, ModelError  # noqa: E402
-from engine.models.geometrycrafter.config import load_config  # noqa: E402
 from engine.models.geometrycrafter.hub import PARTS, convert_geometrycrafter, hub_files  # noqa: E402
 from engine.models.geometrycrafter.model_dir import LAYOUT, NETWORKS  # noqa: E402
 from tests.addon_session import ROOT  # noqa: E402
-from tests.fixture_paths import GEOMETRYCRAFTER_FIXTURES as FOLDER  # noqa: E402
 from tests.fixture_paths import requires_geometrycrafter_fixtures  # noqa: E402
+from tests.tiny_hub import make_hub, serve_hub  # noqa: E402
 
 pytestmark = requires_geometrycrafter_fixtures
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def make_hub(root: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """The tiny weights as the hub lays them out under root/<owner>/<name>/; returns the state dicts."""
-    config = load_config(FOLDER / "tiny_config.json")
-    states = {name: load_file(FOLDER / f"tiny_{name}.safetensors") for name in NETWORKS}
-    for name, (repo, config_file, weights_file) in PARTS.items():
-        if config_file:
-            path = root / repo / config_file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"_class_name": "Tiny", **config[name]}))
-        if name == "moge":
-            path = root / repo / weights_file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model_config": config["moge"], "model": states["moge"]}, path)
-        elif weights_file:
-            save_file(states[name], root / repo / weights_file)
-    return states
-
-
-class Hub(BaseHTTPRequestHandler):
-    """GET/HEAD {endpoint}/<owner>/<name>/resolve/<revision>/<file>, as huggingface.co answers them."""
-
-    root: Path
-    requests: list[tuple[str, str, str]]
-    drop_first: set[str]   # files whose first full GET stops halfway (a dropped connection)
-    tamper: set[str]       # files served with other bytes than their ETag says
-
-    def log_message(self, *args):
-        pass
-
-    def _file(self) -> tuple[Path, bytes, str] | None:
-        match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/[^/]+/(.+)", urllib.parse.unquote(self.path.split("?")[0]))
-        if not match or not (self.root / match[1] / match[2]).is_file():
-            self.send_error(404)
-            return None
-        name = f"{match[1]}/{match[2]}"
-        data = (self.root / match[1] / match[2]).read_bytes()
-        lfs = not name.endswith(".json")
-        etag = hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(data).hexdigest()
-        if name in self.tamper:
-            data = data[:-1] + bytes([data[-1] ^ 1])
-        return self.root / name, data, etag
-
-    def _headers(self, status: int, data: bytes, etag: str, length: int, extra: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{etag}"')
-        self.send_header("Content-Length", str(length))
-        self.send_header("Accept-Ranges", "bytes")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-
-    def do_HEAD(self):
-        found = self._file()
-        if found:
-            self._headers(200, found[1], found[2], len(found[1]))
-
-    def do_GET(self):
-        found = self._file()
-        if not found:
-            return
-        path, data, etag = found
-        name = str(path.relative_to(self.root))
-        start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-"))[1])
-        self.requests.append(("GET", name, self.headers.get("Range", "")))
-        if start:
-            self._headers(206, data, etag, len(data) - start,
-                          {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
-        else:
-            self._headers(200, data, etag, len(data))
-        if name in self.drop_first and not start:
-            self.drop_first.discard(name)
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)  # the connection drops halfway
-            return
-        self.wfile.write(data[start:])
 
 
 @pytest.fixture
 def hub(tmp_path):
-    states = make_hub(tmp_path / "hub")
-    handler = type("TinyHub", (Hub,), {"root": tmp_path / "hub", "requests": [], "drop_first": set(),
-                                       "tamper": set()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield handler, f"http://127.0.0.1:{server.server_address[1]}", states
-    server.shutdown()
-    server.server_close()
+    with serve_hub(tmp_path / "hub") as served:
+        yield served
 
 
 def _download(endpoint: str, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -199,3 +106,27 @@ def test_convert_refuses_missing_files_foreign_shapes_and_pickled_code(tmp_path)
 
 class PickledThing:
     """Loading it needs code: weights_only loading refuses it."""
+
+
+def test_a_cancel_while_converting_leaves_the_model_folder_as_it_was(tmp_path, tiny_gc_model_dir):
+    """The add-on's Cancel during the conversion (engine.models.weights): the cancel raised from the progress of
+    the writing step removes the staging folder, and the converted model already there stays as it was."""
+    from engine.errors import Cancelled
+    from engine.models.weights import convert_weights
+
+    make_hub(tmp_path / "hub")
+    model = tmp_path / "models" / "geometrycrafter"
+    shutil.copytree(tiny_gc_model_dir, model)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    stages = []
+
+    def progress(stage: str, fraction: float) -> None:
+        stages.append(stage)
+        if stage == "converting: writing unet_determ.safetensors (fp16)":
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        convert_weights("geometrycrafter", tmp_path / "hub", model, progress)
+    assert "converting: writing unet_diff.safetensors (fp16)" in stages  # it was writing when cancelled
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    assert [p.name for p in model.parent.iterdir()] == ["geometrycrafter"]  # no staging left beside it

@@ -1,6 +1,7 @@
 """The engine's JSON-lines server over real pipes: `python -m engine serve` in a subprocess."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def engine():
 def test_ping_answers_with_version_and_pid(engine):
     engine.send({"type": "ping", "id": "p1"})
     pong = engine.read()
-    assert pong == {"type": "pong", "id": "p1", "protocol": 2, "engine_version": "0.1.0",
+    assert pong == {"type": "pong", "id": "p1", "protocol": 3, "engine_version": "0.1.0",
                     "pid": engine.proc.pid, "busy": False}
 
 
@@ -172,3 +173,45 @@ def test_reconstruct_options_are_checked_by_name(engine):
     engine.send({"type": "reconstruct", "id": "s", "options": ["a.mp4"]})
     error = engine.until({"result", "error", "cancelled"}, "s")[-1]
     assert error["type"] == "error" and "must be a JSON object, not list" in error["problem"]
+
+
+def test_weights_request_says_missing_foreign_verified_and_broken_with_the_licences(engine, tmp_path,
+                                                                                     tiny_gc_model_dir):
+    """The state the add-on's preferences show, from the engine's own verification (manifest, size, sha256)."""
+    def check(job, folder) -> dict:
+        engine.send({"type": "weights", "id": job, "model": "geometrycrafter", "model_dir": str(folder)})
+        events = engine.until({"result", "error"}, job)
+        assert events[-1]["type"] == "result" and events[-1]["bundle"] == str(folder), events
+        (state,) = [e for e in events if e["type"] == "weights"]
+        return state
+
+    missing = check("w1", tmp_path / "none")
+    assert missing["state"] == "missing" and missing["label"] == "GeometryCrafter"
+    assert "research" in missing["licences"] and "Stability AI Community License" in missing["licences"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not weights")
+    foreign = check("w2", tmp_path / "mine")
+    assert foreign["state"] == "broken" and "not a GeometryCrafter model folder Parallax wrote" in foreign["problem"]
+    assert "empty or new model folder" in foreign["fix"]
+    assert check("w3", tiny_gc_model_dir)["state"] == "verified"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gc_model_dir, model)
+    with open(model / "moge.safetensors", "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    broken = check("w4", model)
+    assert broken["state"] == "broken" and "moge.safetensors is corrupt" in broken["problem"]
+    assert "download and convert the weights again" in broken["fix"]
+
+    # Without the acceptance the engine downloads nothing, whatever the client does.
+    engine.send({"type": "weights", "id": "w6", "model": "geometrycrafter", "action": "download",
+                 "model_dir": str(tmp_path / "new")})
+    error = engine.until({"result", "error"}, "w6")[-1]
+    assert error["type"] == "error" and "licences of GeometryCrafter's weights were not accepted" in error["problem"]
+    assert not (tmp_path / "new").exists()
+
+    engine.send({"type": "weights", "id": "w5", "model": "nerf"})
+    error = engine.read()
+    assert error["type"] == "error" and error["id"] == "w5" and "unknown model 'nerf'" in error["problem"]

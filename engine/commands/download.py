@@ -1,5 +1,5 @@
-"""`python -m engine download geo4d|geometrycrafter [--download-dir DIR] [--out DIR] [--no-convert]`, with
-`--mirror URL` (Geo4D) or `--endpoint URL --token T --accept-licences` (GeometryCrafter, from the hub)."""
+"""`python -m engine download geo4d|geometrycrafter [--accept-licences] [--download-dir DIR] [--out DIR]
+[--no-convert]`, with `--mirror URL` (Geo4D) or `--endpoint URL --token T` (GeometryCrafter, from the hub)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GeometryCrafter: a Hugging Face token (default $HF_TOKEN or the saved login); "
                              "Stable Video Diffusion's repository is gated")
     parser.add_argument("--accept-licences", action="store_true",
-                        help="GeometryCrafter: accept the licences it prints (research-only GeometryCrafter, "
-                             "Stability AI Community License, MIT) without asking")
+                        help="accept the licences it prints (Geo4D: research release, Apache-2.0, CreativeML Open "
+                             "RAIL++-M, MIT; GeometryCrafter: research-only, Stability AI Community License, MIT) "
+                             "without asking")
     parser.add_argument("--no-convert", action="store_true", help="only download and verify")
 
 
@@ -38,4 +39,4 @@ def run(args: argparse.Namespace) -> int:
                                               args.accept_licences, convert=not args.no_convert)
     from ..models.download import download_geo4d
 
-    return download_geo4d(args.download_dir, args.out, args.mirror, convert=not args.no_convert)
+    return download_geo4d(args.download_dir, args.out, args.mirror, args.accept_licences, convert=not args.no_convert)

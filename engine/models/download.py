@@ -16,8 +16,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
+from ..reporting import Progress
 
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
 # File ids from the `gdown` lines of https://github.com/jzr99/Geo4D README.md.
@@ -49,13 +51,15 @@ def source_urls(mirror: str | None) -> dict[str, str]:
     return {name: GDRIVE_URL.format(id=file_id) for name, file_id in GEO4D_FILES.items()}
 
 
-def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
+def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = MAX_DOWNLOAD_BYTES,
+                  progress: Progress | None = None) -> None:
     """Download url to dest through dest.part, resuming a .part the server can continue (Range requests).
 
     dest appears only when the server's declared size arrived in full: a dropped connection raises ModelError
     and keeps the .part for the next run to resume. A .part that already holds the whole file (the server
     answers 416) is finished; one the server cannot continue is started again. A file larger than max_bytes
-    is refused before (or, without a declared size, while) it is written."""
+    is refused before (or, without a declared size, while) it is written. progress hears ("downloading <name>",
+    fraction) after every block; an exception it raises (a cancel) keeps the .part for the next run."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -69,7 +73,7 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
             os.replace(part, dest)
             return
         part.unlink()  # longer than the file, or a size the server does not say: start again
-        return download_file(url, dest, timeout, max_bytes)
+        return download_file(url, dest, timeout, max_bytes, progress)
     with response:
         ctype = response.headers.get("Content-Type", "")
         if ctype.startswith("text/html"):
@@ -88,7 +92,7 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
             if start != have:  # not where the .part ends: its bytes cannot be joined
                 response.close()
                 part.unlink()
-                return download_file(url, dest, timeout, max_bytes)
+                return download_file(url, dest, timeout, max_bytes, progress)
         if total is not None and total > max_bytes:
             raise ModelError(f"{url} is {total:,} bytes, more than the {max_bytes:,} a checkpoint may have",
                              "check the URL (or --mirror) serves the Geo4D checkpoint")
@@ -101,6 +105,8 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
                         raise ModelError(f"{url} sent more than {max_bytes:,} bytes, more than a checkpoint may "
                                          "have", "check the URL (or --mirror) serves the Geo4D checkpoint")
                     f.write(block)
+                    if progress is not None:
+                        progress(f"downloading {dest.name}", size / total if total else 0.0)
             except (ConnectionError, TimeoutError, http.client.HTTPException):
                 total = total if total is not None else -1  # reported below as a dropped connection
     if total is not None and size != total:
@@ -154,20 +160,38 @@ def manual_steps(download_dir: Path, out: Path, urls: dict[str, str]) -> str:
               "  3. Convert them (safe load, fp16 safetensors, sha256 manifest):",
               f"       python -m engine convert geo4d --model-ckpt {download_dir}/model.ckpt "
               f"--vae-ckpt {download_dir}/vae.ckpt --out {out}",
-              "  By downloading you accept the licences listed in docs/models.md."]
+              "  By downloading you accept the licences shown above."]
     return "\n".join(lines)
 
 
-def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None, convert: bool = True) -> int:
-    """Download (or resume), verify and convert Geo4D's checkpoints; 1 after printing the manual steps when
-    the network refuses. download_dir None: ~/.cache/parallax/downloads/geo4d; out None: the default model
-    directory; mirror: a base URL serving model.ckpt and vae.ckpt instead of Google Drive."""
+def accept_licences(model: str, accepted: bool, ask: Callable[[str], str] = input) -> None:
+    """Show the licences of `model`'s weights (its package's LICENCES); go on only when they are accepted
+    (--accept-licences, or "yes" typed at a terminal)."""
+    from . import model_package
+
+    print(model_package(model).LICENCES)
+    if accepted:
+        print("accepted with --accept-licences")
+        return
+    if sys.stdin is not None and sys.stdin.isatty() and ask("Type yes to accept them: ").strip().lower() == "yes":
+        return
+    raise InputError(f"the licences of {model_package(model).LABEL}'s weights were not accepted",
+                     "read them above, then run again with --accept-licences")
+
+
+def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None, accepted: bool = False,
+                   convert: bool = True, progress: Progress | None = None) -> int:
+    """Show the licences and go on only when accepted; download (or resume), verify and convert Geo4D's
+    checkpoints; 1 after printing the manual steps when the network refuses. download_dir None:
+    ~/.cache/parallax/downloads/geo4d; out None: the default model directory; mirror: a base URL serving
+    model.ckpt and vae.ckpt instead of Google Drive; progress: download_file's."""
     from . import default_model_dir
 
     from ..formats.writable import check_writable
 
     download_dir = Path(download_dir or DOWNLOAD_ROOT / "geo4d").expanduser().absolute()
     out = Path(out).expanduser().absolute() if out else default_model_dir("geo4d")
+    accept_licences("geo4d", accepted)
     check_writable(download_dir / "model.ckpt", "--download-dir")  # before gigabytes are downloaded
     if convert:
         from .geo4d.model_dir import check_model_target
@@ -181,7 +205,7 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
         if not dest.is_file():
             print(f"downloading {name} from {url}")
             try:
-                download_file(url, dest)
+                download_file(url, dest, progress=progress)
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 print(f"download of {name} failed: {getattr(exc, 'reason', exc)}", file=sys.stderr)
                 print(manual_steps(download_dir, out, urls), file=sys.stderr)
@@ -205,24 +229,25 @@ def download_geo4d(download_dir: str | None, out: str | None, mirror: str | None
 
 
 def download_geometrycrafter_model(download_dir: str | None, out: str | None, endpoint: str | None,
-                                   token: str | None, accepted: bool, convert: bool = True) -> int:
+                                   token: str | None, accepted: bool, convert: bool = True,
+                                   progress: Progress | None = None) -> int:
     """Show the licences and go on only when accepted; download (or resume) and verify GeometryCrafter's hub
     files (geometrycrafter/hub.py), then convert them. download_dir None: ~/.cache/parallax/downloads/
-    geometrycrafter; out None: the default model directory."""
+    geometrycrafter; out None: the default model directory; progress: hears the bytes of each file."""
     from . import default_model_dir
     from ..formats.writable import check_writable
-    from .geometrycrafter.hub import accept_licences, convert_geometrycrafter, download_geometrycrafter
+    from .geometrycrafter.hub import convert_geometrycrafter, download_geometrycrafter
     from .geometrycrafter.model_dir import LAYOUT
 
     download_dir = Path(download_dir or DOWNLOAD_ROOT / "geometrycrafter").expanduser().absolute()
     out = Path(out).expanduser().absolute() if out else default_model_dir("geometrycrafter")
-    accept_licences(accepted)
+    accept_licences("geometrycrafter", accepted)
     check_writable(download_dir / "model_index.json", "--download-dir")  # before gigabytes are downloaded
     if convert:
         LAYOUT.check_target(out, {"download folder": download_dir})
         check_writable(out)
     download_dir.mkdir(parents=True, exist_ok=True)
-    download_geometrycrafter(download_dir, endpoint, token)
+    download_geometrycrafter(download_dir, endpoint, token, progress=progress)
     if not convert:
         print(f"files verified in {download_dir}")
         return 0

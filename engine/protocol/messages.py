@@ -8,15 +8,18 @@ stdout. `docs/protocol.md` is the public description; this module is its single 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 from ..errors import EngineError, InputError
+from ..models import MODELS
+from ..models.weights import ACTIONS, WeightsState
 from ..options import BundleOptions, check
 
 # 2: a request that cannot be read is answered with its own id where the line has one (1: always "").
+# 3: the `weights` request and event (a model's weights: check, download, convert).
 # The add-on compares the pong's version with its own before its first request (docs/protocol.md).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class ProtocolError(EngineError):
@@ -64,6 +67,25 @@ class AlignRequest:
 
 
 @dataclass
+class WeightsRequest:
+    """A model's weights (engine.models.weights): action "check" verifies the model directory; "download" runs the
+    engine's download (licences accepted: `accept_licences`, which the client sends only once the user accepted
+    the licences a check showed) then its convert; "convert" converts the files already downloaded into `source`.
+
+    model: a name of engine.models.MODELS; model_dir: the model directory (null: the model's default). Answered
+    by a WeightsEvent with the state, then a ResultEvent whose `bundle` is the model directory.
+    """
+
+    type: ClassVar[str] = "weights"
+    id: str
+    model: str = field(metadata={"choices": tuple(MODELS), "flag": "model", "help": "a model name"})
+    action: str = field(default="check", metadata={"choices": ACTIONS, "flag": "action", "help": "an action"})
+    model_dir: str | None = None
+    source: str | None = None
+    accept_licences: bool = False
+
+
+@dataclass
 class CancelRequest:
     """Stop the running job `id` (any running job when empty); answered by a CancelledEvent."""
 
@@ -79,7 +101,8 @@ class ShutdownRequest:
     id: str = ""
 
 
-REQUESTS = {cls.type: cls for cls in (PingRequest, ReconstructRequest, AlignRequest, CancelRequest, ShutdownRequest)}
+REQUESTS = {cls.type: cls for cls in (PingRequest, ReconstructRequest, AlignRequest, WeightsRequest, CancelRequest,
+                                      ShutdownRequest)}
 
 
 # Events (engine -> client)
@@ -127,6 +150,16 @@ class ResultEvent:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class WeightsEvent(WeightsState):
+    """The state of a model's weights after a `weights` request: the fields of engine.models.weights.WeightsState
+    (model, label, model_dir, state "verified" / "missing" / "broken", problem, fix, licences: the text `download`
+    shows), and the request's id."""
+
+    type: ClassVar[str] = "weights"
+    id: str = ""
+
+
 @dataclass
 class ErrorEvent:
     """The job (or a request) failed; nothing was written. problem says what, fix what to do."""
@@ -145,7 +178,8 @@ class CancelledEvent:
     id: str
 
 
-EVENTS = {cls.type: cls for cls in (PongEvent, ProgressEvent, LogEvent, ResultEvent, ErrorEvent, CancelledEvent)}
+EVENTS = {cls.type: cls for cls in (PongEvent, ProgressEvent, LogEvent, ResultEvent, WeightsEvent, ErrorEvent,
+                                    CancelledEvent)}
 
 
 def encode(message) -> str:

@@ -14,16 +14,17 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
 from .. import __version__
 from ..errors import Cancelled, EngineError
+from ..models.weights import WeightsState
 from ..reporting import Log, Progress
 from .messages import (REQUESTS, AlignRequest, CancelledEvent, CancelRequest, ErrorEvent, LogEvent, PingRequest,
                        PongEvent, ProgressEvent, ProtocolError, ReconstructRequest, ResultEvent, ShutdownRequest,
-                       build, decode, encode, request_id)
+                       WeightsEvent, WeightsRequest, build, decode, encode, request_id)
 
 # How long a shutdown waits for a running job to notice its cancellation before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
@@ -60,7 +61,15 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
                         progress=progress)
 
 
-JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align}
+def _weights(request: WeightsRequest, progress: Progress, cancelled: Callable[[], bool], log: Log):
+    from ..models.weights import run_weights  # torch comes only with a conversion or a check
+
+    return run_weights(request.model, request.action, request.model_dir, request.source, request.accept_licences,
+                       progress)
+
+
+# Each job returns the folder it wrote (a bundle), or a WeightsState (its model directory is the result's folder).
+JOBS = {ReconstructRequest: _reconstruct, AlignRequest: _align, WeightsRequest: _weights}
 
 
 @dataclass
@@ -134,9 +143,12 @@ class Server:
             self.emit(ProgressEvent(request.id, stage, float(fraction)))
 
         try:
-            bundle = JOBS[type(request)](request, progress, cancel.is_set,
+            output = JOBS[type(request)](request, progress, cancel.is_set,
                                          lambda level, message: self.emit(LogEvent(request.id, level, message)))
-            event = ResultEvent(request.id, str(Path(bundle).absolute()), time.perf_counter() - start)
+            if isinstance(output, WeightsState):
+                self.emit(WeightsEvent(id=request.id, **asdict(output)))
+                output = output.model_dir
+            event = ResultEvent(request.id, str(Path(output).absolute()), time.perf_counter() - start)
         except Cancelled:
             event = CancelledEvent(request.id)
         except Exception as exc:

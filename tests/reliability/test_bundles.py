@@ -227,7 +227,7 @@ def test_convert_refuses_a_foreign_model_directory_before_loading_checkpoints(ex
 @pytest.mark.parametrize("command", [
     ["convert", "geo4d", "--model-ckpt", "a.ckpt", "--vae-ckpt", "b.ckpt"],
     # The mirror is a closed port: had the command tried to download, it would say so instead.
-    ["download", "geo4d", "--download-dir", "dl", "--mirror", "http://127.0.0.1:9"],
+    ["download", "geo4d", "--accept-licences", "--download-dir", "dl", "--mirror", "http://127.0.0.1:9"],
 ], ids=["convert", "download"])
 def test_a_project_folder_with_its_own_manifest_json_is_refused(command, tmp_path, monkeypatch):
     torch_or_skip()  # the command loads torch before it gets to this check
@@ -403,7 +403,7 @@ def test_download_refuses_a_download_folder_inside_out(tmp_path):
     out = tmp_path / "models"
     out.mkdir()
     before = snapshot(tmp_path)
-    result = run_main("download", "geo4d", "--download-dir", out / "dl", "--out", out,
+    result = run_main("download", "geo4d", "--accept-licences", "--download-dir", out / "dl", "--out", out,
                       "--mirror", "http://127.0.0.1:9")
     assert_clear_error(result, "download folder", "lies inside the output folder")
     assert_unchanged(tmp_path, before)

@@ -219,7 +219,8 @@ def test_flipped_bytes_in_a_checkpoint_are_refused(server, tmp_path, offset):
 
 
 def _download(url: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    return run_engine("download", "geo4d", "--mirror", url, "--download-dir", tmp_path / "dl", "--no-convert")
+    return run_engine("download", "geo4d", "--accept-licences", "--mirror", url, "--download-dir", tmp_path / "dl",
+                      "--no-convert")
 
 
 def test_download_command_refuses_a_corrupted_checkpoint_and_sets_it_aside(server, tmp_path):
@@ -276,8 +277,8 @@ def test_a_web_page_instead_of_the_file_is_not_kept(server, tmp_path):
 def test_no_network_writes_nothing_but_the_download_folder(tmp_path):
     torch_or_skip()  # the command loads torch before it gets to this check
     before = snapshot(tmp_path)
-    result = run_engine("download", "geo4d", "--mirror", "http://127.0.0.1:9", "--download-dir", tmp_path / "dl",
-                        "--out", tmp_path / "model")
+    result = run_engine("download", "geo4d", "--accept-licences", "--mirror", "http://127.0.0.1:9",
+                        "--download-dir", tmp_path / "dl", "--out", tmp_path / "model")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "manual" in result.stderr or "by hand" in result.stderr
     assert_unchanged(tmp_path, before, ignore=[tmp_path / "dl"])

@@ -8,7 +8,16 @@ from ...windows.schedule import WINDOW_LENGTH
 
 LABEL = "Geo4D"
 DEFAULT_STRIDE = 4  # frames between window starts
-__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load"]
+# Shown by `download geo4d` and the add-on's preferences, and accepted there before anything is downloaded.
+LICENCES = """Geo4D's weights come with these licences; read them before you accept:
+  - Geo4D (https://github.com/jzr99/Geo4D): the repository publishes no licence file; the weights are released
+    for research. Check the repository for the current terms before any commercial use.
+  - DynamiCrafter (https://github.com/Doubiiu/DynamiCrafter), which Geo4D is fine-tuned from: Apache-2.0, with
+    the terms of its third-party components below.
+  - The Stable Diffusion VAE it runs (via DynamiCrafter / Stable Diffusion 2.1): CreativeML Open RAIL++-M, with its
+    use restrictions.
+  - OpenCLIP ViT-H-14 (LAION-2B; used only at conversion, to compute the fixed context): MIT licence."""
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str):

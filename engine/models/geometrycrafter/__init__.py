@@ -11,7 +11,15 @@ LABEL = "GeometryCrafter"
 WINDOW_LENGTH = 110  # frames per window: the official run.py's window_size
 VARIANTS = ("diff", "determ")
 DEFAULT_STRIDE = 85  # run.py's window 110 less its overlap 25
-__all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load"]
+# Shown by `download geometrycrafter` and the add-on's preferences, and accepted there before anything is downloaded.
+LICENCES = """GeometryCrafter's weights come with these licences; read them before you accept:
+  - GeometryCrafter (https://github.com/TencentARC/GeometryCrafter/blob/main/LICENSE): academic, research and
+    education use only, never commercial or production use, under any circumstances.
+  - Stable Video Diffusion img2vid-xt, which GeometryCrafter is fine-tuned from and whose VAE and image encoder
+    it runs: the Stability AI Community License
+    (https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/blob/main/LICENSE.md).
+  - MoGe (https://github.com/microsoft/MoGe): MIT licence."""
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "VARIANTS", "WINDOW_LENGTH", "load"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Callable
 
 from ...errors import InputError, ModelError
+from ...reporting import Progress
 
 GEOMETRYCRAFTER = "TencentARC/GeometryCrafter"
 SVD = "stabilityai/stable-video-diffusion-img2vid-xt"
@@ -40,12 +40,6 @@ PARTS = {
     "moge": (MOGE, None, "model.pt"),
 }
 FLOAT32_PARTS = ("point_map_vae", "moge")  # float32 in the official run.py
-LICENCES = f"""GeometryCrafter's weights come with these licences; read them before you accept:
-  - GeometryCrafter (https://github.com/{GEOMETRYCRAFTER}/blob/main/LICENSE): academic, research and education
-    use only, never commercial or production use, under any circumstances.
-  - Stable Video Diffusion img2vid-xt, which GeometryCrafter is fine-tuned from and whose VAE and image encoder
-    it runs: the Stability AI Community License (https://huggingface.co/{SVD}/blob/main/LICENSE.md).
-  - MoGe (https://github.com/microsoft/MoGe): MIT licence."""
 
 
 def hub_files() -> dict[str, list[str]]:
@@ -56,22 +50,13 @@ def hub_files() -> dict[str, list[str]]:
     return files
 
 
-def accept_licences(accepted: bool, ask: Callable[[str], str] = input) -> None:
-    """Show the licences; go on only when they are accepted (--accept-licences, or "yes" typed at a terminal)."""
-    print(LICENCES)
-    if accepted:
-        print("accepted with --accept-licences")
-        return
-    if sys.stdin is not None and sys.stdin.isatty() and ask("Type yes to accept them: ").strip().lower() == "yes":
-        return
-    raise InputError("the licences of GeometryCrafter's weights were not accepted",
-                     "read them above, then run again with --accept-licences")
-
-
 def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, token: str | None = None,
-                             log: Callable[[str], None] = print) -> None:
+                             log: Callable[[str], None] = print, progress: Progress | None = None) -> None:
     """Download (or resume) every file of hub_files() into download_dir/<owner>/<name>/, each LFS file checked
-    against the sha256 the hub gives for it. ModelError names a file that could not be fetched or differs."""
+    against the sha256 the hub gives for it. ModelError names a file that could not be fetched or differs.
+    progress hears ("downloading <repo>/<file>", fraction of that file) as bytes arrive; an exception it raises
+    (a cancel) stops the download; the files already downloaded stay (what huggingface_hub keeps of an unfinished
+    one is its own choice: 2.4 removes it and starts it afresh)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -80,9 +65,13 @@ def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, to
     for repo, files in hub_files().items():
         for name in files:
             log(f"downloading {repo}/{name}")
+            bar = None
+            if progress is not None:
+                progress(f"downloading {repo}/{name}", 0.0)
+                bar = _progress_bar(progress, f"downloading {repo}/{name}")
             try:
                 path = Path(hf_hub_download(repo, name, local_dir=download_dir / repo, endpoint=endpoint,
-                                            token=token))
+                                            token=token, tqdm_class=bar))
                 etag = get_hf_file_metadata(hf_hub_url(repo, name, endpoint=endpoint), token=token).etag or ""
             except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
                 gated = " (a gated repository: accept its licence on the hub, then set HF_TOKEN)" if repo == SVD else ""
@@ -93,6 +82,21 @@ def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, to
                 path.rename(path.with_name(path.name + ".bad"))  # never kept, never resumed onto
                 raise ModelError(f"{path} differs from the hub's file (its sha256 is not {etag})",
                                  "run the same command again to download it afresh")
+
+
+def _progress_bar(progress: Progress, stage: str):
+    """A tqdm class for huggingface_hub that reports the bytes of one file to `progress` and prints nothing."""
+    from tqdm.std import tqdm  # huggingface_hub's own dependency
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})  # disabled: keeps n and total, draws nothing
+
+        def update(self, n=1):
+            self.n += n or 0
+            progress(stage, min(self.n / self.total, 1.0) if self.total else 0.0)
+
+    return Bar
 
 
 def read_hub_folder(folder: Path) -> tuple[dict[str, dict], dict[str, Path]]:
