@@ -147,6 +147,31 @@ class ReconstructOptions:
             self.align = AlignOptions(**self.align)
 
 
+
+_RECONSTRUCT = ReconstructOptions.__dataclass_fields__
+
+
+@dataclass
+class InspectOptions:
+    """What `inspect` reports on: a clip, and the reconstruction of it these reconstruct options would make
+    (the same fields: one definition)."""
+
+    video: Path = _RECONSTRUCT["video"]
+    model: str = _RECONSTRUCT["model"]
+    model_dir: Path | None = _RECONSTRUCT["model_dir"]
+    variant: str | None = _RECONSTRUCT["variant"]
+    stride: int | None = _RECONSTRUCT["stride"]
+    steps: int = _RECONSTRUCT["steps"]
+    precision: str | None = _RECONSTRUCT["precision"]
+    size: tuple[int, int] | None = _RECONSTRUCT["size"]
+    fps: float | None = _RECONSTRUCT["fps"]
+    json: bool = option(False, "print the report as one JSON object")
+
+    def __post_init__(self):
+        self.video = Path(self.video)
+        self.model_dir = Path(self.model_dir) if self.model_dir else None
+        self.size = tuple(int(v) for v in self.size) if self.size else None
+
 def flag_of(f) -> str:
     """The CLI flag of field f."""
     if f.metadata.get("flag"):

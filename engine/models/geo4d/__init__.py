@@ -8,7 +8,7 @@ from ...windows.schedule import WINDOW_LENGTH
 
 LABEL = "Geo4D"
 DEFAULT_STRIDE = 4  # frames between window starts
-__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str):
@@ -32,3 +32,19 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
                           "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
                           ) from exc
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
+
+
+def size_rule():
+    """The processing sizes (a SizeRule) of the released model, from its official configuration: no weights
+    needed (`inspect`). A loaded model's own `size_rule` is the same rule for the converted official weights."""
+    from .config import load_config
+    from .model import size_rule as rule_of
+
+    return rule_of(load_config())
+
+
+def model_dir_layout():
+    """The converted model directory's layout (engine/models/model_dir.py)."""
+    from .model_dir import LAYOUT
+
+    return LAYOUT

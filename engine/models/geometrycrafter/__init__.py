@@ -11,7 +11,7 @@ LABEL = "GeometryCrafter"
 WINDOW_LENGTH = 110  # frames per window: the official run.py's window_size
 VARIANTS = ("diff", "determ")
 DEFAULT_STRIDE = 85  # run.py's window 110 less its overlap 25
-__all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
@@ -27,3 +27,17 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     if variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
     return load_geometrycrafter(model_dir, device, dtype, variant)
+
+
+def size_rule():
+    """The processing sizes (a SizeRule): multiples of 64 near 576x1024 in area, as the official run.py."""
+    from .model import size_rule as rule
+
+    return rule()
+
+
+def model_dir_layout():
+    """The converted model directory's layout (engine/models/model_dir.py)."""
+    from .model_dir import LAYOUT
+
+    return LAYOUT
