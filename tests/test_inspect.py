@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from engine.clips.facts import clip_facts
+from engine.commands.inspect import format_report
 from tests.fixture_paths import GEO4D_FIXTURES
 from tests.needs import NO_TORCH
 
@@ -24,7 +25,7 @@ requires_clips = pytest.mark.skipif(not (CLIPS / "drift-turn.mp4").is_file(), re
 
 
 def inspect(tmp_path, *args):
-    """(exit code, stdout, stderr) of the real command, with an empty model folder."""
+    """(exit code, stdout, stderr) of the real command, with no model folder (tmp_path/no-weights)."""
     pytest.importorskip("torch", reason=NO_TORCH)
     env = {**os.environ, "PARALLAX_MODEL_DIR": str(tmp_path / "no-weights"), "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "engine", "inspect", *map(str, args)], cwd=ROOT, env=env,
@@ -136,9 +137,25 @@ def test_an_image_sequence_counts_its_files_and_has_no_rate(tmp_path):
     assert not any("frame rate" in p for p in given.problems())
 
 
+@pytest.fixture(scope="module")
+def shared_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("shared-clips")
+
+
+@pytest.fixture(scope="module")
+def drift(shared_tmp):
+    """The JSON report on drift-turn.mp4 (Geo4D, the defaults)."""
+    return report(shared_tmp, CLIPS / "drift-turn.mp4")
+
+
+@pytest.fixture(scope="module")
+def coast(shared_tmp):
+    """The JSON report on coast-drone.mp4 with GeometryCrafter."""
+    return report(shared_tmp, CLIPS / "coast-drone.mp4", "--model", "geometrycrafter")
+
+
 @requires_clips
-def test_the_shared_clips_are_read_as_their_readme_says_and_reported_apart(tmp_path):
-    drift = report(tmp_path, CLIPS / "drift-turn.mp4")
+def test_the_shared_clips_are_read_as_their_readme_says_and_reported_apart(shared_tmp, drift, coast):
     clip = drift["clip"]
     assert (clip["frames_decoded"], clip["frames_declared"], clip["fps"], clip["width"], clip["height"]) == \
         (64, 64, 25.0, 854, 480)
@@ -149,16 +166,15 @@ def test_the_shared_clips_are_read_as_their_readme_says_and_reported_apart(tmp_p
     assert recon["weights"]["present"] is False and "engine download geo4d" in recon["weights"]["get"]
     assert recon["needs"]["time"]["device"] == "cpu" and "no GPU benchmark figure" in recon["needs"]["time"]["gpu"]
 
-    code, text_drift, _ = inspect(tmp_path, CLIPS / "drift-turn.mp4")
-    code_coast, text_coast, _ = inspect(tmp_path, CLIPS / "coast-drone.mp4", "--model", "geometrycrafter")
-    assert code == code_coast == 0
-    assert "64 decoded, 64 declared" in text_drift and "854x480" in text_drift
+    code, text_drift, _ = inspect(shared_tmp, CLIPS / "drift-turn.mp4")  # what a terminal shows (scripts/run.sh)
+    assert code == 0 and text_drift.strip() == format_report(drift)
+    text_coast = format_report(coast)
+    assert "64 decoded, 64 declared" in text_drift and "854x480" in text_drift and "25 fps" in text_drift
     assert "110 decoded, 110 declared" in text_coast and "1024x576" in text_coast and "20 fps" in text_coast
 
 
 @requires_clips
-def test_geometrycrafter_on_the_coast_clip_needs_what_docs_models_md_predicts(tmp_path):
-    coast = report(tmp_path, CLIPS / "coast-drone.mp4", "--model", "geometrycrafter")
+def test_geometrycrafter_on_the_coast_clip_needs_what_docs_models_md_predicts(coast):
     recon = coast["reconstruction"]
     assert coast["clip"]["frames_decoded"] == 110 and coast["clip"]["duration_s"] == pytest.approx(5.5)
     assert recon["processing_size"] == [576, 1024] and recon["windows"] == 1
