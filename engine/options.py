@@ -134,7 +134,7 @@ class ReconstructOptions:
             else:
                 raise InputError(f"the reconstruct option `{f.name}` is missing", f"pass {f.name}")
         self.video = Path(self.video)
-        self.out = Path(self.out)
+        self.out = Path(self.out) if self.out is not None else None  # None: inspect's, which writes nothing
         self.model_dir = Path(self.model_dir) if self.model_dir else None
         start, stop = self.frames
         self.frames = (int(start or 0), None if stop is None else int(stop))
@@ -148,29 +148,15 @@ class ReconstructOptions:
 
 
 
-_RECONSTRUCT = ReconstructOptions.__dataclass_fields__
-
 
 @dataclass
-class InspectOptions:
-    """What `inspect` reports on: a clip, and the reconstruction of it these reconstruct options would make
-    (the same fields: one definition)."""
+class InspectOptions(ReconstructOptions):
+    """What `inspect` reports on: a clip, and the reconstruction of it that these reconstruct options would make
+    (the same fields, so a reconstruct command line can be inspected as it is), without an output folder."""
 
-    video: Path = _RECONSTRUCT["video"]
-    model: str = _RECONSTRUCT["model"]
-    model_dir: Path | None = _RECONSTRUCT["model_dir"]
-    variant: str | None = _RECONSTRUCT["variant"]
-    stride: int | None = _RECONSTRUCT["stride"]
-    steps: int = _RECONSTRUCT["steps"]
-    precision: str | None = _RECONSTRUCT["precision"]
-    size: tuple[int, int] | None = _RECONSTRUCT["size"]
-    fps: float | None = _RECONSTRUCT["fps"]
+    out: Path | None = option(None, cli=False)
     json: bool = option(False, "print the report as one JSON object")
 
-    def __post_init__(self):
-        self.video = Path(self.video)
-        self.model_dir = Path(self.model_dir) if self.model_dir else None
-        self.size = tuple(int(v) for v in self.size) if self.size else None
 
 def flag_of(f) -> str:
     """The CLI flag of field f."""

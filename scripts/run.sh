@@ -27,7 +27,7 @@ else
   # The user's clip first: what it holds and what reconstructing it would need (a clip that cannot be read
   # stops here, with the engine's error and its fix).
   echo "==> No Geo4D weights in $model_dir. Your clip, as the engine reads it:"
-  $PY -m engine inspect "$clip" --model-dir "$model_dir"
+  $PY -m engine inspect "$clip" --model-dir "$model_dir" ${opts[@]+"${opts[@]}"}
   cat <<MSG
 ==> Get the weights with:   $PY -m engine download geo4d        (then: $PY -m engine convert geo4d ...)
     or read docs/models.md for the manual download and the licences. Set PARALLAX_MODEL_DIR to use another folder.

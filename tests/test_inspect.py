@@ -195,10 +195,13 @@ def test_a_clip_at_geo4ds_training_aspect_needs_the_benchmarked_memory(tmp_path)
 
 
 def test_the_time_estimate_gives_back_the_benchmark_at_its_own_setting(tmp_path):
-    # The CPU figure's run: 16 frames at 64x128, one window, one step, fp32: 5.6076 s per frame in total.
-    clip = write_video(tmp_path / "bench.mp4", moving_bar(16, (64, 128)), 24)
-    result = report(tmp_path, clip, "--size", 64, 128, "--steps", 1, "--precision", "fp32")
+    # The CPU figure's run: 16 frames at 64x128, one window, one step, fp32: 5.6076 s per frame in total. The
+    # options are reconstruct's: frames 4-19 of 40, and settings that change nothing here (seed, bundle, alignment).
+    clip = write_video(tmp_path / "bench.mp4", moving_bar(40, (64, 128)), 24)
+    result = report(tmp_path, clip, "--frames", "4:20", "--size", 64, 128, "--steps", 1, "--precision", "fp32",
+                    "--seed", 7, "--point-stride", 3, "--no-rays")
     recon = result["reconstruction"]
+    assert result["clip"]["frames_decoded"] == 40 and recon["frames"] == [4, 20]
     assert recon["processing_size"] == [64, 128] and recon["windows"] == 1
     assert recon["needs"]["time"]["seconds"] == pytest.approx(16 * 5.6076, rel=0.01)  # stages sum to 5.588
 
@@ -209,3 +212,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
     clip = write_video(tmp_path / "ok.mp4", moving_bar(4, (48, 64)), 25)
     code, out, err = inspect(tmp_path, clip, "--size", 100, 100)
     assert code == 2 and "not a multiple of 64" in err and out == ""
+    code, out, err = inspect(tmp_path, clip, "--frames", "6:9")
+    assert code == 2 and "--frames 6:9 holds none of the clip's 4 frames" in err and out == ""
+    code, out, err = inspect(tmp_path, clip, "--stride", 16)  # reconstruct's own check of the options
+    assert code == 2 and "window stride 16 is not usable" in err and out == ""

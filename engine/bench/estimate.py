@@ -82,10 +82,10 @@ class Needs:
 
 
 def predict_needs(model: str, size: tuple[int, int], precision: str, starts: np.ndarray, clip_frames: int,
-                  window_length: int, steps: int, variant: str | None = None) -> Needs:
-    """The predicted peak memory of one window at processing size (H, W) in `precision` ("fp16", "bf16", "fp32"),
-    and the time of the windows starting at `starts` (int64[G]) over `clip_frames` frames with `steps` steps.
-    A few seconds on the CPU: the networks are built on the meta device (no weights)."""
+                  window_length: int, steps: int, variant: str | None = None, window_batch: int = 1) -> Needs:
+    """The predicted peak memory of one window (Geo4D: `window_batch` windows denoised together) at processing size
+    (H, W) in `precision` ("fp16", "bf16", "fp32"), and the time of the windows starting at `starts` (int64[G]) over
+    `clip_frames` frames with `steps` steps. A few seconds on the CPU: the networks are built on the meta device."""
     import torch
 
     from ..pipeline.reconstruct import PRECISIONS
@@ -96,7 +96,8 @@ def predict_needs(model: str, size: tuple[int, int], precision: str, starts: np.
         from ..models.geo4d.config import OFFICIAL_CONFIG, load_config
         from .memory import meta_modules, stage_peaks
 
-        peaks = stage_peaks(meta_modules(load_config(OFFICIAL_CONFIG), dtype), size, 1, cuda_attention=True)
+        peaks = stage_peaks(meta_modules(load_config(OFFICIAL_CONFIG), dtype), size, window_batch,
+                            cuda_attention=True)
     else:
         from ..models.geometrycrafter.config import load_config
         from .memory_geometrycrafter import OFFICIAL_CONFIG, meta_networks

@@ -1,5 +1,5 @@
-"""`python -m engine inspect CLIP [--model M] [reconstruct's options] [--json]`: what the clip holds and what a
-reconstruction of it would need, without the model's weights.
+"""`python -m engine inspect CLIP [reconstruct's options but --out] [--json]`: what the clip holds and what a
+reconstruction of it with those options would need, without the model's weights.
 
 The clip is decoded once with the engine's own readers (engine/clips/facts.py): frames decoded and declared,
 rate, size, duration, per-frame timestamps, and the problems they show. The reconstruction's figures come
@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..clips.facts import ClipFacts, clip_facts
+from ..errors import InputError
 from ..models import default_model_dir, model_package
 from ..options import InspectOptions, add_arguments as add_option_arguments, from_args
-from ..windows.schedule import check_stride, window_starts
+from ..pipeline.reconstruct import check_options, stride_of
+from ..windows.schedule import window_starts
 
 GB = 1024 ** 3
 GPU_PRECISION = "fp16"  # what Auto runs on a GPU (engine/devices.py)
@@ -38,17 +40,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def inspect(options: InspectOptions) -> dict:
-    """The report on options.video and a reconstruction of it with `options` (JSON-ready)."""
+    """The report on options.video and a reconstruction of it with `options` (JSON-ready). Of reconstruct's
+    options, the model, its folder and variant, the stride, steps, precision, size, frame range, fps and window
+    batch change the report; the bundle's and the alignment's settings do not."""
+    check_options(options)  # reconstruct's own checks, before the clip is decoded
     package = model_package(options.model)
-    stride = options.stride or package.DEFAULT_STRIDE
-    check_stride(stride, package.WINDOW_LENGTH)  # a bad option is refused before the clip is decoded
+    stride = stride_of(options)
     rule = package.size_rule()
     if options.size is not None:
         rule.check(options.size)
     facts = clip_facts(options.video, options.fps)
     size = options.size or rule.fit(facts.size)
-    starts = window_starts(facts.decoded, stride, package.WINDOW_LENGTH)
-    problems = facts.problems() + _processing_problems(facts, size, package.LABEL, package.WINDOW_LENGTH)
+    start, stop = options.frames
+    frames = len(range(facts.decoded)[start:stop])
+    if not frames:
+        raise InputError(f"--frames {start}:{'' if stop is None else stop} holds none of the clip's {facts.decoded} "
+                         "frames", f"choose a range inside 0:{facts.decoded}")
+    starts = window_starts(frames, stride, package.WINDOW_LENGTH)
+    problems = facts.problems() + _processing_problems(facts, frames, size, package.LABEL, package.WINDOW_LENGTH)
     model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
     return {
         "clip": _clip_part(facts),
@@ -58,10 +67,10 @@ def inspect(options: InspectOptions) -> dict:
             "processing_size": list(size), "size_rule": f"sides multiples of {rule.multiple}, near "
                                                         f"{rule.trained_at[0]}x{rule.trained_at[1]} in area",
             "size_from": "--size" if options.size else "the model's size rule at the clip's aspect",
-            "stride": stride, "steps": options.steps, "windows": len(starts),
+            "frames": [start, start + frames], "stride": stride, "steps": options.steps, "windows": len(starts),
             "window_length": package.WINDOW_LENGTH,
             "weights": _weights(package, model_dir),
-            "needs": _needs(options, size, starts, facts.decoded, package.WINDOW_LENGTH),
+            "needs": _needs(options, size, starts, frames, package.WINDOW_LENGTH),
         },
     }
 
@@ -79,13 +88,13 @@ def _clip_part(facts: ClipFacts) -> dict:
     return part
 
 
-def _processing_problems(facts: ClipFacts, size: tuple[int, int], label: str, window: int) -> list[str]:
-    """What the processing size or the clip's length mean for the model."""
+def _processing_problems(facts: ClipFacts, frames: int, size: tuple[int, int], label: str, window: int) -> list[str]:
+    """What the processing size or the number of frames reconstructed mean for the model."""
     found = []
-    if facts.decoded < window:
-        found.append(f"very short clip: {facts.decoded} frames, fewer than one {label} window ({window} frames); "
+    if frames < window:
+        found.append(f"very short clip: {frames} frames, fewer than one {label} window ({window} frames); "
                      f"it runs as one short window, and the model was trained on {window}")
-    if facts.decoded < 2:
+    if frames < 2:
         found.append("a single frame has no camera motion to recover: reconstruct gives its depth and points only")
     h, w = facts.size
     if h < size[0] or w < size[1]:
@@ -126,19 +135,26 @@ def _needs(options: InspectOptions, size: tuple[int, int], starts, frames: int, 
         return {"unavailable": "the benchmarks (engine/bench) are not part of this engine build: run inspect from a "
                                "checkout of the Parallax repository for the memory and time figures"}
     precision = options.precision or GPU_PRECISION
-    needs = predict_needs(options.model, size, precision, starts, frames, window, options.steps, options.variant)
+    needs = predict_needs(options.model, size, precision, starts, frames, window, options.steps, options.variant,
+                          options.window_batch)
     figure = needs.figure
     return {
         "gpu_memory": {"peak_gb": round(needs.peak_bytes / GB, 2), "weights_gb": round(needs.weights_bytes / GB, 2),
                        "precision": precision, "stages_gb": {k: round(v / GB, 2) for k, v in needs.stages.items()},
                        "from": f"python -m engine.bench memory's prediction (engine/bench/) at {size[0]}x{size[1]}, "
-                               "one window: torch.cuda.max_memory_allocated predicted on the meta device, not "
-                               "measured on a GPU"},
+                               f"{_batch(options)}: torch.cuda.max_memory_allocated predicted on the meta device, "
+                               "not measured on a GPU"},
         "time": {"seconds": round(needs.seconds, 1), "device": "cpu",
                  "from": f"{figure.command} on {figure.where}: {figure.setting}",
                  "how": figure.caveat,
                  "gpu": "no GPU benchmark figure exists yet (docs/models.md): a GPU is expected to be far faster"},
     }
+
+
+def _batch(options: InspectOptions) -> str:
+    if options.model == "geo4d" and options.window_batch > 1:
+        return f"{options.window_batch} windows denoised together"
+    return "one window"
 
 
 def _duration(seconds: float) -> str:
@@ -173,8 +189,9 @@ def format_report(report: dict) -> str:
     size = recon["processing_size"]
     lines += [f"{recon['label']} reconstruction ({recon['model']}):",
               f"  processing:  {size[0]}x{size[1]} (H x W; {recon['size_from']}: {recon['size_rule']})",
-              f"  windows:     {recon['windows']} of {recon['window_length']} frames, stride {recon['stride']}, "
-              f"{recon['steps']} steps",
+              f"  windows:     {recon['windows']} of {recon['window_length']} frames over frames "
+              f"{recon['frames'][0]}-{recon['frames'][1] - 1}, stride {recon['stride']}, {recon['steps']} "
+              + ("step" if recon["steps"] == 1 else "steps"),
               f"  weights:     {weights['state']}"]
     if weights["get"]:
         lines.append(f"               get them: {weights['get']}")
