@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import pytest
 
 from engine.clips.facts import clip_facts
 from engine.commands.inspect import format_report
+from engine.models import model_package
 from tests.fixture_paths import GEO4D_FIXTURES
 from tests.needs import NO_TORCH
 
@@ -216,3 +218,19 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert code == 2 and "--frames 6:9 holds none of the clip's 4 frames" in err and out == ""
     code, out, err = inspect(tmp_path, clip, "--stride", 16)  # reconstruct's own check of the options
     assert code == 2 and "window stride 16 is not usable" in err and out == ""
+
+
+def test_the_extensions_engine_inspects_without_the_benchmarks_and_says_so(tmp_path, addon_zip):
+    # The zip's engine leaves engine/bench out (build_addon.DEV_ONLY): the clip is still reported.
+    pytest.importorskip("torch", reason=NO_TORCH)
+    zipfile.ZipFile(addon_zip).extractall(tmp_path / "addon")
+    clip = write_video(tmp_path / "shot.mp4", moving_bar(20, (48, 64)), 25)
+    env = {**os.environ, "PARALLAX_MODEL_DIR": str(tmp_path / "no-weights")}
+    env.pop("PYTHONPATH", None)  # `python -m engine` from the unpacked zip finds its engine first
+    done = subprocess.run([sys.executable, "-m", "engine", "inspect", str(clip), "--json"], cwd=tmp_path / "addon",
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["clip"]["frames_decoded"] == 20
+    assert result["reconstruction"]["processing_size"] == list(model_package("geo4d").size_rule().fit((48, 64)))
+    assert "not part of this engine build" in result["reconstruction"]["needs"]["unavailable"]
