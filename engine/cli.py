@@ -22,6 +22,7 @@ COMMANDS = {
     "serve": "speak the JSON-lines protocol on stdin/stdout (Blender)",
     "export": "export a bundle to COLMAP, nerfstudio, Nuke .chan, USD, a PLY cloud or plate-resolution depth",
     "demo": "weight-free pipeline demo from simulated predictions",
+    "inspect": "what a clip holds and what reconstructing it would need (weights, GPU memory, time)",
 }
 
 

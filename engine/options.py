@@ -134,7 +134,7 @@ class ReconstructOptions:
             else:
                 raise InputError(f"the reconstruct option `{f.name}` is missing", f"pass {f.name}")
         self.video = Path(self.video)
-        self.out = Path(self.out)
+        self.out = Path(self.out) if self.out is not None else None  # None: inspect's, which writes nothing
         self.model_dir = Path(self.model_dir) if self.model_dir else None
         start, stop = self.frames
         self.frames = (int(start or 0), None if stop is None else int(stop))
@@ -145,6 +145,17 @@ class ReconstructOptions:
                 raise InputError(f"unknown alignment option(s) {', '.join(unknown)}",
                                  f"use the fields of AlignOptions: {', '.join(f.name for f in fields(AlignOptions))}")
             self.align = AlignOptions(**self.align)
+
+
+
+
+@dataclass
+class InspectOptions(ReconstructOptions):
+    """What `inspect` reports on: a clip, and the reconstruction of it that these reconstruct options would make
+    (the same fields, so a reconstruct command line can be inspected as it is), without an output folder."""
+
+    out: Path | None = option(None, cli=False)
+    json: bool = option(False, "print the report as one JSON object")
 
 
 def flag_of(f) -> str:

@@ -36,10 +36,14 @@ class Clip:
         damaged file), else None. declared_frames: that count, None where the file states none."""
         if self.declared_frames is None or len(self.frames) >= self.declared_frames:
             return None
-        first = int(self.frame_indices[0])
-        return (f"only {len(self.frames)} of the {self.declared_frames} frames the clip's header declares could "
-                f"be decoded (frames {first + len(self.frames)}-{first + self.declared_frames - 1} are missing): "
-                "the file may be truncated or damaged; re-export or re-copy it for the whole shot")
+        return shortfall_text(len(self.frames), self.declared_frames, int(self.frame_indices[0]))
+
+
+def shortfall_text(decoded: int, declared: int, first: int) -> str:
+    """The warning for `decoded` frames of the `declared` ones from frame `first` on (decoded < declared)."""
+    return (f"only {decoded} of the {declared} frames the clip's header declares could "
+            f"be decoded (frames {first + decoded}-{first + declared - 1} are missing): "
+            "the file may be truncated or damaged; re-export or re-copy it for the whole shot")
 
 
 def probe_video(path: str | Path, fps: float | None = None) -> tuple[tuple[int, int], float]:
@@ -47,13 +51,12 @@ def probe_video(path: str | Path, fps: float | None = None) -> tuple[tuple[int, 
     fps: the rate where the clip stores none (image sequences); None: 24."""
     if is_image_sequence(path):
         return read_image(find_sequence(path).files[0]).shape[:2], fps or DEFAULT_FPS
-    cap = _open(Path(path))
+    cap = open_video(Path(path))
     try:
         ok, frame = cap.read()
         if not ok or frame is None:
-            raise InputError(f"{path} has no decodable frames",
-                             "check the file plays in a video player; re-encode it to H.264 MP4 if it does not")
-        return frame.shape[:2], _fps(cap, fps)
+            raise no_frames(path)
+        return frame.shape[:2], clip_fps(cap, fps)
     finally:
         cap.release()
 
@@ -67,9 +70,9 @@ def read_video(path: str | Path, start: int = 0, stop: int | None = None,
         raise InputError(f"frame range {start}:{stop} is empty or negative", "pass --frames A:B with 0 <= A < B")
     if is_image_sequence(path):
         return _read_sequence(path, start, stop, size, fps or DEFAULT_FPS)
-    cap = _open(path)
+    cap = open_video(path)
     try:
-        fps = _fps(cap, fps)
+        fps = clip_fps(cap, fps)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         declared = (min(int(count), stop or int(count)) - start) if np.isfinite(count) and count > 0 else None
         frames, indices = [], []
@@ -108,16 +111,27 @@ def _read_sequence(path: Path, start: int, stop: int | None, size: tuple[int, in
     for index in indices:
         frame = read_image(files[index])
         if frame.shape[:2] != first_size:
-            raise InputError(f"frame {index} of the image sequence ({files[index].name}) is "
-                             f"{frame.shape[1]}x{frame.shape[0]}, the first frame ({files[0].name}) is "
-                             f"{first_size[1]}x{first_size[0]}", "export every frame of the sequence at one size")
+            raise size_mismatch(files, index, frame.shape[:2], first_size)
         if size is not None:
             frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         frames.append(frame)
     return Clip(np.stack(frames), np.arange(indices.start, indices.stop, dtype=np.int64), fps)
 
 
-def _open(path: Path) -> cv2.VideoCapture:
+def size_mismatch(files: tuple[Path, ...], index: int, size: tuple[int, int], first: tuple[int, int]) -> InputError:
+    """The error for frame `index` of an image sequence being (H, W) `size` where its first frame is `first`."""
+    return InputError(f"frame {index} of the image sequence ({files[index].name}) is {size[1]}x{size[0]}, the first "
+                      f"frame ({files[0].name}) is {first[1]}x{first[0]}",
+                      "export every frame of the sequence at one size")
+
+
+def no_frames(path: Path) -> InputError:
+    return InputError(f"{path} has no decodable frames",
+                      "check the file plays in a video player; re-encode it to H.264 MP4 if it does not")
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    """An opened capture of the video file `path`; InputError when OpenCV cannot open it."""
     if not path.is_file():
         raise InputError(f"video {path} does not exist", "pass the path of a video file")
     cap = cv2.VideoCapture(str(path))
@@ -128,7 +142,8 @@ def _open(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _fps(cap: cv2.VideoCapture, fallback: float | None) -> float:
+def clip_fps(cap: cv2.VideoCapture, fallback: float | None) -> float:
+    """The rate the file stores, else `fallback`, else 24."""
     fps = float(cap.get(cv2.CAP_PROP_FPS))
     # The file's own rate wins; some containers store none.
     return fps if np.isfinite(fps) and fps > 0 else fallback or DEFAULT_FPS

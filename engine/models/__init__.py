@@ -2,8 +2,9 @@
 
 A model's package defines, without importing torch at import time: LABEL (its name for the artist),
 WINDOW_LENGTH (frames per window), DEFAULT_STRIDE (frames between window starts), VARIANTS where it has
-several (the first the default) and `load(model_dir, device, precision, runtime[, variant]) -> WindowModel`
-(engine/models/window_model.py).
+several (the first the default), `size_rule()` (the released model's SizeRule, no weights needed),
+`model_dir_layout()` (its converted directory's ModelDirLayout) and
+`load(model_dir, device, precision, runtime[, variant]) -> WindowModel` (engine/models/window_model.py).
 """
 
 from __future__ import annotations

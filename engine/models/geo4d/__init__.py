@@ -17,7 +17,7 @@ LICENCES = """Geo4D's weights come with these licences; read them before you acc
   - The Stable Diffusion VAE it runs (via DynamiCrafter / Stable Diffusion 2.1): CreativeML Open RAIL++-M, with its
     use restrictions.
   - OpenCLIP ViT-H-14 (LAION-2B; used only at conversion, to compute the fixed context): MIT licence."""
-__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str):
@@ -41,3 +41,19 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
                           "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
                           ) from exc
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
+
+
+def size_rule():
+    """The processing sizes (a SizeRule) of the released model, from its official configuration: no weights
+    needed (`inspect`). A loaded model's own `size_rule` is the same rule for the converted official weights."""
+    from .config import load_config
+    from .model import size_rule as rule_of
+
+    return rule_of(load_config())
+
+
+def model_dir_layout():
+    """The converted model directory's layout (engine/models/model_dir.py)."""
+    from .model_dir import LAYOUT
+
+    return LAYOUT

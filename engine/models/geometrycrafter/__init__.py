@@ -19,7 +19,7 @@ LICENCES = """GeometryCrafter's weights come with these licences; read them befo
     it runs: the Stability AI Community License
     (https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/blob/main/LICENSE.md).
   - MoGe (https://github.com/microsoft/MoGe): MIT licence."""
-__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "VARIANTS", "WINDOW_LENGTH", "load"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "VARIANTS", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
@@ -35,3 +35,17 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     if variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
     return load_geometrycrafter(model_dir, device, dtype, variant)
+
+
+def size_rule():
+    """The processing sizes (a SizeRule): multiples of 64 near 576x1024 in area, as the official run.py."""
+    from .model import size_rule as rule
+
+    return rule()
+
+
+def model_dir_layout():
+    """The converted model directory's layout (engine/models/model_dir.py)."""
+    from .model_dir import LAYOUT
+
+    return LAYOUT
