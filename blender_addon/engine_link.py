@@ -18,6 +18,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.export import FORMATS as EXPORT_FORMATS
     from .engine.formats.bundle import Bundle, read_bundle
     from .engine.formats.exr import check_depth_exr
+    from .engine.formats.matte import check_matte_exr
     from .engine.formats.sequence import find_sequence
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
@@ -30,6 +31,7 @@ else:  # a checkout: the repository root holds the engine
     from engine.export import FORMATS as EXPORT_FORMATS
     from engine.formats.bundle import Bundle, read_bundle
     from engine.formats.exr import check_depth_exr
+    from engine.formats.matte import check_matte_exr
     from engine.formats.sequence import find_sequence
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
@@ -37,4 +39,5 @@ else:  # a checkout: the repository root holds the engine
     from engine.reporting import frame_spans
 
 __all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION",
-           "ReconstructOptions", "check_depth_exr", "find_sequence", "frame_spans", "options_json", "read_bundle"]
+           "ReconstructOptions", "check_depth_exr", "check_matte_exr", "find_sequence", "frame_spans", "options_json",
+           "read_bundle"]
