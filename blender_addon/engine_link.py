@@ -19,6 +19,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.export import FORMATS as EXPORT_FORMATS
     from .engine.formats.bundle import Bundle, read_bundle
     from .engine.formats.exr import check_depth_exr
+    from .engine.formats.matte import check_matte_exr
     from .engine.formats.sequence import find_sequence
     from .engine.models import MODELS, model_package
     from .engine.options import AlignOptions, ReconstructOptions
@@ -32,6 +33,7 @@ else:  # a checkout: the repository root holds the engine
     from engine.export import FORMATS as EXPORT_FORMATS
     from engine.formats.bundle import Bundle, read_bundle
     from engine.formats.exr import check_depth_exr
+    from engine.formats.matte import check_matte_exr
     from engine.formats.sequence import find_sequence
     from engine.models import MODELS, model_package
     from engine.options import AlignOptions, ReconstructOptions
@@ -40,5 +42,6 @@ else:  # a checkout: the repository root holds the engine
     from engine.reporting import frame_spans
 
 __all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "MODELS", "PROTOCOL_VERSION",
-           "ReconstructOptions", "check_depth_exr", "find_sequence", "frame_spans", "model_package", "options_json",
+           "ReconstructOptions", "check_depth_exr", "check_matte_exr", "find_sequence", "frame_spans", "model_package",
+           "options_json",
            "read_bundle"]

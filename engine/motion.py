@@ -1,5 +1,5 @@
-"""Which pixels show moving things (the bundle's `moving` points, the mattes export): each frame's depth
-checked against the other frames'.
+"""Which pixels show moving things (the bundle's motion mattes and `moving` points, the mattes export): each
+frame's depth checked against the other frames'.
 
 A point is projected into other frames (offsets 1, 2, 3, 5, 8, 11, ... both ways); where it
 lands in front of the surface that frame saw (by more than MOTION_TOLERANCE of that depth), that frame looked
@@ -65,6 +65,27 @@ def moving_points(K: np.ndarray, w2c: np.ndarray, depth: np.ndarray, xyz: np.nda
     """bool[P]: the points xyz [P, 3] of frames `frame` [P] that the other frames' depth contradicts
     (arguments as motion_votes)."""
     return is_moving(*motion_votes(K, w2c, depth, xyz, frame))
+
+
+def frame_motion(K: np.ndarray, w2c: np.ndarray, near: np.ndarray, depth: np.ndarray,
+                 i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame i's motion matte: (moving bool[H, W], score float32[H, W], tested bool[H, W]), every pixel with depth
+    (depth float32[H, W], frame i's planar depth, 0 = none) tested against the other frames. score = the fraction
+    of the frames that saw the pixel's place and contradicted it (0 where none saw it); tested = the pixel had
+    depth. K, w2c and near as motion_votes."""
+    h, w = depth.shape
+    v, u = np.mgrid[0:h, 0:w]
+    valid = depth > 0
+    z = depth[valid].astype(np.float64)
+    rays = np.stack([u[valid] + 0.5, v[valid] + 0.5, np.ones_like(z)], axis=1) @ np.linalg.inv(K[i]).T
+    c2w = np.linalg.inv(w2c[i])
+    xyz = (rays * z[:, None]) @ c2w[:3, :3].T + c2w[:3, 3]
+    votes, checked = motion_votes(K, w2c, near, xyz, np.full(len(z), i))
+    moving = np.zeros((h, w), bool)
+    score = np.zeros((h, w), np.float32)
+    moving[valid] = is_moving(votes, checked)
+    score[valid] = votes / np.maximum(checked, 1)
+    return moving, score, valid
 
 
 def project(K: np.ndarray, world_to_camera: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,11 +2,12 @@
 # Creates one test lane's venv. Idempotent: re-running only installs what is missing. Used by both README
 # commands (the main lane) and by scripts/test.sh (every lane).
 #
-#   scripts/setup_env.sh [LANE]      LANE: main (default), bpy42 or py313
+#   scripts/setup_env.sh [LANE]      LANE: main (default), bpy42, bpy45 or py313
 #
 #   main    .venv         Python 3.11, bpy 5.0.1, the engine with torch (CPU), ONNX and conversion: everything
 #   bpy42   .venv-bpy42   Python 3.11, bpy 4.2 LTS (NumPy 1.x like Blender 4.2), the engine with torch (CPU) and
 #                         conversion
+#   bpy45   .venv-bpy45   the same with bpy 4.5 LTS
 #   py313   .venv-py313   Python 3.13, bpy 5.2 LTS, NumPy 2, the engine's requirements without torch (PyPI's torch
 #                         for 3.13 is a multi-GB CUDA build; the tests that need torch skip there, saying so)
 set -euo pipefail
@@ -15,11 +16,12 @@ lane=${1:-main}
 case "$lane" in
   main)  venv=.venv;       minor=11; bpy=5.0.1;  pyvar=PYTHON ;;
   bpy42) venv=.venv-bpy42; minor=11; bpy=4.2.23; pyvar=PYTHON ;;
+  bpy45) venv=.venv-bpy45; minor=11; bpy=4.5.15; pyvar=PYTHON ;;
   py313) venv=.venv-py313; minor=13; bpy=5.2.4;  pyvar=PYTHON313 ;;
-  *) echo "error: unknown lane '$lane'" >&2; echo "fix: use main, bpy42 or py313" >&2; exit 2 ;;
+  *) echo "error: unknown lane '$lane'" >&2; echo "fix: use main, bpy42, bpy45 or py313" >&2; exit 2 ;;
 esac
 
-# The lane's interpreter: $PYTHON (main, bpy42) or $PYTHON313, else python3.MINOR on PATH or from pyenv.
+# The lane's interpreter: $PYTHON (main, bpy42, bpy45) or $PYTHON313, else python3.MINOR on PATH or from pyenv.
 is_minor() { "$1" -c "import sys; sys.exit(sys.version_info[:2] != (3, $minor))" 2>/dev/null; }
 find_python() {
   local candidate
@@ -42,7 +44,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 $V -m pip install -q --upgrade pip
 case "$lane" in
-  main|bpy42)
+  main|bpy42|bpy45)
     # A CPU torch where no CUDA is present (here it comes from a local file); keep a CUDA torch if one is installed.
     $V -c "import torch" 2>/dev/null || $V -m pip install -q "torch==2.13.0"
     # convert: the tests convert the tiny fixture checkpoints (the add-on's end-to-end runs need that model too).

@@ -8,16 +8,19 @@ import cv2
 import numpy as np
 import OpenEXR
 
-from tests.synthetic_bundle import write_synthetic_bundle
+from engine.formats.bundle import write_bundle
+from tests.synthetic_bundle import synthetic_reconstruction
 
 SKY = (120, 170, 230)  # sRGB
 UPSCALE = 2  # the clip is twice the depth maps' size, as a plate is larger than the processing size
 
 
-def write_plate_bundle(root: Path):
+def write_plate_bundle(root: Path, recon=None):
     """(bundle, its Reconstruction, the clip's first file, the plate frames uint8[N, H, W, 3]): the clip is
-    the bundle's frames as a PNG sequence (lossless), scaled up by UPSCALE, the sky (no depth) painted SKY."""
-    path, recon = write_synthetic_bundle(root / "bundle")
+    the bundle's frames as a PNG sequence (lossless), scaled up by UPSCALE, the sky (no depth) painted SKY.
+    recon: the Reconstruction to write (default: tests/synthetic_bundle.py's scene)."""
+    recon = recon if recon is not None else synthetic_reconstruction()
+    path = write_bundle(recon, root / "bundle")
     h, w = recon.depth.shape[1:]
     painted = np.where((recon.depth == 0)[..., None], np.array(SKY, np.uint8), recon.rgb)
     plates = np.stack([cv2.resize(rgb, (w * UPSCALE, h * UPSCALE), interpolation=cv2.INTER_LINEAR)

@@ -173,7 +173,7 @@ def test_reimport_replaces(empty_scene, bundle):
     path, _ = bundle
     import_bundle(bpy.context, path)
     first = _counts()
-    assert sum(i.source == "SEQUENCE" for i in bpy.data.images) == 1 and first["compositor nodes"] > 3
+    assert sum(i.source == "SEQUENCE" for i in bpy.data.images) == 2 and first["compositor nodes"] > 3  # depth, matte
     collection = import_bundle(bpy.context, path, ImportOptions(floor_fit=True))
     assert _counts() == first
     assert collection.name == NAME

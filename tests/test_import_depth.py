@@ -44,7 +44,8 @@ def test_depth_sequence_follows_the_frames(imported, tmp_path):
     tree = compositor_tree(scene)
     image = _node(tree, "CompositorNodeImage").image
     assert image.source == "SEQUENCE" and image.colorspace_settings.name == "Non-Color"
-    assert len([i for i in bpy.data.images if i.source == "SEQUENCE"]) == 1
+    assert [i.name for i in bpy.data.images if i.source == "SEQUENCE"] == [image.name, image.name.replace(
+        "Depth", "Motion Matte")]  # the depth and the motion mattes, once each
     tree.links.new(_node(tree, "CompositorNodeScale").outputs[0], compositor_output(tree))
     for i in (0, 4, 11):
         shown = _render(scene, scene.frame_start + i, tmp_path / f"depth{i}.exr")

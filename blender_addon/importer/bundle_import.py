@@ -9,11 +9,11 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from ..engine_link import Bundle, check_depth_exr, read_bundle
+from ..engine_link import Bundle, check_depth_exr, check_matte_exr, read_bundle
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
-from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_depth_sequence, \
+from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_map_sequence, \
     remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
 from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
@@ -89,12 +89,15 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         check_blender_limits(bundle, scene_frames)
         points = _read_points(bundle, scene_frames) if options.points or options.floor_fit else None
         if options.depth:
-            _check_files([f.depth_path for f in bundle.frames])
+            _check_files([f.depth_path for f in bundle.frames]
+                         + ([f.matte_path for f in bundle.frames] if bundle.has_mattes else []))
             if np.any(np.diff(scene_frames) != 1):
                 raise InputError("the bundle's frames are not consecutive, so its depth maps make no image "
                                  "sequence", "import without depth")
             for f in bundle.frames:
                 check_depth_exr(f.depth_path, bundle.image_size)
+                if bundle.has_mattes:
+                    check_matte_exr(f.matte_path, bundle.image_size)
         world = OPENCV_TO_BLENDER_WORLD
         if options.floor_fit:
             world = fit_floor(_transform(world, points.xyz)) @ world
@@ -285,8 +288,10 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
         cloud.parent = origin  # `world` is its matrix in the origin's space
         collection.objects.link(cloud)
     if options.depth:
+        matte = load_map_sequence(f"{name} Motion Matte", bundle.frames[0].matte_path) if bundle.has_mattes \
+            else None  # bundles written before the motion mattes
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
-                        load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
+                        load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
                         depth_timing(bundle, clip), clip, origin)
         wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
     return collection

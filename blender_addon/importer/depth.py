@@ -1,9 +1,10 @@
-"""Depth: the per-frame depth EXRs as one image sequence, and a compositing node group driven by it
-(defocus by depth, depth fog, Z-combine of CG over the plate) wired into the scene's compositor.
+"""Depth: the per-frame depth EXRs (and motion mattes) as image sequences, and a compositing node group driven by
+them (defocus by depth, depth fog, Z-combine of CG over the plate, the plate's moving things held out of the CG)
+wired into the scene's compositor.
 
 Blender 5.x keeps the compositor in scene.compositing_node_group (math and mix are the shader nodes there);
-4.2-4.5 keep it in scene.node_tree with the Compositor* math and mix nodes. CI tests 5.x; docs/import.md says
-which 4.x versions the tests were also run with.
+4.2-4.5 keep it in scene.node_tree with the Compositor* math and mix nodes. CI tests 4.2, 4.5, 5.0 and 5.2
+(docs/import.md).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class SequenceTiming:
         user.use_auto_refresh = True
 
 
-def load_depth_sequence(name: str, first_file: Path) -> bpy.types.Image:
-    """The depth maps as one Non-Color float image sequence (planar depth in the red/grey channel)."""
+def load_map_sequence(name: str, first_file: Path) -> bpy.types.Image:
+    """A bundle's per-frame maps as one Non-Color float image sequence: the depth maps (planar depth in the grey
+    channel) or the motion mattes (1 = moving, in the grey channel)."""
     image = bpy.data.images.load(str(first_file.absolute()), check_existing=False)
     image.name = name
     image.source = "SEQUENCE"
@@ -48,17 +50,25 @@ def load_depth_sequence(name: str, first_file: Path) -> bpy.types.Image:
 
 
 def depth_composite_group(name: str) -> bpy.types.NodeTree:
-    """Node group: Plate, Plate Depth, CG, CG Alpha, CG Depth, Fog Color, Fog Density -> Image, Depth.
+    """Node group: Plate, Plate Depth, Motion Matte, Hold Out, CG, CG Alpha, CG Depth, Fog Color, Fog Density ->
+    Image, Depth.
 
     Defocus blurs the CG by its depth (the scene camera's focus distance, the node's f-stop; the plate has its
     own lens blur already), the CG is Z-combined over the plate by depth (alpha-over where it is partly
     transparent), and fog mixes in Fog Color by 1 - exp(-density * depth). Where nothing was rendered (CG Alpha
     0, a transparent film) the plate shows, its sky included: with no CG and no fog the result is the plate.
+    Hold-out: where the Motion Matte is 1 (something moving in the plate, e.g. a person walking) the plate
+    stays on top of the CG, its depth too, by Motion Matte x Hold Out (0 = off, 1 = on, between: partly);
+    the moving things' depth is the least reliable, so a matte holds them out better than Z-combine.
     """
     tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
     face = tree.interface
     face.new_socket("Plate", in_out="INPUT", socket_type="NodeSocketColor")
     face.new_socket("Plate Depth", in_out="INPUT", socket_type="NodeSocketFloat")
+    for name, default in (("Motion Matte", 0.0), ("Hold Out", 1.0)):
+        socket = face.new_socket(name, in_out="INPUT", socket_type="NodeSocketFloat")
+        socket.subtype = "FACTOR"
+        socket.min_value, socket.max_value, socket.default_value = 0.0, 1.0, default
     face.new_socket("CG", in_out="INPUT", socket_type="NodeSocketColor")
     face.new_socket("CG Alpha", in_out="INPUT", socket_type="NodeSocketFloat").default_value = 1.0
     face.new_socket("CG Depth", in_out="INPUT", socket_type="NodeSocketFloat").default_value = _FAR
@@ -93,12 +103,18 @@ def depth_composite_group(name: str) -> bpy.types.NodeTree:
     else:
         combine.use_alpha = True
 
-    scaled = _math(tree, "MULTIPLY", group_in.outputs["Fog Density"], combine.outputs[1])
+    held = _math(tree, "MULTIPLY", group_in.outputs["Motion Matte"], group_in.outputs["Hold Out"])
+    held.use_clamp = True
+    image = _mix_colour(tree, held.outputs[0], combine.outputs[0], group_in.outputs["Plate"])
+    depth_gap = _math(tree, "SUBTRACT", plate_depth.outputs[0], combine.outputs[1])
+    depth = _math(tree, "MULTIPLY_ADD", held.outputs[0], depth_gap.outputs[0], combine.outputs[1]).outputs[0]
+
+    scaled = _math(tree, "MULTIPLY", group_in.outputs["Fog Density"], depth)
     transmitted = _math(tree, "EXPONENT", _math(tree, "MULTIPLY", scaled.outputs[0], -1.0).outputs[0])
     fog_amount = _math(tree, "SUBTRACT", 1.0, transmitted.outputs[0])
-    fogged = _mix_colour(tree, fog_amount.outputs[0], combine.outputs[0], group_in.outputs["Fog Color"])
+    fogged = _mix_colour(tree, fog_amount.outputs[0], image, group_in.outputs["Fog Color"])
     links.new(fogged, group_out.inputs["Image"])
-    links.new(combine.outputs[1], group_out.inputs["Depth"])
+    links.new(depth, group_out.inputs["Depth"])
     return tree
 
 
@@ -153,10 +169,11 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
-                    timing: SequenceTiming, clip, origin: bpy.types.Object) -> None:
-    """Add plate, depth, render layers and the group to the scene's compositor (nodes tagged with `key`);
-    the group feeds the compositor's output when nothing else does. The plate's depth (the import's units) is
-    multiplied by origin's world scale, the scene units the CG renders in after a Set Scale."""
+                    matte: bpy.types.Image | None, timing: SequenceTiming, clip, origin: bpy.types.Object) -> None:
+    """Add plate, depth, motion matte (None: the bundle has none), render layers and the group to the scene's
+    compositor (nodes tagged with `key`); the group feeds the compositor's output when nothing else does. The
+    plate's depth (the import's units) is multiplied by origin's world scale, the scene units the CG renders in
+    after a Set Scale."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -178,9 +195,12 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         if _BLENDER_5:
             links.new(plate.outputs["Image"], plate_scale.inputs[0])
             links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
-        else:
+        elif _samples_off_centre(plate_scale):
             _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
                             group_node.inputs["Plate"])
+        else:  # 4.5: pixel centres aligned, but the border fades
+            links.new(plate.outputs["Image"], plate_scale.inputs[0])
+            _extend_border(tree, add, plate_scale.outputs[0], group_node.inputs["Plate"])
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
@@ -191,6 +211,13 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     _scale_driver(to_scene_units.inputs[1], origin)
     links.new(to_render_size.outputs[0], to_scene_units.inputs[0])
     links.new(to_scene_units.outputs[0], group_node.inputs["Plate Depth"])
+    if matte is not None:
+        matte_node = add("CompositorNodeImage", -500, -120)
+        matte_node.image = matte
+        timing.apply(matte_node)
+        matte_scale = _to_render_size(add("CompositorNodeScale", -300, -120), "Bilinear")  # a soft edge
+        links.new(matte_node.outputs["Image"], matte_scale.inputs[0])
+        links.new(matte_scale.outputs[0], group_node.inputs["Motion Matte"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
@@ -210,10 +237,19 @@ def _to_render_size(node, interpolation: str):
         node.inputs["Interpolation"].default_value = interpolation
         for axis in ("X", "Y"):  # "Clip" would fade the border pixels to transparent
             node.inputs[f"Extension {axis}"].default_value = "Extend"
-    else:  # 4.x interpolates bilinearly; nearest is 5.x only
+    else:
         node.space = "RENDER_SIZE"
         node.frame_method = "STRETCH"
+        if not _samples_off_centre(node):  # 4.5; 4.2 interpolates bilinearly, with no choice
+            node.interpolation = _enum_item(node, "interpolation", interpolation.lower())
     return node
+
+
+def _samples_off_centre(scale) -> bool:
+    """Whether this Blender's Scale node samples off by half a pixel (4.2's compositor, whose Scale has no
+    interpolation setting; not 4.5's nor 5.x's): _align_4x_scale corrects it. 4.x's Scale (4.2 and 4.5) reads
+    zero past the input's border, which _extend_border corrects."""
+    return not _BLENDER_5 and not hasattr(scale, "interpolation")
 
 
 def _align_4x_scale(scene, tree, add, source, scale, size: tuple[int, int], target) -> None:
@@ -227,32 +263,47 @@ def _align_4x_scale(scene, tree, add, source, scale, size: tuple[int, int], targ
     downscale, or by 0.5 * (1 / s - 1) output pixels after an upscale, puts the samples where they belong
     (exactly so at 50 % and 200 %). The Translate after is done flipped (by minus that), as 4.x's Translate
     reads nothing at all left of or below the image but half a pixel past its top and right, like Scale;
-    dividing by the alpha that came in from outside (straight alpha) and making the plate opaque again
-    extends the border instead of fading it. Drivers follow the render size.
+    _extend_border then extends the border instead of fading it. Drivers follow the render size.
     """
     links = tree.links
     before = add("CompositorNodeTranslate", -400, 350)
     flip, after, unflip = (add(kind, x, 350) for kind, x in (("CompositorNodeFlip", -250),
                            ("CompositorNodeTranslate", -200), ("CompositorNodeFlip", -150)))
     flip.axis = unflip.axis = "XY"
-    straight = add("CompositorNodePremulKey", -100, 350)
-    straight.mapping = "PREMUL_TO_STRAIGHT"
-    opaque = add("CompositorNodeSetAlpha", 0, 350)
-    opaque.mode = "REPLACE_ALPHA"
-    opaque.inputs["Alpha"].default_value = 1.0
     for node in (before, after):
         node.interpolation = "Bilinear"
         node.use_relative = False
-    chain = (before, scale, flip, after, unflip, straight, opaque)
+    chain = (before, scale, flip, after, unflip)
     links.new(source, before.inputs[0])
     for a, b in zip(chain, chain[1:]):
         links.new(a.outputs[0], b.inputs[0])
-    links.new(opaque.outputs[0], target)
+    _extend_border(tree, add, unflip.outputs[0], target)
     for axis, length in zip("XY", size):
         # output / input size = resolution * percentage / (100 * length)
         ratio = f"(res * pct / {100.0 * length})"
         _driver(before.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - 1.0 / {ratio}))")
         _driver(after.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - {ratio}))")
+
+
+def _extend_border(tree, add, source, target) -> None:
+    """Wire a 4.x Scale's output `source` to `target` with its border extended, not faded: dividing by the alpha
+    that came in from outside the input (straight alpha) and making the plate opaque again gives the border
+    pixels the colour of the pixels inside, as 5.x's Extend does."""
+    straight = add("CompositorNodePremulKey", -100, 350)
+    straight.mapping = "PREMUL_TO_STRAIGHT"
+    opaque = add("CompositorNodeSetAlpha", 0, 350)
+    opaque.mode = "REPLACE_ALPHA"
+    opaque.inputs["Alpha"].default_value = 1.0
+    tree.links.new(source, straight.inputs[0])
+    tree.links.new(straight.outputs[0], opaque.inputs[0])
+    tree.links.new(opaque.outputs[0], target)
+
+
+def _enum_item(node, prop: str, name: str) -> str:
+    """The identifier of enum property `prop`'s item `name`, in whatever case this Blender spells it (4.5's
+    Scale node has "BILINEAR", 5.x's menus "Bilinear")."""
+    return next(item.identifier for item in node.bl_rna.properties[prop].enum_items
+                if item.identifier.lower() == name)
 
 
 def _driver(socket, scene, axis: str, expression: str) -> None:

@@ -4,6 +4,8 @@
       scene.json               cameras, intrinsics, frame numbers, file names
       depth/000000.exr ...     float32 planar depth (channels Z and Y) + confidence + the camera, one per frame
       points/000000.ply ...    binary PLY: xyz, rgb, confidence, moving, one per frame, in world coordinates
+      mattes/000000.exr ...    motion mattes: 1 where the pixel shows something moving (formats/matte.py);
+                               bundles written before them have none
       windows/                 the raw window predictions, to re-align without the model
 
 World = the first camera, OpenCV axes (x right, y down, z forward). A bundle is written to a
@@ -24,6 +26,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from .atomic import recover, staged_dir
+from .matte import MOVING_CHANNEL, SCORE_CHANNEL, TESTED_CHANNEL, write_matte_exr
 from ..paths import check_outside, check_replaceable, contained, written_by_parallax
 
 FORMAT_NAME = "parallax.bundle"
@@ -62,14 +65,19 @@ class Reconstruction:
     def image_size(self) -> tuple[int, int]:
         return int(self.depth.shape[1]), int(self.depth.shape[2])
 
-    def world_points(self, i: int, stride: int = 1, min_confidence: float = 0.0):
-        """Back-project frame i. Returns (xyz float32[P, 3] world, rgb uint8[P, 3], confidence float32[P])."""
+    def point_pixels(self, i: int, stride: int = 1, min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(v, u) int[P]: the rows and columns of frame i's points (world_points), every stride-th pixel in x and
+        y with depth and a confidence above min_confidence."""
         h, w = self.image_size
         v, u = np.mgrid[0:h:stride, 0:w:stride]
+        keep = (self.depth[i, v, u] > 0) & (self.confidence[i, v, u] > min_confidence)
+        return v[keep], u[keep]
+
+    def world_points(self, i: int, stride: int = 1, min_confidence: float = 0.0):
+        """Back-project frame i. Returns (xyz float32[P, 3] world, rgb uint8[P, 3], confidence float32[P])."""
+        v, u = self.point_pixels(i, stride, min_confidence)
         z = self.depth[i, v, u]
         conf = self.confidence[i, v, u]
-        keep = (z > 0) & (conf > min_confidence)
-        u, v, z, conf = u[keep], v[keep], z[keep], conf[keep]
         pix = np.stack([u + 0.5, v + 0.5, np.ones_like(z)], axis=-1) @ np.linalg.inv(self.K[i]).T
         cam = pix * z[:, None]
         c2w = self.camera_to_world[i]
@@ -78,12 +86,16 @@ class Reconstruction:
         return xyz, rgb, conf.astype(np.float32)
 
 
-_FRAME_FILES = {"depth": re.compile(r"depth/\d+\.exr"), "points": re.compile(r"points/\d+\.ply")}
+# The files each frame entry of scene.json names: key -> the names Parallax writes. A matte is optional: bundles
+# written before the motion mattes (2026-12-05) have none.
+_FRAME_FILES = {"depth": re.compile(r"depth/\d+\.exr"), "points": re.compile(r"points/\d+\.ply"),
+                "matte": re.compile(r"mattes/\d+\.exr")}
+_OPTIONAL_FRAME_FILES = {"matte"}
 
 
 def bundle_files(folder: Path) -> set[str] | None:
-    """The relative paths of every file the bundle at `folder` names (scene.json, each frame's depth and
-    points, the windows folder's files), or None when its scene.json does not say it is a Parallax bundle
+    """The relative paths of every file the bundle at `folder` names (scene.json, each frame's depth,
+    points and matte, the windows folder's files), or None when its scene.json does not say it is a Parallax bundle
     with the file names Parallax writes. Bundles of every Parallax version carry the format marker."""
     from ..windows.predictions import FOLDER_FILES
 
@@ -92,6 +104,8 @@ def bundle_files(folder: Path) -> set[str] | None:
         named = {"scene.json"}
         for entry in scene["frames"]:
             for key, pattern in _FRAME_FILES.items():
+                if key in _OPTIONAL_FRAME_FILES and key not in entry:
+                    continue
                 if not pattern.fullmatch(entry[key]):
                     return None
                 named.add(entry[key])
@@ -148,7 +162,7 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     """
     from .exr import write_depth_exr  # OpenEXR is not in Blender's Python; only writers need it
     from .ply import write_ply
-    from ..motion import moving_points, nearest_depth
+    from ..motion import frame_motion, nearest_depth
     from ..windows.predictions import save_windows
 
     if window_storage not in WINDOW_STORAGE:
@@ -160,26 +174,30 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
     check_cameras(np.asarray(recon.frames, float), recon.fps, np.asarray(recon.K, float),
                   np.asarray(recon.camera_to_world, float), "the reconstruction",
                   "nothing was written; check the window predictions the cameras came from (docs/formats.md)")
-    # Each point is checked against every other frame's depth: the motion matte, kept with the point.
+    # Each pixel is checked against the other frames' depth: the motion matte, also kept with the points.
     near = np.stack([nearest_depth(d) for d in recon.depth])
     w2c = np.linalg.inv(np.asarray(recon.camera_to_world, float))
     with staged_dir(out_dir, _is_bundle) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "points").mkdir()
+        (tmp / "mattes").mkdir()
         entries = []
         for i, frame in enumerate(recon.frames):
             name = f"{int(frame):06d}"
             write_depth_exr(tmp / "depth" / f"{name}.exr", recon.depth[i], recon.confidence[i],
                             recon.K[i], recon.camera_to_world[i])
+            moving, score, tested = frame_motion(np.asarray(recon.K, float), w2c, near, recon.depth[i], i)
+            write_matte_exr(tmp / "mattes" / f"{name}.exr", moving, score, tested)
             xyz, rgb, conf = recon.world_points(i, point_stride, min_confidence)
-            moving = moving_points(np.asarray(recon.K, float), w2c, near, xyz, np.full(len(xyz), i))
-            write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf, moving)
+            write_ply(tmp / "points" / f"{name}.ply", xyz, rgb, conf,
+                      moving[recon.point_pixels(i, point_stride, min_confidence)])
             entries.append({
                 "frame": int(frame),
                 "K": np.asarray(recon.K[i], float).tolist(),
                 "camera_to_world": np.asarray(recon.camera_to_world[i], float).tolist(),
                 "depth": f"depth/{name}.exr",
                 "points": f"points/{name}.ply",
+                "matte": f"mattes/{name}.exr",
                 "num_points": int(len(xyz)),
             })
             if progress is not None:
@@ -201,6 +219,8 @@ def write_bundle(recon: Reconstruction, out_dir: str | Path, windows=None,
             "points": {"stride": int(point_stride), "min_confidence": float(min_confidence),
                        "color": "sRGB uint8", "moving": "uint8, 1 where other frames' depth contradicts the "
                                                         "point (engine/motion.py)"},
+            "mattes": {"channels": {"moving": MOVING_CHANNEL, "score": SCORE_CHANNEL, "tested": TESTED_CHANNEL},
+                       "moving": "1 where other frames' depth contradicts the pixel (engine/motion.py)"},
             "windows": "windows" if windows is not None else None,
             "metadata": _json_numbers(recon.metadata),
             "frames": entries,
@@ -218,6 +238,7 @@ class BundleFrame:
     depth_path: Path
     points_path: Path
     num_points: int
+    matte_path: Path | None = None  # None in bundles written before the motion mattes
 
 
 @dataclass
@@ -230,6 +251,11 @@ class Bundle:
     image_size: tuple[int, int]
     frames: list[BundleFrame]
     metadata: dict
+
+    @property
+    def has_mattes(self) -> bool:
+        """Every frame has a motion matte (bundles written before them have none)."""
+        return all(f.matte_path is not None for f in self.frames)
 
     def points(self, i: int) -> np.ndarray:
         """Structured array (x, y, z, red, green, blue, confidence, moving) of frame i's points (moving = 0 in
@@ -264,6 +290,7 @@ def read_bundle(path: str | Path) -> Bundle:
                 depth_path=contained(root, e["depth"], scene_file),
                 points_path=contained(root, e["points"], scene_file),
                 num_points=int(e["num_points"]),
+                matte_path=contained(root, e["matte"], scene_file) if "matte" in e else None,
             )
             for e in scene["frames"]
         ]

@@ -34,7 +34,7 @@ CONFIDENCE_CHANNEL = "confidence"
 _OPENCV_TO_EXR_CAMERA = np.diag([1.0, -1.0, 1.0, 1.0])  # y down -> y up
 
 _MAGIC = b"\x76\x2f\x31\x01"
-_FLOAT = 2  # the EXR pixel type of 32-bit floats
+FLOAT = 2  # the EXR pixel type of 32-bit floats
 _MULTI_PART, _TILED = 0x1000, 0x200
 # Enough for the header and the chunk offsets of frames up to about 130 000 lines (one line per chunk).
 _HEADER_BYTES = 1 << 20
@@ -87,7 +87,7 @@ def check_depth_exr(path: str | Path, image_size: tuple[int, int]) -> None:
         raise InputError(f"{path} is a tiled or multi-part EXR, not a Parallax depth map",
                          "re-run the engine to rewrite the bundle's depth maps")
     # Blender loads the depth as an image, from Y (which older bundles hold alone, newer ones beside Z).
-    if any(header.channels.get(name) != _FLOAT for name in (DISPLAY_CHANNEL, CONFIDENCE_CHANNEL)):
+    if any(header.channels.get(name) != FLOAT for name in (DISPLAY_CHANNEL, CONFIDENCE_CHANNEL)):
         raise InputError(f"{path} has the channels {sorted(header.channels)}, not float {DISPLAY_CHANNEL} (depth) and "
                          f"{CONFIDENCE_CHANNEL}", "re-run the engine to rewrite the bundle's depth maps")
     if header.size != tuple(image_size):

@@ -423,7 +423,7 @@ def _frame_entry(bundle: Path, key: str, name) -> None:
     _write_scene(bundle, scene)
 
 
-@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("key", ["depth", "points", "matte"])
 @pytest.mark.parametrize("name", ["../secret.bin", "../../../../../../etc/passwd", "/etc/passwd",
                                   "depth/../../secret.bin", "", ".", 7, None],
                          ids=["parent", "deep-parent", "absolute", "back-out", "empty", "the-bundle", "number",
@@ -437,7 +437,7 @@ def test_read_bundle_refuses_a_name_outside_the_bundle(key, name, good_bundle, t
     assert info.value.fix
 
 
-@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("key", ["depth", "points", "matte"])
 def test_read_bundle_refuses_a_file_linked_out_of_the_bundle(key, good_bundle, tmp_path):
     bundle = copy_tree(good_bundle, tmp_path / "bundle")
     _link_out(bundle, _scene(bundle)["frames"][3][key], tmp_path)
@@ -452,7 +452,7 @@ def test_read_bundle_refuses_a_folder_linked_out_of_the_bundle(good_bundle, tmp_
         read_bundle(bundle)
 
 
-@pytest.mark.parametrize("key", ["depth", "points"])
+@pytest.mark.parametrize("key", ["depth", "points", "matte"])
 @pytest.mark.parametrize("kind", ["pipe", "folder"])
 def test_read_bundle_refuses_a_named_file_that_is_no_regular_file(kind, key, good_bundle, tmp_path):
     """A named pipe would make the importer wait forever for data."""
