@@ -1,11 +1,11 @@
 """The add-on's one door to the engine's code: its error types, its options, the bundle and image-sequence
-formats, the protocol's version and the export formats' names.
+formats, the protocol's version, the export formats' names and the models' processing-size rules.
 
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.options, engine.formats, engine.protocol.messages, engine.export's list, engine.reporting): Blender's
-Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.protocol.messages, engine.export's list, engine.reporting, the
+registry engine.models): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys
@@ -19,6 +19,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.formats.bundle import Bundle, read_bundle
     from .engine.formats.exr import check_depth_exr
     from .engine.formats.sequence import find_sequence
+    from .engine.models import size_text
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
     from .engine.protocol.messages import PROTOCOL_VERSION
@@ -31,10 +32,12 @@ else:  # a checkout: the repository root holds the engine
     from engine.formats.bundle import Bundle, read_bundle
     from engine.formats.exr import check_depth_exr
     from engine.formats.sequence import find_sequence
+    from engine.models import size_text
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
     from engine.reporting import frame_spans
 
 __all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "PROTOCOL_VERSION",
-           "ReconstructOptions", "check_depth_exr", "find_sequence", "frame_spans", "options_json", "read_bundle"]
+           "ReconstructOptions", "check_depth_exr", "find_sequence", "frame_spans", "options_json", "read_bundle",
+           "size_text"]

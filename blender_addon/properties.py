@@ -2,6 +2,7 @@
 
 import bpy
 
+from .engine_link import size_text
 from .importer.settings import ImportSettings
 
 # Quality presets: (label, window stride in frames, diffusion steps). A smaller stride means more overlapping
@@ -50,9 +51,9 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
         name="Custom Size", default=False,
         description="Process at Height x Width instead of the size the engine fits to the clip's aspect")
     size_h: bpy.props.IntProperty(name="Height", default=320, min=32, max=1024,
-                                  description="Processing height in pixels (multiple of 64)")
+                                  description=f"Processing height in pixels, {size_text()}")
     size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
-                                  description="Processing width in pixels (multiple of 64)")
+                                  description=f"Processing width in pixels, {size_text()}")
     zoom_shot: bpy.props.BoolProperty(
         name="Zoom Shot", default=False,
         description="The focal length changes during the shot: solve one focal length per frame (keyframed on "

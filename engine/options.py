@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from .devices import DEVICE_HELP, PRECISION_HELP
 from .errors import InputError
-from .models import DEFAULT_MODEL, MODELS
+from .models import DEFAULT_MODEL, MODELS, size_text
 
 
 def option(default: Any = MISSING, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -111,8 +111,9 @@ class ReconstructOptions:
     runtime: str = option("torch", "the networks' runtime", choices=("torch", "onnx"))
     frames: tuple[int, int | None] = option((0, None), "frame range [A, B) of the clip (0-based)", metavar="A:B",
                                             parse=parse_frames)
-    size: tuple[int, int] | None = option(None, "processing size H W, multiples of the model's (default: its "
-                                                "training area at the clip's aspect)", metavar=("H", "W"))
+    size: tuple[int, int] | None = option(None, f"processing size H W, {size_text()}: the converted model's "
+                                                "configuration decides (default: the model's training area at "
+                                                "the clip's aspect)", metavar=("H", "W"))
     seed: int = option(123, "random seed of the diffusion noise", low=0, high=2**63 - 1)
     window_batch: int = option(1, "windows denoised together", low=1, high=4096)
     point_stride: int = BundleOptions.__dataclass_fields__["point_stride"]  # the same field: one definition

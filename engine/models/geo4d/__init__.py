@@ -8,7 +8,20 @@ from ...windows.schedule import WINDOW_LENGTH
 
 LABEL = "Geo4D"
 DEFAULT_STRIDE = 4  # frames between window starts
-__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "WINDOW_LENGTH", "load", "size_rule"]
+
+
+def size_rule(model_dir: Path | None = None):
+    """The processing sizes (a SizeRule) of the converted model in `model_dir`, from its config.json without
+    reading the weights (ModelError when it is no complete Geo4D directory); None: the released model's."""
+    from .config import load_config
+    from .config import size_rule as config_size_rule
+
+    if model_dir is None:
+        return config_size_rule(load_config())
+    from .model_dir import LAYOUT
+
+    return config_size_rule(LAYOUT.read(model_dir)["config"])
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str):

@@ -11,7 +11,22 @@ LABEL = "GeometryCrafter"
 WINDOW_LENGTH = 110  # frames per window: the official run.py's window_size
 VARIANTS = ("diff", "determ")
 DEFAULT_STRIDE = 85  # run.py's window 110 less its overlap 25
-__all__ = ["DEFAULT_STRIDE", "LABEL", "VARIANTS", "WINDOW_LENGTH", "load"]
+SIZE_MULTIPLE = 64  # the official pipelines' rule for the processing size
+TRAINING_SIZE = (576, 1024)  # (H, W) of the official run.py's default (and its README's high-resolution setting)
+__all__ = ["DEFAULT_STRIDE", "LABEL", "SIZE_MULTIPLE", "TRAINING_SIZE", "VARIANTS", "WINDOW_LENGTH", "load",
+           "size_rule"]
+
+
+def size_rule(model_dir: Path | None = None):
+    """The processing sizes (a SizeRule): the same for every converted model; `model_dir` (None: the released
+    model) is checked to be a complete GeometryCrafter directory first, without reading the weights (ModelError)."""
+    from ..window_model import SizeRule
+
+    if model_dir is not None:
+        from .model_dir import LAYOUT
+
+        LAYOUT.read(model_dir)
+    return SizeRule(SIZE_MULTIPLE, TRAINING_SIZE, LABEL)
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
