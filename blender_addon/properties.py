@@ -58,6 +58,10 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
         name="Zoom Shot", default=False,
         description="The focal length changes during the shot: solve one focal length per frame (keyframed on "
                     "the camera's lens). Off, the engine still does so when the windows' focal estimates change")
+    tripod_shot: bpy.props.BoolProperty(
+        name="Tripod Shot", default=False,
+        description="The camera only turns about a fixed point (a pan or tilt on a tripod): solve one camera position "
+                    "for the whole shot, the rotations per frame")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
     frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")
