@@ -1,5 +1,6 @@
 """The add-on's one door to the engine's code: its error types, its options, the bundle and image-sequence
-formats, the protocol's version, the export formats' names and the model registry (names, labels, licences).
+formats, the protocol's version, the export formats' names and the model registry (names, labels, licences,
+processing-size rules).
 
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
@@ -21,7 +22,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.formats.exr import check_depth_exr
     from .engine.formats.matte import check_matte_exr
     from .engine.formats.sequence import find_sequence
-    from .engine.models import MODELS, model_package
+    from .engine.models import MODELS, model_package, size_text
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
     from .engine.protocol.messages import PROTOCOL_VERSION
@@ -35,7 +36,7 @@ else:  # a checkout: the repository root holds the engine
     from engine.formats.exr import check_depth_exr
     from engine.formats.matte import check_matte_exr
     from engine.formats.sequence import find_sequence
-    from engine.models import MODELS, model_package
+    from engine.models import MODELS, model_package, size_text
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
@@ -43,5 +44,4 @@ else:  # a checkout: the repository root holds the engine
 
 __all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "MODELS", "PROTOCOL_VERSION",
            "ReconstructOptions", "check_depth_exr", "check_matte_exr", "find_sequence", "frame_spans", "model_package",
-           "options_json",
-           "read_bundle"]
+           "options_json", "read_bundle", "size_text"]

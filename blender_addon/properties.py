@@ -2,6 +2,7 @@
 
 import bpy
 
+from .engine_link import size_text
 from .importer.settings import ImportSettings
 
 # Quality presets: (label, window stride in frames, diffusion steps). A smaller stride means more overlapping
@@ -50,13 +51,17 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
         name="Custom Size", default=False,
         description="Process at Height x Width instead of the size the engine fits to the clip's aspect")
     size_h: bpy.props.IntProperty(name="Height", default=320, min=32, max=1024,
-                                  description="Processing height in pixels (multiple of 64)")
+                                  description=f"Processing height in pixels, {size_text()}")
     size_w: bpy.props.IntProperty(name="Width", default=512, min=32, max=1024,
-                                  description="Processing width in pixels (multiple of 64)")
+                                  description=f"Processing width in pixels, {size_text()}")
     zoom_shot: bpy.props.BoolProperty(
         name="Zoom Shot", default=False,
         description="The focal length changes during the shot: solve one focal length per frame (keyframed on "
                     "the camera's lens). Off, the engine still does so when the windows' focal estimates change")
+    tripod_shot: bpy.props.BoolProperty(
+        name="Tripod Shot", default=False,
+        description="The camera only turns about a fixed point (a pan or tilt on a tripod): solve one camera position "
+                    "for the whole shot, the rotations per frame")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
     frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")

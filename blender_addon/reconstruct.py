@@ -91,7 +91,8 @@ def reconstruct_options(context, clip) -> dict:
         size=size,  # None: the engine fits the size to the clip's aspect
         frames=frame_range(clip, settings),
         point_stride=settings.point_stride,
-        align=AlignOptions(per_frame_focal="on" if settings.zoom_shot else "auto"),  # off: detected
+        align=AlignOptions(per_frame_focal="on" if settings.zoom_shot else "auto",  # off: detected
+                           nodal_pan="on" if settings.tripod_shot else "off"),  # auto misjudges (docs/alignment.md)
         # Image sequences store no rate (clip.fps is 0): they play at the scene's.
         fps=context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
     ))

@@ -1,4 +1,5 @@
-"""`python -m engine COMMAND ...`: a table of sub-commands, each in its own module.
+"""`parallax COMMAND ...` (the console script, pyproject.toml) and `python -m engine COMMAND ...`: one table of
+sub-commands, each in its own module, behind one entry point, `main`.
 
 Command `a-b` lives in `engine/commands/a_b.py`, which defines `add_arguments(parser)` and
 `run(args) -> int`. It is imported only when its command runs, so `align` never pays for importing torch.
@@ -31,17 +32,19 @@ def command_module(name: str) -> str:
     return f".commands.{name.replace('-', '_')}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine")
+def build_parser(prog: str = "parallax") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "parallax") -> int:
+    """Run the command `argv` names (default: the command line); returns the exit status.
+    prog: how the user called it, for usage lines ("parallax", or "python -m engine" from __main__)."""
     argv = sys.argv[1:] if argv is None else argv
-    top = build_parser()
+    top = build_parser(prog)
     if not argv or argv[0] not in COMMANDS:
         top.parse_args(argv)  # prints usage / error and exits
         return 2
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: `{name}` is not part of this engine build ({exc.name} is missing)\n"
               "  fix: run it from a checkout of the Parallax repository", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"python -m engine {name}", description=COMMANDS[name])
+    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     on_main_thread = threading.current_thread() is threading.main_thread()

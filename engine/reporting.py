@@ -5,10 +5,24 @@ Standard library only, so the protocol server can import it before torch or the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done, in [0, 1])
 Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reconstruct job runs, known once its clip is read: for displays that count windows."""
+
+    frames: int                # frames of the clip in the range
+    windows: int               # windows the model predicts
+    window_length: int         # frames per window
+    size: tuple[int, int]      # processing size (H, W)
+
+
+Planned = Callable[[Plan], None]
 
 
 def frame_spans(frames: list[int]) -> str:

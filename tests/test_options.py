@@ -84,18 +84,52 @@ def test_protocol_builds_and_checks_nested_options():
         check(ReconstructOptions(video="a", out="b", runtime="tensorrt"))
 
 
-def test_the_addon_request_uses_the_option_names():
-    """blender_addon/reconstruct.py builds its request as ReconstructOptions(...) and AlignOptions(...): every
-    keyword it passes is a field of those dataclasses (a misspelt name would also fail when it runs)."""
+def _addon_request() -> dict[str, set[str]]:
+    """The names blender_addon/reconstruct.py's request passes to ReconstructOptions(...) and AlignOptions(...)."""
     tree = ast.parse((ROOT / "blender_addon" / "reconstruct.py").read_text())
-    calls = {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-             and node.func.id in ("ReconstructOptions", "AlignOptions")}
+    return {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("ReconstructOptions", "AlignOptions")}
+
+
+def test_the_addon_request_uses_the_option_names():
+    """Every keyword the add-on's request passes is a field of those dataclasses (a misspelt name would also fail
+    when it runs)."""
+    calls = _addon_request()
     assert set(calls) == {"ReconstructOptions", "AlignOptions"}
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
-    # quality preset, the density, zoom shots, the device and precision.
+    # quality preset, the density, zoom and tripod shots, the device and precision.
     assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
             "point_stride", "align", "fps"} == calls["ReconstructOptions"]
-    assert calls["AlignOptions"] == {"per_frame_focal"}
+    assert calls["AlignOptions"] == {"per_frame_focal", "nodal_pan"}
+
+
+def test_the_cli_and_the_addon_expose_the_same_reconstruct_options():
+    """Every reconstruct option is a flag of `reconstruct` and is set by the add-on's request, unless its definition
+    says the add-on leaves it to the engine (addon=False: ablations, benchmarks, tuning); fails naming each option
+    missing on one side."""
+    from engine.commands import reconstruct
+
+    parser = argparse.ArgumentParser()
+    reconstruct.add_arguments(parser)
+    flags = {action.dest for action in parser._actions}
+    addon = _addon_request()
+    problems = []
+    for cls in (ReconstructOptions, AlignOptions):
+        for f in fields(cls):
+            if f.name == "align":
+                continue  # AlignOptions' fields, checked one by one
+            meta, on_cli, in_addon = f.metadata, f.name in flags, f.name in addon[cls.__name__]
+            if meta["cli"] and not on_cli:
+                problems.append(f"{f.name}: no flag of `reconstruct`")
+            if meta["addon"] and not in_addon:
+                problems.append(f"{f.name}: not in the add-on's request (blender_addon/reconstruct.py)")
+            if in_addon and not meta["addon"]:
+                problems.append(f"{f.name}: the add-on sets it, but its definition says addon=False")
+            if in_addon and not on_cli:
+                problems.append(f"{f.name}: the add-on sets it, the command line cannot")
+    assert not problems, problems
+    # The issue's example: the add-on's Zoom Shot (and Tripod Shot) are flags of the command too.
+    assert {"per_frame_focal", "nodal_pan"} <= flags & addon["AlignOptions"]

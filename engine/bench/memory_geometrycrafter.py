@@ -94,7 +94,7 @@ def stage_peaks(networks: dict[str, torch.nn.Module], size: tuple[int, int], fra
 def report(config_arg: str, sizes: list[tuple[int, int]], frames: int, variants: list[str],
            precisions: dict[str, torch.dtype]) -> None:
     """Print one row per variant, size and precision."""
-    from ..models.geometrycrafter.model import size_rule
+    from ..models.geometrycrafter import size_rule
 
     config = load_config(OFFICIAL_CONFIG if config_arg == "full" else config_arg)
     for size in sizes:

@@ -61,13 +61,40 @@ def probe_video(path: str | Path, fps: float | None = None) -> tuple[tuple[int, 
         cap.release()
 
 
+def check_frame_range(path: str | Path, start: int, stop: int | None) -> None:
+    """Refuse (InputError) a frame range [start, stop) that is empty, negative or starts after the clip's last
+    frame, from the frame count a video's header declares or a sequence's files, without decoding the clip.
+    A stop past the end reads to the end (a header's count can be off by a frame; Blender's may differ)."""
+    _check_order(start, stop)
+    count = _frame_count(Path(path))
+    if count is not None and start >= count:
+        raise InputError(f"frame range {start}:{'' if stop is None else stop} gives zero frames: {path} has "
+                         f"{count} (0 to {count - 1})", f"pass --frames A:B with A below {count}")
+
+
+def _check_order(start: int, stop: int | None) -> None:
+    if start < 0 or (stop is not None and stop <= start):
+        raise InputError(f"frame range {start}:{stop} is empty or negative", "pass --frames A:B with 0 <= A < B")
+
+
+def _frame_count(path: Path) -> int | None:
+    """The frames an image sequence has or a video's header declares; None where it declares none."""
+    if is_image_sequence(path):
+        return len(find_sequence(path).files)
+    cap = open_video(path)
+    try:
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        cap.release()
+    return int(count) if np.isfinite(count) and count > 0 else None
+
+
 def read_video(path: str | Path, start: int = 0, stop: int | None = None,
                size: tuple[int, int] | None = None, fps: float | None = None) -> Clip:
     """Decode frames [start, stop) of `path` (stop None = to the end), resized to size (H, W) if given.
     fps: the rate where the clip stores none (image sequences); None: 24."""
     path = Path(path)
-    if start < 0 or (stop is not None and stop <= start):
-        raise InputError(f"frame range {start}:{stop} is empty or negative", "pass --frames A:B with 0 <= A < B")
+    _check_order(start, stop)
     if is_image_sequence(path):
         return _read_sequence(path, start, stop, size, fps or DEFAULT_FPS)
     cap = open_video(path)

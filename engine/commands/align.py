@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..alignment.align import align, down_weighted_note
 from ..alignment.quality import quality_note
-from ..formats.bundle import check_bundle_target, write_bundle
+from ..formats.bundle import check_bundle_target, read_bundle, write_bundle
 from ..options import AlignOptions, BundleOptions, from_args
 from ..options import add_arguments as add_option_arguments
 from ..windows.predictions import load_windows
+from .terminal import summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,16 +32,12 @@ def run(args: argparse.Namespace) -> int:
     out = write_bundle(recon, args.out, windows=windows, point_stride=bundle.point_stride,
                        min_confidence=bundle.min_confidence, inputs=inputs,
                        window_storage=bundle.window_storage)
-    centres = recon.camera_to_world[:, :3, 3]
-    path = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
-    focal = recon.K[:, 0, 0]
     valid = float((recon.depth > 0).mean())
     facts = recon.metadata["alignment"]
-    print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s")
-    print(f"  focal {focal.min():.1f}-{focal.max():.1f} px, camera path {path:.3g} units, "
+    print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s, "
           f"valid depth {100 * valid:.1f} %")
-    print(f"  {down_weighted_note(windows, recon) or 'every window agreed with the others'}")
     print(f"  {quality_note(recon.metadata, recon.frames)}")
-    print(f"wrote {out}")
+    note = down_weighted_note(windows, recon)
+    print(summary(read_bundle(out), [note] if note else []))
     return 0
 

@@ -93,8 +93,10 @@ class ModelDirLayout:
                 {"model": self.model, "format_version": FORMAT_VERSION, "generator": f"parallax {__version__}",
                  "files": files}, indent=1))
 
-    def verify(self, directory: str | Path) -> dict:
-        """Check `directory` against its manifest; return its config.json. ModelError names the bad file."""
+    def read(self, directory: str | Path) -> dict:
+        """Check `directory` against its manifest without reading the weights (every file there, of the size the
+        manifest says); return its config.json. ModelError names the bad file. Cheap: the pipeline calls it
+        before the model loads, `verify` then hashes the files."""
         directory = Path(directory).expanduser()
         fix = self.convert_fix.format(dir=directory)
         if not directory.is_dir():
@@ -118,9 +120,22 @@ class ModelDirLayout:
             if path.stat().st_size != files[name]["bytes"]:
                 raise ModelError(f"{path} has {path.stat().st_size} bytes, the manifest says {files[name]['bytes']} "
                                  "(truncated or replaced)", fix)
-            if sha256_file(path) != files[name]["sha256"]:
-                raise ModelError(f"{path} is corrupt: its sha256 differs from the manifest", fix)
-        return json.loads((directory / "config.json").read_text())
+        try:
+            return json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelError(f"{directory / 'config.json'} is unreadable ({exc})", fix) from exc
+
+    def verify(self, directory: str | Path) -> dict:
+        """Check `directory` against its manifest (`read`) and every file's sha256; return its config.json.
+        ModelError names the bad file."""
+        config = self.read(directory)
+        directory = Path(directory).expanduser()
+        files = json.loads((directory / "manifest.json").read_text())["files"]
+        for name in self.manifest_files:
+            if sha256_file(directory / name) != files[name]["sha256"]:
+                raise ModelError(f"{directory / name} is corrupt: its sha256 differs from the manifest",
+                                 self.convert_fix.format(dir=directory))
+        return config
 
 
 def sha256_file(path: Path, chunk: int = 1 << 24) -> str:

@@ -88,7 +88,8 @@ class WindowModel(Protocol):
             fps: the clip's frame rate.
             starts: int64[G], the first frame of each window (engine.windows.schedule.window_starts).
             options: sampling settings (default SamplingOptions()).
-            progress, cancelled: report progress; raise engine.errors.Cancelled when cancelled() is true.
+            progress, cancelled: report progress (stage "diffusion": the share of the G windows done, which the
+                command line shows as "window k/G"); raise engine.errors.Cancelled when cancelled() is true.
             map_size: (H', W') of the returned maps (default H x W).
             spill_dir: a folder for nameless temporary files holding the maps as they are made; None: in memory.
 

@@ -23,12 +23,12 @@ from typing import Callable
 
 from .. import devices
 from ..errors import Cancelled, EngineError, InputError
-from ..clips.video import probe_video, read_video
-from ..models import default_model_dir, model_package
+from ..clips.video import check_frame_range, probe_video, read_video
+from ..models import default_model_dir, model_package, size_rule
 from ..models.window_model import SamplingOptions, WindowModel
 from ..options import ReconstructOptions, check
 from ..windows.predictions import maps_bytes
-from ..reporting import Log, Progress
+from ..reporting import Log, Plan, Planned, Progress
 from ..windows.schedule import check_stride, window_starts
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -80,11 +80,27 @@ def _describe_device(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else device
 
 
+def model_dir_of(options: ReconstructOptions) -> Path:
+    """The converted model directory: the options', else the default one of the model."""
+    return options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
+
+
+def choose_size(options: ReconstructOptions, clip_size: tuple[int, int]) -> tuple[int, int]:
+    """The processing size (H, W): the options' where the model takes it, else the one its SizeRule fits to the
+    clip. From the model directory's configuration, before the weights load: ModelError for a missing or
+    incomplete directory, InputError for a size the model cannot take."""
+    rule = size_rule(options.model, model_dir_of(options))
+    if options.size is None:
+        return rule.fit(clip_size)
+    rule.check(options.size)
+    return options.size
+
+
 def load_model(options: ReconstructOptions) -> WindowModel:
     """The model for these options, loaded once and kept for the next run."""
     package = model_package(options.model)
     device, precision = resolve_device(options)
-    model_dir = options.model_dir.expanduser() if options.model_dir else default_model_dir(options.model)
+    model_dir = model_dir_of(options)
     key = (options.model, str(model_dir.absolute()), device, precision, options.runtime, options.variant)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()  # one model in memory at a time
@@ -119,7 +135,8 @@ def stride_of(options: ReconstructOptions) -> int:
 
 
 def run_reconstruct(options: ReconstructOptions, progress: Progress | None = None,
-                    cancelled: Callable[[], bool] | None = None, log: Log | None = None) -> Path:
+                    cancelled: Callable[[], bool] | None = None, log: Log | None = None,
+                    planned: Planned | None = None) -> Path:
     """Run the whole job: clip -> window predictions -> alignment -> bundle. Nothing is written unless it succeeds.
 
     Args:
@@ -128,6 +145,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
             "cameras" / "poses" / "depth", "writing bundle".
         cancelled: polled between stages; when it returns True the job raises engine.errors.Cancelled.
         log: hears (level, sentence) the artist should know: where the model runs, windows the alignment distrusted.
+        planned: hears the job's Plan (frames, windows, processing size) once the clip is read, before the model runs.
 
     Returns:
         The bundle folder (docs/formats.md): per clip frame a camera [4, 4], intrinsics [3, 3], a depth EXR
@@ -142,11 +160,16 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     progress = progress or (lambda stage, fraction: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
+    # Everything that can be checked is checked before the model loads (which takes minutes): the options, the
+    # output folder, the clip, the frame range, the model directory and the processing size.
     check_options(options)
-    check_writable(options.out)  # before the model loads: a read-only or full disk is named first
+    check_writable(options.out)
     inputs = {"clip": options.video, "model directory": options.model_dir}
-    out = check_bundle_target(options.out, inputs)  # before the model runs, not after
+    out = check_bundle_target(options.out, inputs)
     clip_size, _ = probe_video(options.video)
+    start, stop = options.frames
+    check_frame_range(options.video, start, stop)
+    size = choose_size(options, clip_size)
     started = time.perf_counter()
     progress("loading model", 0.0)
     model = load_model(options)
@@ -156,13 +179,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if device == "cpu":
         log("warning", f"{model.label} is running on the CPU: expect minutes per frame; use a CUDA GPU for whole "
                        "shots")
-    if options.size is not None:
-        size = options.size
-        model.size_rule.check(size)
-    else:
-        size = model.size_rule.fit(clip_size)
     check_memory(model, size, device, precision)
-    start, stop = options.frames
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     progress("reading video", 1.0)
@@ -177,6 +194,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     spill_dir = next(folder for folder in out.parents if folder.is_dir())
     starts = window_starts(len(clip.frames), stride_of(options), model.window_length)
     check_disk_space(spill_dir, 2 * maps_bytes(len(starts), model.window_length, map_size))
+    if planned is not None:
+        planned(Plan(len(clip.frames), len(starts), model.window_length, size))
     try:
         windows = model.predict(clip.frames, clip.fps, starts, sampling, progress, cancelled,
                                 map_size=map_size, spill_dir=spill_dir)

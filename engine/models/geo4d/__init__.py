@@ -20,6 +20,19 @@ LICENCES = """Geo4D's weights come with these licences; read them before you acc
 __all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
 
 
+def size_rule(model_dir: Path | None = None):
+    """The processing sizes (a SizeRule) of the converted model in `model_dir`, from its config.json without
+    reading the weights (ModelError when it is no complete Geo4D directory); None: the released model's."""
+    from .config import load_config
+    from .config import size_rule as config_size_rule
+
+    if model_dir is None:
+        return config_size_rule(load_config())
+    from .model_dir import LAYOUT
+
+    return config_size_rule(LAYOUT.read(model_dir)["config"])
+
+
 def load(model_dir: Path, device: str, dtype: str, runtime: str):
     """The Geo4D WindowModel of a converted model directory, on `device` ("cpu", "cuda", "cuda:1") in `dtype`
     ("float32", "float16" or "bfloat16"), its networks run by `runtime` ("torch" or "onnx")."""
@@ -41,15 +54,6 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
                           "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
                           ) from exc
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
-
-
-def size_rule():
-    """The processing sizes (a SizeRule) of the released model, from its official configuration: no weights
-    needed (`inspect`). A loaded model's own `size_rule` is the same rule for the converted official weights."""
-    from .config import load_config
-    from .model import size_rule as rule_of
-
-    return rule_of(load_config())
 
 
 def model_dir_layout():

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 from ...errors import ModelError
+from ..window_model import SizeRule
 
 OFFICIAL_CONFIG = Path(__file__).with_name("official_config.json")
+TRAINING_SIZE = (320, 512)  # (H, W) Geo4D was trained at
 
 
 def load_config(path: str | Path = OFFICIAL_CONFIG) -> dict:
@@ -60,6 +62,12 @@ def unet_params(config: dict) -> dict:
 def size_multiple(config: dict) -> int:
     """Frame sides must be multiples of this: the VAE's 8 times the UNet's downsampling."""
     return 8 * 2 ** (len(unet_params(config)["channel_mult"]) - 1)
+
+
+def size_rule(config: dict) -> SizeRule:
+    """The processing sizes of a Geo4D configuration (sides multiples of its size_multiple: 64 for the official
+    one, 32 for the golden fixtures' tiny one)."""
+    return SizeRule(size_multiple(config), TRAINING_SIZE, "Geo4D")
 
 
 def vae_params(config: dict) -> dict:

@@ -31,7 +31,7 @@ from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.noise import seeded_randn as _seeded_randn
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
-from .config import model_params, size_multiple, vae_params
+from .config import model_params, size_multiple, size_rule, vae_params
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
@@ -81,9 +81,6 @@ class TorchBackend(VaeBackend):
         return self.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
 
 
-TRAINING_SIZE = (320, 512)  # (H, W) Geo4D was trained at
-
-
 @dataclass
 class SamplingOptions(window_model.SamplingOptions):
     """How windows are sampled: the shared settings, plus Geo4D's. Results depend only on `steps`, `seed`
@@ -91,11 +88,6 @@ class SamplingOptions(window_model.SamplingOptions):
 
     fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
     encode_chunk: int = 8     # frames per VAE encoder call
-
-
-def size_rule(config: dict) -> SizeRule:
-    """The processing sizes of a Geo4D configuration (sides multiples of config.size_multiple)."""
-    return SizeRule(size_multiple(config), TRAINING_SIZE, "Geo4D")
 
 
 def memory_floor(config: dict, size: tuple[int, int], precision: str) -> tuple[int, str]:

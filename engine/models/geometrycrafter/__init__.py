@@ -19,7 +19,22 @@ LICENCES = """GeometryCrafter's weights come with these licences; read them befo
     it runs: the Stability AI Community License
     (https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/blob/main/LICENSE.md).
   - MoGe (https://github.com/microsoft/MoGe): MIT licence."""
-__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "VARIANTS", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
+SIZE_MULTIPLE = 64  # the official pipelines' rule for the processing size
+TRAINING_SIZE = (576, 1024)  # (H, W) of the official run.py's default (and its README's high-resolution setting)
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "SIZE_MULTIPLE", "TRAINING_SIZE", "VARIANTS", "WINDOW_LENGTH", "load",
+           "size_rule"]
+
+
+def size_rule(model_dir: Path | None = None):
+    """The processing sizes (a SizeRule): the same for every converted model; `model_dir` (None: the released
+    model) is checked to be a complete GeometryCrafter directory first, without reading the weights (ModelError)."""
+    from ..window_model import SizeRule
+
+    if model_dir is not None:
+        from .model_dir import LAYOUT
+
+        LAYOUT.read(model_dir)
+    return SizeRule(SIZE_MULTIPLE, TRAINING_SIZE, LABEL)
 
 
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
@@ -35,13 +50,6 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     if variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
     return load_geometrycrafter(model_dir, device, dtype, variant)
-
-
-def size_rule():
-    """The processing sizes (a SizeRule): multiples of 64 near 576x1024 in area, as the official run.py."""
-    from .model import size_rule as rule
-
-    return rule()
 
 
 def model_dir_layout():

@@ -28,15 +28,14 @@ from ..geo4d.checkpoint_keys import load_part
 from ..window_model import SamplingOptions, SizeRule
 from .config import part
 from .image_encoder import CLIPVisionModelWithProjection
-from . import WINDOW_LENGTH
+from . import WINDOW_LENGTH, size_rule
 from .model_dir import LAYOUT
 from .moge import MoGeModel
-from .pipeline import SIZE_MULTIPLE, GeometryCrafter, Options, predict
+from .pipeline import GeometryCrafter, Options, predict
 from .point_map_vae import PMapAutoencoderKLTemporalDecoder
 from .svd_vae import AutoencoderKLTemporalDecoder
 from .unet import SpatioTemporalUNet
 
-TRAINING_SIZE = (576, 1024)  # (H, W) of the official run.py's default (and its README's high-resolution setting)
 DECODE_CHUNK = 8             # frames per VAE, CLIP and MoGe call (run.py's decode_chunk_size)
 MODALITIES = ("pointmap",)
 NOISE_STREAM = 2             # engine.sampling.noise streams: Geo4D uses 0 and 1
@@ -45,10 +44,6 @@ NOISE_STREAM = 2             # engine.sampling.noise streams: Geo4D uses 0 and 1
 def window_seed(seed: int, start: int) -> int:
     """The `diff` noise seed of the window starting at frame `start`: independent of the other windows."""
     return int(np.random.SeedSequence([seed, NOISE_STREAM, start]).generate_state(1, np.uint32)[0]) & 0x7FFF_FFFF
-
-
-def size_rule() -> SizeRule:
-    return SizeRule(SIZE_MULTIPLE, TRAINING_SIZE, "GeometryCrafter")
 
 
 CLASSES = {"unet_diff": SpatioTemporalUNet, "unet_determ": SpatioTemporalUNet, "vae": AutoencoderKLTemporalDecoder,

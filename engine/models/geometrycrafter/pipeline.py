@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
+from . import SIZE_MULTIPLE
 from ...sampling.euler import EulerPlan
 from .denoise import Conditioning, UNetCallback, added_time_ids, predict_determ, sample_diff
 from .image_encoder import CLIPVisionModelWithProjection, encode_video
@@ -27,7 +28,6 @@ from .unet import SpatioTemporalUNet
 from .windows import WindowPlan
 
 VARIANTS = ("diff", "determ")
-SIZE_MULTIPLE = 64  # the official pipelines' rule for the processing size
 
 
 @dataclass
