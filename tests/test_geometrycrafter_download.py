@@ -1,6 +1,6 @@
 """`download geometrycrafter` and `convert geometrycrafter`, offline: the golden fixtures' tiny weights laid
 out as the three hub repositories lay them out, served by a real local HTTP server that answers as the hub
-does (resolve URLs, X-Repo-Commit, sha256 ETags of LFS files, Range requests), fetched through huggingface_hub."""
+does (resolve URLs, X-Repo-Commit, sha256 ETags of LFS files, Range requests), resolved through huggingface_hub."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ class Hub(BaseHTTPRequestHandler):
     requests: list[tuple[str, str, str]]
     drop_first: set[str]   # files whose first full GET stops halfway (a dropped connection)
     tamper: set[str]       # files served with other bytes than their ETag says
+    outage: dict[str, int]  # file -> byte where its GETs stop (the connection drops) while it is listed
+    sent: list[tuple[str, int, int, int]]  # (file, status, first byte, bytes sent) of every GET of a file
 
     def log_message(self, *args):
         pass
@@ -100,6 +102,15 @@ class Hub(BaseHTTPRequestHandler):
         name = str(path.relative_to(self.root))
         start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-"))[1])
         self.requests.append(("GET", name, self.headers.get("Range", "")))
+        if name in self.outage:
+            cut = self.outage[name]
+            self._headers(200, data, etag, len(data))
+            self.wfile.write(data[:cut])
+            self.wfile.flush()
+            self.sent.append((name, 200, 0, cut))
+            self.connection.shutdown(2)  # the connection drops mid-file
+            return
+        self.sent.append((name, 206 if start else 200, start, len(data) - start))
         if start:
             self._headers(206, data, etag, len(data) - start,
                           {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
@@ -118,7 +129,7 @@ class Hub(BaseHTTPRequestHandler):
 def hub(tmp_path):
     states = make_hub(tmp_path / "hub")
     handler = type("TinyHub", (Hub,), {"root": tmp_path / "hub", "requests": [], "drop_first": set(),
-                                       "tamper": set()})
+                                       "tamper": set(), "outage": {}, "sent": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -146,9 +157,10 @@ def test_download_recovers_a_dropped_file_verifies_and_converts(hub, tmp_path):
         first = _download(endpoint, tmp_path, "--accept-licences")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "research" in first.stdout and "Stability AI Community License" in first.stdout
-    # The dropped file was fetched again (huggingface_hub retries it; whether from byte 0 or from where it stopped
-    # is its own choice) and arrived whole: the converted weights below equal the served ones.
-    assert len([r for r in handler.requests if r[1] == unet]) == 2
+    # The dropped file was fetched again from where it stopped and arrived whole: the converted weights below
+    # equal the served ones.
+    resumed = [r for r in handler.requests if r[1] == unet]
+    assert len(resumed) == 2 and resumed[0][2] == "" and resumed[1][2].startswith("bytes=")
     assert {r[1] for r in handler.requests} == {f"{repo}/{f}" for repo, files in hub_files().items() for f in files}
 
     config = LAYOUT.verify(tmp_path / "model")
@@ -158,6 +170,33 @@ def test_download_recovers_a_dropped_file_verifies_and_converts(hub, tmp_path):
         kept = torch.float32 if name in ("moge", "point_map_vae") else torch.float16
         assert stored.keys() == states[name].keys()
         assert all(torch.equal(stored[k], v.to(kept)) for k, v in states[name].items()), name
+
+
+def test_a_cut_download_resumes_from_the_byte_where_it_stopped(hub, tmp_path):
+    """A file cut mid-transfer: the command stops and keeps the bytes that arrived
+    in <file>.part; the next run asks only for the rest (a Range request from that byte) and the file is whole."""
+    handler, endpoint, _ = hub
+    repo, name = PARTS["unet_diff"][0], PARTS["unet_diff"][2]
+    served = (tmp_path / "hub" / repo / name).read_bytes()
+    cut = len(served) // 3 + 12345  # not on a chunk boundary
+    handler.outage[f"{repo}/{name}"] = cut
+    first = _download(endpoint, tmp_path, "--accept-licences", "--no-convert")
+    assert first.returncode != 0 and "Traceback" not in first.stderr
+    assert f"stopped after {cut:,} of {len(served):,} bytes" in first.stderr and "it resumes" in first.stderr
+    partial = list((tmp_path / "downloads" / repo).rglob("*.part"))
+    assert [p.stat().st_size for p in partial] == [cut]  # the bytes that arrived are kept
+    assert partial[0].read_bytes() == served[:cut]
+
+    del handler.outage[f"{repo}/{name}"]
+    second = _download(endpoint, tmp_path, "--accept-licences", "--no-convert")
+    assert second.returncode == 0, second.stdout + second.stderr
+    sent = [entry for entry in handler.sent if entry[0] == f"{repo}/{name}"]
+    assert len(sent) == 2 and sent[0] == (f"{repo}/{name}", 200, 0, cut)  # cut mid-file
+    assert sent[1] == (f"{repo}/{name}", 206, cut, len(served) - cut)  # the next run: only the rest
+    assert ("GET", f"{repo}/{name}", f"bytes={cut}-") in handler.requests  # the Range header of the second run
+    downloaded = tmp_path / "downloads" / repo / name
+    assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == hashlib.sha256(served).hexdigest()
+    assert not list((tmp_path / "downloads" / repo).rglob("*.part"))
 
 
 def test_licences_must_be_accepted_first(hub, tmp_path):
