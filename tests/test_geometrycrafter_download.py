@@ -1,9 +1,10 @@
 """`download geometrycrafter` and `convert geometrycrafter`, offline: the golden fixtures' tiny weights laid
 out as the three hub repositories lay them out, served by a real local HTTP server that answers as the hub
-does (tests/tiny_hub.py), fetched through huggingface_hub."""
+does (tests/tiny_hub.py), resolved through huggingface_hub."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -53,9 +54,10 @@ def test_download_recovers_a_dropped_file_verifies_and_converts(hub, tmp_path):
         first = _download(endpoint, tmp_path, "--accept-licences")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "research" in first.stdout and "Stability AI Community License" in first.stdout
-    # The dropped file was fetched again (huggingface_hub retries it; whether from byte 0 or from where it stopped
-    # is its own choice) and arrived whole: the converted weights below equal the served ones.
-    assert len([r for r in handler.requests if r[1] == unet]) == 2
+    # The dropped file was fetched again from where it stopped and arrived whole: the converted weights below
+    # equal the served ones.
+    resumed = [r for r in handler.requests if r[1] == unet]
+    assert len(resumed) == 2 and resumed[0][2] == "" and resumed[1][2].startswith("bytes=")
     assert {r[1] for r in handler.requests} == {f"{repo}/{f}" for repo, files in hub_files().items() for f in files}
 
     config = LAYOUT.verify(tmp_path / "model")
@@ -65,6 +67,33 @@ def test_download_recovers_a_dropped_file_verifies_and_converts(hub, tmp_path):
         kept = torch.float32 if name in ("moge", "point_map_vae") else torch.float16
         assert stored.keys() == states[name].keys()
         assert all(torch.equal(stored[k], v.to(kept)) for k, v in states[name].items()), name
+
+
+def test_a_cut_download_resumes_from_the_byte_where_it_stopped(hub, tmp_path):
+    """A file cut mid-transfer: the command stops and keeps the bytes that arrived
+    in <file>.part; the next run asks only for the rest (a Range request from that byte) and the file is whole."""
+    handler, endpoint, _ = hub
+    repo, name = PARTS["unet_diff"][0], PARTS["unet_diff"][2]
+    served = (tmp_path / "hub" / repo / name).read_bytes()
+    cut = len(served) // 3 + 12345  # not on a chunk boundary
+    handler.outage[f"{repo}/{name}"] = cut
+    first = _download(endpoint, tmp_path, "--accept-licences", "--no-convert")
+    assert first.returncode != 0 and "Traceback" not in first.stderr
+    assert f"stopped after {cut:,} of {len(served):,} bytes" in first.stderr and "it resumes" in first.stderr
+    partial = list((tmp_path / "downloads" / repo).rglob("*.part"))
+    assert [p.stat().st_size for p in partial] == [cut]  # the bytes that arrived are kept
+    assert partial[0].read_bytes() == served[:cut]
+
+    del handler.outage[f"{repo}/{name}"]
+    second = _download(endpoint, tmp_path, "--accept-licences", "--no-convert")
+    assert second.returncode == 0, second.stdout + second.stderr
+    sent = [entry for entry in handler.sent if entry[0] == f"{repo}/{name}"]
+    assert len(sent) == 2 and sent[0] == (f"{repo}/{name}", 200, 0, cut)  # cut mid-file
+    assert sent[1] == (f"{repo}/{name}", 206, cut, len(served) - cut)  # the next run: only the rest
+    assert ("GET", f"{repo}/{name}", f"bytes={cut}-") in handler.requests  # the Range header of the second run
+    downloaded = tmp_path / "downloads" / repo / name
+    assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == hashlib.sha256(served).hexdigest()
+    assert not list((tmp_path / "downloads" / repo).rglob("*.part"))
 
 
 def test_licences_must_be_accepted_first(hub, tmp_path):

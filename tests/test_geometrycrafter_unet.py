@@ -98,3 +98,19 @@ def test_a_half_precision_unet_takes_float32_inputs():
     half = unet.to(torch.bfloat16)(sample, 0.5, context, ids)
     assert half.dtype == torch.bfloat16
     assert (half.float() - full).abs().max() < 0.1 * full.abs().max()
+
+
+@requires_geometrycrafter_fixtures
+def test_the_feed_forward_in_token_chunks_gives_the_same_output(monkeypatch):
+    """The feed-forwards run FEED_FORWARD_TOKENS tokens at a time (memory); each token's output is its own."""
+    from engine.models.geometrycrafter import unet as unet_module
+
+    unet = unet_forward.load_tiny_unet(FOLDER, load_config(FOLDER / "tiny_config.json"), "diff")
+    sample, context = _randn(1, 5, 12, 8, 16), _randn(1, 5, 32, seed=1)
+    ids = torch.tensor([[7.0, 127.0, 0.02]])
+    with torch.no_grad():
+        whole = unet(sample, 1.6378, context, ids)  # the largest feed-forward: 5 x 128 tokens, no chunks
+        monkeypatch.setattr(unet_module, "FEED_FORWARD_TOKENS", 48)  # 14 chunks, the last one partial
+        chunked = unet(sample, 1.6378, context, ids)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    assert whole.abs().max() > 0.1

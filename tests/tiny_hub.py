@@ -51,6 +51,8 @@ class Hub(BaseHTTPRequestHandler):
     drop_first: set[str]   # files whose first full GET stops halfway (a dropped connection)
     tamper: set[str]       # files served with other bytes than their ETag says
     slow: set[str]         # files sent in 256 KiB blocks 50 ms apart (5 MB/s)
+    outage: dict[str, int]  # file -> byte where its GETs stop (the connection drops) while it is listed
+    sent: list[tuple[str, int, int, int]]  # (file, status, first byte, bytes sent) of every GET of a file
 
     def log_message(self, *args):
         pass
@@ -91,6 +93,15 @@ class Hub(BaseHTTPRequestHandler):
         name = str(path.relative_to(self.root))
         start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-"))[1])
         self.requests.append(("GET", name, self.headers.get("Range", "")))
+        if name in self.outage:
+            cut = self.outage[name]
+            self._headers(200, data, etag, len(data))
+            self.wfile.write(data[:cut])
+            self.wfile.flush()
+            self.sent.append((name, 200, 0, cut))
+            self.connection.shutdown(2)  # the connection drops mid-file
+            return
+        self.sent.append((name, 206 if start else 200, start, len(data) - start))
         if start:
             self._headers(206, data, etag, len(data) - start,
                           {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
@@ -114,10 +125,10 @@ class Hub(BaseHTTPRequestHandler):
 @contextmanager
 def serve_hub(root: Path):
     """Lay out the tiny weights under `root` and serve them: yields (handler class, endpoint URL, state dicts);
-    the handler's requests, drop_first, tamper and slow say what was asked and change what is served."""
+    the handler's requests, sent, drop_first, tamper, slow and outage say what was asked and change what is served."""
     states = make_hub(root)
     handler = type("TinyHub", (Hub,), {"root": root, "requests": [], "drop_first": set(), "tamper": set(),
-                                       "slow": set()})
+                                       "slow": set(), "outage": {}, "sent": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

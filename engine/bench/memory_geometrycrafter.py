@@ -2,20 +2,24 @@
 geometrycrafter`), the same way as Geo4D's (engine/bench/memory.py: the real networks on the meta device, live
 tensor storages counted by StorageTracker, attention as CUDA's SDPA kernels run it).
 
-What `GeometryCrafterModel.predict` holds on the device for one window of `frames` frames at H x W, per stage:
-- the weights of the networks of one variant (the UNet and CLIP in the run precision, the SVD VAE in float32
-  for its force_upcast, MoGe and the point-map VAE in float32, as loaded);
-- the window's frames as float32 [T, 3, H, W] (live through every stage: the pipeline keeps them);
-- "prior": MoGe's network on one chunk of 8 frames at its working size (~500k pixels; the focal/shift solver
-  runs on the CPU, at 64x64);
-- "conditioning": CLIP on 8 frames at 224x224, the SVD VAE encoder on 8 frames, the point-map VAE encoder with
-  the VAE moments of the disparity pseudo-image (the largest of the three calls);
-- "diffusion": one UNet call on the whole window [1, T, C, H/8, W/8] with the per-frame CLIP embeddings
-  (diff: 12 input channels; determ: 8), the window's conditioning latents held beside it;
-- "decoding": the point-map VAE's temporal decoder on 8 frames' latents.
+What runs is the real code of one window of `GeometryCrafterModel.predict`: the frames converted on the device
+(`window_video`) and passed to `pipeline.predict` (Options as the model sets them: no overlap inside a window,
+chunks of DECODE_CHUNK frames, 5 Euler steps), on meta tensors. Its stage hook gives the stage boundaries:
+- "prior": the frames' conversion, MoGe on chunks of 8 frames at its working size (~500k pixels) and the
+  prior at the processing size (MoGe's focal/shift solve runs on the host, on 64x64 copies: not counted);
+- "conditioning": CLIP, the SVD VAE encoder and the point-map VAE encoder on chunks of 8 frames, the frames in
+  [0, 1] and [-1, 1] and the full-size prior held;
+- "diffusion": the UNet on the whole window [1, T, C, H/8, W/8] (diff: 12 input channels, every Euler step;
+  determ: 8, one call), the frames freed;
+- "decoding": the point-map VAE's temporal decoder on chunks of 8 frames (its result depends on that
+  chunking, which stays the official one) and the projection to point maps.
+Weights: with offloading (the model's default on a GPU, `GeometryCrafter.home`) only the networks of the
+running stage (pipeline.STAGE_NETWORKS) are counted, as the pipeline moves exactly those to the device;
+without it, all of them. In the precision they run in: the UNet and CLIP in the run precision, the SVD VAE in
+float32 for its force_upcast, MoGe and the point-map VAE in float32, as loaded.
 Not counted, as for Geo4D: cuDNN/cuBLAS workspaces, kernels' internal buffers, the caching allocator's rounding
-and fragmentation, the CUDA context, and the small per-frame tensors the pipeline keeps between calls (the
-prior's [T, H, W] maps and latents: under 1 % of the frames' bytes at 576x1024).
+and fragmentation, the CUDA context. Checked against the same code on real CPU tensors with the fixtures' tiny
+weights (tests/test_bench_memory_geometrycrafter.py).
 """
 
 from __future__ import annotations
@@ -23,72 +27,85 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..models.geometrycrafter.config import load_config
-from ..models.geometrycrafter.denoise import added_time_ids
-from ..models.geometrycrafter.model import DECODE_CHUNK, build_part
+from ..models.geometrycrafter.config import load_config, part
+from ..models.geometrycrafter.model import DECODE_CHUNK, build_part, window_video
+from ..models.geometrycrafter.pipeline import STAGE_NETWORKS, GeometryCrafter, Options, predict
 from .memory import ATTENTION_OPS, CudaAttention, StagePeaks, StorageTracker
 
 OFFICIAL_CONFIG = Path(__file__).parents[1] / "models" / "geometrycrafter" / "official_config.json"
-STAGES = ("prior", "conditioning", "diffusion", "decoding")
+STAGES = tuple(STAGE_NETWORKS)
+NETWORKS = ("unet", "vae", "point_map_vae", "image_encoder", "moge")
 FLOAT32_PARTS = ("vae", "point_map_vae", "moge")  # the VAE for its force_upcast; the others as run.py
 
 
-def meta_networks(config: dict, variant: str, dtype: torch.dtype, device: str = "meta") -> dict[str, torch.nn.Module]:
+def meta_networks(config: dict, variant: str, dtype: torch.dtype, device: str = "meta") -> GeometryCrafter:
     """The networks of `variant` on the meta device (or, to check the prediction, random ones on another),
     each in the dtype it runs in."""
-    names = (f"unet_{variant}", "vae", "point_map_vae", "image_encoder", "moge")
     with torch.device(device):
-        networks = {name.removesuffix(f"_{variant}"): build_part(config, name) for name in names}
-    for name, module in networks.items():
+        parts = {name: build_part(config, f"unet_{variant}" if name == "unet" else name) for name in NETWORKS}
+    for name, module in parts.items():
         module.to(torch.float32 if name in FLOAT32_PARTS else dtype).eval().requires_grad_(False)
-    return networks
+    return GeometryCrafter(variant, **parts, scheduler=part(config, "scheduler"))
 
 
-def stage_peaks(networks: dict[str, torch.nn.Module], size: tuple[int, int], frames: int,
-                cuda_attention: bool = True) -> StagePeaks:
-    """Peaks (bytes) of one window's stages, weights and the window's float32 frames included, on the networks'
-    device. cuda_attention: attention as CUDA would run it (for meta networks; see memory.CudaAttention)."""
-    device = next(networks["unet"].parameters()).device
+def stage_peaks(network: GeometryCrafter, frames: np.ndarray, cuda_attention: bool = True,
+                offload: bool = True) -> StagePeaks:
+    """Peaks (bytes) of one window's stages on the networks' device, the weights on the device included.
+    frames: the window's uint8 [T, H, W, 3] (on meta only their shape matters).
+    cuda_attention: attention as CUDA would run it (for meta networks; see memory.CudaAttention).
+    offload: count only the running stage's networks (see the module docstring). StagePeaks.weights: all
+    the networks' bytes."""
+    device = next(network.unet.parameters()).device
     tracker = StorageTracker(device)
-    for module in networks.values():
+    weights = {}
+    for name in NETWORKS:
+        before = tracker.live
+        module = getattr(network, name)
         for tensor in (*module.parameters(), *module.buffers()):
             tracker.track(tensor)
-    weights = tracker.live
-    unet, vae, pmvae = networks["unet"], networks["vae"], networks["point_map_vae"]
-    clip, moge = networks["image_encoder"], networks["moge"]
-    h, w = size
-    lh, lw, t, chunk = h // 8, w // 8, frames, min(DECODE_CHUNK, frames)
-    low = next(unet.parameters()).dtype
-    def zeros(*shape, dtype=torch.float32):
-        return torch.zeros(*shape, dtype=dtype, device=device)
-
-    def conditioning():
-        clip(zeros(chunk, 3, clip.image_size, clip.image_size, dtype=low))
-        vae.encode(zeros(chunk, 3, h, w))
-        pmvae.encode(zeros(chunk, 4, h, w), vae.moments(zeros(chunk, 3, h, w)))
-
-    eh, ew = moge.working_size(h, w)
-    calls = {
-        "prior": lambda: moge.forward(zeros(chunk, 3, eh, ew)),
-        "conditioning": conditioning,
-        "diffusion": lambda: unet(zeros(1, t, unet.conv_in.in_channels, lh, lw), 1.6378,
-                                  zeros(1, t, clip.visual_projection.out_features, dtype=low), added_time_ids(device)),
-        "decoding": lambda: pmvae.decode(zeros(chunk, 4, lh, lw), num_frames=chunk),
-    }
+        weights[name] = tracker.live - before
+    total = tracker.live
+    resident = set(NETWORKS)
     peaks, attention_ops, kernels = {}, {}, {}
-    for stage, call in calls.items():
-        attention = CudaAttention() if cuda_attention else None
-        with tracker, torch.no_grad(), attention or contextlib.nullcontext():
-            frames_f32 = zeros(t, 3, h, w)  # the window's frames, live through every stage
-            tracker.reset_peak()
-            call()
-            del frames_f32
+    attention = CudaAttention() if cuda_attention else None
+    current = STAGES[0]  # the frames' conversion counts towards the first stage
+
+    def place(names) -> None:
+        """Count the weights of `names` only, as offloading leaves only those on the device."""
+        nonlocal resident
+        tracker.live += sum(weights[n] for n in names) - sum(weights[n] for n in resident)
+        tracker.peak = max(tracker.peak, tracker.live)
+        resident = set(names)
+
+    def finish(stage: str) -> None:
         peaks[stage] = tracker.peak
         attention_ops[stage] = sorted(op for op in tracker.ops if any(s in op for s in ATTENTION_OPS))
         kernels[stage] = dict(attention.kernels) if attention else {}
-    return StagePeaks(weights, peaks, attention_ops, kernels)
+        if attention:
+            attention.kernels.clear()
+
+    def on_stage(stage: str, names: tuple[str, ...]) -> None:
+        nonlocal current
+        if stage != current:
+            finish(current)
+            tracker.reset_peak()
+            current = stage
+        if offload:
+            place(names)
+
+    options = Options(window_size=len(frames), overlap=0, decode_chunk_size=DECODE_CHUNK)
+    with tracker, torch.no_grad(), attention or contextlib.nullcontext():
+        if offload:
+            place(())
+        tracker.reset_peak()
+        prediction = predict(network, window_video(frames, device), options, on_stage=on_stage)
+        finish(current)
+        del prediction
+    tracker.live += total - sum(weights[n] for n in resident)  # every network counted again, as it lives on
+    return StagePeaks(total, peaks, attention_ops, kernels)
 
 
 def report(config_arg: str, sizes: list[tuple[int, int]], frames: int, variants: list[str],
@@ -100,18 +117,22 @@ def report(config_arg: str, sizes: list[tuple[int, int]], frames: int, variants:
     for size in sizes:
         size_rule().check(size)
     print(f"Predicted peak CUDA memory (torch.cuda.max_memory_allocated) of one GeometryCrafter window of {frames} "
-          f"frames, {'FULL-size' if config_arg == 'full' else config_arg} architecture; GB = 2^30 bytes, weights "
-          "and the window's float32 frames included in every stage")
+          f"frames, {'FULL-size' if config_arg == 'full' else config_arg} architecture, the real pipeline code on "
+          "meta tensors; GB = 2^30 bytes")
+    print("Stages with offloading (the model's default on a GPU): each holds its own networks' weights only; "
+          "'no offload' holds all of them throughout.")
     print("Not counted: cuDNN/cuBLAS workspaces and kernels' internal buffers, the caching allocator's rounding and "
-          "fragmentation, the CUDA context, the per-frame prior maps and latents kept between calls.")
+          "fragmentation, the CUDA context, MoGe's host-side focal/shift solve.")
     header = (f"{'variant':7} {'size':>9} {'precision':9} {'weights GB':>11} "
-              + " ".join(f"{s + ' GB':>15}" for s in STAGES) + f" {'peak GB':>9}")
+              + " ".join(f"{s + ' GB':>15}" for s in STAGES) + f" {'peak GB':>9} {'no offload GB':>14}")
     print(header + "\n" + "-" * len(header), flush=True)
     for variant in variants:
         for name, dtype in precisions.items():
-            networks = meta_networks(config, variant, dtype)
+            network = meta_networks(config, variant, dtype)
             for size in sizes:
-                result = stage_peaks(networks, size, frames)
+                video = np.zeros((frames, *size, 3), np.uint8)
+                result = stage_peaks(network, video)
+                resident = stage_peaks(network, video, offload=False)
                 print(f"{variant:7} {size[0]:>4}x{size[1]:<4} {name:9} {result.weights / 2**30:11.2f} "
                       + " ".join(f"{result.peaks[s] / 2**30:15.2f}" for s in STAGES)
-                      + f" {result.overall / 2**30:9.2f}", flush=True)
+                      + f" {result.overall / 2**30:9.2f} {resident.overall / 2**30:14.2f}", flush=True)

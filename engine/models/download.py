@@ -52,8 +52,9 @@ def source_urls(mirror: str | None) -> dict[str, str]:
 
 
 def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                  progress: Progress | None = None) -> None:
+                  progress: Progress | None = None, headers: dict[str, str] | None = None) -> None:
     """Download url to dest through dest.part, resuming a .part the server can continue (Range requests).
+    headers: sent with every request (e.g. the hub's authorisation).
 
     dest appears only when the server's declared size arrived in full: a dropped connection raises ModelError
     and keeps the .part for the next run to resume. A .part that already holds the whole file (the server
@@ -62,7 +63,7 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
     fraction) after every block; an exception it raises (a cancel) keeps the .part for the next run."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    request = urllib.request.Request(url, headers={**(headers or {}), **({"Range": f"bytes={have}-"} if have else {})})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -73,7 +74,7 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
             os.replace(part, dest)
             return
         part.unlink()  # longer than the file, or a size the server does not say: start again
-        return download_file(url, dest, timeout, max_bytes, progress)
+        return download_file(url, dest, timeout, max_bytes, progress, headers)
     with response:
         ctype = response.headers.get("Content-Type", "")
         if ctype.startswith("text/html"):
@@ -92,7 +93,7 @@ def download_file(url: str, dest: Path, timeout: float = 30.0, max_bytes: int = 
             if start != have:  # not where the .part ends: its bytes cannot be joined
                 response.close()
                 part.unlink()
-                return download_file(url, dest, timeout, max_bytes, progress)
+                return download_file(url, dest, timeout, max_bytes, progress, headers)
         if total is not None and total > max_bytes:
             raise ModelError(f"{url} is {total:,} bytes, more than the {max_bytes:,} a checkpoint may have",
                              "check the URL (or --mirror) serves the Geo4D checkpoint")

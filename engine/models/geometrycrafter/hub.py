@@ -8,10 +8,11 @@ Three hub repositories, laid out under the download folder as <owner>/<name>/<fi
   on the hub and give a token (HF_TOKEN or `huggingface-cli login`);
 - Ruicheng/moge-vitl: MoGe's model.pt ({"model_config", "model"}), read with torch.load(weights_only=True).
 
-huggingface_hub resumes an interrupted file on the next run. A downloaded LFS file is verified against the
-sha256 the hub gives for it (its ETag); conversion then checks every tensor's name and shape against the
-architecture of the downloaded configs (strict), refuses NaN or inf, and writes fp16 safetensors (MoGe and
-the point-map VAE kept float32, as the official run.py runs them) with a sha256 manifest.
+An interrupted file resumes from the byte where it stopped on the next run (a `.part` file and a Range
+request, engine/models/download.py). A downloaded LFS file is verified against the sha256 the hub gives for it
+(its ETag); conversion then checks every tensor's name and shape against the architecture of the downloaded
+configs (strict), refuses NaN or inf, and writes fp16 safetensors (MoGe and the point-map VAE kept float32, as
+the official run.py runs them) with a sha256 manifest.
 """
 
 from __future__ import annotations
@@ -54,49 +55,42 @@ def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, to
                              log: Callable[[str], None] = print, progress: Progress | None = None) -> None:
     """Download (or resume) every file of hub_files() into download_dir/<owner>/<name>/, each LFS file checked
     against the sha256 the hub gives for it. ModelError names a file that could not be fetched or differs.
-    progress hears ("downloading <repo>/<file>", fraction of that file) as bytes arrive; an exception it raises
-    (a cancel) stops the download; the files already downloaded stay (what huggingface_hub keeps of an unfinished
-    one is its own choice: 2.4 removes it and starts it afresh)."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    progress hears ("downloading <file>", fraction of that file) as bytes arrive; an exception it raises (a
+    cancel) stops the download and keeps the .part for the next run.
 
+    huggingface_hub resolves each file (URL, redirects, size, ETag, the token's headers); the bytes go through
+    engine.models.download.download_file into <file>.part, so an interrupted file resumes from the byte where
+    it stopped on the next run. (huggingface_hub 1.x/2.x downloads into a temporary file of its own, unique to
+    the process, and deletes it when a download fails: its partial files are never resumed across runs.)"""
+    import urllib.error
+
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import build_hf_headers
+
+    from ..download import download_file
     from ..model_dir import sha256_file
 
+    headers = build_hf_headers(token=token)
     for repo, files in hub_files().items():
         for name in files:
-            log(f"downloading {repo}/{name}")
-            bar = None
-            if progress is not None:
-                progress(f"downloading {repo}/{name}", 0.0)
-                bar = _progress_bar(progress, f"downloading {repo}/{name}")
+            dest = download_dir / repo / name
             try:
-                path = Path(hf_hub_download(repo, name, local_dir=download_dir / repo, endpoint=endpoint,
-                                            token=token, tqdm_class=bar))
-                etag = get_hf_file_metadata(hf_hub_url(repo, name, endpoint=endpoint), token=token).etag or ""
-            except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+                meta = get_hf_file_metadata(hf_hub_url(repo, name, endpoint=endpoint), token=token)
+                if not (dest.is_file() and meta.size is not None and dest.stat().st_size == meta.size):
+                    log(f"downloading {repo}/{name}")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    download_file(meta.location, dest, headers=headers, progress=progress)
+            except (HfHubHTTPError, LocalEntryNotFoundError, urllib.error.URLError, OSError) as exc:
                 gated = " (a gated repository: accept its licence on the hub, then set HF_TOKEN)" if repo == SVD else ""
                 raise ModelError(f"could not download {repo}/{name}{gated}: {str(exc).splitlines()[0]}",
                                  "run the same command again (it resumes), or check the network and the token") \
                     from exc
-            if re.fullmatch(r"[0-9a-f]{64}", etag) and sha256_file(path) != etag:
-                path.rename(path.with_name(path.name + ".bad"))  # never kept, never resumed onto
-                raise ModelError(f"{path} differs from the hub's file (its sha256 is not {etag})",
+            etag = meta.etag or ""
+            if re.fullmatch(r"[0-9a-f]{64}", etag) and sha256_file(dest) != etag:
+                dest.rename(dest.with_name(dest.name + ".bad"))  # never kept, never resumed onto
+                raise ModelError(f"{dest} differs from the hub's file (its sha256 is not {etag})",
                                  "run the same command again to download it afresh")
-
-
-def _progress_bar(progress: Progress, stage: str):
-    """A tqdm class for huggingface_hub that reports the bytes of one file to `progress` and prints nothing."""
-    from tqdm.std import tqdm  # huggingface_hub's own dependency
-
-    class Bar(tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "disable": True})  # disabled: keeps n and total, draws nothing
-
-        def update(self, n=1):
-            self.n += n or 0
-            progress(stage, min(self.n / self.total, 1.0) if self.total else 0.0)
-
-    return Bar
 
 
 def read_hub_folder(folder: Path) -> tuple[dict[str, dict], dict[str, Path]]:

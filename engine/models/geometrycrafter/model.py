@@ -31,7 +31,7 @@ from .image_encoder import CLIPVisionModelWithProjection
 from . import WINDOW_LENGTH, size_rule
 from .model_dir import LAYOUT
 from .moge import MoGeModel
-from .pipeline import GeometryCrafter, Options, predict
+from .pipeline import STAGE_NETWORKS, GeometryCrafter, Options, predict
 from .point_map_vae import PMapAutoencoderKLTemporalDecoder
 from .svd_vae import AutoencoderKLTemporalDecoder
 from .unet import SpatioTemporalUNet
@@ -77,6 +77,10 @@ def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant
     parts = {f"unet_{variant}": (network.unet, low), "vae": (network.vae, vae_dtype),
              "point_map_vae": (network.point_map_vae, torch.float32),
              "image_encoder": (network.image_encoder, low), "moge": (network.moge, torch.float32)}
+    # On a GPU the networks rest in host memory and each stage moves its own there (pipeline.STAGE_NETWORKS):
+    # a few GB copied per window, against a peak lowered by the weights of every other stage.
+    offload = torch.device(device).type == "cuda"
+    network.home = torch.device("cpu") if offload else None
     for name, (module, kept) in parts.items():
         path = directory / f"{name}.safetensors"
         try:
@@ -84,8 +88,14 @@ def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant
         except (SafetensorError, RuntimeError) as exc:
             raise ModelError(f"{path} does not load into the GeometryCrafter {name} ({str(exc).splitlines()[0]})",
                              LAYOUT.convert_fix.format(dir=directory)) from exc
-        module.to(device=device, dtype=kept).eval().requires_grad_(False)
+        module.to(device=network.home or device, dtype=kept).eval().requires_grad_(False)
     return GeometryCrafterModel(network, config, int(meta.get("window_length", WINDOW_LENGTH)), device)
+
+
+def window_video(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float32 [T, 3, H, W] in [0, 1] on `device`."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return video.permute(0, 3, 1, 2).float() / 255.0
 
 
 class GeometryCrafterModel:
@@ -104,13 +114,16 @@ class GeometryCrafterModel:
         return size_rule()
 
     def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
-        """(bytes, what they hold): the loaded weights, the SVD VAE's first full-resolution convolution's input
-        and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
-        window's frames as float32. A lower bound: the UNet's activations come on top."""
+        """(bytes, what they hold) during the conditioning stage: the weights on the device then (all of them
+        without offloading, else the conditioning networks'), the SVD VAE's first full-resolution convolution's
+        input and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
+        window's frames as float32. A lower bound of the peak."""
         h, w = size
-        weights = sum(p.numel() * p.element_size() for m in (self.network.unet, self.network.vae,
-                      self.network.point_map_vae, self.network.image_encoder, self.network.moge)
-                      for p in m.parameters())
+        offloaded = self.network.home is not None
+        names = STAGE_NETWORKS["conditioning"] if offloaded else ("unet", "vae", "point_map_vae", "image_encoder",
+                                                                  "moge")
+        weights = sum(p.numel() * p.element_size() for name in names
+                      for p in getattr(self.network, name).parameters())
         vae = self.network.vae
         element = 4 if vae.force_upcast or precision == "fp32" else 2
         width = int(part(self.config, "vae")["block_out_channels"][0])
@@ -140,11 +153,10 @@ class GeometryCrafterModel:
         for g, (start, t) in enumerate(zip(starts.tolist(), lengths.tolist())):
             if cancelled():
                 raise Cancelled()
-            video = torch.from_numpy(np.ascontiguousarray(frames[start:start + t])).to(self.device)
-            video = video.permute(0, 3, 1, 2).float() / 255.0
             call = Options(window_size=t, overlap=0, decode_chunk_size=DECODE_CHUNK,
                            num_inference_steps=options.steps, seed=window_seed(options.seed, start))
-            prediction = predict(self.network, video, call)
+            # The frames as a temporary: the pipeline frees them once conditioned.
+            prediction = predict(self.network, window_video(frames[start:start + t], self.device), call)
             maps = {"pointmap": prediction.point_map.float().cpu().numpy(),
                     "pointmap_conf": prediction.valid.float().cpu().numpy()}
             for name, value in resize_window_maps(maps, (map_h, map_w)).items():

@@ -261,8 +261,13 @@ def solve_focal_shift(uv: np.ndarray, points: np.ndarray) -> tuple[np.float32, n
 def recover_focal_shift(points: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """points [B, h, w, 3] and mask [B, h, w] bool -> focal [B] (relative to half the diagonal),
     shift [B], and per image the solver's inputs (`uv_lr`, `points_lr`), evaluated shifts and raw
-    float64 solution. Solved on a 64x64 nearest downsampling of the masked pixels."""
+    float64 solution. Solved on a 64x64 nearest downsampling of the masked pixels, on the host.
+
+    On the meta device (the memory benchmark runs the pipeline there) focal and shift are zeros: the
+    solve's device memory is the 64x64 copies, which are not worth counting."""
     b, h, w, _ = points.shape
+    if points.is_meta:
+        return points.new_zeros(b), points.new_zeros(b), []
     uv = normalized_view_plane_uv(w, h, w / h, points.dtype, points.device)
     points_lr = F.interpolate(points.permute(0, 3, 1, 2), SOLVER_SIZE, mode="nearest").permute(0, 2, 3, 1).cpu().numpy()
     uv_lr = F.interpolate(uv.permute(2, 0, 1)[None], SOLVER_SIZE, mode="nearest")[0].permute(1, 2, 0).cpu().numpy()

@@ -10,7 +10,9 @@ frames at a time; only the temporal decoder's result depends on that chunking.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,12 @@ from .unet import SpatioTemporalUNet
 from .windows import WindowPlan
 
 VARIANTS = ("diff", "determ")
+# The networks each stage runs, in order: only these need to be on the compute device during the stage.
+STAGE_NETWORKS = {"prior": ("moge",), "conditioning": ("image_encoder", "vae", "point_map_vae"),
+                  "diffusion": ("unet",), "decoding": ("point_map_vae",)}
+
+# on_stage(stage, networks): called as a stage begins, with the networks it puts on the compute device.
+StageHook = Callable[[str, tuple[str, ...]], None]
 
 
 @dataclass
@@ -41,6 +49,26 @@ class GeometryCrafter:
     image_encoder: CLIPVisionModelWithProjection
     moge: MoGeModel
     scheduler: dict                                # scheduler_config.json kwargs (diff)
+    # Where the networks rest between stages (offloading: each stage moves its own networks to the frames'
+    # device and back, so the device holds one stage's weights at a time); None: they stay where they are.
+    home: torch.device | None = None
+
+    @contextmanager
+    def stage(self, name: str, device: torch.device, on_stage: StageHook | None = None) -> Iterator[None]:
+        """Run stage `name` (a key of STAGE_NETWORKS) with its networks on `device`."""
+        networks = STAGE_NETWORKS[name]
+        if on_stage is not None:
+            on_stage(name, networks)
+        if self.home is None:
+            yield
+            return
+        for network in networks:
+            getattr(self, network).to(device)
+        try:
+            yield
+        finally:
+            for network in networks:
+                getattr(self, network).to(self.home)
 
 
 @dataclass
@@ -93,21 +121,24 @@ def resize_priors(priors: Priors, size: tuple[int, int]) -> Priors:
 
 
 @torch.no_grad()
-def condition(model: GeometryCrafter, video: torch.Tensor, options: Options) -> tuple[Conditioning, Priors]:
+def condition(model: GeometryCrafter, video: torch.Tensor, options: Options,
+              on_stage: StageHook | None = None) -> tuple[Conditioning, Priors]:
     """Frames [T, 3, H, W] in [0, 1] -> the UNet's conditioning and the prior it was encoded from
-    (both at the processing size)."""
+    (both at the processing size). Stages "prior" and "conditioning"."""
     size = processing_size(video, options)
     chunk = options.decode_chunk_size
     video = video.float()
-    priors = produce_priors(model.moge, video, chunk)
+    with model.stage("prior", video.device, on_stage):
+        priors = produce_priors(model.moge, video, chunk)
     if size != tuple(video.shape[-2:]):
         priors = resize_priors(priors, size)
         video = F.interpolate(video, size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    video = video * 2.0 - 1.0
-    embeddings = encode_video(model.image_encoder, video, chunk)
-    video_latents = encode_vae_video(model.vae, video, chunk)
-    prior_latents = encode_point_map(model.point_map_vae, model.vae, priors.disparity, priors.valid,
-                                     priors.point_map, priors.intrinsics, chunk)
+    with model.stage("conditioning", video.device, on_stage):
+        video = video * 2.0 - 1.0
+        embeddings = encode_video(model.image_encoder, video, chunk)
+        video_latents = encode_vae_video(model.vae, video, chunk)
+        prior_latents = encode_point_map(model.point_map_vae, model.vae, priors.disparity, priors.valid,
+                                         priors.point_map, priors.intrinsics, chunk)
     return Conditioning(video_latents, prior_latents, embeddings, added_time_ids(video.device)), priors
 
 
@@ -136,8 +167,10 @@ def denoise(model: GeometryCrafter, cond: Conditioning, plan: WindowPlan, option
 
 @torch.no_grad()
 def predict(model: GeometryCrafter, video: torch.Tensor, options: Options = Options(),
-            noise: torch.Tensor | None = None, on_unet_call: UNetCallback | None = None) -> Prediction:
-    """Frames [T, 3, H, W] float in [0, 1] on the model's device -> point maps and validity at H x W."""
+            noise: torch.Tensor | None = None, on_unet_call: UNetCallback | None = None,
+            on_stage: StageHook | None = None) -> Prediction:
+    """Frames [T, 3, H, W] float in [0, 1] on the compute device -> point maps and validity at H x W.
+    Once conditioned, the frames are dropped: pass them as a temporary to free their memory."""
     if model.variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant '{model.variant}'", "use diff or determ")
     if video.dim() != 4 or video.shape[1] != 3:
@@ -146,9 +179,14 @@ def predict(model: GeometryCrafter, video: torch.Tensor, options: Options = Opti
     plan = WindowPlan.make(video.shape[0], options.window_size, options.overlap)
     original = tuple(video.shape[-2:])
     resized = processing_size(video, options) != original
-    cond, _ = condition(model, video, options)
-    latents = denoise(model, cond, plan, options, noise, on_unet_call)
-    point_map, valid = decode_point_map(model.point_map_vae, latents, options.decode_chunk_size,
-                                        options.force_projection, options.force_fixed_focal,
-                                        options.use_extract_interp, original if resized else None)
+    device = video.device
+    cond, _ = condition(model, video, options, on_stage)  # the prior is dropped here
+    del video
+    with model.stage("diffusion", device, on_stage):
+        latents = denoise(model, cond, plan, options, noise, on_unet_call)
+    del cond
+    with model.stage("decoding", device, on_stage):
+        point_map, valid = decode_point_map(model.point_map_vae, latents, options.decode_chunk_size,
+                                            options.force_projection, options.force_fixed_focal,
+                                            options.use_extract_interp, original if resized else None)
     return Prediction(point_map, valid)

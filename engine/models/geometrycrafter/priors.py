@@ -22,22 +22,23 @@ ROBUST_QUANTILE = 0.99
 class Priors:
     """disparity [T, H, W] in [-1, 1] (0 disparity where invalid before scaling); valid [T, H, W]
     float ±1; point_map [T, 3, H, W] (x/z, y/z, log z · valid); intrinsics [T, 4] (ncx, ncy, nfx, nfy),
-    constant over each frame; norm_factor the clip's depth unit; disparity_range the robust
-    (min, max) of the unscaled disparity."""
+    constant over each frame; norm_factor the clip's depth unit; disparity_range [2] float64 the
+    robust (min, max) of the unscaled disparity."""
 
     disparity: torch.Tensor
     valid: torch.Tensor
     point_map: torch.Tensor
     intrinsics: torch.Tensor
     norm_factor: torch.Tensor
-    disparity_range: tuple[float, float]
+    disparity_range: torch.Tensor
 
 
-def robust_min_max(values: torch.Tensor, quantile: float = ROBUST_QUANTILE) -> tuple[float, float]:
-    """values [T, H, W] -> (smallest per-frame (1−q) quantile, largest per-frame q quantile), nearest rank."""
-    lows = [torch.quantile(frame, q=1 - quantile, interpolation="nearest").item() for frame in values]
-    highs = [torch.quantile(frame, q=quantile, interpolation="nearest").item() for frame in values]
-    return min(lows), max(highs)
+def robust_min_max(values: torch.Tensor, quantile: float = ROBUST_QUANTILE) -> torch.Tensor:
+    """values [T, H, W] -> [2] float64 (smallest per-frame (1−q) quantile, largest per-frame q quantile),
+    nearest rank; a tensor on the values' device (no host sync)."""
+    lows = torch.stack([torch.quantile(frame, q=1 - quantile, interpolation="nearest") for frame in values])
+    highs = torch.stack([torch.quantile(frame, q=quantile, interpolation="nearest") for frame in values])
+    return torch.stack([lows.min(), highs.max()]).double()
 
 
 def intrinsic_map(xy: torch.Tensor) -> torch.Tensor:
@@ -62,12 +63,14 @@ def priors_from_points(points: torch.Tensor, mask: torch.Tensor) -> Priors:
     points = points / norm_factor
     z = points[..., 2]
     disparity = 1.0 / z.clamp_min(1e-3) * valid
-    low, high = robust_min_max(disparity)
-    disparity = ((disparity - low) / (high - low + 1e-4)).clamp(0, 1) * 2 - 1
+    bounds = robust_min_max(disparity)
+    low, high = bounds
+    # The range in float64, as the official computes it from python floats.
+    disparity = ((disparity - low.float()) / (high - low + 1e-4).float()).clamp(0, 1) * 2 - 1
     xy = points[..., :2] / (z[..., None] + 1e-7)
     log_z = torch.log(z + 1e-7) * valid
     point_map = torch.cat([xy, log_z[..., None]], dim=-1).permute(0, 3, 1, 2)
-    return Priors(disparity, weight * 2 - 1, point_map, intrinsic_map(xy), norm_factor, (low, high))
+    return Priors(disparity, weight * 2 - 1, point_map, intrinsic_map(xy), norm_factor, bounds)
 
 
 @torch.no_grad()

@@ -58,11 +58,13 @@ class ResnetBlock2D(nn.Module):
         self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        # In place where the tensor is this block's own temporary (the same numbers, fewer full-size tensors).
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
         if self.time_emb_proj is not None and temb is not None:
-            h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
-        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+            h += self.time_emb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        h += x if self.conv_shortcut is None else self.conv_shortcut(x)
+        return h
 
 
 class TemporalResnetBlock(nn.Module):
@@ -81,10 +83,11 @@ class TemporalResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
         if self.time_emb_proj is not None and temb is not None:
-            h = h + self.time_emb_proj(F.silu(temb)).permute(0, 2, 1)[:, :, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+            h += self.time_emb_proj(F.silu(temb)).permute(0, 2, 1)[:, :, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        # Out of place: the sum takes the layout of x (frames first), so the clip turns back into frames as a view.
         return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
 
 
@@ -99,10 +102,12 @@ class AlphaBlender(nn.Module):
         self.switch = switch
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+        """`temporal` is overwritten with the result (callers pass their own temporary)."""
         alpha = torch.sigmoid(self.mix_factor).to(spatial.dtype)
         if self.switch:
             alpha = 1.0 - alpha
-        return alpha * spatial + (1.0 - alpha) * temporal
+        # (1 - alpha) * temporal + alpha * spatial: the same sum as the official's, one full-size temporary.
+        return temporal.mul_(1.0 - alpha).add_(alpha * spatial)
 
 
 def frames_to_clips(x: torch.Tensor, frames: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ def load_tiny_moge(folder: Path, config: dict, device: torch.device | str = "cpu
 def _prior_results(name: str, priors: Priors, fx: dict) -> list[CheckResult]:
     return [
         compare(f"{name}.norm_factor", priors.norm_factor.reshape(1), fx[f"{name}.norm_factor"]),
-        compare(f"{name}.disp_min_max", torch.tensor(priors.disparity_range), fx[f"{name}.disp_min_max"]),
+        compare(f"{name}.disp_min_max", priors.disparity_range.float(), fx[f"{name}.disp_min_max"]),
         compare(f"{name}.pred_disparity", priors.disparity, fx[f"{name}.pred_disparity"]),
         compare(f"{name}.pred_valid_mask", priors.valid, fx[f"{name}.pred_valid_mask"], tolerance=0.0),
         compare(f"{name}.pred_point_map", priors.point_map, fx[f"{name}.pred_point_map"]),
