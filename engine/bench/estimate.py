@@ -103,8 +103,8 @@ def predict_needs(model: str, size: tuple[int, int], precision: str, starts: np.
         from .memory_geometrycrafter import OFFICIAL_CONFIG, meta_networks
         from .memory_geometrycrafter import stage_peaks as crafter_peaks
 
-        networks = meta_networks(load_config(OFFICIAL_CONFIG), variant or "diff", dtype)
-        peaks = crafter_peaks(networks, size, int(lengths.max()))
+        network = meta_networks(load_config(OFFICIAL_CONFIG), variant or "diff", dtype)
+        peaks = crafter_peaks(network, np.zeros((int(lengths.max()), *size, 3), np.uint8))  # only its shape counts
     figure = FIGURES[model]
     return Needs(precision, peaks.overall, peaks.weights, dict(peaks.peaks),
                  figure.seconds(clip_frames, int(lengths.sum()), steps, size), figure)

@@ -55,7 +55,7 @@ def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, to
                              log: Callable[[str], None] = print, progress: Progress | None = None) -> None:
     """Download (or resume) every file of hub_files() into download_dir/<owner>/<name>/, each LFS file checked
     against the sha256 the hub gives for it. ModelError names a file that could not be fetched or differs.
-    progress hears ("downloading <file>", fraction of that file) as bytes arrive; an exception it raises (a
+    progress hears ("downloading <repo>/<file>", fraction of that file) as bytes arrive; an exception it raises (a
     cancel) stops the download and keeps the .part for the next run.
 
     huggingface_hub resolves each file (URL, redirects, size, ETag, the token's headers); the bytes go through
@@ -80,7 +80,9 @@ def download_geometrycrafter(download_dir: Path, endpoint: str | None = None, to
                 if not (dest.is_file() and meta.size is not None and dest.stat().st_size == meta.size):
                     log(f"downloading {repo}/{name}")
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    download_file(meta.location, dest, headers=headers, progress=progress)
+                    label = f"downloading {repo}/{name}"  # download_file's own label names the file only
+                    report = None if progress is None else (lambda _, done, label=label: progress(label, done))
+                    download_file(meta.location, dest, headers=headers, progress=report)
             except (HfHubHTTPError, LocalEntryNotFoundError, urllib.error.URLError, OSError) as exc:
                 gated = " (a gated repository: accept its licence on the hub, then set HF_TOKEN)" if repo == SVD else ""
                 raise ModelError(f"could not download {repo}/{name}{gated}: {str(exc).splitlines()[0]}",
