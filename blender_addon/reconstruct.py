@@ -92,10 +92,25 @@ def reconstruct_options(context, clip) -> dict:
         size=size,  # None: the engine fits the size to the clip's aspect
         frames=frame_range(clip, settings),
         point_stride=settings.point_stride,
-        align=AlignOptions(per_frame_focal="on" if settings.zoom_shot else "auto"),  # off: detected
+        align=align_options(clip, settings),
         # Image sequences store no rate (clip.fps is 0): they play at the scene's.
         fps=context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
     ))
+
+
+def align_options(clip, settings) -> AlignOptions:
+    """The alignment's settings: zoom shots, and with Use Clip Camera the clip's Camera settings (Movie Clip >
+    Camera): the focal length in mm on the sensor's width (Blender's focal in pixels is focal * clip width /
+    sensor width, whichever units the panel shows) and the principal point, turned from Blender's pixels (y up
+    from the bottom) to the engine's (y down from the top)."""
+    per_frame = "on" if settings.zoom_shot else "auto"  # off: detected
+    if not settings.use_clip_camera:
+        return AlignOptions(per_frame_focal=per_frame)
+    camera = clip.tracking.camera
+    cx, cy = camera.principal_point_pixels
+    return AlignOptions(per_frame_focal=per_frame, focal=camera.focal_length, focal_units="mm",
+                        sensor_width=camera.sensor_width, focal_mode=settings.focal_mode.lower(),
+                        principal_point=(cx, clip.size[1] - cy))
 
 
 def check_sequence_start(frame_file: Path) -> None:

@@ -88,14 +88,17 @@ def test_the_addon_request_uses_the_option_names():
     """blender_addon/reconstruct.py builds its request as ReconstructOptions(...) and AlignOptions(...): every
     keyword it passes is a field of those dataclasses (a misspelt name would also fail when it runs)."""
     tree = ast.parse((ROOT / "blender_addon" / "reconstruct.py").read_text())
-    calls = {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-             and node.func.id in ("ReconstructOptions", "AlignOptions")}
+    calls = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in ("ReconstructOptions", "AlignOptions"):
+            calls.setdefault(node.func.id, set()).update(k.arg for k in node.keywords)
     assert set(calls) == {"ReconstructOptions", "AlignOptions"}
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
-    # quality preset, the density, zoom shots, the device and precision.
+    # quality preset, the density, zoom shots, the clip's camera, the device and precision.
     assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
             "point_stride", "align", "fps"} == calls["ReconstructOptions"]
-    assert calls["AlignOptions"] == {"per_frame_focal"}
+    assert calls["AlignOptions"] == {"per_frame_focal", "focal", "focal_units", "sensor_width", "focal_mode",
+                                     "principal_point"}

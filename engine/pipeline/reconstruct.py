@@ -190,7 +190,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, options.align, progress)
+    recon = align(windows, options.align, progress, plate_size=clip_size)  # a known camera counts in its pixels
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     note = down_weighted_note(windows, recon)
