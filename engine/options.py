@@ -139,6 +139,14 @@ class ReconstructOptions:
     align: AlignOptions = option(help="alignment settings", default_factory=AlignOptions)
     fps: float | None = option(None, "frames per second where the clip stores none: image sequences (default 24)",
                                low=0.0, high=1000.0, exclusive=True)
+    distortion_model: str = option("none", "the plate's lens distortion, one of Blender's models (Movie Clip > "
+                                           "Camera > Lens): the frames are undistorted before the model, with "
+                                           "--focal and --principal-point (docs/alignment.md)",
+                                   choices=("none", "polynomial", "division", "nuke", "brown"))
+    distortion: tuple[float, ...] = option((), "the distortion model's coefficients: polynomial k1 k2 k3, division "
+                                               "k1 k2, nuke k1 k2, brown k1 k2 k3 k4 p1 p2 (p1, p2 in OpenCV's "
+                                               "order, y down)", metavar="K")
+
     def __post_init__(self):
         # The protocol server builds options from JSON: null means the default, strings and lists become
         # paths and tuples, and the alignment's object its dataclass.
@@ -157,6 +165,7 @@ class ReconstructOptions:
         start, stop = self.frames
         self.frames = (int(start or 0), None if stop is None else int(stop))
         self.size = tuple(int(v) for v in self.size) if self.size else None
+        self.distortion = tuple(float(v) for v in self.distortion)
         if isinstance(self.align, dict):
             unknown = sorted(set(self.align) - {f.name for f in fields(AlignOptions)})
             if unknown:
@@ -231,7 +240,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         if meta.get("parse"):  # parsed in from_args, where its InputError reaches the user as one line
             default = None
         elif base is tuple:
-            extra["type"], extra["nargs"] = _element(kind), 2
+            extra["type"], extra["nargs"] = _element(kind), "+" if ... in _elements(kind) else 2
         elif base in (int, float):
             extra["type"] = base
         if default is not MISSING and default is not None and "(default" not in text:

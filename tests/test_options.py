@@ -99,6 +99,6 @@ def test_the_addon_request_uses_the_option_names():
     # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
     # quality preset, the density, zoom shots, the clip's camera, the device and precision.
     assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
-            "point_stride", "align", "fps"} == calls["ReconstructOptions"]
+            "point_stride", "align", "fps", "distortion_model", "distortion"} == calls["ReconstructOptions"]
     assert calls["AlignOptions"] == {"per_frame_focal", "focal", "focal_units", "sensor_width", "focal_mode",
                                      "principal_point"}

@@ -273,7 +273,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
     if options.depth:
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_depth_sequence(f"{name} Depth", bundle.frames[0].depth_path),
-                        depth_timing(bundle, clip), clip)
+                        depth_timing(bundle, clip), clip, distort=bool(bundle.metadata.get("undistorted")))
     return collection
 
 

@@ -153,9 +153,11 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
-                    timing: SequenceTiming, clip) -> None:
+                    timing: SequenceTiming, clip, distort: bool = False) -> None:
     """Add plate, depth, render layers and the group to the scene's compositor (nodes tagged with `key`);
-    the group feeds the compositor's output when nothing else does."""
+    the group feeds the compositor's output when nothing else does. distort: the engine solved undistorted
+    frames (scene.json metadata.undistorted), so the CG and the depths go through the clip's lens (Movie
+    Distortion, Distort) to land on the distorted plate."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -180,19 +182,30 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         else:
             _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
                             group_node.inputs["Plate"])
+    def through_lens(socket, x: float, y: float):
+        if not (distort and clip):
+            return socket
+        node = add("CompositorNodeMovieDistortion", x, y)
+        node.clip = clip
+        if _BLENDER_5:
+            node.inputs["Type"].default_value = "Distort"
+        else:
+            node.distortion_type = "DISTORT"
+        links.new(socket, node.inputs["Image"])
+        return node.outputs["Image"]
+
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
     to_render_size = _to_render_size(add("CompositorNodeScale", -300, 0), "Nearest")  # no depths blended
     links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
-    links.new(to_render_size.outputs[0], group_node.inputs["Plate Depth"])
+    links.new(through_lens(to_render_size.outputs[0], -100, 0), group_node.inputs["Plate Depth"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
     render.scene = scene
-    links.new(render.outputs["Image"], group_node.inputs["CG"])
-    links.new(render.outputs["Alpha"], group_node.inputs["CG Alpha"])
-    links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
+    for i, (output, target) in enumerate((("Image", "CG"), ("Alpha", "CG Alpha"), ("Depth", "CG Depth"))):
+        links.new(through_lens(render.outputs[output], -100, -200 - 100 * i), group_node.inputs[target])
 
     connect_output(scene, key)
 
