@@ -60,7 +60,8 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
     use_clip_camera: bpy.props.BoolProperty(
         name="Use Clip Camera", default=False,
         description="Send the clip's Camera settings (Movie Clip > Track > Camera: sensor width, focal length, "
-                    "optical center) to the engine: the solve uses that focal length instead of finding one")
+                    "optical center, lens distortion) to the engine: the solve uses that focal length instead of "
+                    "finding one, on frames undistorted with that lens; the compositor distorts the CG to match")
     focal_mode: bpy.props.EnumProperty(
         name="Focal Length",
         items=[("FIXED", "Fixed", "The clip camera's focal length is exact: the solve keeps it"),

@@ -98,9 +98,14 @@ settings = bpy.context.scene.parallax
 camera = clip.tracking.camera
 camera.sensor_width, camera.units, camera.focal_length = 23.76, "PIXELS", 31.5
 camera.principal_point_pixels = (clip.size[0] / 2 + 20.0, clip.size[1] / 2 + 10.0)
+camera.distortion_model = "BROWN"
+camera.brown_k1, camera.brown_k2, camera.brown_p1, camera.brown_p2 = -0.1, 0.02, 0.004, -0.006
 result["off"] = rc.reconstruct_options(bpy.context, clip)["align"]
 settings.use_clip_camera, settings.focal_mode = True, "REFINE"
-result["on"] = rc.reconstruct_options(bpy.context, clip)["align"]
+options = rc.reconstruct_options(bpy.context, clip)
+result["on"], result["lens"] = options["align"], [options["distortion_model"], options["distortion"]]
+camera.brown_k1 = camera.brown_k2 = camera.brown_p1 = camera.brown_p2 = 0.0
+result["no lens"] = rc.reconstruct_options(bpy.context, clip)["distortion_model"]
 result["size"] = list(clip.size)
 report()
 """
@@ -112,3 +117,8 @@ report()
     assert sent["sensor_width"] == pytest.approx(23.76, abs=1e-5) and sent["focal_mode"] == "refine"
     # Blender counts y up from the bottom, the engine down from the top: 10 px above the centre.
     assert sent["principal_point"] == pytest.approx([width / 2 + 20.0, height / 2 - 10.0], abs=1e-3)
+    # Brown's tangential terms in the engine's axes (y down: p1, p2 = -Blender's p2, Blender's p1; test_lens.py
+    # checks this against Blender's own Movie Distortion node); a lens without distortion sends none.
+    model, coefficients = result["lens"]
+    assert model == "brown" and coefficients == pytest.approx([-0.1, 0.02, 0.0, 0.0, 0.006, 0.004], abs=1e-6)
+    assert result["no lens"] == "none"
