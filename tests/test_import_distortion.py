@@ -57,8 +57,13 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
             assert not lenses
             continue
         group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
-        fed = {link.to_socket.name for link in tree.links if link.from_node in lenses and link.to_node == group}
-        assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth"}
+
+        def upstream(node):
+            return {node} | {n for link in tree.links if link.to_node == node for n in upstream(link.from_node)}
+
+        fed = {link.to_socket.name for link in tree.links
+               if link.to_node == group and upstream(link.from_node) & set(lenses)}
+        assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth"}  # depths as their inverse (depth.py)
         assert all(n.clip == bpy.data.movieclips[0] for n in lenses)
         assert all(n.inputs["Type"].default_value == "Distort" for n in lenses if "Type" in n.inputs)
 
@@ -83,7 +88,7 @@ def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
     emission.inputs["Strength"].default_value = 20.0
     output = material.node_tree.nodes["Material Output"]
     material.node_tree.links.new(emission.outputs[0], output.inputs["Surface"])
-    pinhole = np.array([[0.12 * w, 0.15 * h], [0.88 * w, 0.85 * h], [0.85 * w, 0.12 * h]])  # near the corners
+    pinhole = np.array([[0.2 * w, 0.2 * h], [0.15 * w, 0.85 * h], [0.88 * w, 0.5 * h], [0.85 * w, 0.12 * h]])
     shown_at = []
     for u, v in pinhole:
         direction = Vector(((u - cx) / focal, -(v - cy) / focal, -1.0))  # Blender's camera: y up, looking down -z
@@ -96,8 +101,8 @@ def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
         shown_at.append(_blob_centre(with_ball - without))
     expected = lens.distort(pinhole)
     moved = expected - pinhole
-    assert np.abs(moved).min() > 2.0  # the lens moves each object by pixels, each its own way
+    assert np.linalg.norm(moved, axis=1).min() > 1.5  # the lens moves each object by pixels, each its own way
     offset = np.array(shown_at) - expected
     shift = np.round(offset[0])  # Blender 5.0 may shift the node's output by whole pixels (docs/alignment.md)
     assert np.abs(shift).max() <= 2
-    assert np.abs(offset - shift).max() < 0.25, offset  # 0.2 px seen: the blobs are a few pixels wide
+    assert np.abs(offset - shift).max() < 0.2, offset  # 0.15 px seen: the balls are a few pixels wide

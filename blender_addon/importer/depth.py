@@ -182,9 +182,14 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         else:
             _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
                             group_node.inputs["Plate"])
-    def through_lens(socket, x: float, y: float):
+    def through_lens(socket, x: float, y: float, depth: bool = False):
+        """socket through the clip's lens (when distort); a depth as its inverse, which blends across an edge
+        as surfaces do (a depth halfway between a near object and the empty background, 1e10, would put the
+        object's rim behind the plate); Blender's divide gives 0 for 0: no depth stays no depth."""
         if not (distort and clip):
             return socket
+        if depth:
+            socket = _tagged(_math(tree, "DIVIDE", 1.0, socket), key, x - 100, y).outputs[0]
         node = add("CompositorNodeMovieDistortion", x, y)
         node.clip = clip
         if _BLENDER_5:
@@ -192,6 +197,8 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         else:
             node.distortion_type = "DISTORT"
         links.new(socket, node.inputs["Image"])
+        if depth:
+            return _tagged(_math(tree, "DIVIDE", 1.0, node.outputs["Image"]), key, x + 100, y).outputs[0]
         return node.outputs["Image"]
 
     depth_node = add("CompositorNodeImage", -500, 0)
@@ -199,15 +206,23 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     timing.apply(depth_node)
     to_render_size = _to_render_size(add("CompositorNodeScale", -300, 0), "Nearest")  # no depths blended
     links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
-    links.new(through_lens(to_render_size.outputs[0], -100, 0), group_node.inputs["Plate Depth"])
+    links.new(through_lens(to_render_size.outputs[0], -100, 0, depth=True), group_node.inputs["Plate Depth"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
     render.scene = scene
     for i, (output, target) in enumerate((("Image", "CG"), ("Alpha", "CG Alpha"), ("Depth", "CG Depth"))):
-        links.new(through_lens(render.outputs[output], -100, -200 - 100 * i), group_node.inputs[target])
+        links.new(through_lens(render.outputs[output], -100, -200 - 100 * i, depth=output == "Depth"),
+                  group_node.inputs[target])
 
     connect_output(scene, key)
+
+
+def _tagged(node, key: str, x: float, y: float):
+    """A node of an import (tagged with its key, so a re-import removes it), placed at (x, y)."""
+    node.location = (x, y)
+    node[TAG] = key
+    return node
 
 
 def _to_render_size(node, interpolation: str):
