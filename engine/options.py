@@ -145,7 +145,8 @@ class ReconstructOptions:
                                    choices=("none", "polynomial", "division", "nuke", "brown"))
     distortion: tuple[float, ...] = option((), "the distortion model's coefficients: polynomial k1 k2 k3, division "
                                                "k1 k2, nuke k1 k2, brown k1 k2 k3 k4 p1 p2 (p1, p2 in OpenCV's "
-                                               "order, y down)", metavar="K")
+                                               "order, y down; a negative one as a decimal, -0.002, not -2e-3, "
+                                               "which reads as a flag) (default: none)", metavar="K")
 
     def __post_init__(self):
         # The protocol server builds options from JSON: null means the default, strings and lists become

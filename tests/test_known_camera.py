@@ -85,8 +85,12 @@ def test_the_flags_carry_the_known_camera():
     parser = argparse.ArgumentParser()
     add_arguments(parser, ReconstructOptions)
     args = parser.parse_args(["clip.mp4", "--out", "b", "--focal", "1450.5", "--focal-units", "px",
-                              "--focal-mode", "refine", "--principal-point", "960.5", "540.25"])
-    options = from_args(ReconstructOptions, args).align
+                              "--focal-mode", "refine", "--principal-point", "960.5", "540.25",
+                              "--distortion-model", "brown",
+                              "--distortion", "-0.1", "0.02", "0", "0", "0.001", "-0.002"])
+    reconstruct = from_args(ReconstructOptions, args)
+    assert reconstruct.distortion_model == "brown" and reconstruct.distortion == (-0.1, 0.02, 0.0, 0.0, 1e-3, -0.002)
+    options = reconstruct.align
     assert (options.focal, options.focal_units, options.focal_mode) == (1450.5, "px", "refine")
     assert options.principal_point == (960.5, 540.25) and options.sensor_width == 36.0
 
