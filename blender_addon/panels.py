@@ -29,6 +29,9 @@ def draw_reconstruct(layout, context) -> None:
         col.label(text=f"stride {stride or 'of the model'}, {steps} steps, size fitted to the clip")
     col.prop(settings, "zoom_shot")
     col.prop(settings, "tripod_shot")
+    col.prop(settings, "use_clip_camera")
+    if settings.use_clip_camera:
+        col.prop(settings, "focal_mode")
     col.prop(settings, "use_clip_range")
     if not settings.use_clip_range:
         row = col.row(align=True)

@@ -62,6 +62,17 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
         name="Tripod Shot", default=False,
         description="The camera only turns about a fixed point (a pan or tilt on a tripod): solve one camera position "
                     "for the whole shot, the rotations per frame")
+    use_clip_camera: bpy.props.BoolProperty(
+        name="Use Clip Camera", default=False,
+        description="Send the clip's Camera settings (Movie Clip > Track > Camera: sensor width, focal length, "
+                    "optical center, lens distortion) to the engine: the solve uses that focal length instead of "
+                    "finding one, on frames undistorted with that lens; the compositor distorts the CG to match")
+    focal_mode: bpy.props.EnumProperty(
+        name="Focal Length",
+        items=[("FIXED", "Fixed", "The clip camera's focal length is exact: the solve keeps it"),
+               ("REFINE", "Refine", "Start from the clip camera's focal length; the solve may move it as far as "
+                "the footage clearly says (about 5 %)")],
+        default="FIXED")
     use_clip_range: bpy.props.BoolProperty(name="Whole Clip", default=True)
     frame_start: bpy.props.IntProperty(name="Start", default=1, description="First frame to reconstruct (scene frames)")
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")

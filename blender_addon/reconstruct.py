@@ -78,6 +78,7 @@ def reconstruct_options(context, clip) -> dict:
         check_sequence_start(video)
     stride, steps, size = properties.quality(settings)
     device, precision = preferences.device_choice(prefs)
+    distortion = clip_distortion(clip) if settings.use_clip_camera else ("none", ())
     return options_json(ReconstructOptions(
         video=video,
         out=bundle_dir(clip),
@@ -91,11 +92,47 @@ def reconstruct_options(context, clip) -> dict:
         size=size,  # None: the engine fits the size to the clip's aspect
         frames=frame_range(clip, settings),
         point_stride=settings.point_stride,
-        align=AlignOptions(per_frame_focal="on" if settings.zoom_shot else "auto",  # off: detected
-                           nodal_pan="on" if settings.tripod_shot else "off"),  # auto misjudges (docs/alignment.md)
+        align=align_options(clip, settings),
+        distortion_model=distortion[0],
+        distortion=distortion[1],
         # Image sequences store no rate (clip.fps is 0): they play at the scene's.
         fps=context.scene.render.fps / context.scene.render.fps_base if clip.source == "SEQUENCE" else None,
     ))
+
+
+def align_options(clip, settings) -> AlignOptions:
+    """The alignment's settings: zoom and tripod shots, and with Use Clip Camera the clip's Camera settings
+    (Movie Clip > Camera): the focal length in mm on the sensor's width (Blender's focal in pixels is focal *
+    clip width / sensor width, whichever units the panel shows) and the principal point, turned from Blender's
+    pixels (y up from the bottom) to the engine's (y down from the top)."""
+    per_frame = "on" if settings.zoom_shot else "auto"  # off: detected
+    nodal_pan = "on" if settings.tripod_shot else "off"  # auto misjudges (docs/alignment.md)
+    if not settings.use_clip_camera:
+        return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan)
+    camera = clip.tracking.camera
+    cx, cy = camera.principal_point_pixels
+    return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, focal=camera.focal_length, focal_units="mm",
+                        sensor_width=camera.sensor_width, focal_mode=settings.focal_mode.lower(),
+                        principal_point=(cx, clip.size[1] - cy))
+
+
+# Blender's distortion coefficients of each model (MovieTrackingCamera), in the engine's order (engine/clips/lens.py).
+_DISTORTION = {"POLYNOMIAL": ("k1", "k2", "k3"), "DIVISION": ("division_k1", "division_k2"),
+               "NUKE": ("nuke_k1", "nuke_k2"),
+               "BROWN": ("brown_k1", "brown_k2", "brown_k3", "brown_k4", "brown_p1", "brown_p2")}
+
+
+def clip_distortion(clip) -> tuple[str, tuple[float, ...]]:
+    """The clip camera's lens distortion as the engine's (model, coefficients), ("none", ()) when all are 0.
+    Blender counts y up: its Brown tangential (p1, p2) are the engine's (p2, -p1) (OpenCV's axes)."""
+    camera = clip.tracking.camera
+    values = tuple(float(getattr(camera, name)) for name in _DISTORTION[camera.distortion_model])
+    if not any(values):
+        return "none", ()
+    if camera.distortion_model == "BROWN":
+        k1, k2, k3, k4, p1, p2 = values
+        values = (k1, k2, k3, k4, -p2, p1)
+    return camera.distortion_model.lower(), values
 
 
 def check_sequence_start(frame_file: Path) -> None:

@@ -79,11 +79,31 @@ class AlignOptions:
     motion_cameras: bool = option(False, "cameras from optical flow and each frame's point map, as for a model "
                                          "without rays (a cross-check on predictions with rays; the rays are not used)",
                                   addon=False)
+    # What the artist knows about the camera (Blender: Movie Clip > Camera); docs/alignment.md, known camera data.
+    focal: float | None = option(None, "a known focal length in --focal-units, held in the solve (--focal-mode "
+                                       "fixed) or a prior it may move from (refine); default: solved from the "
+                                       "predictions", low=0.0, high=1e6, exclusive=True)
+    focal_units: str = option("mm", "units of --focal: mm on a sensor --sensor-width wide, or pixels of the "
+                                    "plate (px)", choices=("mm", "px"))
+    sensor_width: float = option(36.0, "the sensor's width in mm, which the plate's width spans (with --focal "
+                                       "in mm)", low=0.0, high=1000.0, exclusive=True)
+    focal_mode: str = option("fixed", "with --focal: fixed (the solve keeps it) or refine (the windows move it "
+                                      "as far as their agreement outweighs --focal-tolerance)",
+                             choices=("fixed", "refine"))
+    focal_tolerance: float = option(0.05, "refine: how far the known focal may be off, a relative standard "
+                                          "deviation (0.05 = 5 %%); its prior weight is 1/tolerance^2 against "
+                                          "the windows' own spread", low=0.0, high=10.0, exclusive=True,
+                                   addon=False)
+    principal_point: tuple[float, float] | None = option(None, "a known principal point in plate pixels from "
+                                                               "the top-left corner, y down (default the "
+                                                               "centre)", metavar=("CX", "CY"))
 
     def __post_init__(self):
         # Requests written before the three-way choice send a bool: True meant per frame, False one focal.
         if isinstance(self.per_frame_focal, bool):
             self.per_frame_focal = "on" if self.per_frame_focal else "off"
+        if self.principal_point is not None:  # JSON gives a list
+            self.principal_point = tuple(float(v) for v in self.principal_point)
 
 
 @dataclass
@@ -129,6 +149,14 @@ class ReconstructOptions:
     align: AlignOptions = option(help="alignment settings", default_factory=AlignOptions)
     fps: float | None = option(None, "frames per second where the clip stores none: image sequences (default 24)",
                                low=0.0, high=1000.0, exclusive=True)
+    distortion_model: str = option("none", "the plate's lens distortion, one of Blender's models (Movie Clip > "
+                                           "Camera > Lens): the frames are undistorted before the model, with "
+                                           "--focal and --principal-point (docs/alignment.md)",
+                                   choices=("none", "polynomial", "division", "nuke", "brown"))
+    distortion: tuple[float, ...] = option((), "the distortion model's coefficients: polynomial k1 k2 k3, division "
+                                               "k1 k2, nuke k1 k2, brown k1 k2 k3 k4 p1 p2 (p1, p2 in OpenCV's "
+                                               "order, y down; a negative one as a decimal, -0.002, not -2e-3, "
+                                               "which reads as a flag) (default: none)", metavar="K")
 
     def __post_init__(self):
         # The protocol server builds options from JSON: null means the default, strings and lists become
@@ -148,6 +176,7 @@ class ReconstructOptions:
         start, stop = self.frames
         self.frames = (int(start or 0), None if stop is None else int(stop))
         self.size = tuple(int(v) for v in self.size) if self.size else None
+        self.distortion = tuple(float(v) for v in self.distortion)
         if isinstance(self.align, dict):
             unknown = sorted(set(self.align) - {f.name for f in fields(AlignOptions)})
             if unknown:
@@ -185,6 +214,8 @@ def check(options) -> None:
         if value is None or isinstance(value, bool) or not f.metadata:
             continue
         meta, flag = f.metadata, flag_of(f)
+        if isinstance(value, tuple) and not all(math.isfinite(v) for v in value if isinstance(v, (int, float))):
+            raise InputError(f"{f.name} is {value}; its values must be finite numbers", f"pass {flag} with numbers")
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"{f.name} is {value}; it must be a finite number", f"pass {flag} with a number")
         low, high = meta.get("low"), meta.get("high")
@@ -231,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         if meta.get("parse"):  # parsed in from_args, where its InputError reaches the user as one line
             default = None
         elif base is tuple:
-            extra["type"], extra["nargs"] = int, 2
+            extra["type"], extra["nargs"] = _element(kind), "+" if ... in _elements(kind) else 2
         elif base in (int, float):
             extra["type"] = base
         if default is not MISSING and default is not None and "(default" not in text:
@@ -267,6 +298,18 @@ def to_json(options) -> dict:
         return value
 
     return plain(asdict(options))
+
+
+def _elements(kind) -> tuple:
+    """The element types of a tuple annotation: `tuple[float, float] | None` -> (float, float)."""
+    if get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    return get_args(kind)
+
+
+def _element(kind) -> type:
+    """The element type of a tuple annotation: `tuple[float, ...]` -> float."""
+    return _elements(kind)[0]
 
 
 def _scalar(kind) -> type:

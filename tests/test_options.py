@@ -87,9 +87,12 @@ def test_protocol_builds_and_checks_nested_options():
 def _addon_request() -> dict[str, set[str]]:
     """The names blender_addon/reconstruct.py's request passes to ReconstructOptions(...) and AlignOptions(...)."""
     tree = ast.parse((ROOT / "blender_addon" / "reconstruct.py").read_text())
-    return {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in ("ReconstructOptions", "AlignOptions")}
+    calls: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in ("ReconstructOptions", "AlignOptions"):
+            calls.setdefault(node.func.id, set()).update(k.arg for k in node.keywords)
+    return calls
 
 
 def test_the_addon_request_uses_the_option_names():
@@ -100,10 +103,11 @@ def test_the_addon_request_uses_the_option_names():
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
-    # quality preset, the density, zoom and tripod shots, the device and precision.
+    # quality preset, the density, zoom and tripod shots, the clip's camera, the device and precision.
     assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
-            "point_stride", "align", "fps"} == calls["ReconstructOptions"]
-    assert calls["AlignOptions"] == {"per_frame_focal", "nodal_pan"}
+            "point_stride", "align", "fps", "distortion_model", "distortion"} == calls["ReconstructOptions"]
+    assert calls["AlignOptions"] == {"per_frame_focal", "nodal_pan", "focal", "focal_units", "sensor_width",
+                                     "focal_mode", "principal_point"}
 
 
 def test_the_cli_and_the_addon_expose_the_same_reconstruct_options():

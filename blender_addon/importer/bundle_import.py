@@ -292,7 +292,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
             else None  # bundles written before the motion mattes
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
-                        depth_timing(bundle, clip), clip, origin)
+                        depth_timing(bundle, clip), clip, origin, distort=bool(bundle.metadata.get("undistorted")))
         wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
     return collection
 

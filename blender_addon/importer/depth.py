@@ -169,11 +169,14 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
-                    matte: bpy.types.Image | None, timing: SequenceTiming, clip, origin: bpy.types.Object) -> None:
+                    matte: bpy.types.Image | None, timing: SequenceTiming, clip, origin: bpy.types.Object,
+                    distort: bool = False) -> None:
     """Add plate, depth, motion matte (None: the bundle has none), render layers and the group to the scene's
     compositor (nodes tagged with `key`); the group feeds the compositor's output when nothing else does. The
     plate's depth (the import's units) is multiplied by origin's world scale, the scene units the CG renders in
-    after a Set Scale."""
+    after a Set Scale. distort: the engine solved undistorted frames (scene.json metadata.undistorted), so the
+    CG, the depths and the matte go through the clip's lens (Movie Distortion, Distort) to land on the
+    distorted plate."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -201,6 +204,26 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         else:  # 4.5: pixel centres aligned, but the border fades
             links.new(plate.outputs["Image"], plate_scale.inputs[0])
             _extend_border(tree, add, plate_scale.outputs[0], group_node.inputs["Plate"])
+
+    def through_lens(socket, x: float, y: float, depth: bool = False):
+        """socket through the clip's lens (when distort); a depth as its inverse, which blends across an edge
+        as surfaces do (a depth halfway between a near object and the empty background, 1e10, would put the
+        object's rim behind the plate); Blender's divide gives 0 for 0: no depth stays no depth."""
+        if not (distort and clip):
+            return socket
+        if depth:
+            socket = _tagged(_math(tree, "DIVIDE", 1.0, socket), key, x - 100, y).outputs[0]
+        node = add("CompositorNodeMovieDistortion", x, y)
+        node.clip = clip
+        if _BLENDER_5:
+            node.inputs["Type"].default_value = "Distort"
+        else:
+            node.distortion_type = "DISTORT"
+        links.new(socket, node.inputs["Image"])
+        if depth:
+            return _tagged(_math(tree, "DIVIDE", 1.0, node.outputs["Image"]), key, x + 100, y).outputs[0]
+        return node.outputs["Image"]
+
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
@@ -210,23 +233,30 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     to_scene_units.operation = "MULTIPLY"
     _scale_driver(to_scene_units.inputs[1], origin)
     links.new(to_render_size.outputs[0], to_scene_units.inputs[0])
-    links.new(to_scene_units.outputs[0], group_node.inputs["Plate Depth"])
+    links.new(through_lens(to_scene_units.outputs[0], -50, 0, depth=True), group_node.inputs["Plate Depth"])
     if matte is not None:
         matte_node = add("CompositorNodeImage", -500, -120)
         matte_node.image = matte
         timing.apply(matte_node)
         matte_scale = _to_render_size(add("CompositorNodeScale", -300, -120), "Bilinear")  # a soft edge
         links.new(matte_node.outputs["Image"], matte_scale.inputs[0])
-        links.new(matte_scale.outputs[0], group_node.inputs["Motion Matte"])
+        links.new(through_lens(matte_scale.outputs[0], -100, -120), group_node.inputs["Motion Matte"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
     render.scene = scene
-    links.new(render.outputs["Image"], group_node.inputs["CG"])
-    links.new(render.outputs["Alpha"], group_node.inputs["CG Alpha"])
-    links.new(render.outputs["Depth"], group_node.inputs["CG Depth"])
+    for i, (output, target) in enumerate((("Image", "CG"), ("Alpha", "CG Alpha"), ("Depth", "CG Depth"))):
+        links.new(through_lens(render.outputs[output], -100, -200 - 100 * i, depth=output == "Depth"),
+                  group_node.inputs[target])
 
     connect_output(scene, key)
+
+
+def _tagged(node, key: str, x: float, y: float):
+    """A node of an import (tagged with its key, so a re-import removes it), placed at (x, y)."""
+    node.location = (x, y)
+    node[TAG] = key
+    return node
 
 
 def _to_render_size(node, interpolation: str):

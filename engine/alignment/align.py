@@ -24,10 +24,11 @@ from ..formats.bundle import Reconstruction
 from ..options import AlignOptions
 from ..windows.predictions import WindowPredictions
 from ..reporting import Progress
-from .cameras import (SlotCameras, cameras_from_points, centre_from_rays, focal_from_camera_points, focal_from_rays,
-                      fuse_cameras, rotation_from_rays)
+from .cameras import (SlotCameras, cameras_from_points, centre_from_rays,
+                      focal_from_camera_points, focal_from_rays, fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
+from .known import KnownCamera, apply_known_focal, known_camera
 from .motion import cameras_from_motion, in_own_cameras
 from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
@@ -68,13 +69,15 @@ class Slots:
 
 
 def align(windows: WindowPredictions, options: AlignOptions | None = None,
-          progress: Progress | None = None) -> Reconstruction:
+          progress: Progress | None = None, plate_size: tuple[int, int] | None = None) -> Reconstruction:
     """Fuse the windows of a clip into cameras, intrinsics and depth for each of its frames.
 
     Args:
         windows: G windows of T frames over N frames at (H, W) (engine.windows.predictions).
         options: AlignOptions (default AlignOptions()).
         progress: hears stages "cameras", "poses" and "depth" with one fraction for the whole alignment.
+        plate_size: (H, W) of the clip, whose pixels a known focal (px) and principal point count in
+            (default the maps' size).
 
     Returns:
         Reconstruction of the N frames: K [N, 3, 3], camera_to_world [N, 4, 4] (world = the first camera,
@@ -85,7 +88,7 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
             all-zero or constant point maps, zero rays; this catches what slips past it).
     """
     try:
-        return _align(windows, options, progress)
+        return _align(windows, options, progress, plate_size)
     except np.linalg.LinAlgError as exc:
         raise InputError(f"the window predictions are degenerate: the alignment cannot solve for the cameras "
                          f"({exc})", "check the model's output; mark pixels without geometry with "
@@ -93,16 +96,17 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
 
 
 def _align(windows: WindowPredictions, options: AlignOptions | None,
-           progress: Progress | None) -> Reconstruction:
+           progress: Progress | None, plate_size: tuple[int, int] | None) -> Reconstruction:
     opts = options or AlignOptions()
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     windows.validate()
-    slots = _sample_slots(windows, opts)                    # 0. every window's frames, at sampled pixels
+    known = known_camera(opts, windows.image_size, plate_size or windows.image_size)
+    slots = _sample_slots(windows, opts, known.principal)   # 0. every window's frames, at sampled pixels
     report("cameras", 0.0)
     if opts.motion_cameras and windows.pointmap_frame == "window":
         windows = _in_own_cameras(windows, slots)           # 0b. (cross-check) each frame's map in its camera
-    _slot_cameras(windows, slots, opts)                     # 1-2. each slot's camera; focal lengths
+    _slot_cameras(windows, slots, opts, known)              # 1-2. each slot's camera; focal lengths
     report("poses", 0.3)
     poses = _window_poses(slots, windows.num_windows, opts)  # 3. one similarity per window to the world
     report("cameras", 0.6)
@@ -113,7 +117,8 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
     depth, confidence = _frame_depths(windows, slots, poses, opts, report)  # 5. each frame's depth
     return Reconstruction(
         frames=np.arange(windows.num_frames, dtype=np.int64), fps=windows.fps,
-        K=intrinsics(slots.focal, *windows.image_size), camera_to_world=c2w, depth=depth, confidence=confidence,
+        K=intrinsics(slots.focal, *windows.image_size, known.principal), camera_to_world=c2w, depth=depth,
+        confidence=confidence,
         rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, quality, started)})
 
 
@@ -128,13 +133,15 @@ def _facts(opts: AlignOptions, poses: WindowPoses, quality: SolveQuality, starte
     }
 
 
-def _sample_slots(windows: WindowPredictions, opts: AlignOptions) -> Slots:
-    """Stage 0: the slots, and the point maps at `opts.pose_pixels` sampled pixels of each."""
+def _sample_slots(windows: WindowPredictions, opts: AlignOptions, principal: np.ndarray) -> Slots:
+    """Stage 0: the slots, and the point maps at `opts.pose_pixels` sampled pixels of each (their coordinates
+    from the principal point [2], pixels of the maps)."""
     h, w = windows.image_size
     slot_window = np.concatenate([np.full(length, g) for g, length in enumerate(windows.window_lengths)])
     slot_t = np.concatenate([np.arange(length) for length in windows.window_lengths])
     slot_frame = windows.window_starts[slot_window] + slot_t
     v, u, pixels = sample_pixels(h, w, opts.pose_pixels)
+    pixels = pixels - (principal - [w / 2.0, h / 2.0])
     sw, st = slot_window[:, None], slot_t[:, None]
     return Slots(window=slot_window, t=slot_t, frame=slot_frame, v=v, u=u, pixels=pixels,
                  points=windows.pointmap[sw, st, v, u].astype(np.float64),
@@ -151,18 +158,21 @@ def _in_own_cameras(windows: WindowPredictions, slots: Slots) -> WindowPredictio
     return windows
 
 
-def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) -> None:
+def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions, known: KnownCamera) -> None:
     """Stages 1-2: each slot's camera in its window's frame and the focal length of each frame: from the
     motion between frames (point maps in each frame's own camera: a model without rays), from the rays and
-    the point map, or from the point map alone; then the sampled points' depths."""
+    the point map, or from the point map alone, a known focal held or refined (known.py); then the sampled
+    points' depths."""
     n = windows.num_frames
     sw, st, v, u, pixels = slots.window[:, None], slots.t[:, None], slots.v, slots.u, slots.pixels
     if windows.pointmap_frame == "camera":
         # Each frame's points in its own camera: the focal from the points, the poses from the motion.
         slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
         _check_placeable(slot_focal, slots, "find its focal length from the point map")
-        focal = _frame_focal(slot_focal, slots, n, opts.per_frame_focal)
-        cameras = cameras_from_motion(windows, slots.t, slot_focal, opts.robust)
+        focal = apply_known_focal(_frame_focal(slot_focal, slots, n, opts.per_frame_focal), slot_focal, slots.window,
+                                  known)
+        cameras = cameras_from_motion(windows, slots.t, slot_focal if known.focal is None else focal[slots.frame],
+                                      opts.robust)
         sources = [cameras]
         slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
     elif opts.use_rays and "rays" in windows.modalities:
@@ -170,7 +180,8 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         dirs = windows.ray_dirs[sw, st, v, u].astype(np.float64)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=2, keepdims=True), 1e-12)  # other writers may not normalise
         ray_focal = focal_from_rays(dirs, pixels)
-        focal = _frame_focal(ray_focal, slots, n, opts.per_frame_focal)  # rays measure it most directly
+        focal = apply_known_focal(_frame_focal(ray_focal, slots, n, opts.per_frame_focal),  # rays measure it best
+                                  ray_focal, slots.window, known)
         from_rays = SlotCameras(rotation=rotation_from_rays(dirs, pixels, focal[slots.frame]),
                                 centre=centre_from_rays(dirs, windows.ray_moments[sw, st, v, u].astype(np.float64)),
                                 focal=ray_focal)
@@ -180,7 +191,8 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions) 
         from_points = cameras_from_points(slots.points, slots.conf, pixels)
         _check_placeable(from_points.focal, slots, "place its camera from the point map alone",
                          "align with the rays (drop --no-rays)" if "rays" in windows.modalities else None)
-        focal = _frame_focal(from_points.focal, slots, n, opts.per_frame_focal)
+        focal = apply_known_focal(_frame_focal(from_points.focal, slots, n, opts.per_frame_focal), from_points.focal,
+                                  slots.window, known)
         cameras = from_points
         sources = [from_points]
     slots.focal, slots.sources = focal, sources

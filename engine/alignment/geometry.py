@@ -82,13 +82,12 @@ def sample_pixels(h: int, w: int, count: int) -> tuple[np.ndarray, np.ndarray, n
     return v, u, centred_pixels(v, u, h, w)
 
 
-def intrinsics(focal: np.ndarray, h: int, w: int) -> np.ndarray:
-    """K [..., 3, 3] for focal lengths [...] in pixels, principal point at the image centre."""
+def intrinsics(focal: np.ndarray, h: int, w: int, principal: np.ndarray | None = None) -> np.ndarray:
+    """K [..., 3, 3] for focal lengths [...] in pixels, principal point (x, y) in pixels (default the centre)."""
     focal = np.asarray(focal, float)
     k = np.zeros(focal.shape + (3, 3))
     k[..., 0, 0] = focal
     k[..., 1, 1] = focal
-    k[..., 0, 2] = w / 2.0
-    k[..., 1, 2] = h / 2.0
+    k[..., 0, 2], k[..., 1, 2] = (w / 2.0, h / 2.0) if principal is None else principal
     k[..., 2, 2] = 1.0
     return k

@@ -7,6 +7,8 @@ Sections (all on SIMULATED window predictions made from ground truth, see engine
             give the shared focal's numbers on fixed-focal scenes;
   tripod    the rotation shot (and a dolly as the control) as the corruptions grow, nodal_pan off / on / auto:
             centre error at the depth's scale, ATE, rotation error, Abs Rel, and whether the track was held still;
+  known     realistic corruptions, the artist's camera data: the focal solved, fixed at the true one, refined
+            from the true one and from one 10 % off; a principal point off the centre, assumed centred or known;
   ablation  realistic corruptions, what each modality adds (points only, +disparity, +rays, all);
   poses     a model without rays (GeometryCrafter-like: per-frame camera-space point maps, validity as
             confidence): cameras from optical flow and the point maps, against the targets (path error
@@ -119,6 +121,31 @@ def focal(sources, frames: int, size, stride: int, seed: int) -> None:
                 print(_row(f"{label}/{name} {mode}", metrics))
             same = "on" if m["auto"] == m["on"] else "off" if m["auto"] == m["off"] else "neither"
             print(f"  -> auto gives the same numbers as {same}; focal error {100 * m['auto']['focal_error']:.2f} %")
+
+
+def known(sources, frames: int, size, stride: int, seed: int) -> None:
+    print(f"\n== known camera data (realistic corruptions): {frames} frames, {size[0]}x{size[1]}, stride {stride}, "
+          f"seed {seed} ==")
+    print(_header())
+    for label, scenes, load in sources:
+        for name in [s for s in scenes if s != "zoom"]:  # one known focal: not a zoom
+            gt = load(name, frames, tuple(size))
+            windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+            f = float(gt.K[0, 0, 0])
+            for variant, opts in (("focal solved", AlignOptions()),
+                                  ("focal fixed", AlignOptions(focal=f, focal_units="px")),
+                                  ("focal refined from the true", AlignOptions(focal=f, focal_units="px",
+                                                                               focal_mode="refine")),
+                                  ("focal refined from 10 % off", AlignOptions(focal=1.1 * f, focal_units="px",
+                                                                               focal_mode="refine"))):
+                print(_row(f"{label}/{name} {variant}", evaluate(align(windows, opts), gt)))
+            gt.K[:, 0, 2] += 0.04 * size[1]  # the lens' centre 4 % of the width right, 2 % up
+            gt.K[:, 1, 2] -= 0.02 * size[1]
+            windows = simulate_windows(gt, stride=stride, corruption=Corruption.realistic(), seed=seed)
+            for variant, opts in (("off-centre lens, centre assumed", AlignOptions()),
+                                  ("off-centre lens, centre known",
+                                   AlignOptions(principal_point=(float(gt.K[0, 0, 2]), float(gt.K[0, 1, 2]))))):
+                print(_row(f"{label}/{name} {variant}", evaluate(align(windows, opts), gt)))
 
 
 TRIPOD_SCENES = ("rotation", "static")  # a 70 degree pan with 6 cm of travel, and a dolly as the control
@@ -253,7 +280,7 @@ def speed(stride: int, seed: int, sizes_frames) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sections = ["accuracy", "focal", "tripod", "ablation", "poses", "quality", "speed"]
+    sections = ["accuracy", "focal", "known", "tripod", "ablation", "poses", "quality", "speed"]
     parser.add_argument("--sections", nargs="+", default=sections, choices=sections)
     parser.add_argument("--scenes", nargs="+", default=list(PROCEDURAL_SCENES), choices=PROCEDURAL_SCENES)
     parser.add_argument("--frames", type=int, default=64)
@@ -274,6 +301,8 @@ def main(argv: list[str]) -> int:
         accuracy(sources, args.frames, args.size, args.stride, args.seed)
     if "focal" in args.sections:
         focal(sources, args.frames, args.size, args.stride, args.seed)
+    if "known" in args.sections:
+        known(sources, args.frames, args.size, args.stride, args.seed)
     if "tripod" in args.sections:
         tripod(sources, args.frames, args.size, args.stride, args.seed)
     if "ablation" in args.sections:

@@ -23,6 +23,8 @@ from typing import Callable
 
 from .. import devices
 from ..errors import Cancelled, EngineError, InputError
+from ..alignment.known import known_camera
+from ..clips.lens import Lens, check_distortion, undistort_frames
 from ..clips.video import check_frame_range, probe_video, read_video
 from ..models import default_model_dir, model_package, size_rule
 from ..models.window_model import SamplingOptions, WindowModel
@@ -127,6 +129,19 @@ def check_options(options: ReconstructOptions) -> None:
                          f"leave --variant out for {package.LABEL}" if not getattr(package, "VARIANTS", ())
                          else f"use --variant {' or --variant '.join(package.VARIANTS)}")
     check_stride(stride_of(options), package.WINDOW_LENGTH)
+    if options.distortion_model != "none":
+        check_distortion(options.distortion_model, options.distortion, options.align.focal is not None)
+    elif options.distortion:
+        raise InputError("--distortion is given without --distortion-model", "name the model of the coefficients")
+
+
+def lens_of(options: ReconstructOptions, clip_size: tuple[int, int]) -> Lens | None:
+    """The plate's distorting lens (None: none), its focal and principal point in plate pixels."""
+    if options.distortion_model == "none":
+        return None
+    known = known_camera(options.align, clip_size, clip_size)
+    return Lens(options.distortion_model, options.distortion, known.focal or 0.0,
+                tuple(float(v) for v in known.principal), tuple(clip_size))
 
 
 def stride_of(options: ReconstructOptions) -> int:
@@ -182,6 +197,9 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     check_memory(model, size, device, precision)
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
+    lens = lens_of(options, clip_size)
+    if lens is not None:  # the model and the solve see what a pinhole camera would
+        clip.frames = undistort_frames(clip.frames, lens)
     progress("reading video", 1.0)
     if clip.shortfall():
         log("warning", clip.shortfall())
@@ -209,7 +227,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, options.align, progress)
+    recon = align(windows, options.align, progress, plate_size=clip_size)  # a known camera counts in its pixels
     recon.frames = clip.frame_indices
     recon.source_clip = windows.source
     note = down_weighted_note(windows, recon)
@@ -219,7 +237,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,
-        "model_seconds": round(model_seconds, 3),
+        "model_seconds": round(model_seconds, 3), "undistorted": lens.to_json() if lens else None,
     })
     if cancelled():
         raise Cancelled()

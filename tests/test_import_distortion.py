@@ -1,0 +1,108 @@
+"""An import of a bundle solved on undistorted frames (scene.json metadata.undistorted): the compositor puts the
+CG and the depths through the clip's lens (Movie Distortion, Distort), so a rendered object lands on the
+distorted plate where the lens puts it (headless bpy)."""
+
+import cv2
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytest.importorskip("OpenEXR")
+
+from mathutils import Vector  # noqa: E402
+
+from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
+from blender_addon.importer.depth import compositor_tree  # noqa: E402
+from engine.clips.lens import Lens  # noqa: E402
+from engine.formats.bundle import write_bundle  # noqa: E402
+from tests.plate_clip import render  # noqa: E402
+from tests.synthetic_bundle import synthetic_reconstruction  # noqa: E402
+
+UPSCALE = 2
+K1, K2 = -0.3, 0.05  # polynomial: barrel, pixels at the corners move inwards by several pixels
+
+
+def _import(tmp_path, undistorted: bool):
+    recon = synthetic_reconstruction(num_frames=3, size=(48, 64), zoom=False)
+    h, w = recon.depth.shape[1:]
+    plate_size = (h * UPSCALE, w * UPSCALE)
+    focal = float(recon.K[0, 0, 0]) * UPSCALE
+    principal = (float(recon.K[0, 0, 2]) * UPSCALE, float(recon.K[0, 1, 2]) * UPSCALE)  # off the centre
+    lens = Lens("polynomial", (K1, K2, 0.0), focal, principal, plate_size)
+    if undistorted:
+        recon.metadata["undistorted"] = lens.to_json()
+    bundle = write_bundle(recon, tmp_path / "bundle")
+    (tmp_path / "plate").mkdir()
+    for i, rgb in enumerate(recon.rgb):
+        dark = cv2.resize(rgb // 8, (plate_size[1], plate_size[0]), interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(tmp_path / "plate" / f"plate_{i + 1:04d}.png"), dark[..., ::-1])
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    import_bundle(bpy.context, bundle, ImportOptions(points=False, clip_path=str(tmp_path / "plate" /
+                                                                                 "plate_0001.png")))
+    clip = bpy.data.movieclips[0]
+    camera = clip.tracking.camera  # the artist's lens, as the engine was told
+    camera.focal_length = focal * camera.sensor_width / plate_size[1]
+    camera.principal_point_pixels = (principal[0], plate_size[0] - principal[1])  # Blender counts y up
+    camera.distortion_model, camera.k1, camera.k2, camera.k3 = "POLYNOMIAL", K1, K2, 0.0
+    return scene, lens, plate_size
+
+
+def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp_path):
+    for undistorted in (False, True):
+        scene, _, _ = _import(tmp_path / str(undistorted), undistorted)
+        tree = compositor_tree(scene)
+        lenses = [n for n in tree.nodes if n.bl_idname == "CompositorNodeMovieDistortion"]
+        if not undistorted:
+            assert not lenses
+            continue
+        group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
+
+        def upstream(node):
+            return {node} | {n for link in tree.links if link.to_node == node for n in upstream(link.from_node)}
+
+        fed = {link.to_socket.name for link in tree.links
+               if link.to_node == group and upstream(link.from_node) & set(lenses)}
+        assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth"}  # depths as their inverse (depth.py)
+        assert all(n.clip == bpy.data.movieclips[0] for n in lenses)
+        assert all(n.inputs["Type"].default_value == "Distort" for n in lenses if "Type" in n.inputs)
+
+
+def _blob_centre(image: np.ndarray) -> np.ndarray:
+    weight = np.clip(image, 0, None)
+    v, u = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    return np.array([(weight * (u + 0.5)).sum(), (weight * (v + 0.5)).sum()]) / weight.sum()
+
+
+def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
+    scene, lens, (h, w) = _import(tmp_path, undistorted=True)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 16
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    scene.frame_set(scene.frame_start)
+    camera = scene.camera
+    focal, (cx, cy) = lens.focal, lens.principal
+    material = bpy.data.materials.new("glow")
+    material.use_nodes = True
+    emission = material.node_tree.nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 20.0
+    output = material.node_tree.nodes["Material Output"]
+    material.node_tree.links.new(emission.outputs[0], output.inputs["Surface"])
+    pinhole = np.array([[0.2 * w, 0.2 * h], [0.15 * w, 0.85 * h], [0.88 * w, 0.5 * h], [0.85 * w, 0.12 * h]])
+    shown_at = []
+    for u, v in pinhole:
+        direction = Vector(((u - cx) / focal, -(v - cy) / focal, -1.0))  # Blender's camera: y up, looking down -z
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=0.006, location=camera.matrix_world @ (direction * 0.25))
+        ball = bpy.context.object
+        ball.data.materials.append(material)
+        with_ball = render(scene, scene.frame_start, tmp_path / "with.exr")[..., 0]
+        ball.hide_render = True
+        without = render(scene, scene.frame_start, tmp_path / "without.exr")[..., 0]
+        shown_at.append(_blob_centre(with_ball - without))
+    expected = lens.distort(pinhole)
+    moved = expected - pinhole
+    assert np.linalg.norm(moved, axis=1).min() > 1.5  # the lens moves each object by pixels, each its own way
+    offset = np.array(shown_at) - expected
+    shift = np.round(offset[0])  # Blender 5.0 may shift the node's output by whole pixels (docs/alignment.md)
+    assert np.abs(shift).max() <= 2
+    assert np.abs(offset - shift).max() < 0.2, offset  # 0.15 px seen: the balls are a few pixels wide
