@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from .devices import DEVICE_HELP, PRECISION_HELP
 from .errors import InputError
-from .models import DEFAULT_MODEL, MODELS, size_text
+from .models import DEFAULT_MODEL, MODELS
 
 
 def option(default: Any = MISSING, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -139,7 +139,7 @@ class ReconstructOptions:
     runtime: str = option("torch", "the networks' runtime", choices=("torch", "onnx"), addon=False)
     frames: tuple[int, int | None] = option((0, None), "frame range [A, B) of the clip (0-based)", metavar="A:B",
                                             parse=parse_frames)
-    size: tuple[int, int] | None = option(None, f"processing size H W, {size_text()}: the converted model's "
+    size: tuple[int, int] | None = option(None, "processing size H W, {size_rules}: the converted model's "
                                                 "configuration decides (default: the model's training area at "
                                                 "the clip's aspect)", metavar=("H", "W"))
     seed: int = option(123, "random seed of the diffusion noise", low=0, high=2**63 - 1, addon=False)
@@ -233,6 +233,17 @@ def check(options) -> None:
             raise InputError(f"{f.name} {value!r} is not understood", f"pass {flag} as {f.metadata['help']}")
 
 
+def help_text(meta) -> str:
+    """A field's help, `{size_rules}` filled in from the model registry only here: its packages import numpy,
+    which this module must not need (the protocol server imports it to say which packages are missing)."""
+    text = meta.get("help", "")
+    if "{size_rules}" in text:
+        from .models import size_text
+
+        text = text.replace("{size_rules}", size_text())
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add a flag (or positional argument) for every CLI field of dataclass `cls`, nested dataclasses' fields
     flattened in."""
@@ -245,7 +256,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
             add_arguments(parser, kind)
             continue
         meta, default = f.metadata, f.default
-        text = meta.get("help", "")
+        text = help_text(meta)
         if meta.get("positional"):
             parser.add_argument(f.name, help=text)
             continue

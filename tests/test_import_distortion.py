@@ -63,7 +63,8 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
 
         fed = {link.to_socket.name for link in tree.links
                if link.to_node == group and upstream(link.from_node) & set(lenses)}
-        assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth"}  # depths as their inverse (depth.py)
+        # depths as their inverse (depth.py); the matte, found on the undistorted frames, too
+        assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth", "Motion Matte"}
         assert all(n.clip == bpy.data.movieclips[0] for n in lenses)
         assert all(n.inputs["Type"].default_value == "Distort" for n in lenses if "Type" in n.inputs)
 
