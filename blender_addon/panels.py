@@ -101,4 +101,31 @@ class PARALLAX_PT_view3d_setup(SetupPanel, bpy.types.Panel):
     bl_parent_id = "PARALLAX_PT_view3d"
 
 
-classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d, PARALLAX_PT_clip_setup, PARALLAX_PT_view3d_setup)
+class AdvancedPanel:
+    """Advanced, a closed sub-panel of each editor's Parallax panel: the engine's options whose defaults suit
+    most shots (the runtime and window batch, which depend on the machine, are in the preferences)."""
+
+    bl_label = "Advanced"
+    bl_region_type = "UI"
+    bl_category = "Parallax"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.enabled = not context.window_manager.parallax_running
+        for name in ("seed", "window_storage", "smoothness"):
+            col.prop(context.scene.parallax, name)
+
+
+class PARALLAX_PT_clip_advanced(AdvancedPanel, bpy.types.Panel):
+    bl_space_type = "CLIP_EDITOR"
+    bl_parent_id = "PARALLAX_PT_clip"
+
+
+class PARALLAX_PT_view3d_advanced(AdvancedPanel, bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "PARALLAX_PT_view3d"
+
+
+classes = (PARALLAX_PT_clip, PARALLAX_PT_view3d, PARALLAX_PT_clip_advanced, PARALLAX_PT_view3d_advanced,
+           PARALLAX_PT_clip_setup, PARALLAX_PT_view3d_setup)

@@ -1,5 +1,5 @@
 """Add-on preferences: which Python runs the engine (an isolated environment the add-on creates, or an
-existing interpreter), the model folder, the device and precision."""
+existing interpreter), the model folder, the device, precision, runtime and window batch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import bpy
 
 from . import engine_env, engine_process
-from .engine_link import MODELS
+from .engine_link import MODELS, ReconstructOptions
+from .properties import from_option
 
 # The environment being built (at most one), shown by the preferences panel.
 _builder: engine_env.EnvBuilder | None = None
@@ -111,6 +112,9 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         items=[("auto", "Auto", "fp16 on GPUs, fp32 on the CPU"), ("fp16", "fp16", "Half precision (GPUs)"),
                ("bf16", "bf16", "bfloat16 (NVIDIA Ampere and later, CPU)"), ("fp32", "fp32", "Full precision")],
         default="auto")
+    # How this machine runs the networks: the runtime, and windows denoised together (more: faster on a large GPU).
+    runtime: bpy.props.EnumProperty(name="Runtime", **from_option(ReconstructOptions, "runtime"))
+    window_batch: bpy.props.IntProperty(name="Window Batch", **from_option(ReconstructOptions, "window_batch"))
 
     def draw(self, context):
         layout = self.layout
@@ -130,6 +134,9 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         if self.device == "cuda":
             row.prop(self, "gpu_index")
         layout.prop(self, "precision")
+        row = layout.row()
+        row.prop(self, "runtime")
+        row.prop(self, "window_batch")
 
     def draw_environment(self, box) -> None:
         """Found / being created / broken or missing (with the fix), and the buttons."""

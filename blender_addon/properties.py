@@ -2,8 +2,10 @@
 
 import bpy
 
-from .engine_link import size_text
+from .engine_link import AlignOptions, ReconstructOptions, size_text
 from .importer.settings import ImportSettings
+
+INT_MAX = 2**31 - 1  # the largest value of an IntProperty (a C int)
 
 # Quality presets: (label, window stride in frames, diffusion steps). A smaller stride means more overlapping
 # windows (slower, steadier). Presets leave the processing size to the engine, which matches the clip's aspect
@@ -24,6 +26,22 @@ def quality(settings) -> tuple[int, int, tuple[int, int] | None]:
         return (stride if settings.model == "geo4d" else None), steps, None
     size = (settings.size_h, settings.size_w) if settings.use_custom_size else None
     return settings.stride, settings.steps, size
+
+
+def from_option(cls, name: str) -> dict:
+    """A bpy property's description, default and range or items from field `name` of the engine's options
+    dataclass `cls` (engine/options.py), so the add-on's setting says and allows what the flag does."""
+    field = cls.__dataclass_fields__[name]
+    meta = field.metadata
+    help_text = meta["help"].replace("%%", "%")  # argparse's escape
+    settings = {"description": help_text[:1].upper() + help_text[1:], "default": field.default}
+    if meta["choices"]:
+        settings["items"] = [(choice, choice, "") for choice in meta["choices"]]
+    if meta["low"] is not None:
+        settings["min"] = meta["low"]
+    if meta["high"] is not None:
+        settings["max"] = min(meta["high"], INT_MAX) if isinstance(field.default, int) else meta["high"]
+    return settings
 
 
 class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
@@ -78,6 +96,10 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
     frame_end: bpy.props.IntProperty(name="End", default=100, description="Last frame to reconstruct (scene frames)")
     point_stride: bpy.props.IntProperty(name="Point Density", default=2, min=1, max=16,
                                         description="Keep every n-th pixel in x and y as a point")
+    # Advanced (a closed sub-panel): the engine's options whose defaults suit most shots.
+    seed: bpy.props.IntProperty(name="Seed", **from_option(ReconstructOptions, "seed"))
+    window_storage: bpy.props.EnumProperty(name="Keep Windows", **from_option(ReconstructOptions, "window_storage"))
+    smoothness: bpy.props.FloatProperty(name="Smoothness", **from_option(AlignOptions, "smoothness"))
     # The import settings (camera, points, depth, floor, accumulate, threshold, radius) come from ImportSettings.
 
 

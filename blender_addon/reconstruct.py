@@ -87,11 +87,15 @@ def reconstruct_options(context, clip) -> dict:
         variant=settings.variant if settings.model == "geometrycrafter" else None,
         device=device,
         precision=precision,
+        runtime=prefs.runtime,
+        window_batch=prefs.window_batch,
+        seed=settings.seed,
         stride=stride,
         steps=steps,
         size=size,  # None: the engine fits the size to the clip's aspect
         frames=frame_range(clip, settings),
         point_stride=settings.point_stride,
+        window_storage=settings.window_storage,
         align=align_options(clip, settings),
         distortion_model=distortion[0],
         distortion=distortion[1],
@@ -104,14 +108,15 @@ def align_options(clip, settings) -> AlignOptions:
     """The alignment's settings: zoom and tripod shots, and with Use Clip Camera the clip's Camera settings
     (Movie Clip > Camera): the focal length in mm on the sensor's width (Blender's focal in pixels is focal *
     clip width / sensor width, whichever units the panel shows) and the principal point, turned from Blender's
-    pixels (y up from the bottom) to the engine's (y down from the top)."""
+    pixels (y up from the bottom) to the engine's (y down from the top); and the Advanced panel's smoothness."""
     per_frame = "on" if settings.zoom_shot else "auto"  # off: detected
     nodal_pan = "on" if settings.tripod_shot else "off"  # auto misjudges (docs/alignment.md)
     if not settings.use_clip_camera:
-        return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan)
+        return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, smoothness=settings.smoothness)
     camera = clip.tracking.camera
     cx, cy = camera.principal_point_pixels
-    return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, focal=camera.focal_length, focal_units="mm",
+    return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, smoothness=settings.smoothness,
+                        focal=camera.focal_length, focal_units="mm",
                         sensor_width=camera.sensor_width, focal_mode=settings.focal_mode.lower(),
                         principal_point=(cx, clip.size[1] - cy))
 

@@ -31,9 +31,9 @@ def option(default: Any = MISSING, help: str = "", *, low: float | None = None, 
     choices: the allowed values; pattern: a regular expression a string must match in full.
     flag: the CLI flag (default --name-with-dashes; a `--no-...` flag for a bool that defaults to True);
     positional: a positional CLI argument; parse: turns the CLI text into the value; cli=False: not on the
-    command line; addon=False: the Blender add-on has no setting for it and sends the default (engine-only:
-    ablations, benchmarks, tuning). Every other reconstruct option is both a flag and an add-on setting
-    (tests/test_cli.py checks both sides)."""
+    command line; addon=False: the Blender add-on has no setting for it and sends the default: only the
+    developer switches, ablations and benchmark tuning, each field saying which. Every other reconstruct option
+    is both a flag and an add-on setting (tests/test_options.py checks both sides)."""
     meta = {"help": help, "low": low, "high": high, "exclusive": exclusive, "choices": choices, "pattern": pattern,
             "flag": flag, "positional": positional, "metavar": metavar, "parse": parse, "cli": cli, "addon": addon}
     if default_factory is not MISSING:
@@ -63,22 +63,25 @@ class AlignOptions:
     nodal_pan: str = option("off", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
                                    "(off), or is held still when its travel is under 0.5 %% of the scene's median "
                                    "depth (auto)", choices=("auto", "on", "off"))
+    # addon=False: the developer switches (README, "engine-only switches"): ablations of the alignment's
+    # parts and the benchmarks' tuning, which an artist has no reason to change.
     use_rays: bool = option(True, "cameras from the point maps instead of the rays (ablation)", flag="--no-rays",
-                            addon=False)
+                            addon=False)  # ablation
     use_disparity: bool = option(True, "depth from the point maps only (ablation)", flag="--no-disparity",
-                                 addon=False)
-    robust: bool = option(True, "plain least squares: keep disagreeing windows", flag="--no-robust", addon=False)
+                                 addon=False)  # ablation
+    robust: bool = option(True, "plain least squares: keep disagreeing windows", flag="--no-robust",
+                          addon=False)  # ablation
     smoothness: float = option(30.0, "temporal smoothness of the camera track, 0 = none: a frame's velocity is "
                                      "expected to change by about 1/smoothness of a typical step, in proportion "
-                                     "to the windows' disagreement", low=0.0, high=1e6, addon=False)
+                                     "to the windows' disagreement", low=0.0, high=1e6)
     pose_pixels: int = option(256, "pixels sampled per frame for the pose solve", low=16, high=65536, cli=False,
-                              addon=False)
+                              addon=False)  # benchmark tuning
     outlier_threshold: float = option(3.0, "depth estimates further than this many robust deviations from the "
                                            "median are dropped", low=0.0, high=1e6, exclusive=True, cli=False,
-                                      addon=False)
+                                      addon=False)  # benchmark tuning
     motion_cameras: bool = option(False, "cameras from optical flow and each frame's point map, as for a model "
                                          "without rays (a cross-check on predictions with rays; the rays are not used)",
-                                  addon=False)
+                                  addon=False)  # ablation
     # What the artist knows about the camera (Blender: Movie Clip > Camera); docs/alignment.md, known camera data.
     focal: float | None = option(None, "a known focal length in --focal-units, held in the solve (--focal-mode "
                                        "fixed) or a prior it may move from (refine); default: solved from the "
@@ -93,7 +96,7 @@ class AlignOptions:
     focal_tolerance: float = option(0.05, "refine: how far the known focal may be off, a relative standard "
                                           "deviation (0.05 = 5 %%); its prior weight is 1/tolerance^2 against "
                                           "the windows' own spread", low=0.0, high=10.0, exclusive=True,
-                                   addon=False)
+                                   addon=False)  # benchmark tuning: Refine's fixed 5 % in the add-on
     principal_point: tuple[float, float] | None = option(None, "a known principal point in plate pixels from "
                                                                "the top-left corner, y down (default the "
                                                                "centre)", metavar=("CX", "CY"))
@@ -114,8 +117,7 @@ class BundleOptions:
     min_confidence: float = option(0.0, "drop points at or below this confidence", low=0.0, high=1e9)
     window_storage: str = option("fp16", "keep the window predictions in the bundle as fp16 (half the disk, "
                                          "re-alignment error in docs/formats.md), fp32, or none (no re-alignment "
-                                         "later)", choices=("fp16", "fp32", "none"), flag="--keep-windows",
-                                 addon=False)
+                                         "later)", choices=("fp16", "fp32", "none"), flag="--keep-windows")
 
 
 @dataclass
@@ -136,14 +138,14 @@ class ReconstructOptions:
     steps: int = option(5, "diffusion steps (default 5, as Geo4D)", low=1, high=1000)
     device: str | None = option(None, DEVICE_HELP, pattern=r"auto|cpu|mps|cuda(:\d+)?")
     precision: str | None = option(None, PRECISION_HELP, choices=("fp32", "fp16", "bf16"))
-    runtime: str = option("torch", "the networks' runtime", choices=("torch", "onnx"), addon=False)
+    runtime: str = option("torch", "the networks' runtime", choices=("torch", "onnx"))
     frames: tuple[int, int | None] = option((0, None), "frame range [A, B) of the clip (0-based)", metavar="A:B",
                                             parse=parse_frames)
     size: tuple[int, int] | None = option(None, "processing size H W, {size_rules}: the converted model's "
                                                 "configuration decides (default: the model's training area at "
                                                 "the clip's aspect)", metavar=("H", "W"))
-    seed: int = option(123, "random seed of the diffusion noise", low=0, high=2**63 - 1, addon=False)
-    window_batch: int = option(1, "windows denoised together", low=1, high=4096, addon=False)
+    seed: int = option(123, "random seed of the diffusion noise", low=0, high=2**63 - 1)
+    window_batch: int = option(1, "windows denoised together", low=1, high=4096)
     point_stride: int = BundleOptions.__dataclass_fields__["point_stride"]  # the same field: one definition
     window_storage: str = BundleOptions.__dataclass_fields__["window_storage"]
     align: AlignOptions = option(help="alignment settings", default_factory=AlignOptions)

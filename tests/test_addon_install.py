@@ -43,7 +43,8 @@ result["operators"] += [hasattr(bpy.ops.parallax, name) for name in ("set_origin
                                                                     "set_x_axis", "set_y_axis")]
 result["panels"] = sorted(getattr(bpy.types, name).bl_space_type for name in ("PARALLAX_PT_clip", "PARALLAX_PT_view3d"))
 result["setup_panels"] = sorted(getattr(bpy.types, name).bl_parent_id
-                                for name in ("PARALLAX_PT_clip_setup", "PARALLAX_PT_view3d_setup"))
+                                for name in ("PARALLAX_PT_clip_setup", "PARALLAX_PT_view3d_setup",
+                                             "PARALLAX_PT_clip_advanced", "PARALLAX_PT_view3d_advanced"))
 result["engine_root"] = str(ep.engine_root())
 result["extension_dir"] = os.path.dirname(importlib.import_module(MOD).__file__)
 engine = ep.get_engine(prefs.python_path)
@@ -70,7 +71,8 @@ def test_installs_enables_and_disabling_stops_the_engine(addon_zip, tmp_path):
     result = run_bpy(LIFECYCLE, [addon_zip], tmp_path / "profile")
     assert result["enabled"] and all(result["operators"])
     assert result["panels"] == ["CLIP_EDITOR", "VIEW_3D"]
-    assert result["setup_panels"] == ["PARALLAX_PT_clip", "PARALLAX_PT_view3d"]  # Scene Setup sub-panels
+    # Scene Setup and Advanced sub-panels
+    assert result["setup_panels"] == ["PARALLAX_PT_clip"] * 2 + ["PARALLAX_PT_view3d"] * 2
     # The engine that runs is the one bundled in the extension, not the repository's.
     assert result["engine_root"] == result["extension_dir"]
     assert result["pong_pid_matches"] and result["same_engine_reused"]

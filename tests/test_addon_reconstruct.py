@@ -118,3 +118,39 @@ report()
     sent = result["sent"]
     assert sent == {"FAST": [8, 5, None], "STANDARD": [4, 5, None], "FINE": [2, 5, None], "CUSTOM": [4, 5, None],
                     "CUSTOM size": [3, 7, [256, 448]]}
+
+
+def test_advanced_settings_reach_the_engine_options(addon_zip, clip, tmp_path):
+    """Runtime and window batch (preferences), seed, kept windows and smoothness (the Advanced panel) reach the
+    request; each setting's description, default and range are its engine option's (engine/options.py)."""
+    script = SCENE + """
+rc = importlib.import_module(MOD + ".reconstruct")
+settings = bpy.context.scene.parallax
+result["defaults"] = rc.reconstruct_options(bpy.context, clip)
+prefs.runtime, prefs.window_batch = "onnx", 3
+settings.seed, settings.window_storage, settings.smoothness = 7, "none", 2.5
+sent = rc.reconstruct_options(bpy.context, clip)
+result["sent"] = [sent["runtime"], sent["window_batch"], sent["seed"], sent["window_storage"],
+                  sent["align"]["smoothness"]]
+rna = {name: owner.bl_rna.properties[name] for owner, names in ((prefs, ("runtime", "window_batch")),
+       (settings, ("seed", "window_storage", "smoothness"))) for name in names}
+result["rna"] = {name: [p.description, [item.identifier for item in p.enum_items] if p.type == "ENUM"
+                        else [p.hard_min, p.hard_max]] for name, p in rna.items()}
+report()
+"""
+    result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
+    from engine.options import AlignOptions, ReconstructOptions
+
+    defaults = result["defaults"]
+    assert [defaults["runtime"], defaults["window_batch"], defaults["seed"], defaults["window_storage"],
+            defaults["align"]["smoothness"]] == ["torch", 1, 123, "fp16", 30.0]
+    assert result["sent"] == ["onnx", 3, 7, "none", 2.5]
+    rna = result["rna"]
+    for cls, name in ((ReconstructOptions, "runtime"), (ReconstructOptions, "window_batch"),
+                      (ReconstructOptions, "seed"), (ReconstructOptions, "window_storage"),
+                      (AlignOptions, "smoothness")):
+        help_text = cls.__dataclass_fields__[name].metadata["help"]
+        assert rna[name][0] == help_text[0].upper() + help_text[1:], name
+    assert rna["runtime"][1] == ["torch", "onnx"] and rna["window_storage"][1] == ["fp16", "fp32", "none"]
+    assert rna["window_batch"][1] == [1, 4096] and rna["seed"][1] == [0, 2**31 - 1]
+    assert rna["smoothness"][1] == [0.0, 1e6]

@@ -103,11 +103,13 @@ def test_the_addon_request_uses_the_option_names():
     assert calls["ReconstructOptions"] <= {f.name for f in fields(ReconstructOptions)}
     assert calls["AlignOptions"] <= {f.name for f in fields(AlignOptions)}
     # What the add-on sets is what its panel and preferences offer: the clip, the model and its variant, the
-    # quality preset, the density, zoom and tripod shots, the clip's camera, the device and precision.
-    assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "stride", "steps", "size", "frames",
-            "point_stride", "align", "fps", "distortion_model", "distortion"} == calls["ReconstructOptions"]
-    assert calls["AlignOptions"] == {"per_frame_focal", "nodal_pan", "focal", "focal_units", "sensor_width",
-                                     "focal_mode", "principal_point"}
+    # quality preset, the density, zoom and tripod shots, the clip's camera, the device, precision, runtime and
+    # window batch, and the Advanced panel's seed, kept windows and smoothness.
+    assert {"video", "out", "model", "model_dir", "variant", "device", "precision", "runtime", "window_batch", "seed",
+            "stride", "steps", "size", "frames", "point_stride", "window_storage", "align", "fps", "distortion_model",
+            "distortion"} == calls["ReconstructOptions"]
+    assert calls["AlignOptions"] == {"per_frame_focal", "nodal_pan", "smoothness", "focal", "focal_units",
+                                     "sensor_width", "focal_mode", "principal_point"}
 
 
 def test_the_cli_and_the_addon_expose_the_same_reconstruct_options():
@@ -135,5 +137,9 @@ def test_the_cli_and_the_addon_expose_the_same_reconstruct_options():
             if in_addon and not on_cli:
                 problems.append(f"{f.name}: the add-on sets it, the command line cannot")
     assert not problems, problems
+    # What the add-on leaves to the engine is only the developer switches: the ablations and benchmark tuning.
+    engine_only = {f.name for cls in (ReconstructOptions, AlignOptions) for f in fields(cls) if not f.metadata["addon"]}
+    assert engine_only == {"use_rays", "use_disparity", "robust", "motion_cameras", "pose_pixels", "outlier_threshold",
+                           "focal_tolerance"}
     # The example: the add-on's Zoom Shot (and Tripod Shot) are flags of the command too.
     assert {"per_frame_focal", "nodal_pan"} <= flags & addon["AlignOptions"]

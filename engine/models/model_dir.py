@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,23 @@ from ..formats.atomic import recover, staged_dir
 from ..paths import check_outside, check_replaceable, written_by_parallax
 
 FORMAT_VERSION = 1
+MAX_HEADER = 100_000_000  # bytes: the safetensors format's own limit of a header
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def stored_elements(path: Path) -> int:
+    """The number of elements of the tensors in the safetensors file `path`, from its header alone (the
+    weights are not read): a loaded network's parameters and buffers, with a strict load. ModelError for a
+    file whose header is not safetensors'."""
+    try:
+        with open(path, "rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if not 0 < length <= MAX_HEADER:
+                raise ValueError(f"a header of {length} bytes")
+            header = json.loads(file.read(length))
+        return sum(math.prod(tensor["shape"]) for key, tensor in header.items() if key != "__metadata__")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path} is not a safetensors file ({exc})", "convert the model again") from exc
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,6 @@ class WindowModel(Protocol):
     def size_rule(self) -> SizeRule:
         """The processing sizes it accepts and the one it prefers for a clip."""
 
-    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
-        """(bytes, what they hold): a lower bound of the memory one window needs at processing size (H, W)
-        in precision ("fp32", "fp16", "bf16"), so the pipeline can refuse a size that cannot fit."""
-
     def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray, options: SamplingOptions | None = None,
                 progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
                 map_size: tuple[int, int] | None = None, spill_dir: Path | None = None) -> WindowPredictions:

@@ -36,17 +36,22 @@ from ..windows.schedule import check_stride, window_starts
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def check_memory(model: WindowModel, size: tuple[int, int], device: str, precision: str) -> None:
+def check_memory(options: ReconstructOptions, size: tuple[int, int], device: str, precision: str) -> None:
     """Refuse (EngineError, with the figures) a processing size (H, W) that cannot fit in the memory of
-    `device`, before the clip is read or the model runs: an out-of-memory kill gives no message.
-    The model's `memory_floor` is a lower bound, so nothing that could fit is refused."""
-    needed, what = model.memory_floor(size, precision)
+    `device`, before the model loads or the clip is read: an out-of-memory kill gives no message. The model
+    package's `memory_floor`, from the model directory's configuration and its files' headers, is a lower bound,
+    so nothing that could fit is refused."""
+    package = model_package(options.model)
+    model_dir = model_dir_of(options)
+    variant = {"variant": options.variant} if options.variant else {}  # only a model with variants takes one
+    needed, what = package.memory_floor(model_dir, size, PRECISIONS[precision], device, **variant)
     total, where = _memory_of(device)
     if total is not None and needed > total:
+        trained_at = size_rule(options.model, model_dir).trained_at
         raise EngineError(f"processing size {size[0]}x{size[1]} needs at least {needed / 1e9:,.1f} GB of {where} "
                           f"memory ({what}); the {where} has {total / 1e9:,.1f} GB",
-                          f"pass a smaller --size ({model.label} was trained at {model.size_rule.trained_at[0]} "
-                          f"{model.size_rule.trained_at[1]}), or leave --size out for the automatic size")
+                          f"pass a smaller --size ({package.LABEL} was trained at {trained_at[0]} {trained_at[1]}), "
+                          "or leave --size out for the automatic size")
 
 
 def _memory_of(device: str) -> tuple[int | None, str]:
@@ -176,7 +181,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     cancelled = cancelled or (lambda: False)
     log = log or (lambda level, message: None)
     # Everything that can be checked is checked before the model loads (which takes minutes): the options, the
-    # output folder, the clip, the frame range, the model directory and the processing size.
+    # output folder, the clip, the frame range, the model directory, the processing size and its memory.
     check_options(options)
     check_writable(options.out)
     inputs = {"clip": options.video, "model directory": options.model_dir}
@@ -185,16 +190,16 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     start, stop = options.frames
     check_frame_range(options.video, start, stop)
     size = choose_size(options, clip_size)
+    device, precision = resolve_device(options)
+    check_memory(options, size, device, precision)
     started = time.perf_counter()
     progress("loading model", 0.0)
     model = load_model(options)
     progress("loading model", 1.0)
-    device, precision = resolve_device(options)
     log("info", f"{model.label} on {_describe_device(device)}, {precision}, {options.runtime} runtime")
     if device == "cpu":
         log("warning", f"{model.label} is running on the CPU: expect minutes per frame; use a CUDA GPU for whole "
                        "shots")
-    check_memory(model, size, device, precision)
     progress("reading video", 0.0)
     clip = read_video(options.video, start, stop, size, options.fps)
     lens = lens_of(options, clip_size)

@@ -336,13 +336,53 @@ def test_a_processing_size_beyond_the_memory_is_refused_with_the_figures(size, t
     assert_unchanged(tmp_path, before)
 
 
+@pytest.mark.parametrize("model, directory", [("geo4d", "tiny_model_dir"), ("geometrycrafter", "tiny_gc_model_dir")])
+def test_an_impossible_size_is_refused_before_the_weights_load(model, directory, clip, tmp_path, request):
+    """The memory check reads the model directory's configuration and its files' headers, not the weights: with a
+    weight file damaged in place (its size kept, so only the load's checksum notices), an impossible size is
+    still refused for its memory, and a possible one reaches the load, which names the damaged file."""
+    models = copy_tree(request.getfixturevalue(directory), tmp_path / "models")
+    weights = sorted(models.glob("*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last tensor's data, after the header
+    weights.write_bytes(bytes(data))
+    base = ("reconstruct", clip, "--out", tmp_path / "out", "--model", model, "--model-dir", models,
+            "--device", "cpu", "--frames", "0:8")
+    message = assert_clear_error(run_main(*base, "--size", 64000, 64000), "64000x64000", "needs at least")
+    assert "corrupt" not in message
+    assert_clear_error(run_main(*base, "--size", 64, 64), "corrupt", weights.name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_geometrycrafter_memory_bound_counts_the_weights_it_will_load(tiny_gc_model_dir):
+    """Read before loading, the bound's weights are the loaded networks' bytes: on the CPU all five (the UNet and
+    CLIP in the run precision, the VAEs and MoGe in float32), on a GPU those of the conditioning stage."""
+    torch_or_skip()
+    from engine.models.geometrycrafter import memory_floor
+    from engine.models.geometrycrafter.model import load_geometrycrafter
+
+    network = load_geometrycrafter(tiny_gc_model_dir, "cpu", "bfloat16", "diff").network
+    loaded = {name: sum(t.numel() * t.element_size() for t in getattr(network, name).state_dict().values())
+              for name in ("unet", "vae", "point_map_vae", "image_encoder", "moge")}
+    assert {t.dtype for t in network.unet.state_dict().values()} == {__import__("torch").bfloat16}
+    size = (64, 128)
+    on_cpu, _ = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cpu")
+    on_gpu, what = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cuda:0")
+    assert on_cpu - on_gpu == loaded["unet"] + loaded["moge"]
+    # Above the weights: the VAE's first layer in and out (2 x 8 frames x its width x H x W, float32 with
+    # force_upcast) and one window's frames (8 in the tiny directory) as float32.
+    width = json.loads((tiny_gc_model_dir / "config.json").read_text())["config"]["vae"]["block_out_channels"][0]
+    assert on_cpu - sum(loaded.values()) == 2 * 8 * width * 64 * 128 * 4 + 8 * 3 * 64 * 128 * 4
+    assert "GB of weights" in what
+
+
 def test_the_memory_bound_never_refuses_the_training_size():
     torch_or_skip()  # the model's memory bound is computed with torch
     from engine.models.geo4d.config import load_config
     from engine.models.geo4d.model import memory_floor
     from engine.pipeline.reconstruct import _memory_of
 
-    needed, _ = memory_floor(load_config(), (320, 512), "fp32")  # the official model at its training size
+    needed, _ = memory_floor(load_config(), (320, 512), "float32")  # the official model at its training size
     assert 0 < needed < _memory_of("cpu")[0]
 
 

@@ -17,7 +17,8 @@ LICENCES = """Geo4D's weights come with these licences; read them before you acc
   - The Stable Diffusion VAE it runs (via DynamiCrafter / Stable Diffusion 2.1): CreativeML Open RAIL++-M, with its
     use restrictions.
   - OpenCLIP ViT-H-14 (LAION-2B; used only at conversion, to compute the fixed context): MIT licence."""
-__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load", "model_dir_layout", "size_rule"]
+__all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "WINDOW_LENGTH", "load", "memory_floor",
+           "model_dir_layout", "size_rule"]
 
 
 def size_rule(model_dir: Path | None = None):
@@ -54,6 +55,15 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
                           "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
                           ) from exc
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
+
+
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str):
+    """(bytes, what they hold): a lower bound of the memory of one window at processing size (H, W) in `dtype`
+    ("float32", "float16", "bfloat16"), from the configuration of `model_dir` before the weights load."""
+    from .model import memory_floor
+    from .model_dir import LAYOUT
+
+    return memory_floor(LAYOUT.read(model_dir)["config"], size, dtype)
 
 
 def model_dir_layout():

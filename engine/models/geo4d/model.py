@@ -90,17 +90,18 @@ class SamplingOptions(window_model.SamplingOptions):
     encode_chunk: int = 8     # frames per VAE encoder call
 
 
-def memory_floor(config: dict, size: tuple[int, int], precision: str) -> tuple[int, str]:
-    """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W). The VAE's
-    first full-resolution convolution holds its input and output, [frames, ch, H, W] each in the run precision
-    (one encoder call's frames), and one window's frames are held as uint8 RGB. Weights, the UNet and the VAE's
-    other layers come on top: for the official model at 320x512 in fp32 the bound is 1.35 GB, the predicted
-    peak 3.87 GB above the 5.99 GB of weights (`python -m engine.bench memory`, docs/models.md)."""
+def memory_floor(config: dict, size: tuple[int, int], dtype: str) -> tuple[int, str]:
+    """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W) in `dtype`
+    ("float32", "float16", "bfloat16"). The VAE's first full-resolution convolution holds its input and output,
+    [frames, ch, H, W] each in the run precision (one encoder call's frames), and one window's frames are held as
+    uint8 RGB. Weights, the UNet and the VAE's other layers come on top: for the official model at 320x512 in
+    float32 the bound is 1.35 GB, the predicted peak 3.87 GB above the 5.99 GB of weights
+    (`python -m engine.bench memory`, docs/models.md)."""
     h, w = size
-    element = 4 if precision == "fp32" else 2
+    element = getattr(torch, dtype).itemsize
     layers = 2 * SamplingOptions.encode_chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
     clip = WINDOW_LENGTH * h * w * 3
-    return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {precision}, "
+    return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {dtype}, "
                            f"{clip / 1e9:,.1f} GB for one window's frames")
 
 
@@ -129,9 +130,6 @@ class Geo4D:
     @property
     def size_rule(self) -> SizeRule:
         return size_rule(self.config)
-
-    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
-        return memory_floor(self.config, size, precision)
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray,

@@ -22,7 +22,7 @@ LICENCES = """GeometryCrafter's weights come with these licences; read them befo
 SIZE_MULTIPLE = 64  # the official pipelines' rule for the processing size
 TRAINING_SIZE = (576, 1024)  # (H, W) of the official run.py's default (and its README's high-resolution setting)
 __all__ = ["DEFAULT_STRIDE", "LABEL", "LICENCES", "SIZE_MULTIPLE", "TRAINING_SIZE", "VARIANTS", "WINDOW_LENGTH", "load",
-           "size_rule"]
+           "memory_floor", "model_dir_layout", "size_rule"]
 
 
 def size_rule(model_dir: Path | None = None):
@@ -50,6 +50,15 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     if variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
     return load_geometrycrafter(model_dir, device, dtype, variant)
+
+
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, variant: str | None = None):
+    """(bytes, what they hold): a lower bound of the memory on `device` of one window at processing size (H, W),
+    the model of `model_dir` loaded as `load` would, from its configuration and its files' headers before the
+    weights load."""
+    from .model import memory_floor
+
+    return memory_floor(model_dir, size, dtype, device, variant or VARIANTS[0])
 
 
 def model_dir_layout():

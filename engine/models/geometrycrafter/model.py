@@ -30,6 +30,7 @@ from .config import part
 from .image_encoder import CLIPVisionModelWithProjection
 from . import WINDOW_LENGTH, size_rule
 from .model_dir import LAYOUT
+from ..model_dir import stored_elements
 from .moge import MoGeModel
 from .pipeline import STAGE_NETWORKS, GeometryCrafter, Options, predict
 from .point_map_vae import PMapAutoencoderKLTemporalDecoder
@@ -72,24 +73,60 @@ def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant
     config = meta["config"]
     with torch.device("meta"):  # no memory until the weights are loaded
         network = build(config, variant)
-    low = getattr(torch, dtype)
-    vae_dtype = torch.float32 if network.vae.force_upcast else low
-    parts = {f"unet_{variant}": (network.unet, low), "vae": (network.vae, vae_dtype),
-             "point_map_vae": (network.point_map_vae, torch.float32),
-             "image_encoder": (network.image_encoder, low), "moge": (network.moge, torch.float32)}
-    # On a GPU the networks rest in host memory and each stage moves its own there (pipeline.STAGE_NETWORKS):
-    # a few GB copied per window, against a peak lowered by the weights of every other stage.
-    offload = torch.device(device).type == "cuda"
-    network.home = torch.device("cpu") if offload else None
-    for name, (module, kept) in parts.items():
+    kept = part_dtypes(config, variant, dtype)
+    parts = {f"unet_{variant}": network.unet, "vae": network.vae, "point_map_vae": network.point_map_vae,
+             "image_encoder": network.image_encoder, "moge": network.moge}
+    network.home = torch.device("cpu") if offloads(device) else None
+    for name, module in parts.items():
         path = directory / f"{name}.safetensors"
         try:
             load_part(module, load_file(path))
         except (SafetensorError, RuntimeError) as exc:
             raise ModelError(f"{path} does not load into the GeometryCrafter {name} ({str(exc).splitlines()[0]})",
                              LAYOUT.convert_fix.format(dir=directory)) from exc
-        module.to(device=network.home or device, dtype=kept).eval().requires_grad_(False)
+        module.to(device=network.home or device, dtype=getattr(torch, kept[name])).eval().requires_grad_(False)
     return GeometryCrafterModel(network, config, int(meta.get("window_length", WINDOW_LENGTH)), device)
+
+
+def offloads(device: str) -> bool:
+    """Whether the networks rest in host memory on `device`, each stage moving its own there
+    (pipeline.STAGE_NETWORKS): on a GPU, a few GB copied per window against a peak lowered by the weights of
+    every other stage."""
+    return torch.device(device).type == "cuda"
+
+
+def part_dtypes(config: dict, variant: str, dtype: str) -> dict[str, str]:
+    """The dtype ("float32", "float16", "bfloat16") each network file of `variant` loads in: the UNet and CLIP
+    in `dtype`, the SVD VAE in float32 where its config says force_upcast, MoGe and the point-map VAE in
+    float32 (as the official run.py)."""
+    with torch.device("meta"):  # the VAE's own reading of its config, without memory
+        upcast = build_part(config, "vae").force_upcast
+    return {f"unet_{variant}": dtype, "vae": "float32" if upcast else dtype, "point_map_vae": "float32",
+            "image_encoder": dtype, "moge": "float32"}
+
+
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str,
+                 variant: str = "diff") -> tuple[int, str]:
+    """(bytes, what they hold) during the conditioning stage, for the converted directory's model loaded as
+    `load_geometrycrafter` would (dtype "float32", "float16" or "bfloat16"), without loading its weights (their
+    tensors' sizes come from the files' headers): the weights on the device then (all of them on the CPU, the
+    conditioning networks' where the others are offloaded), the SVD VAE's first full-resolution convolution's
+    input and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
+    window's frames as float32. A lower bound of the peak."""
+    h, w = size
+    directory = Path(model_dir).expanduser()
+    meta = LAYOUT.read(directory)
+    config = meta["config"]
+    kept = part_dtypes(config, variant, dtype)
+    on_device = STAGE_NETWORKS["conditioning"] if offloads(device) else tuple(kept)
+    weights = sum(stored_elements(directory / f"{name}.safetensors") * getattr(torch, kept[name]).itemsize
+                  for name in kept if name in on_device)
+    width = int(part(config, "vae")["block_out_channels"][0])
+    layers = 2 * DECODE_CHUNK * width * h * w * getattr(torch, kept["vae"]).itemsize
+    frames = int(meta.get("window_length", WINDOW_LENGTH)) * 3 * h * w * 4
+    return weights + layers + frames, (f"{weights / 1e9:,.1f} GB of weights, {layers / 1e9:,.1f} GB for the "
+                                       f"VAE's full-resolution layers, {frames / 1e9:,.1f} GB for one window's "
+                                       "frames")
 
 
 def window_video(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -112,26 +149,6 @@ class GeometryCrafterModel:
     @property
     def size_rule(self) -> SizeRule:
         return size_rule()
-
-    def memory_floor(self, size: tuple[int, int], precision: str) -> tuple[int, str]:
-        """(bytes, what they hold) during the conditioning stage: the weights on the device then (all of them
-        without offloading, else the conditioning networks'), the SVD VAE's first full-resolution convolution's
-        input and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
-        window's frames as float32. A lower bound of the peak."""
-        h, w = size
-        offloaded = self.network.home is not None
-        names = STAGE_NETWORKS["conditioning"] if offloaded else ("unet", "vae", "point_map_vae", "image_encoder",
-                                                                  "moge")
-        weights = sum(p.numel() * p.element_size() for name in names
-                      for p in getattr(self.network, name).parameters())
-        vae = self.network.vae
-        element = 4 if vae.force_upcast or precision == "fp32" else 2
-        width = int(part(self.config, "vae")["block_out_channels"][0])
-        layers = 2 * DECODE_CHUNK * width * h * w * element
-        frames = self.window_length * 3 * h * w * 4
-        return weights + layers + frames, (f"{weights / 1e9:,.1f} GB of weights, {layers / 1e9:,.1f} GB for the "
-                                           f"VAE's full-resolution layers, {frames / 1e9:,.1f} GB for one window's "
-                                           "frames")
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, fps: float, starts: np.ndarray, options: SamplingOptions | None = None,
