@@ -28,6 +28,8 @@ from ..paths import check_outside, check_replaceable, written_by_parallax
 
 FORMAT_VERSION = 1
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+# The folder of ONNX Runtime graphs a model exports into its directory on first use (`--runtime onnx`).
+ONNX_CACHE = "onnx"
 
 
 @dataclass(frozen=True)

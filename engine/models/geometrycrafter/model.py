@@ -92,6 +92,13 @@ def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant
     return GeometryCrafterModel(network, config, int(meta.get("window_length", WINDOW_LENGTH)), device)
 
 
+def weight_bytes(network) -> int:
+    """Bytes of a network's weights: a torch module's parameters, or an ONNX Runtime graph's (onnx_unet.py)."""
+    if isinstance(network, torch.nn.Module):
+        return sum(p.numel() * p.element_size() for p in network.parameters())
+    return network.weight_bytes
+
+
 def window_video(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float32 [T, 3, H, W] in [0, 1] on `device`."""
     video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
@@ -122,8 +129,9 @@ class GeometryCrafterModel:
         offloaded = self.network.home is not None
         names = STAGE_NETWORKS["conditioning"] if offloaded else ("unet", "vae", "point_map_vae", "image_encoder",
                                                                   "moge")
-        weights = sum(p.numel() * p.element_size() for name in names
-                      for p in getattr(self.network, name).parameters())
+        if offloaded and not isinstance(self.network.unet, torch.nn.Module):
+            names = (*names, "unet")  # an ONNX Runtime graph stays on the device through every stage
+        weights = sum(weight_bytes(getattr(self.network, name)) for name in names)
         vae = self.network.vae
         element = 4 if vae.force_upcast or precision == "fp32" else 2
         width = int(part(self.config, "vae")["block_out_channels"][0])
