@@ -30,6 +30,8 @@ from ..paths import check_outside, check_replaceable, written_by_parallax
 FORMAT_VERSION = 1
 MAX_HEADER = 100_000_000  # bytes: the safetensors format's own limit of a header
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+# The folder of ONNX Runtime graphs a model exports into its directory on first use (`--runtime onnx`).
+ONNX_CACHE = "onnx"
 
 
 def stored_elements(path: Path) -> int:

@@ -19,13 +19,11 @@ from typing import Callable
 
 import torch
 
-from ..model_dir import DTYPES, FORMAT_VERSION, ModelDirLayout, sha256_file
+from ..model_dir import DTYPES, FORMAT_VERSION, ONNX_CACHE, ModelDirLayout, sha256_file
 
 NETWORKS = ("unet", "vae", "pointmap_vae")
 WEIGHT_FILES = tuple(f"{name}.safetensors" for name in (*NETWORKS, "context"))
 MANIFEST_FILES = ("config.json", *WEIGHT_FILES)
-# ONNX Runtime's graphs, exported into the directory on first use (onnx_backend.py).
-ONNX_CACHE = "onnx"
 CONVERT_FIX = ("convert the checkpoints again: python -m engine convert geo4d --model-ckpt model.ckpt "
                "--vae-ckpt vae.ckpt --out {dir}  (python -m engine download geo4d says where to get them)")
 LAYOUT = ModelDirLayout("geo4d", "Geo4D", WEIGHT_FILES, CONVERT_FIX, extra_files=(f"{ONNX_CACHE}/",))

@@ -40,16 +40,26 @@ def size_rule(model_dir: Path | None = None):
 def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | None = None):
     """The GeometryCrafter WindowModel of a converted model directory (model_dir.py) on `device` in `dtype`
     ("float32", "float16" or "bfloat16"; MoGe and the point-map VAE stay float32, as the official run.py
-    keeps them); `variant` "diff" (default) or "determ". Runtime "torch" only."""
-    from ...errors import InputError
+    keeps them); `variant` "diff" (default) or "determ". Runtime "torch", or "onnx": the UNet run by ONNX
+    Runtime (exported into the model directory on first use, onnx_unet.py), the other networks by torch."""
+    from ...errors import EngineError, InputError
     from .model import load_geometrycrafter
 
-    if runtime != "torch":
-        raise InputError(f"GeometryCrafter has no {runtime!r} runtime", "use --runtime torch")
+    if runtime not in ("torch", "onnx"):
+        raise InputError(f"unknown runtime {runtime!r}", "use --runtime torch or --runtime onnx")
     variant = variant or "diff"
     if variant not in VARIANTS:
         raise InputError(f"unknown GeometryCrafter variant {variant!r}", "use --variant diff or --variant determ")
-    return load_geometrycrafter(model_dir, device, dtype, variant)
+    model = load_geometrycrafter(model_dir, device, dtype, variant)
+    if runtime == "onnx":
+        try:
+            from .onnx_unet import cached_unet
+        except ImportError as exc:
+            raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
+                              "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime "
+                              "onnx)") from exc
+        model.network.unet = cached_unet(model.network.unet, model_dir, variant, device)
+    return model
 
 
 def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, variant: str | None = None):

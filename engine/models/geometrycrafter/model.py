@@ -112,7 +112,8 @@ def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str
     tensors' sizes come from the files' headers): the weights on the device then (all of them on the CPU, the
     conditioning networks' where the others are offloaded), the SVD VAE's first full-resolution convolution's
     input and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
-    window's frames as float32. A lower bound of the peak."""
+    window's frames as float32. A lower bound of the peak (with --runtime onnx on a GPU the UNet's graph also stays
+    on the device through this stage, which it leaves out)."""
     h, w = size
     directory = Path(model_dir).expanduser()
     meta = LAYOUT.read(directory)

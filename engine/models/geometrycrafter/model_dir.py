@@ -10,14 +10,16 @@
       image_encoder.safetensors    SVD img2vid-xt image_encoder/ (CLIP vision with projection)
       moge.safetensors             Ruicheng/moge-vitl model.pt's state dict
       manifest.json                sha256 and size of every file above
+      onnx/                        the UNets exported for --runtime onnx on first use (onnx_unet.py), not in
+                                   the manifest
 """
 
 from __future__ import annotations
 
-from ..model_dir import ModelDirLayout
+from ..model_dir import ONNX_CACHE, ModelDirLayout
 
 NETWORKS = ("unet_diff", "unet_determ", "point_map_vae", "vae", "image_encoder", "moge")
 CONVERT_FIX = ("download and convert the weights again: python -m engine download geometrycrafter, then "
                "python -m engine convert geometrycrafter --out {dir}")
 LAYOUT = ModelDirLayout("geometrycrafter", "GeometryCrafter", tuple(f"{n}.safetensors" for n in NETWORKS),
-                        CONVERT_FIX)
+                        CONVERT_FIX, extra_files=(f"{ONNX_CACHE}/",))

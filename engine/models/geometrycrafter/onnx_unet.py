@@ -1,6 +1,7 @@
 """GeometryCrafter's spatio-temporal UNet as an ONNX graph, run by ONNX Runtime (CPU provider, or CUDA with
 onnxruntime-gpu): the same exporter and session wrapper as Geo4D's (engine/models/geo4d/onnx_export.py,
-onnx_backend.py), with this UNet's signature.
+onnx_backend.py), with this UNet's signature. `reconstruct --runtime onnx` runs the UNet so (`cached_unet`);
+the other networks stay in torch.
 
 Graph `unet-<dtype>.onnx`: inputs `sample` [b, t, in_channels, h, w], `timestep` float32 [1],
 `encoder_hidden_states` [b, t, D], `added_time_ids` [b, 3]; output `out` [b, t, 4, h, w]. Batch, frames and
@@ -10,14 +11,17 @@ the graph, traced at a small size, runs it whole.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...errors import ModelError
 from ..geo4d.onnx_backend import OnnxGraph
 from ..geo4d.onnx_export import GraphSignature, export_module
+from ..model_dir import ONNX_CACHE
 from .denoise import added_time_ids
 from .unet import SpatioTemporalUNet
 
@@ -60,6 +64,7 @@ class OnnxSpatioTemporalUNet(OnnxGraph):
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
         super().__init__(path, UNET, device)
+        self.path = Path(path)
 
     def __call__(self, sample, timestep, encoder_hidden_states, added_time_ids) -> torch.Tensor:
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(1)
@@ -69,3 +74,30 @@ class OnnxSpatioTemporalUNet(OnnxGraph):
                  for spec, tensor in zip(self.session.get_inputs(), inputs)}
         out = self.session.run(None, feeds)[0]
         return torch.from_numpy(out.astype(np.float32)).to(sample.device)
+
+
+
+def cached_unet(unet: SpatioTemporalUNet, model_dir: str | Path, variant: str, device: str | torch.device
+                ) -> OnnxSpatioTemporalUNet:
+    """The ONNX Runtime UNet of `variant` of a converted model directory, exported from the loaded `unet` (float32
+    or float16) into the directory's onnx/ cache the first time.
+
+    The file is `unet_<variant>-<sha256>-<dtype>.onnx`, named after the weights file's sha256 in the manifest
+    (which loading verified), so an export of other weights is never used; an export is written only where no
+    file is, and the cache is a folder of this model directory (engine/models/model_dir.py: `extra_files`)."""
+    dtype = unet.conv_in.weight.dtype
+    if dtype not in (torch.float32, torch.float16):
+        raise ModelError(f"the ONNX runtime runs the UNet in float32 or float16, not {dtype}",
+                         "use --precision fp16 (GPU) or fp32 (CPU) with --runtime onnx, or --runtime torch")
+    directory = Path(model_dir).expanduser()
+    weights = f"unet_{variant}.safetensors"
+    sha256 = json.loads((directory / "manifest.json").read_text())["files"][weights]["sha256"]
+    cache = directory / ONNX_CACHE
+    if cache.is_symlink() or (cache.exists() and not cache.is_dir()):
+        raise ModelError(f"{cache} is not the folder of ONNX graphs Parallax writes there",
+                         "move it out of the model directory, or use --runtime torch")
+    path = cache / f"unet_{variant}-{sha256}-{str(dtype).removeprefix('torch.')}.onnx"
+    if not path.is_file():
+        # Traced on the compute device: a float16 UNet resting in host memory (offloading) is moved there first.
+        export_unet(unet.to(device), path)
+    return OnnxSpatioTemporalUNet(path, device)

@@ -43,7 +43,7 @@ class GeometryCrafter:
     """The networks of one variant, in eval mode on one device."""
 
     variant: str                                   # "diff" or "determ"
-    unet: SpatioTemporalUNet
+    unet: SpatioTemporalUNet                       # or its ONNX Runtime graph (onnx_unet.py), called alike
     vae: AutoencoderKLTemporalDecoder
     point_map_vae: PMapAutoencoderKLTemporalDecoder
     image_encoder: CLIPVisionModelWithProjection
@@ -62,13 +62,15 @@ class GeometryCrafter:
         if self.home is None:
             yield
             return
-        for network in networks:
-            getattr(self, network).to(device)
+        # An ONNX Runtime graph stays where its session holds it.
+        modules = [m for m in (getattr(self, network) for network in networks) if isinstance(m, torch.nn.Module)]
+        for module in modules:
+            module.to(device)
         try:
             yield
         finally:
-            for network in networks:
-                getattr(self, network).to(self.home)
+            for module in modules:
+                module.to(self.home)
 
 
 @dataclass
