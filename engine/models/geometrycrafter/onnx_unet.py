@@ -76,7 +76,6 @@ class OnnxSpatioTemporalUNet(OnnxGraph):
         return torch.from_numpy(out.astype(np.float32)).to(sample.device)
 
 
-
 def cached_unet(unet: SpatioTemporalUNet, model_dir: str | Path, variant: str, device: str | torch.device
                 ) -> OnnxSpatioTemporalUNet:
     """The ONNX Runtime UNet of `variant` of a converted model directory, exported from the loaded `unet` (float32
