@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from .replace import TAG
 
 _BLENDER_5 = bpy.app.version >= (5, 0, 0)
 _FAR = 1e10  # a depth behind anything in a scene: "nothing there"
+LENS_UV_FILE = "lens_uv.exr"  # in the bundle: the lens as a Map UV map (lens_uv_image)
 
 
 @dataclass
@@ -170,13 +172,13 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
                     matte: bpy.types.Image | None, timing: SequenceTiming, clip, origin: bpy.types.Object,
-                    distort: bool = False) -> None:
+                    lens_uv: bpy.types.Image | None = None) -> None:
     """Add plate, depth, motion matte (None: the bundle has none), render layers and the group to the scene's
     compositor (nodes tagged with `key`); the group feeds the compositor's output when nothing else does. The
     plate's depth (the import's units) is multiplied by origin's world scale, the scene units the CG renders in
-    after a Set Scale. distort: the engine solved undistorted frames (scene.json metadata.undistorted), so the
-    CG, the depths and the matte go through the clip's lens (Movie Distortion, Distort) to land on the
-    distorted plate."""
+    after a Set Scale. lens_uv: the engine solved undistorted frames (scene.json metadata.undistorted), so the
+    CG, the depths and the matte go through the lens (a Map UV node reading this map, lens_uv_image) to land
+    on the distorted plate."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -205,21 +207,28 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
             links.new(plate.outputs["Image"], plate_scale.inputs[0])
             _extend_border(tree, add, plate_scale.outputs[0], group_node.inputs["Plate"])
 
+    uv = None
+    if lens_uv is not None:
+        uv_node = add("CompositorNodeImage", -500, -600)
+        uv_node.image = lens_uv
+        uv = _to_render_size(add("CompositorNodeScale", -300, -600), "Bilinear").outputs[0]  # UV: any size
+        links.new(uv_node.outputs["Image"], uv.node.inputs[0])
+
     def through_lens(socket, x: float, y: float, depth: bool = False):
-        """socket through the clip's lens (when distort); a depth as its inverse, which blends across an edge
-        as surfaces do (a depth halfway between a near object and the empty background, 1e10, would put the
-        object's rim behind the plate); Blender's divide gives 0 for 0: no depth stays no depth."""
-        if not (distort and clip):
+        """socket through the lens (when lens_uv): each pixel of the distorted plate takes the value where
+        its light falls in the undistorted render. Blender's Movie Distortion node would do it from the
+        clip's Camera, but its output grows by the lens' margins and uneven margins move the whole image by
+        whole or half pixels, differently in each Blender version (docs/alignment.md); Map UV keeps the
+        render's pixel grid. A depth goes as its inverse, which blends across an edge as surfaces do (a depth
+        halfway between a near object and the empty background, 1e10, would put the object's rim behind the
+        plate); Blender's divide gives 0 for 0: no depth stays no depth."""
+        if uv is None:
             return socket
         if depth:
             socket = _tagged(_math(tree, "DIVIDE", 1.0, socket), key, x - 100, y).outputs[0]
-        node = add("CompositorNodeMovieDistortion", x, y)
-        node.clip = clip
-        if _BLENDER_5:
-            node.inputs["Type"].default_value = "Distort"
-        else:
-            node.distortion_type = "DISTORT"
+        node = add("CompositorNodeMapUV", x, y)
         links.new(socket, node.inputs["Image"])
+        links.new(uv, node.inputs["UV"])
         if depth:
             return _tagged(_math(tree, "DIVIDE", 1.0, node.outputs["Image"]), key, x + 100, y).outputs[0]
         return node.outputs["Image"]
@@ -250,6 +259,25 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
                   group_node.inputs[target])
 
     connect_output(scene, key)
+
+
+def lens_uv_image(name: str, uv, path: Path) -> bpy.types.Image:
+    """uv: float32[H, W, 2] (engine distortion_uv_map) saved to path as a float EXR and loaded as a Non-Color
+    image; its third channel is 1, which Map UV reads as "inside" (0 would leave the pixel empty)."""
+    h, w = uv.shape[:2]
+    pixels = np.ones((h, w, 4), np.float32)
+    pixels[..., :2] = uv[::-1]  # Blender stores the bottom row first
+    made = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    made.colorspace_settings.name = "Non-Color"  # saved as they are, not through a view transform
+    made.pixels.foreach_set(pixels.ravel())
+    made.filepath_raw, made.file_format = str(path.absolute()), "OPEN_EXR"
+    made.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
+    made.save()
+    bpy.data.images.remove(made)
+    image = bpy.data.images.load(str(path.absolute()), check_existing=False)
+    image.name = name
+    image.colorspace_settings.name = "Non-Color"
+    return image
 
 
 def _tagged(node, key: str, x: float, y: float):
