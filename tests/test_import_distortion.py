@@ -81,8 +81,10 @@ def _blob_centre(image: np.ndarray) -> np.ndarray:
     return np.array([(weight * (u + 0.5)).sum(), (weight * (v + 0.5)).sum()]) / weight.sum()
 
 
-def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
+@pytest.mark.parametrize("percentage", [100, 200])  # the lens' map is scaled to the render size
+def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path, percentage):
     scene, lens, (h, w) = _import(tmp_path, undistorted=True)
+    scene.render.resolution_percentage = percentage
     scene.render.engine = "CYCLES"
     scene.cycles.samples = 16
     scene.render.image_settings.file_format = "OPEN_EXR"
@@ -95,7 +97,8 @@ def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
     emission.inputs["Strength"].default_value = 20.0
     output = material.node_tree.nodes["Material Output"]
     material.node_tree.links.new(emission.outputs[0], output.inputs["Surface"])
-    pinhole = np.array([[0.2 * w, 0.2 * h], [0.15 * w, 0.85 * h], [0.88 * w, 0.5 * h], [0.85 * w, 0.12 * h]])
+    pinhole = np.array([[0.2 * w, 0.2 * h], [0.15 * w, 0.85 * h], [0.88 * w, 0.5 * h], [0.85 * w, 0.12 * h],
+                        [0.12 * w, 0.15 * h]])
     shown_at = []
     for u, v in pinhole:
         direction = Vector(((u - cx) / focal, -(v - cy) / focal, -1.0))  # Blender's camera: y up, looking down -z
@@ -105,7 +108,7 @@ def test_a_rendered_object_lands_where_the_lens_puts_it(tmp_path):
         with_ball = render(scene, scene.frame_start, tmp_path / "with.exr")[..., 0]
         ball.hide_render = True
         without = render(scene, scene.frame_start, tmp_path / "without.exr")[..., 0]
-        shown_at.append(_blob_centre(with_ball - without))
+        shown_at.append(_blob_centre(with_ball - without) * 100 / percentage)  # in plate pixels
     expected = lens.distort(pinhole)
     moved = expected - pinhole
     assert np.linalg.norm(moved, axis=1).min() > 1.5  # the lens moves each object by pixels, each its own way

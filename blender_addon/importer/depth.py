@@ -196,23 +196,17 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         # render size, or the plate lands as a centre crop (50 %) or a small box (200 %) under the CG.
         plate = add("CompositorNodeMovieClip", -500, 200)
         plate.clip = clip
-        plate_scale = _to_render_size(add("CompositorNodeScale", -300, 200), "Bilinear")
-        if _BLENDER_5:
-            links.new(plate.outputs["Image"], plate_scale.inputs[0])
-            links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
-        elif _samples_off_centre(plate_scale):
-            _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
-                            group_node.inputs["Plate"])
-        else:  # 4.5: pixel centres aligned, but the border fades
-            links.new(plate.outputs["Image"], plate_scale.inputs[0])
-            _extend_border(tree, add, plate_scale.outputs[0], group_node.inputs["Plate"])
+        _bilinear_to_render_size(scene, tree, add, plate.outputs["Image"], tuple(clip.size), 200,
+                                 group_node.inputs["Plate"])
 
     uv = None
     if lens_uv is not None:
         uv_node = add("CompositorNodeImage", -500, -600)
         uv_node.image = lens_uv
-        uv = _to_render_size(add("CompositorNodeScale", -300, -600), "Bilinear").outputs[0]  # UV: any size
-        links.new(uv_node.outputs["Image"], uv.node.inputs[0])
+        uv = add("NodeReroute", -200, -600)
+        _bilinear_to_render_size(scene, tree, add, uv_node.outputs["Image"], tuple(lens_uv.size), -600,
+                                 uv.inputs[0])
+        uv = uv.outputs[0]
 
     def through_lens(socket, x: float, y: float, depth: bool = False):
         """socket through the lens (when lens_uv): each pixel of the distorted plate takes the value where
@@ -301,6 +295,20 @@ def _to_render_size(node, interpolation: str):
         if not _samples_off_centre(node):  # 4.5; 4.2 interpolates bilinearly, with no choice
             node.interpolation = _enum_item(node, "interpolation", interpolation.lower())
     return node
+
+
+def _bilinear_to_render_size(scene, tree, add, source, size: tuple[int, int], y: float, target) -> None:
+    """Wire source (an image of size (W, H)) -> a bilinear Scale to the render size -> target, its pixel
+    centres aligned and its border extended in every Blender (the 4.x corrections below); nodes at height y."""
+    scale = _to_render_size(add("CompositorNodeScale", -300, y), "Bilinear")
+    if _BLENDER_5:
+        tree.links.new(source, scale.inputs[0])
+        tree.links.new(scale.outputs[0], target)
+    elif _samples_off_centre(scale):
+        _align_4x_scale(scene, tree, add, source, scale, size, target)
+    else:  # 4.5: pixel centres aligned, but the border fades
+        tree.links.new(source, scale.inputs[0])
+        _extend_border(tree, add, scale.outputs[0], target)
 
 
 def _samples_off_centre(scale) -> bool:
