@@ -13,6 +13,8 @@ from mathutils import Vector  # noqa: E402
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import LENS_UV_FILE, compositor_tree  # noqa: E402
+from blender_addon.importer.replace import TAG  # noqa: E402
+from blender_addon.importer.shadow_catcher import LAYER, add_shadow_catcher  # noqa: E402
 from engine.clips.lens import Lens, distortion_uv_map  # noqa: E402
 from engine.formats.bundle import write_bundle  # noqa: E402
 from tests.plate_clip import render  # noqa: E402
@@ -22,7 +24,7 @@ UPSCALE = 2
 K1, K2 = -0.3, 0.05  # polynomial: barrel, pixels at the corners move inwards by several pixels
 
 
-def _import(tmp_path, undistorted: bool):
+def _import(tmp_path, undistorted: bool, points: bool = False):
     recon = synthetic_reconstruction(num_frames=3, size=(48, 64), zoom=False)
     h, w = recon.depth.shape[1:]
     plate_size = (h * UPSCALE, w * UPSCALE)
@@ -38,14 +40,9 @@ def _import(tmp_path, undistorted: bool):
         cv2.imwrite(str(tmp_path / "plate" / f"plate_{i + 1:04d}.png"), dark[..., ::-1])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    import_bundle(bpy.context, bundle, ImportOptions(points=False, clip_path=str(tmp_path / "plate" /
-                                                                                 "plate_0001.png")))
-    clip = bpy.data.movieclips[0]
-    camera = clip.tracking.camera  # the artist's lens, as the engine was told
-    camera.focal_length = focal * camera.sensor_width / plate_size[1]
-    camera.principal_point_pixels = (principal[0], plate_size[0] - principal[1])  # Blender counts y up
-    camera.distortion_model, camera.k1, camera.k2, camera.k3 = "POLYNOMIAL", K1, K2, 0.0
-    return scene, lens, plate_size
+    import_bundle(bpy.context, bundle, ImportOptions(points=points, clip_path=str(tmp_path / "plate" /
+                                                                                  "plate_0001.png")))
+    return scene, lens, plate_size  # the clip's own Camera stays undistorted: the lens is scene.json's
 
 
 def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp_path):
@@ -73,6 +70,19 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
         assert image.colorspace_settings.name == "Non-Color"
         pixels = np.array(image.pixels[:], np.float32).reshape(lens.plate_size + (4,))[::-1]
         np.testing.assert_allclose(pixels[..., :2], distortion_uv_map(lens), atol=1e-6)  # full floats
+
+
+def test_a_shadow_catchers_render_goes_through_the_same_lens(tmp_path):
+    scene, _, _ = _import(tmp_path, undistorted=True, points=True)
+    tree = compositor_tree(scene)
+    group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
+    add_shadow_catcher(bpy.context, group[TAG])
+    over = group.inputs["Plate"].links[0].from_node
+    above = over.inputs["Foreground"] if "Foreground" in over.inputs else over.inputs[2]  # 4.x: Fac, Image, Image
+    shadows, cg = above.links[0].from_node, group.inputs["CG"].links[0].from_node
+    assert shadows.bl_idname == cg.bl_idname == "CompositorNodeMapUV"
+    assert shadows.inputs["Image"].links[0].from_node.layer == LAYER
+    assert shadows.inputs["UV"].links[0].from_socket == cg.inputs["UV"].links[0].from_socket  # the one map
 
 
 def _blob_centre(image: np.ndarray) -> np.ndarray:
