@@ -12,7 +12,7 @@ pytest.importorskip("OpenEXR")
 from mathutils import Vector  # noqa: E402
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
-from blender_addon.importer.depth import LENS_UV_FILE, compositor_tree  # noqa: E402
+from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.replace import TAG  # noqa: E402
 from blender_addon.importer.shadow_catcher import LAYER, add_shadow_catcher  # noqa: E402
 from engine.clips.lens import Lens, distortion_uv_map  # noqa: E402
@@ -52,7 +52,7 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
         lenses = [n for n in tree.nodes if n.bl_idname == "CompositorNodeMapUV"]
         if not undistorted:
             assert not lenses
-            assert not (tmp_path / str(undistorted) / "bundle" / LENS_UV_FILE).exists()
+            assert not [i for i in bpy.data.images if i.name.endswith(" Lens")]
             continue
         group = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup")
 
@@ -64,8 +64,11 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
         assert fed == {"CG", "CG Alpha", "CG Depth", "Plate Depth", "Motion Matte"}  # depths as inverses (depth.py)
         maps = {n.image for lens_node in lenses for n in upstream(lens_node) if n.bl_idname == "CompositorNodeImage"
                 and n.image.name.endswith(" Lens")}
-        assert len(maps) == 1  # every Map UV reads the one map of the lens, written into the bundle
+        assert len(maps) == 1  # every Map UV reads the one map of the lens
         (image,) = maps
+        assert image.packed_file is not None  # in the .blend, not in the bundle (which holds the engine's files)
+        assert sorted(p.name for p in (tmp_path / str(undistorted) / "bundle").iterdir()) == [
+            "depth", "mattes", "points", "scene.json"]
         assert tuple(image.size) == lens.plate_size[::-1]
         assert image.colorspace_settings.name == "Non-Color"
         pixels = np.array(image.pixels[:], np.float32).reshape(lens.plate_size + (4,))[::-1]

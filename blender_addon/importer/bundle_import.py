@@ -13,7 +13,7 @@ from ..engine_link import Bundle, Lens, check_depth_exr, check_matte_exr, distor
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
-from .depth import LENS_UV_FILE, SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
+from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
     lens_uv_image, load_map_sequence, remove_compositor_nodes, remove_scene_compositor, scene_compositor, \
     wire_compositor
 from .floor import fit_floor
@@ -292,8 +292,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
         matte = load_map_sequence(f"{name} Motion Matte", bundle.frames[0].matte_path) if bundle.has_mattes \
             else None  # bundles written before the motion mattes
         lens = bundle.metadata.get("undistorted")
-        lens_uv = lens_uv_image(f"{name} Lens", distortion_uv_map(Lens.from_json(lens)),
-                                bundle.root / LENS_UV_FILE) if lens else None
+        lens_uv = lens_uv_image(f"{name} Lens", distortion_uv_map(Lens.from_json(lens))) if lens else None
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
                         depth_timing(bundle, clip), clip, origin, lens_uv)

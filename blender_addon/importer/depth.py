@@ -19,7 +19,6 @@ from .replace import TAG
 
 _BLENDER_5 = bpy.app.version >= (5, 0, 0)
 _FAR = 1e10  # a depth behind anything in a scene: "nothing there"
-LENS_UV_FILE = "lens_uv.exr"  # in the bundle: the lens as a Map UV map (lens_uv_image)
 
 
 @dataclass
@@ -255,22 +254,19 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     connect_output(scene, key)
 
 
-def lens_uv_image(name: str, uv, path: Path) -> bpy.types.Image:
-    """uv: float32[H, W, 2] (engine distortion_uv_map) saved to path as a float EXR and loaded as a Non-Color
-    image; its third channel is 1, which Map UV reads as "inside" (0 would leave the pixel empty)."""
+def lens_uv_image(name: str, uv) -> bpy.types.Image:
+    """uv: float32[H, W, 2] (engine distortion_uv_map) as a Non-Color float image packed into the .blend (a
+    full-float EXR: nothing is written into the bundle, whose folder holds only what the engine writes). Its
+    third channel is 1, which Map UV reads as "inside" (0 would leave the pixel empty)."""
     h, w = uv.shape[:2]
     pixels = np.ones((h, w, 4), np.float32)
     pixels[..., :2] = uv[::-1]  # Blender stores the bottom row first
-    made = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
-    made.colorspace_settings.name = "Non-Color"  # saved as they are, not through a view transform
-    made.pixels.foreach_set(pixels.ravel())
-    made.filepath_raw, made.file_format = str(path.absolute()), "OPEN_EXR"
-    made.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
-    made.save()
-    bpy.data.images.remove(made)
-    image = bpy.data.images.load(str(path.absolute()), check_existing=False)
-    image.name = name
-    image.colorspace_settings.name = "Non-Color"
+    image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    image.colorspace_settings.name = "Non-Color"  # kept as they are, not through a view transform
+    image.pixels.foreach_set(pixels.ravel())
+    image.file_format = "OPEN_EXR"
+    image.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
+    image.pack()
     return image
 
 
