@@ -5,9 +5,9 @@ processing-size rules).
 Installed, the extension carries the engine as its sub-package `engine` (build_addon.py puts it there); in
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
-engine.options, engine.formats, engine.protocol.messages, engine.export's list, engine.reporting, the registry of
-engine.models with each model package's torch-free constants): Blender's
-Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.options, engine.formats, engine.clips.lens (the lens of an undistorted solve), engine.protocol.messages,
+engine.export's list, engine.reporting, the registry of engine.models with each model package's torch-free
+constants): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
 """
 
 import sys
@@ -16,6 +16,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 
 if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
+    from .engine.clips.lens import Lens, distortion_uv_map
     from .engine.errors import EngineError, InputError
     from .engine.export import FORMATS as EXPORT_FORMATS
     from .engine.formats.bundle import Bundle, read_bundle
@@ -30,6 +31,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
 else:  # a checkout: the repository root holds the engine
     if str(_HERE.parent) not in sys.path:
         sys.path.append(str(_HERE.parent))
+    from engine.clips.lens import Lens, distortion_uv_map
     from engine.errors import EngineError, InputError
     from engine.export import FORMATS as EXPORT_FORMATS
     from engine.formats.bundle import Bundle, read_bundle
@@ -42,6 +44,6 @@ else:  # a checkout: the repository root holds the engine
     from engine.protocol.messages import PROTOCOL_VERSION
     from engine.reporting import frame_spans
 
-__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "MODELS", "PROTOCOL_VERSION",
-           "ReconstructOptions", "check_depth_exr", "check_matte_exr", "find_sequence", "frame_spans", "model_package",
-           "options_json", "read_bundle", "size_text"]
+__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "Lens", "MODELS",
+           "PROTOCOL_VERSION", "ReconstructOptions", "check_depth_exr", "check_matte_exr", "distortion_uv_map",
+           "find_sequence", "frame_spans", "model_package", "options_json", "read_bundle", "size_text"]

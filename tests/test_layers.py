@@ -96,7 +96,7 @@ def test_the_addon_reaches_the_engine_only_through_engine_link():
             assert name.split(".")[0] not in {"torch", "scipy", "cv2", "OpenEXR"}, f"{path} imports {name}"
     assert set(seen) == {"engine_link.py"}, seen
     used = {name.split(".")[1] for name in seen["engine_link.py"] if "." in name}
-    assert used == {"errors", "export", "formats", "models", "options", "protocol", "reporting"}
+    assert used == {"clips", "errors", "export", "formats", "models", "options", "protocol", "reporting"}
 
 
 def test_the_engine_never_imports_bpy():

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.clips.lens import MODELS, Lens, undistort_frames
+from engine.clips.lens import MODELS, Lens, distortion_uv_map, undistort_frames
 from engine.errors import InputError
 
 PLATE = (200, 320)  # H, W
@@ -96,6 +96,22 @@ def test_bad_distortion_data_is_refused():
         _lens("polynomial", (0.1, 0.2))
     with pytest.raises(InputError, match="no focal length"):
         Lens("division", (0.1, 0.0), 0.0, PRINCIPAL, PLATE)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_the_uv_map_sends_each_plate_pixel_to_where_its_light_is_undistorted(model):
+    """distortion_uv_map (the import's Map UV): each plate pixel centre's UV, back in plate pixels (v from the
+    bottom) and through Lens.distort, is that pixel centre again; the lens survives scene.json's JSON."""
+    lens = Lens.from_json(_lens(model).to_json())
+    assert lens == _lens(model)
+    uv = distortion_uv_map(lens).astype(np.float64)
+    h, w = PLATE
+    assert uv.shape == (h, w, 2)
+    source = np.stack([uv[..., 0] * w, (1.0 - uv[..., 1]) * h], axis=-1)
+    v, u = np.mgrid[0:h, 0:w]
+    centres = np.stack([u + 0.5, v + 0.5], axis=-1)
+    assert np.abs(source - centres).max() > 3.0  # the lens moves them
+    np.testing.assert_allclose(lens.distort(source), centres, atol=1e-3)  # float32 UVs: 1e-4 px of 320
 
 
 BLENDER_NAMES = {"polynomial": ("k1", "k2", "k3"), "division": ("division_k1", "division_k2"),

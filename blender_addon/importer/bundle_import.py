@@ -9,12 +9,13 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from ..engine_link import Bundle, check_depth_exr, check_matte_exr, read_bundle
+from ..engine_link import Bundle, Lens, check_depth_exr, check_matte_exr, distortion_uv_map, read_bundle
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
-from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, load_map_sequence, \
-    remove_compositor_nodes, remove_scene_compositor, scene_compositor, wire_compositor
+from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
+    lens_uv_image, load_map_sequence, remove_compositor_nodes, remove_scene_compositor, scene_compositor, \
+    wire_compositor
 from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
 from .points import FramePoints, build_points
@@ -290,9 +291,11 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
     if options.depth:
         matte = load_map_sequence(f"{name} Motion Matte", bundle.frames[0].matte_path) if bundle.has_mattes \
             else None  # bundles written before the motion mattes
+        lens = bundle.metadata.get("undistorted")
+        lens_uv = lens_uv_image(f"{name} Lens", distortion_uv_map(Lens.from_json(lens))) if lens else None
         wire_compositor(scene, name, depth_composite_group(f"{name} Depth Composite"),
                         load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
-                        depth_timing(bundle, clip), clip, origin, distort=bool(bundle.metadata.get("undistorted")))
+                        depth_timing(bundle, clip), clip, origin, lens_uv)
         wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
     return collection
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from .replace import TAG
 
@@ -170,13 +171,13 @@ def remove_scene_compositor(scene: bpy.types.Scene) -> None:
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,
                     matte: bpy.types.Image | None, timing: SequenceTiming, clip, origin: bpy.types.Object,
-                    distort: bool = False) -> None:
+                    lens_uv: bpy.types.Image | None = None) -> None:
     """Add plate, depth, motion matte (None: the bundle has none), render layers and the group to the scene's
     compositor (nodes tagged with `key`); the group feeds the compositor's output when nothing else does. The
     plate's depth (the import's units) is multiplied by origin's world scale, the scene units the CG renders in
-    after a Set Scale. distort: the engine solved undistorted frames (scene.json metadata.undistorted), so the
-    CG, the depths and the matte go through the clip's lens (Movie Distortion, Distort) to land on the
-    distorted plate."""
+    after a Set Scale. lens_uv: the engine solved undistorted frames (scene.json metadata.undistorted), so the
+    CG, the depths and the matte go through the lens (a Map UV node reading this map, lens_uv_image) to land
+    on the distorted plate."""
     tree = scene_compositor(scene)
     nodes, links = tree.nodes, tree.links
 
@@ -194,32 +195,33 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         # render size, or the plate lands as a centre crop (50 %) or a small box (200 %) under the CG.
         plate = add("CompositorNodeMovieClip", -500, 200)
         plate.clip = clip
-        plate_scale = _to_render_size(add("CompositorNodeScale", -300, 200), "Bilinear")
-        if _BLENDER_5:
-            links.new(plate.outputs["Image"], plate_scale.inputs[0])
-            links.new(plate_scale.outputs[0], group_node.inputs["Plate"])
-        elif _samples_off_centre(plate_scale):
-            _align_4x_scale(scene, tree, add, plate.outputs["Image"], plate_scale, tuple(clip.size),
-                            group_node.inputs["Plate"])
-        else:  # 4.5: pixel centres aligned, but the border fades
-            links.new(plate.outputs["Image"], plate_scale.inputs[0])
-            _extend_border(tree, add, plate_scale.outputs[0], group_node.inputs["Plate"])
+        _bilinear_to_render_size(scene, tree, add, plate.outputs["Image"], tuple(clip.size), 200,
+                                 group_node.inputs["Plate"])
+
+    uv = None
+    if lens_uv is not None:
+        uv_node = add("CompositorNodeImage", -500, -600)
+        uv_node.image = lens_uv
+        uv = add("NodeReroute", -200, -600)
+        _bilinear_to_render_size(scene, tree, add, uv_node.outputs["Image"], tuple(lens_uv.size), -600,
+                                 uv.inputs[0])
+        uv = uv.outputs[0]
 
     def through_lens(socket, x: float, y: float, depth: bool = False):
-        """socket through the clip's lens (when distort); a depth as its inverse, which blends across an edge
-        as surfaces do (a depth halfway between a near object and the empty background, 1e10, would put the
-        object's rim behind the plate); Blender's divide gives 0 for 0: no depth stays no depth."""
-        if not (distort and clip):
+        """socket through the lens (when lens_uv): each pixel of the distorted plate takes the value where
+        its light falls in the undistorted render. Blender's Movie Distortion node would do it from the
+        clip's Camera, but its output grows by the lens' margins and uneven margins move the whole image by
+        whole or half pixels, differently in each Blender version (docs/alignment.md); Map UV keeps the
+        render's pixel grid. A depth goes as its inverse, which blends across an edge as surfaces do (a depth
+        halfway between a near object and the empty background, 1e10, would put the object's rim behind the
+        plate); Blender's divide gives 0 for 0: no depth stays no depth."""
+        if uv is None:
             return socket
         if depth:
             socket = _tagged(_math(tree, "DIVIDE", 1.0, socket), key, x - 100, y).outputs[0]
-        node = add("CompositorNodeMovieDistortion", x, y)
-        node.clip = clip
-        if _BLENDER_5:
-            node.inputs["Type"].default_value = "Distort"
-        else:
-            node.distortion_type = "DISTORT"
+        node = add("CompositorNodeMapUV", x, y)
         links.new(socket, node.inputs["Image"])
+        links.new(uv, node.inputs["UV"])
         if depth:
             return _tagged(_math(tree, "DIVIDE", 1.0, node.outputs["Image"]), key, x + 100, y).outputs[0]
         return node.outputs["Image"]
@@ -252,6 +254,22 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     connect_output(scene, key)
 
 
+def lens_uv_image(name: str, uv) -> bpy.types.Image:
+    """uv: float32[H, W, 2] (engine distortion_uv_map) as a Non-Color float image packed into the .blend (a
+    full-float EXR: nothing is written into the bundle, whose folder holds only what the engine writes). Its
+    third channel is 1, which Map UV reads as "inside" (0 would leave the pixel empty)."""
+    h, w = uv.shape[:2]
+    pixels = np.ones((h, w, 4), np.float32)
+    pixels[..., :2] = uv[::-1]  # Blender stores the bottom row first
+    image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    image.colorspace_settings.name = "Non-Color"  # kept as they are, not through a view transform
+    image.pixels.foreach_set(pixels.ravel())
+    image.file_format = "OPEN_EXR"
+    image.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
+    image.pack()
+    return image
+
+
 def _tagged(node, key: str, x: float, y: float):
     """A node of an import (tagged with its key, so a re-import removes it), placed at (x, y)."""
     node.location = (x, y)
@@ -273,6 +291,20 @@ def _to_render_size(node, interpolation: str):
         if not _samples_off_centre(node):  # 4.5; 4.2 interpolates bilinearly, with no choice
             node.interpolation = _enum_item(node, "interpolation", interpolation.lower())
     return node
+
+
+def _bilinear_to_render_size(scene, tree, add, source, size: tuple[int, int], y: float, target) -> None:
+    """Wire source (an image of size (W, H)) -> a bilinear Scale to the render size -> target, its pixel
+    centres aligned and its border extended in every Blender (the 4.x corrections below); nodes at height y."""
+    scale = _to_render_size(add("CompositorNodeScale", -300, y), "Bilinear")
+    if _BLENDER_5:
+        tree.links.new(source, scale.inputs[0])
+        tree.links.new(scale.outputs[0], target)
+    elif _samples_off_centre(scale):
+        _align_4x_scale(scene, tree, add, source, scale, size, target)
+    else:  # 4.5: pixel centres aligned, but the border fades
+        tree.links.new(source, scale.inputs[0])
+        _extend_border(tree, add, scale.outputs[0], target)
 
 
 def _samples_off_centre(scale) -> bool:

@@ -114,9 +114,9 @@ def setup_layers(scene: bpy.types.Scene, background: bpy.types.Collection) -> No
 
 
 def wire_background(scene: bpy.types.Scene, key: str) -> None:
-    """Put the Background layer's render over the plate, before import `key`'s depth composite (its compositor
-    nodes tagged with `key`, so a re-import, which rebuilds them, calls this again). Nothing without a
-    background collection or the import's compositor nodes."""
+    """Put the Background layer's render (through the import's lens, if any) over the plate, before import
+    `key`'s depth composite (its compositor nodes tagged with `key`, so a re-import, which rebuilds them, calls
+    this again). Nothing without a background collection or the import's compositor nodes."""
     tree = compositor_tree(scene)
     if background_collection(key) is None or LAYER not in scene.view_layers or tree is None:
         return
@@ -136,8 +136,24 @@ def wire_background(scene: bpy.types.Scene, key: str) -> None:
         else (over.inputs[1], over.inputs[2])  # 4.x: Fac, Image, Image
     if plate.is_linked:
         tree.links.new(plate.links[0].from_socket, below)
-    tree.links.new(render.outputs["Image"], above)
+    tree.links.new(_through_lens(tree, key, render.outputs["Image"]), above)
     tree.links.new(over.outputs["Image"], plate)
+
+
+def _through_lens(tree, key: str, socket):
+    """socket through the import's lens when it has one (an undistorted solve: the CG goes through Map UV
+    nodes reading the lens' map, depth.py), so the caught shadows land on the distorted plate as the CG does."""
+    lens = next((n for n in tree.nodes if n.get(TAG) == key and n.bl_idname == "CompositorNodeMapUV"
+                 and not n.get(SHADOWS)), None)
+    if lens is None:
+        return socket
+    node = tree.nodes.new("CompositorNodeMapUV")
+    node[TAG] = key
+    node[SHADOWS] = True
+    node.location = (0, 450)
+    tree.links.new(socket, node.inputs["Image"])
+    tree.links.new(lens.inputs["UV"].links[0].from_socket, node.inputs["UV"])
+    return node.outputs["Image"]
 
 
 class PARALLAX_OT_add_shadow_catcher(SetupOperator, bpy.types.Operator):

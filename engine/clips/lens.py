@@ -51,6 +51,12 @@ class Lens:
         return {"model": self.model, "coefficients": list(self.coefficients), "focal": self.focal,
                 "principal_point": list(self.principal), "plate_size": list(self.plate_size)}
 
+    @classmethod
+    def from_json(cls, data: dict) -> Lens:
+        """The lens to_json wrote (scene.json metadata.undistorted)."""
+        return cls(data["model"], tuple(data["coefficients"]), float(data["focal"]),
+                   tuple(data["principal_point"]), tuple(data["plate_size"]))
+
     def distort(self, points: np.ndarray) -> np.ndarray:
         """Where the lens puts undistorted plate pixels points [..., 2] (x, y): distorted plate pixels [..., 2]."""
         points = np.asarray(points, np.float64)
@@ -121,6 +127,16 @@ def _newton(mapping, target: np.ndarray) -> np.ndarray:
         dy = (-jx[..., 1] * residual[..., 0] + jx[..., 0] * residual[..., 1]) / det
         p = p - np.stack([dx, dy], axis=-1)
     return p
+
+
+def distortion_uv_map(lens: Lens) -> np.ndarray:
+    """float32[H, W, 2] at the plate's size: for each pixel of the distorted plate, where its light falls in
+    the undistorted image, as UV (0..1 of the width and height, pixel centres at +0.5, v counted from the
+    bottom as Blender's Map UV node reads it). Sampling an undistorted image there distorts it."""
+    h, w = lens.plate_size
+    v, u = np.mgrid[0:h, 0:w]
+    source = lens.undistort(np.stack([u + 0.5, v + 0.5], axis=-1))
+    return np.stack([source[..., 0] / w, 1.0 - source[..., 1] / h], axis=-1).astype(np.float32)
 
 
 def undistort_frames(frames: np.ndarray, lens: Lens) -> np.ndarray:
