@@ -12,7 +12,11 @@ from tests.needs import torch_or_skip
 
 torch_or_skip()
 
-from engine.bench.model import main  # noqa: E402
+import json  # noqa: E402
+
+from engine.bench import choices  # noqa: E402
+from engine.bench.model import main, official_clip_cost, official_window_count  # noqa: E402
+from engine.models.geo4d.device_choices import CHOICES, choices_for  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
@@ -21,12 +25,14 @@ pytestmark = requires_geo4d_fixtures
 def test_bench_model_prints_table_and_runtimes_agree(capsys):
     code = main(["--config", str(GEO4D_FIXTURES / "tiny_config.json"), "--size", "32", "64", "--frames", "20",
                  "--stride", "4", "--steps", "1", "--device", "cpu", "--runtime", "torch", "onnx",
-                 "--precision", "fp32", "bf16", "--no-warmup"])
+                 "--precision", "fp32", "bf16", "--no-warmup", "--also-nchw"])
     out = capsys.readouterr().out
     assert code == 0
     assert "20 frames at 32x64, stride 4 -> 2 windows, 1 DDIM steps" in out
-    rows = {tuple(line.split()[:2]): line for line in out.splitlines() if re.match(r"(torch|onnx)\s", line)}
-    assert set(rows) == {("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "bf16")}
+    rows = {tuple(line.split()[:2]): line for line in out.splitlines() if re.match(r"(torch|onnx)[/\s]", line)}
+    assert set(rows) == {("torch", "fp32"), ("torch/nchw", "fp32"), ("torch", "bf16"), ("onnx", "fp32"),
+                         ("onnx", "bf16")}
+    assert "2 windows hold 32 window frames" in out
     assert rows[("torch", "fp32")].endswith("reference")
     assert "n/a (the ONNX runtime runs float32 or float16)" in rows[("onnx", "bf16")]
 
@@ -38,6 +44,8 @@ def test_bench_model_prints_table_and_runtimes_agree(capsys):
     seconds_and_memory, onnx_diff = figures(rows[("onnx", "fp32")])
     assert all(v >= 0 for v in seconds_and_memory) and seconds_and_memory[3] > 0  # total seconds
     assert onnx_diff < 1e-3  # float32 ONNX Runtime vs torch, as tests/test_onnx_pipeline.py
+    _, nchw_diff = figures(rows[("torch/nchw", "fp32")])
+    assert nchw_diff < 1e-3  # the VAEs' memory layout changes rounding only, as ONNX Runtime's reordering
     _, bf16_diff = figures(rows[("torch", "bf16")])
     assert onnx_diff < bf16_diff  # bf16's 8-bit mantissa is far coarser than float32 reordering
 
@@ -47,3 +55,41 @@ def test_bench_model_refuses_unusable_sizes_before_building_anything(capsys):
         main(["--config", str(GEO4D_FIXTURES / "tiny_config.json"), "--size", "30", "64", "--device", "cpu"])
     assert exit_info.value.code == 2
     assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_official_window_count_is_the_official_slice_list():
+    """The official demo's window count (it runs its last window twice when (T - 16) % stride == 0)
+    against its own slice lists (fixture windows.json)."""
+    cases = json.loads((GEO4D_FIXTURES / "windows.json").read_text())["cases"]
+    assert len(cases) >= 10
+    for case in cases:
+        assert official_window_count(case["T"], case["stride"]) == len(case["windows"]), case
+
+
+def test_official_clip_cost_counts_every_window_the_official_runs():
+    # 64 frames at stride 4: 13 windows, the last run twice: 14 x 16 window frames over 64 clip frames.
+    line = official_clip_cost("1,2,3,4", 64, 4)
+    assert "14 windows" in line and "x3.500" in line
+    assert "3.500 / 7.000 / 10.500 / 14.000, total 35.000 s per clip frame" in line
+    with pytest.raises(Exception, match="not four numbers"):
+        official_clip_cost("1,2,3", 64, 4)
+
+
+def test_device_choices_rows_mark_one_chosen_value_per_choice():
+    for device in CHOICES:
+        chosen = choices_for(device)
+        rows = choices.rows_of(chosen)
+        marked: dict[str, int] = {}
+        for choice, value, _ in rows:
+            marked[choice] = marked.get(choice, 0) + choices.is_chosen(choice, value, chosen)
+        assert set(marked.values()) == {1}, (device, marked)
+    assert choices_for("cuda:1") == CHOICES["cuda"] and choices_for("cpu") == CHOICES["cpu"]
+
+
+def test_device_choices_measure_runs_each_stage_on_the_tiny_vae():
+    config = str(GEO4D_FIXTURES / "tiny_config.json")
+    chosen = choices_for("cpu")
+    for variant in (choices.Variant("encode", chosen), choices.Variant("decode", chosen),
+                    choices.Variant("attention", chosen, "transposed")):
+        result = choices.measure(variant, config, (32, 64), 4, "cpu")
+        assert result["seconds"] > 0 and result["peak_bytes"] > 0

@@ -13,6 +13,7 @@ from engine.models.geo4d.checks import full_manifest  # noqa: E402
 from engine.models.geo4d.checks import vae as vae_check  # noqa: E402
 from engine.models.geo4d.config import model_params, vae_params  # noqa: E402
 from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part  # noqa: E402
+from engine.models.geo4d.device_choices import choices_for  # noqa: E402
 from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
@@ -51,6 +52,22 @@ def test_chunked_decode_equals_frame_by_frame(tiny):
     # Frame (b=1, t=1) is the plain decode of that frame's latent.
     torch.testing.assert_close(one[1, :, 1], pm.decode_with_confidence(z[1:2, :, 1] / 0.18215)[0],
                                atol=1e-5, rtol=1e-5)
+
+
+def test_channels_last_layout_keeps_the_outputs(tiny):
+    """The CPU's chosen layout (device_choices.py) and the contiguous one give the same latents and
+    decodings to float rounding, and the chosen one reproduces the official decode (fixture b)."""
+    config, vae, pm = tiny
+    scale = model_params(config)["scale_factor"]
+    fx = load_file(GEO4D_FIXTURES / "vae.safetensors")
+    e2e = load_file(GEO4D_FIXTURES / "e2e_window.safetensors")
+    assert choices_for("cpu").channels_last
+    for channels_last in (True, False):
+        z = encode_frames(vae, e2e["video"], scale, noise=e2e["posterior_noise"], channels_last=channels_last)
+        torch.testing.assert_close(z, e2e["z_cond"], atol=1e-5, rtol=1e-5)
+        out = decode_frames(pm, fx["scaled.z_bcthw"], scale, with_confidence=True, channels_last=channels_last)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, fx["scaled.decode_pm_confhead"], atol=2e-5, rtol=1e-5)
 
 
 def test_bfloat16_decode_tracks_float32(tiny):

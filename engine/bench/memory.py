@@ -57,6 +57,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ..errors import EngineError
 from ..models.geo4d.attention import TEXT_TOKENS
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
+from ..models.geo4d.device_choices import choices_for
 from ..models.geo4d.model import SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
@@ -190,7 +191,8 @@ def stage_peaks(modules: Geo4DModules, size: tuple[int, int], window_batch: int,
             tracker.track(tensor)
     tracker.track(modules.context)
     weights = tracker.live
-    backend = TorchBackend(modules)
+    # The device's choices (VAE chunks, layout): CUDA's when modelling it, else the CPU's, as the real CPU run.
+    backend = TorchBackend(modules, choices_for("cuda" if cuda_attention else "cpu"))
     h, w = size
     lh, lw = h // 8, w // 8
     b, t = window_batch, WINDOW_LENGTH

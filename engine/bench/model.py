@@ -21,7 +21,7 @@ import gc
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,12 +31,13 @@ import torch
 from ..errors import EngineError
 from ..windows.predictions import WindowPredictions
 from ..models.geo4d.attention import TEXT_TOKENS
+from ..models.geo4d.device_choices import DeviceChoices, choices_for
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
 from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 from ..models.geo4d.weights import Geo4DModules, build_modules
 from ..pipeline.reconstruct import PRECISIONS
-from ..windows.schedule import WINDOW_LENGTH, window_starts
+from ..windows.schedule import WINDOW_LENGTH, sliding_starts, window_lengths, window_starts
 from .onnx_unet import randomize_parameters, synchronize
 
 RUNTIMES = ("torch", "onnx")
@@ -54,6 +55,11 @@ class Row:
     seconds: dict[str, float] | None = None    # per stage and "total", whole clip
     peak_bytes: dict[str, int | None] | None = None
     predictions: WindowPredictions | None = None
+    choices: DeviceChoices | None = None   # torch: None runs the device's chosen settings
+
+    @property
+    def label(self) -> str:
+        return self.runtime if self.choices is None else f"{self.runtime}/nchw"
 
 
 class MemoryProbe:
@@ -190,12 +196,12 @@ def unavailable_reason(runtime: str, precision: str, device: torch.device) -> st
 
 
 def run_row(runtime: str, precision: str, config: dict, frames: np.ndarray, args, device: torch.device,
-            scratch: Path) -> Row:
-    row = Row(runtime, precision, unavailable_reason(runtime, precision, device))
+            scratch: Path, choices: DeviceChoices | None = None) -> Row:
+    row = Row(runtime, precision, unavailable_reason(runtime, precision, device), choices=choices)
     if row.unavailable:
         return row
     try:
-        _measure(row, config, frames, args, device, scratch / f"{runtime}-{precision}")
+        _measure(row, config, frames, args, device, scratch / f"{row.label.replace('/', '-')}-{precision}")
     except torch.cuda.OutOfMemoryError:
         row.unavailable = "out of GPU memory"
     except (EngineError, RuntimeError, NotImplementedError) as exc:
@@ -213,7 +219,7 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     modules = random_modules(config, device, getattr(torch, PRECISIONS[row.precision]), directory)
     context = modules.context
     if row.runtime == "torch":
-        backend = TorchBackend(modules)
+        backend = TorchBackend(modules, row.choices)
     else:
         from ..models.geo4d.onnx_backend import OnnxBackend
 
@@ -254,7 +260,7 @@ def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tup
 
 def table_header() -> str:
     stages = (*STAGES, "total")
-    header = (f"{'runtime':8} {'precision':9} "
+    header = (f"{'runtime':11} {'precision':9} "
               + " ".join(f"{s + ' s/f':>13}" for s in stages) + "  "
               + " ".join(f"{s + ' GB':>12}" for s in stages)
               + f"  {'setup s':>8}  max diff vs torch fp32")
@@ -263,7 +269,7 @@ def table_header() -> str:
 
 def format_row(row: Row, reference: Row | None, num_frames: int) -> str:
     """One line of the table; `reference` is the torch fp32 row (None when it did not run)."""
-    head = f"{row.runtime:8} {row.precision:9} "
+    head = f"{row.label:11} {row.precision:9} "
     if row.unavailable:
         return head + f"n/a ({row.unavailable})"
     stages = (*STAGES, "total")
@@ -306,7 +312,24 @@ def main(argv: list[str]) -> int:
                         help="GeometryCrafter's variants")
     parser.add_argument("--window", type=int, default=None,
                         help="GeometryCrafter: frames per window (default 110, or the clip when shorter)")
+    parser.add_argument("--also-nchw", action="store_true",
+                        help="add a torch fp32 row with the VAEs in the contiguous (NCHW) layout, as before "
+                             "channels-last was chosen for the CPU")
+    parser.add_argument("--official-window", default=None, metavar="C,E,D,V",
+                        help="the official code's seconds per window frame by stage (conditioning, encoding, "
+                             "denoising, decoding), measured at the same size and steps: prints its cost per clip "
+                             "frame for this clip, computed (it re-conditions and re-encodes every window)")
+    parser.add_argument("--choices", action="store_true",
+                        help="measure the device choices (VAE chunks, layout, attention, threads) instead; "
+                             "default size then 64x128, 16 frames")
+    parser.add_argument("--rounds", type=int, default=2, help="--choices: rounds the variants take turns over")
     args = parser.parse_args(argv)
+    if args.choices:
+        from .choices import run
+
+        args.size = args.size if "--size" in argv else (64, 128)
+        args.frames = args.frames if "--frames" in argv else WINDOW_LENGTH
+        return run(args)
     if args.model == "geometrycrafter":
         from .model_geometrycrafter import run
 
@@ -349,4 +372,38 @@ def main(argv: list[str]) -> int:
                 if (runtime, precision) == ("torch", "fp32") and row.predictions is not None:
                     reference = row
                 print(format_row(row, reference, args.frames), flush=True)
+                if (runtime, precision) == ("torch", "fp32") and args.also_nchw:
+                    nchw = replace(choices_for(device), channels_last=False)
+                    row = run_row(runtime, precision, config, frames, args, device, Path(scratch), nchw)
+                    print(format_row(row, reference, args.frames), flush=True)
+    window_frames = int(window_lengths(window_starts(args.frames, args.stride), args.frames).sum())
+    print(f"{num_windows} windows hold {window_frames} window frames: diffusion and decoding per window frame are "
+          f"the s/f above x {args.frames / window_frames:.4f}")
+    if args.official_window:
+        print(official_clip_cost(args.official_window, args.frames, args.stride))
     return 0
+
+
+def official_window_count(num_frames: int, stride: int) -> int:
+    """Windows the official demo runs over a clip: ours, plus its last window a second time when
+    (num_frames - 16) % stride == 0 (engine/windows/schedule.py; fixture windows.json)."""
+    return len(sliding_starts(num_frames, stride)) + int(max(num_frames - WINDOW_LENGTH, 0) % stride == 0)
+
+
+def official_clip_cost(per_window_frame: str, num_frames: int, stride: int) -> str:
+    """The official code's seconds per clip frame by stage, from its seconds per window frame: it
+    conditions, encodes, denoises and decodes every window on its own."""
+    try:
+        stages = [float(v) for v in per_window_frame.split(",")]
+    except ValueError:
+        stages = []
+    if len(stages) != 4:
+        raise EngineError(f"--official-window {per_window_frame!r} is not four numbers",
+                          "give conditioning,encoding,denoising,decoding seconds per window frame, e.g. "
+                          "0.179,0.175,1.430,1.582")
+    count = official_window_count(num_frames, stride)
+    factor = count * min(num_frames, WINDOW_LENGTH) / num_frames
+    per_clip = [v * factor for v in stages]
+    return (f"official, computed: {count} windows x {min(num_frames, WINDOW_LENGTH)} frames over {num_frames} clip "
+            f"frames = x{factor:.3f} its per-window-frame figures: conditioning / encoding / diffusion / decoding "
+            + " / ".join(f"{v:.3f}" for v in per_clip) + f", total {sum(per_clip):.3f} s per clip frame")

@@ -32,6 +32,7 @@ from ...sampling.noise import seeded_randn as _seeded_randn
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
 from .config import model_params, size_multiple, size_rule, vae_params
+from .device_choices import DeviceChoices, apply_threads, choices_for
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
@@ -53,26 +54,33 @@ class Backend(Protocol):
 
 class VaeBackend:
     """encode and decode of a backend, through its `vae` and `pointmap_vae` (torch modules, or the
-    ONNX Runtime stand-ins that make the same calls); subclasses add `denoise`."""
+    ONNX Runtime stand-ins that make the same calls) with the given device choices (frames per VAE
+    call, memory layout: device_choices.py); subclasses add `denoise`."""
 
-    def __init__(self, vae, pointmap_vae, config: dict, decode_chunk: int = 8):
+    def __init__(self, vae, pointmap_vae, config: dict, choices: DeviceChoices):
         self.vae = vae
         self.pointmap_vae = pointmap_vae
         self.scale_factor = float(model_params(config)["scale_factor"])
-        self.decode_chunk = decode_chunk
+        self.choices = choices
 
     def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return encode_frames(self.vae, video, self.scale_factor, self.decode_chunk, noise)
+        return encode_frames(self.vae, video, self.scale_factor, self.choices.encode_chunk, noise,
+                             self.choices.channels_last)
 
     def decode(self, latent: torch.Tensor) -> DecodedWindow:
-        return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.decode_chunk)
+        return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.choices.decode_chunk,
+                             self.choices.channels_last)
 
 
 class TorchBackend(VaeBackend):
-    """The networks in PyTorch, on one device, in one precision (float32, float16 or bfloat16)."""
+    """The networks in PyTorch, on one device, in one precision (float32, float16 or bfloat16), with
+    that device's choices (device_choices.CHOICES) unless others are given."""
 
-    def __init__(self, modules: Geo4DModules, decode_chunk: int = 8):
-        super().__init__(modules.vae, modules.pointmap_vae, modules.config, decode_chunk)
+    def __init__(self, modules: Geo4DModules, choices: DeviceChoices | None = None):
+        device = next(modules.unet.parameters()).device
+        choices = choices or choices_for(device)
+        apply_threads(choices)
+        super().__init__(modules.vae, modules.pointmap_vae, modules.config, choices)
         self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
 
@@ -87,7 +95,7 @@ class SamplingOptions(window_model.SamplingOptions):
     and `fs`, not on batching."""
 
     fs: int | None = None     # fps conditioning; None = int(clip fps), as the official demo
-    encode_chunk: int = 8     # frames per VAE encoder call
+    encode_chunk: int = 8     # frames handed to the backend per encode call (progress and cancel steps)
 
 
 def memory_floor(config: dict, size: tuple[int, int], dtype: str) -> tuple[int, str]:

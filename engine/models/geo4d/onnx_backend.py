@@ -9,6 +9,7 @@ directory and dtype (`cached_export`) into the directory's `onnx/` folder.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import ModelError
+from .device_choices import choices_for
 from .model import VaeBackend
 from .model_dir import ONNX_CACHE
 from .vae import Posterior
@@ -117,8 +119,7 @@ class OnnxBackend(VaeBackend):
     in ONNX Runtime. Graphs are exported in the modules' dtype (float32 for the CPU provider, float16
     for CUDA) to `cache_dir` (default: the model directory's `onnx/`) the first time."""
 
-    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
-                 decode_chunk: int = 8):
+    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
         directory = Path(modules.directory)
         cache_dir = Path(cache_dir) if cache_dir else directory / ONNX_CACHE
 
@@ -128,7 +129,8 @@ class OnnxBackend(VaeBackend):
         self.unet = OnnxUNet(cached_export("unet", modules.unet, directory, cache_dir), device)
         vae = OnnxVAE(graph("vae-encoder", modules.vae), graph("vae-decoder", modules.vae), with_confidence=False)
         pointmap_vae = OnnxVAE(None, graph("pointmap-decoder", modules.pointmap_vae), with_confidence=True)
-        super().__init__(vae, pointmap_vae, modules.config, decode_chunk)
+        # The graphs take plain float32 / float16 arrays: no channels-last layout to choose.
+        super().__init__(vae, pointmap_vae, modules.config, replace(choices_for(device), channels_last=False))
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, context, fs)

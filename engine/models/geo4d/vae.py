@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import clips_to_frames, frames_to_clips
+from .device_choices import choices_for
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -58,10 +59,11 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n = self.norm(x)
-        # [b, 1, hw, c]: one head, tokens = pixels.
-        q, k, v = (m(n).reshape(b, 1, c, h * w).transpose(2, 3) for m in (self.q, self.k, self.v))
+        # [b, 1, hw, c]: one head, tokens = pixels, contiguous as SDPA's fused kernels want them (a
+        # transposed view sends it down the math path). On channels-last tensors this copies nothing.
+        q, k, v = (m(n).permute(0, 2, 3, 1).reshape(b, 1, h * w, c).contiguous() for m in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
+        return x + self.proj_out(out.reshape(b, h, w, c).permute(0, 3, 1, 2))
 
 
 class Downsample(nn.Module):
@@ -274,31 +276,42 @@ def _module_dtype(module) -> torch.dtype:
     return next(module.parameters()).dtype if isinstance(module, nn.Module) else module.dtype
 
 
+def _layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 @torch.no_grad()
-def encode_frames(vae: AutoencoderKL, video: torch.Tensor, scale_factor: float, chunk: int = 4,
-                  noise: torch.Tensor | None = None) -> torch.Tensor:
+def encode_frames(vae: AutoencoderKL, video: torch.Tensor, scale_factor: float, chunk: int | None = None,
+                  noise: torch.Tensor | None = None, channels_last: bool | None = None) -> torch.Tensor:
     """Video [B, 3, T, H, W] in [-1, 1] -> diffusion latent [B, 4, T, H/8, W/8] (float32),
     `scale_factor * (mean + std * noise)` with `noise` [(B T), 4, H/8, W/8] in frame order, or the
-    posterior mean when `noise` is None. Frames go through the VAE `chunk` at a time."""
+    posterior mean when `noise` is None. Frames go through the VAE `chunk` at a time, in channels-last
+    layout or not: None takes the device's choice (device_choices.py)."""
+    choices = choices_for(video.device)
+    chunk = chunk or choices.encode_chunk
+    channels_last = choices.channels_last if channels_last is None else channels_last
     frames = clips_to_frames(video)
     dtype = _module_dtype(vae)
     out = []
     for i in range(0, frames.shape[0], chunk):
-        post = vae.encode(frames[i:i + chunk].to(dtype))
+        post = vae.encode(_layout(frames[i:i + chunk].to(dtype), channels_last))
         z = post.mean if noise is None else post.sample(noise[i:i + chunk])
-        out.append(z.float() * scale_factor)
+        out.append(z.float().contiguous() * scale_factor)
     return frames_to_clips(torch.cat(out), video.shape[0])
 
 
 @torch.no_grad()
-def decode_frames(vae: AutoencoderKL, latent: torch.Tensor, scale_factor: float, chunk: int = 4,
-                  with_confidence: bool = False) -> torch.Tensor:
+def decode_frames(vae: AutoencoderKL, latent: torch.Tensor, scale_factor: float, chunk: int | None = None,
+                  with_confidence: bool = False, channels_last: bool | None = None) -> torch.Tensor:
     """Diffusion latent [B, 4, T, h, w] -> [B, C, T, 8h, 8w] float32, C = 3 (or 4 with the raw
-    uncertainty channel). Decoded `chunk` frames at a time so memory stays bounded."""
+    uncertainty channel). Decoded `chunk` frames at a time so memory stays bounded, in channels-last
+    layout or not: None takes the device's choice (device_choices.py)."""
+    choices = choices_for(latent.device)
+    chunk = chunk or choices.decode_chunk
+    channels_last = choices.channels_last if channels_last is None else channels_last
     frames = clips_to_frames(latent)
     dtype = _module_dtype(vae)
     decode = vae.decode_with_confidence if with_confidence else vae.decode
-    out = [decode((frames[i:i + chunk] * (1.0 / scale_factor)).to(dtype)).float()
+    out = [decode(_layout((frames[i:i + chunk] * (1.0 / scale_factor)).to(dtype), channels_last)).float().contiguous()
            for i in range(0, frames.shape[0], chunk)]
     return frames_to_clips(torch.cat(out), latent.shape[0])
-
