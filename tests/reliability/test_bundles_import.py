@@ -258,7 +258,7 @@ def test_same_named_clips_from_two_folders_get_two_imports(good, tmp_path):
     first = import_bundle(bpy.context, good, ImportOptions(clip_path=str(a)))
     second = import_bundle(bpy.context, good, ImportOptions(clip_path=str(b)))
     assert (first.name, second.name) == ("plate", "plate 2")
-    assert sorted(o.name for o in second.objects) == ["plate 2 Camera", "plate 2 Points"]
+    assert sorted(o.name for o in second.objects) == ["plate 2 Camera", "plate 2 Origin", "plate 2 Points"]
     kept = sorted(o.name for o in first.objects)
     again = import_bundle(bpy.context, good, ImportOptions(clip_path=str(a), floor_fit=True))
     assert again.name == "plate" and sorted(o.name for o in again.objects) == kept
