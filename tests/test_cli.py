@@ -17,6 +17,7 @@ import pytest
 
 from engine.cli import COMMANDS
 from tests.fixture_paths import GEO4D_FIXTURES
+from tests.needs import torch_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +75,7 @@ def _bogus_model_dir(folder: Path) -> Path:
 
 
 def test_a_bad_frame_range_is_named_before_the_model_is_touched(tmp_path):
+    torch_or_skip()  # reconstruct's command imports it
     model_dir = _bogus_model_dir(tmp_path / "model")
     result = _reconstruct(CLIP, "--out", tmp_path / "bundle", "--model-dir", model_dir, "--frames", "70:80",
                           "--device", "cpu")
