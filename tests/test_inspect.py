@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -225,10 +226,14 @@ def test_the_extensions_engine_inspects_without_the_benchmarks_and_says_so(tmp_p
     pytest.importorskip("torch", reason=NO_TORCH)
     zipfile.ZipFile(addon_zip).extractall(tmp_path / "addon")
     clip = write_video(tmp_path / "shot.mp4", moving_bar(20, (48, 64)), 25)
-    env = {**os.environ, "PARALLAX_MODEL_DIR": str(tmp_path / "no-weights")}
-    env.pop("PYTHONPATH", None)  # `python -m engine` from the unpacked zip finds its engine first
-    done = subprocess.run([sys.executable, "-m", "engine", "inspect", str(clip), "--json"], cwd=tmp_path / "addon",
-                          env=env, capture_output=True, text=True)
+    # `python -m engine` from the unpacked zip finds its engine first. -S: without site's .pth files, so an editable
+    # install of this checkout (setup_env.sh's) cannot hand the zip's engine the checkout's engine.bench; the
+    # third-party packages come from site-packages through PYTHONPATH instead.
+    paths = sysconfig.get_paths()
+    env = {**os.environ, "PARALLAX_MODEL_DIR": str(tmp_path / "no-weights"),
+           "PYTHONPATH": os.pathsep.join(dict.fromkeys((paths["purelib"], paths["platlib"])))}
+    done = subprocess.run([sys.executable, "-S", "-m", "engine", "inspect", str(clip), "--json"],
+                          cwd=tmp_path / "addon", env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["clip"]["frames_decoded"] == 20
