@@ -382,7 +382,7 @@ def test_the_memory_bound_never_refuses_the_training_size():
     from engine.models.geo4d.model import memory_floor
     from engine.pipeline.reconstruct import _memory_of
 
-    needed, _ = memory_floor(load_config(), (320, 512), "float32")  # the official model at its training size
+    needed, _ = memory_floor(load_config(), (320, 512), "float32", "cpu")  # the official model at its training size
     assert 0 < needed < _memory_of("cpu")[0]
 
 

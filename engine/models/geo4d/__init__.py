@@ -63,7 +63,7 @@ def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str
     from .model import memory_floor
     from .model_dir import LAYOUT
 
-    return memory_floor(LAYOUT.read(model_dir)["config"], size, dtype)
+    return memory_floor(LAYOUT.read(model_dir)["config"], size, dtype, device)
 
 
 def model_dir_layout():

@@ -98,16 +98,17 @@ class SamplingOptions(window_model.SamplingOptions):
     encode_chunk: int = 8     # frames handed to the backend per encode call (progress and cancel steps)
 
 
-def memory_floor(config: dict, size: tuple[int, int], dtype: str) -> tuple[int, str]:
+def memory_floor(config: dict, size: tuple[int, int], dtype: str, device: str) -> tuple[int, str]:
     """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W) in `dtype`
-    ("float32", "float16", "bfloat16"). The VAE's first full-resolution convolution holds its input and output,
-    [frames, ch, H, W] each in the run precision (one encoder call's frames), and one window's frames are held as
-    uint8 RGB. Weights, the UNet and the VAE's other layers come on top: for the official model at 320x512 in
-    float32 the bound is 1.35 GB, the predicted peak 3.87 GB above the 5.99 GB of weights
-    (`python -m engine.bench memory`, docs/models.md)."""
+    ("float32", "float16", "bfloat16") on `device`. The VAE's first full-resolution convolution holds its input and
+    output, [frames, ch, H, W] each in the run precision (one encoder call's frames on that device,
+    device_choices.py), and one window's frames are held as uint8 RGB. Weights, the UNet and the VAE's other layers
+    come on top: for the official model at 320x512 in float32 the bound is 1.35 GB, the predicted peak 3.87 GB above
+    the 5.99 GB of weights (`python -m engine.bench memory`, docs/models.md)."""
     h, w = size
     element = getattr(torch, dtype).itemsize
-    layers = 2 * SamplingOptions.encode_chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
+    chunk = choices_for(device).encode_chunk
+    layers = 2 * chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
     clip = WINDOW_LENGTH * h * w * 3
     return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {dtype}, "
                            f"{clip / 1e9:,.1f} GB for one window's frames")
