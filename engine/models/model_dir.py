@@ -112,6 +112,21 @@ class ModelDirLayout:
                 {"model": self.model, "format_version": FORMAT_VERSION, "generator": f"parallax {__version__}",
                  "files": files}, indent=1))
 
+    def load_network(self, module: torch.nn.Module, directory: Path, name: str) -> torch.nn.Module:
+        """`module` holding the tensors of `directory`/<name>.safetensors (strict: checkpoint_keys.load_part);
+        ModelError naming the file and the fix when they do not fit it."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .geo4d.checkpoint_keys import load_part
+
+        path = Path(directory) / f"{name}.safetensors"
+        try:
+            return load_part(module, load_file(path))
+        except (SafetensorError, RuntimeError) as exc:
+            raise ModelError(f"{path} does not load into the {self.label} {name} ({str(exc).splitlines()[0]})",
+                             self.convert_fix.format(dir=directory)) from exc
+
     def read(self, directory: str | Path) -> dict:
         """Check `directory` against its manifest without reading the weights (every file there, of the size the
         manifest says); return its config.json. ModelError names the bad file. Cheap: the pipeline calls it

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ...errors import ModelError
-from .checkpoint_keys import load_part
 from .config import pointmap_vae_params, unet_params, vae_params
 from .manifest import compare_shapes, state_shapes
-from .model_dir import CONVERT_FIX, verify_model_dir
+from .model_dir import LAYOUT, verify_model_dir
 from .unet import UNet3D
 from .vae import AutoencoderKL
 
@@ -82,12 +80,7 @@ def load_geo4d(directory: str | Path, device: str | torch.device = "cpu",
     with torch.device("meta"):
         modules = build_modules(config)
     for name, module in modules.items():
-        path = directory / f"{name}.safetensors"
-        try:
-            load_part(module, load_file(path))
-        except (SafetensorError, RuntimeError) as exc:
-            raise ModelError(f"{path} does not load into the Geo4D {name} ({str(exc).splitlines()[0]})",
-                             CONVERT_FIX.format(dir=directory)) from exc
+        LAYOUT.load_network(module, directory, name)
         module.to(device=device, dtype=dtype)
     context = load_file(directory / "context.safetensors")["context"].to(device=device, dtype=dtype)
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, directory)

@@ -16,15 +16,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from ...errors import Cancelled, ModelError
+from ...errors import Cancelled
 from ...reporting import Progress
 from ...windows.predictions import WindowPredictions, new_maps
 from ...windows.resize import resize_frames, resize_window_maps
 from ...windows.schedule import window_lengths
-from ..geo4d.checkpoint_keys import load_part
 from ..window_model import SamplingOptions, SizeRule
 from .config import part
 from .image_encoder import CLIPVisionModelWithProjection
@@ -78,12 +75,7 @@ def load_geometrycrafter(model_dir: str | Path, device: str, dtype: str, variant
              "image_encoder": network.image_encoder, "moge": network.moge}
     network.home = torch.device("cpu") if offloads(device) else None
     for name, module in parts.items():
-        path = directory / f"{name}.safetensors"
-        try:
-            load_part(module, load_file(path))
-        except (SafetensorError, RuntimeError) as exc:
-            raise ModelError(f"{path} does not load into the GeometryCrafter {name} ({str(exc).splitlines()[0]})",
-                             LAYOUT.convert_fix.format(dir=directory)) from exc
+        LAYOUT.load_network(module, directory, name)
         module.to(device=network.home or device, dtype=getattr(torch, kept[name])).eval().requires_grad_(False)
     return GeometryCrafterModel(network, config, int(meta.get("window_length", WINDOW_LENGTH)), device)
 
