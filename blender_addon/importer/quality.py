@@ -51,10 +51,11 @@ def draw_quality(layout, scene) -> None:
     box = layout.box()
     box.label(text=f"Solve error {summary['mean_px']:.2f} px average ({summary['grade']})",
               icon="CHECKMARK" if summary["grade"] in ("excellent", "good") else "ERROR")
-    row = box.row(align=True)
-    row.label(text="Worst")
+    box.label(text="Worst frames (click to go there)")
+    # As many columns as the sidebar's width holds: one row of five is cut to "46: ..." at its default width.
+    grid = box.grid_flow(row_major=True, columns=0, even_columns=True, align=True)
     for frame, px in zip(summary["worst"], summary["worst_px"]):
-        row.operator(PARALLAX_OT_go_to_frame.bl_idname, text=f"{frame}: {px:.1f}").frame = frame
+        grid.operator(PARALLAX_OT_go_to_frame.bl_idname, text=f"{frame}: {px:.1f} px").frame = frame
     for key, text in (("flagged", "Check frames"), ("down_weighted", "Down-weighted frames")):
         frames = list(summary[key])
         if frames:
