@@ -24,6 +24,22 @@ class Plan:
 
 Planned = Callable[[Plan], None]
 
+# The number artists give a clip's first frame: Blender plays clip frame i (0-based, as in the bundle and the
+# `--frames` range) at scene frame i + 1 at the clip's default Start Frame, and the exports key it there. What the
+# engine tells the artist names frames this way (`frame_numbers`); scene.json keeps the 0-based index.
+FIRST_FRAME = 1
+
+
+def frame_numbers(indices) -> list[int]:
+    """Clip frame indices (0-based) as the artist counts them (from FIRST_FRAME)."""
+    return [int(i) + FIRST_FRAME for i in indices]
+
+
+def plate_pixels(px, map_width: int, plate_width: int):
+    """A length in pixels of the depth maps (`map_width` wide) in pixels of the plate (`plate_width` wide), the
+    unit of Blender's own solve error and the one the artist reads; `px` a float or a numpy array."""
+    return px * (plate_width / map_width)
+
 
 def frame_spans(frames: list[int]) -> str:
     """Sorted frame numbers as a sentence's list: [3, 4, 5, 9] -> '3-5, 9'."""

@@ -112,9 +112,10 @@ def test_a_disagreeing_window_is_down_weighted():
     robust = align(windows)
     plain = align(windows, AlignOptions(robust=False))
     assert robust.metadata["alignment"]["down_weighted_windows"] == [bad]
-    robust.frames = robust.frames + 100  # a clip range starting at frame 100: the note names clip frames
+    robust.frames = robust.frames + 100  # a clip range from index 100: the note counts the clip's frames from 1
     assert down_weighted_note(windows, robust) == ("1 of 5 windows disagreed with the others and were "
-                                                   "down-weighted (clip frames 108-123); check the camera there")
+                                                   "down-weighted (frames 109-124 of the clip, counting "
+                                                   "from 1); check the camera there")
     assert down_weighted_note(windows, plain) is None
     m_robust, m_plain = evaluate(robust, gt), evaluate(plain, gt)
     assert m_robust["abs_rel"] < 0.002 and m_robust["abs_rel"] < m_plain["abs_rel"]

@@ -161,8 +161,15 @@ def test_a_run_on_a_terminal_shows_bars_and_ends_with_the_bundles_summary(tiny_m
     h, w = scene["image_size"]
     centres = np.array([np.asarray(frame["camera_to_world"])[:3, 3] for frame in scene["frames"]])
     path = np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()
+    # The solve error in the plate's pixels, as Blender's, and the worst frame counted from 1 (index 3 is frame 4).
+    quality, plate_width = scene["metadata"]["alignment"]["quality"], scene["metadata"]["clip_size"][1]
+    worst = quality["worst_frames"][0]
+    assert plate_width > w and (f"info: solve error {quality['mean_error_px'] * plate_width / w:.2f} px average in "
+                                f"plate pixels ({quality['grade']}), worst "
+                                f"{quality['frame_error_px'][worst] * plate_width / w:.2f} px at frame "
+                                f"{scene['frames'][worst]['frame'] + 1} of the clip (counting from 1)") in terminal
     lines = stdout.splitlines()
-    assert lines[0] == "done:" and lines[1] == "  17 frames (3-19) at 57x32"
+    assert lines[0] == "done:" and lines[1] == "  17 frames (4-20 of the clip, counting from 1) at 57x32"
     focal = (f"  focal {min(fx):.1f} px = {min(fx) * 36 / w:.1f} mm" if max(fx) == min(fx) else
              f"  focal {min(fx):.1f}-{max(fx):.1f} px = {min(fx) * 36 / w:.1f}-{max(fx) * 36 / w:.1f} mm, per frame")
     assert lines[2] == focal + " (film back 36 mm wide)"

@@ -38,6 +38,22 @@ def test_misplaced_frames_are_flagged_and_no_other(scene, tmp_path):
     error = np.array(q["frame_error_px"])
     assert q["flagged_frames"] == BAD and error[BAD].min() > 1.5 * np.delete(error, BAD).max()
     assert q["worst_frames"][0] in BAD
-    assert "check clip frames 20-23" in quality_note(recon.metadata, recon.frames)
+    assert "check frames 21-24 of the clip" in quality_note(recon.metadata, recon.frames, None)
     # scene.json keeps it (docs/formats.md)
     assert read_bundle(write_bundle(recon, tmp_path / "b")).metadata["alignment"]["quality"] == q
+
+
+def test_the_note_counts_plate_pixels_and_the_clips_frames_from_1(scene):
+    """What the artist reads beside Blender's own solve error: plate pixels, frames as Blender plays the clip."""
+    recon, q = _quality(scene, 1.0, amount=0.08)
+    frames = recon.frames + 100  # a range from clip index 100: index 120 is the clip's frame 121
+    worst = q["worst_frames"][0]
+    scale = 1920 / q["width"]  # maps 96 px wide from a 1920 px plate: 20 plate pixels per map pixel
+    note = quality_note(recon.metadata, frames, 1920)
+    assert note == (f"solve error {q['mean_error_px'] * scale:.2f} px average in plate pixels ({q['grade']}), worst "
+                    f"{q['frame_error_px'][worst] * scale:.2f} px at frame {worst + 101} of the clip (counting from "
+                    "1); check frames 121-124 of the clip")
+    assert q["mean_error_px"] * scale > 10 * q["mean_error_px"]  # so the maps' figure could not pass for it
+    unknown = quality_note(recon.metadata, frames, None)  # window predictions alone: the maps' pixels, said so
+    assert unknown.startswith(f"solve error {q['mean_error_px']:.2f} px average in pixels of the 96 px wide depth "
+                              "maps (the plate's size is unknown)")

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..formats.bundle import Reconstruction
 from ..options import AlignOptions
 from ..windows.predictions import WindowPredictions
-from ..reporting import Progress
+from ..reporting import FIRST_FRAME, Progress, frame_numbers
 from .cameras import (SlotCameras, cameras_from_points, centre_from_rays,
                       focal_from_camera_points, focal_from_rays, fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
@@ -325,15 +325,16 @@ def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, 
 
 
 def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str | None:
-    """A sentence for the artist naming the clip frames of the windows the alignment down-weighted
-    (they disagreed with the others: a moving object, a cut, a model failure), or None."""
+    """A sentence for the artist naming the frames of the windows the alignment down-weighted (they disagreed
+    with the others: a moving object, a cut, a model failure), counted from 1 as Blender plays a clip, or None."""
     dropped = recon.metadata["alignment"]["down_weighted_windows"]
     if not dropped:
         return None
-    spans = ", ".join(f"{recon.frames[s]}-{recon.frames[s + n - 1]}"
+    numbers = frame_numbers(recon.frames)
+    spans = ", ".join(f"{numbers[s]}-{numbers[s + n - 1]}"
                       for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
     return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
-            f"(clip frames {spans}); check the camera there")
+            f"(frames {spans} of the clip, counting from {FIRST_FRAME}); check the camera there")
 
 
 def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str | None = None) -> None:

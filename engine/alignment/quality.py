@@ -7,9 +7,10 @@ slots' errors weighted by their windows' weights. It grows when the windows disa
 window's points land elsewhere), when the rays and point maps disagree about the camera, and when smoothing
 had to pull the camera away from the predictions: what Blender's solve error (reprojection of the tracks)
 tells an artist. Frames that stand out from the rest of the shot are flagged; the grade (docs/alignment.md)
-follows the mean. Pixels are those of the depth maps (the processing size); the add-on scales them to the
-plate's. Dense model predictions carry their own per-pixel errors, so these figures run higher than the solve
-error of a few hundred hand-picked tracks: the grades are set on simulated predictions of known corruption.
+follows the mean. Pixels are those of the depth maps (the processing size), as scene.json stores them; what the
+artist reads (quality_note, the add-on's panel) is in the plate's (engine.reporting.plate_pixels). Dense model
+predictions carry their own per-pixel errors, so these figures run higher than the solve error of a few hundred
+hand-picked tracks: the grades are set on simulated predictions of known corruption.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reporting import frame_spans
+from ..reporting import FIRST_FRAME, frame_numbers, frame_spans, plate_pixels
 
 # Grades by the mean frame error, in pixels of a 1000-pixel-wide image (so they hold at any processing size):
 # the upper bound of each grade, best first. Simulated predictions with the errors of a Geo4D-like model on real
@@ -63,15 +64,23 @@ class SolveQuality:
 
 
 
-def quality_note(metadata: dict, frames: np.ndarray) -> str:
-    """One line for the artist from a bundle's metadata (metadata.alignment.quality), naming clip frames
-    (`frames`: int[N] the clip frame of each of the bundle's frames)."""
+def quality_note(metadata: dict, frames: np.ndarray, plate_width: int | None) -> str:
+    """One line for the artist from a bundle's metadata (metadata.alignment.quality): the errors in pixels of the
+    plate (`plate_width` wide; None where it is unknown, then in the depth maps' own), as Blender's solve error,
+    and the frames of the clip counted from 1, as Blender plays it (`frames`: int[N] the clip frame index of
+    each of the bundle's frames)."""
     q = metadata["alignment"]["quality"]
     worst = q["worst_frames"][0]
-    text = (f"solve error {q['mean_error_px']:.2f} px average, worst {q['frame_error_px'][worst]:.2f} px at clip "
-            f"frame {frames[worst]} ({q['grade']}; pixels of the {q['width']} px wide depth maps)")
+    if plate_width is None:
+        scale, unit = 1.0, f"pixels of the {q['width']} px wide depth maps (the plate's size is unknown)"
+    else:
+        scale, unit = plate_pixels(1.0, q["width"], plate_width), "plate pixels"
+    numbers = frame_numbers(frames)
+    text = (f"solve error {scale * q['mean_error_px']:.2f} px average in {unit} ({q['grade']}), worst "
+            f"{scale * q['frame_error_px'][worst]:.2f} px at frame {numbers[worst]} of the clip "
+            f"(counting from {FIRST_FRAME})")
     if q["flagged_frames"]:
-        text += f"; check clip frames {frame_spans([int(frames[i]) for i in q['flagged_frames']])}"
+        text += f"; check frames {frame_spans([numbers[i] for i in q['flagged_frames']])} of the clip"
     return text
 
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     facts = recon.metadata["alignment"]
     print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s, "
           f"valid depth {100 * valid:.1f} %")
-    print(f"  {quality_note(recon.metadata, recon.frames)}")
+    print(f"  {quality_note(recon.metadata, recon.frames, None)}")  # window predictions carry no plate size
     note = down_weighted_note(windows, recon)
     print(summary(read_bundle(out), [note] if note else []))
     return 0

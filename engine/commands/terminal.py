@@ -15,7 +15,7 @@ import numpy as np
 
 from ..export.shot import SENSOR_WIDTH_MM
 from ..formats.bundle import Bundle
-from ..reporting import Plan, frame_spans
+from ..reporting import FIRST_FRAME, Plan, frame_numbers, frame_spans
 
 # The stages whose fraction is the share of the windows done (engine.models.window_model.WindowModel.predict).
 WINDOW_STAGES = ("diffusion",)
@@ -114,7 +114,9 @@ def summary(bundle: Bundle, warnings: list[str]) -> str:
     root = bundle.root.absolute()
     folders = sorted({frame.depth_path.parent.name for frame in bundle.frames}
                      | {frame.points_path.parent.name for frame in bundle.frames})
-    lines = [f"{len(bundle.frames)} frames ({frame_spans([f.frame for f in bundle.frames])}) at {w}x{h}",
+    numbers = frame_numbers(f.frame for f in bundle.frames)
+    lines = [f"{len(bundle.frames)} frames ({frame_spans(numbers)} of the clip, counting from {FIRST_FRAME}) at "
+             f"{w}x{h}",
              f"focal {focal_text} (film back {SENSOR_WIDTH_MM:g} mm wide)",
              f"camera path {path:.3g} scene units (relative: the models give depth up to scale)",
              f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}" + "".join(f"\n    {text}"

@@ -15,9 +15,8 @@ from ..errors import InputError
 from ..formats.bundle import Bundle, read_bundle
 from ..formats.exr import read_depth_exr
 from ..motion import nearest_depth
+from ..reporting import FIRST_FRAME  # clip frame i (0-based) is scene frame i + FIRST_FRAME
 
-# Blender's (and most compositors') first frame: clip frame i (0-based, as in the bundle) is scene frame i + 1.
-FIRST_SCENE_FRAME = 1
 # The film back the animation exports (chan, USD) state the focal length on, as the Blender import does.
 SENSOR_WIDTH_MM = 36.0
 
@@ -47,7 +46,7 @@ class Shot:
     @property
     def scene_frames(self) -> np.ndarray:
         """int64[N] frame numbers in Blender, Nuke and USD (the clip's first frame is 1)."""
-        return self.frames + FIRST_SCENE_FRAME
+        return self.frames + FIRST_FRAME
 
     def plate_K(self) -> np.ndarray:
         """float64[N, 3, 3] intrinsics in plate pixels (the maps are the plate resized, so each axis scales)."""

@@ -238,7 +238,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
-    log("info", quality_note(recon.metadata, recon.frames))
+    log("info", quality_note(recon.metadata, recon.frames, clip_size[1]))
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,

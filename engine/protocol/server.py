@@ -55,7 +55,7 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
-    log("info", quality_note(recon.metadata, recon.frames))
+    log("info", quality_note(recon.metadata, recon.frames, None))  # window predictions carry no plate size
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
                         progress=progress)
