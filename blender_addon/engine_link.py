@@ -6,8 +6,9 @@ Installed, the extension carries the engine as its sub-package `engine` (build_a
 a checkout the add-on uses the repository's `engine` package, beside this folder. Either way the engine is
 imported once, under one name, and only its standard-library and numpy modules (engine.errors,
 engine.options, engine.formats, engine.clips.lens (the lens of an undistorted solve), engine.protocol.messages,
-engine.export's list, engine.reporting, the registry of engine.models with each model package's torch-free
-constants): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads only to read an EXR.
+engine.export's list, engine.reporting (frame lists, frame numbers, plate pixels), the registry of engine.models
+with each model package's torch-free constants): Blender's Python has no torch, scipy or OpenCV, and OpenEXR loads
+only to read an EXR.
 """
 
 import sys
@@ -27,7 +28,7 @@ if (_HERE / "engine" / "__init__.py").is_file():  # the installed extension
     from .engine.options import AlignOptions, ReconstructOptions
     from .engine.options import to_json as options_json
     from .engine.protocol.messages import PROTOCOL_VERSION
-    from .engine.reporting import frame_spans
+    from .engine.reporting import FIRST_FRAME, frame_spans, plate_pixels
 else:  # a checkout: the repository root holds the engine
     if str(_HERE.parent) not in sys.path:
         sys.path.append(str(_HERE.parent))
@@ -42,8 +43,9 @@ else:  # a checkout: the repository root holds the engine
     from engine.options import AlignOptions, ReconstructOptions
     from engine.options import to_json as options_json
     from engine.protocol.messages import PROTOCOL_VERSION
-    from engine.reporting import frame_spans
+    from engine.reporting import FIRST_FRAME, frame_spans, plate_pixels
 
-__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "InputError", "Lens", "MODELS",
+__all__ = ["AlignOptions", "Bundle", "EXPORT_FORMATS", "EngineError", "FIRST_FRAME", "InputError", "Lens", "MODELS",
            "PROTOCOL_VERSION", "ReconstructOptions", "check_depth_exr", "check_matte_exr", "distortion_uv_map",
-           "find_sequence", "frame_spans", "model_package", "options_json", "read_bundle", "size_text"]
+           "find_sequence", "frame_spans", "model_package", "options_json", "plate_pixels", "read_bundle",
+           "size_text"]

@@ -4,6 +4,7 @@ import bpy
 
 from . import engine_process, export, properties, reconstruct
 from .importer import draw_quality, draw_setup
+from .wrapping import draw_text
 
 
 def draw_reconstruct(layout, context) -> None:
@@ -53,11 +54,11 @@ def draw_reconstruct(layout, context) -> None:
         if engine_process.current_engine() is not None:  # the model stays loaded between runs
             layout.operator(reconstruct.PARALLAX_OT_stop_engine.bl_idname, icon="X")
     if wm.parallax_message:
-        layout.label(text=wm.parallax_message)
-    draw_quality(layout, context.scene)
+        draw_text(layout, context, wm.parallax_message)
+    draw_quality(layout, context)
     for line in wm.parallax_log.splitlines():
         level, _, message = line.partition("\t")
-        layout.label(text=message, icon="ERROR" if level == "warning" else "INFO")
+        draw_text(layout, context, message, icon="ERROR" if level == "warning" else "INFO")
 
 
 class ReconstructPanel:

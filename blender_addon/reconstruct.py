@@ -176,10 +176,21 @@ def show(context, job: EngineJob) -> None:
     wm.parallax_running = not job.done
     wm.parallax_progress = job.fraction
     wm.parallax_stage = job.stage
-    wm.parallax_log = "\n".join(f"{level}\t{message}" for level, message in job.log)
+    wm.parallax_log = log_text(job.log)
     for area in context.screen.areas if context.screen else ():
         if area.type in {"CLIP_EDITOR", "VIEW_3D"}:
             area.tag_redraw()
+
+
+def log_text(log: list[tuple[str, str]]) -> str:
+    """The engine's (level, sentence) log as the panel keeps it (WindowManager.parallax_log): "level\tsentence"
+    lines."""
+    return "\n".join(f"{level}\t{message}" for level, message in log)
+
+
+def result_message(collection, bundle: Path) -> str:
+    """What the panel says after a reconstruction was imported."""
+    return f"Reconstructed into '{collection.name}' ({bundle})"
 
 
 def frame_shortfall(frames: int, expected: int | None) -> str | None:
@@ -201,7 +212,7 @@ def finish(context, job: EngineJob) -> tuple[set, str]:
     if job.outcome == "result":
         try:
             collection = import_bundle(context, job.bundle, options_from_settings(context.scene.parallax))
-            level, message = {"INFO"}, f"Reconstructed into '{collection.name}' ({job.bundle})"
+            level, message = {"INFO"}, result_message(collection, job.bundle)
             for note in import_notes(collection):
                 job.log.append(("warning", note))
             note = frame_shortfall(len(read_bundle(job.bundle).frames), _expected_frames)

@@ -46,6 +46,9 @@ def per_frame_focal():
 first = reconstruct()
 result["per_frame_focal"] = [per_frame_focal()]
 result["engine_log"] = bpy.context.window_manager.parallax_log.splitlines()
+quality = bpy.context.scene.camera["parallax_quality"]
+result["quality"] = {"mean_px": quality["mean_px"], "grade": quality["grade"], "worst": list(quality["worst"]),
+                     "worst_px": list(quality["worst_px"]), "clip_start": clip.frame_start}
 points = [o for o in bpy.data.objects if "Parallax Points" in o.modifiers]
 modifier = points[0].modifiers["Parallax Points"]
 points_module = importlib.import_module(MOD + ".importer.points")
@@ -80,6 +83,14 @@ report()
     assert result["engine_log"][:2] == ["info\tGeo4D on cpu, fp32, torch runtime",
                                         "warning\tGeo4D is running on the CPU: expect minutes per frame; "
                                         "use a CUDA GPU for whole shots"]
+    # The engine's solve error is the panel's (plate pixels), at the frame the panel's first button jumps to (the
+    # clip at its default Start Frame 1: its frames counted from 1 are the scene's).
+    q = result["quality"]
+    solve = [line for line in result["engine_log"] if line.startswith("info\tsolve error")]
+    assert q["clip_start"] == 1 and len(solve) == 1
+    assert solve[0].startswith(f"info\tsolve error {q['mean_px']:.2f} px average in plate pixels ({q['grade']}), "
+                               f"worst {q['worst_px'][0]:.2f} px at frame {q['worst'][0]} of the clip "
+                               "(counting from 1)")
     before, first = result["before"], result["after_first"]
     assert len(first["collections"]) == len(before["collections"]) + 1
     assert len(first["cameras"]) == len(before["cameras"]) + 1 and first["scene"][5] is not None

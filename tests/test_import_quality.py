@@ -1,10 +1,12 @@
 """The solve quality of a bundle in Blender (bpy 5.0.1): the camera's animated `parallax_solve_error` in plate
-pixels, the panel's summary in scene frames, and the operator that jumps to a worst frame."""
+pixels, the panel's summary in scene frames, the operator that jumps to a worst frame, and the same figures and
+frames as the engine's log line."""
 
 import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ bpy = pytest.importorskip("bpy")
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.quality import PROPERTY, SUMMARY, PARALLAX_OT_go_to_frame  # noqa: E402
-from engine.alignment import align  # noqa: E402
+from engine.alignment import align, quality_note  # noqa: E402
 from engine.bench.align import scaled_corruption  # noqa: E402
 from engine.formats.bundle import write_bundle  # noqa: E402
 from engine.synthetic.procedural import make_scene  # noqa: E402
@@ -61,3 +63,30 @@ def test_solve_error_is_keyed_on_the_camera_and_summarised(solved, tmp_path):
     (older / "scene.json").write_text(json.dumps(scene_json))
     import_bundle(bpy.context, older, ImportOptions(points=False, depth=False))
     assert scene.camera == camera and PROPERTY not in camera and SUMMARY not in camera
+
+
+def test_the_panel_shows_the_engines_figure_in_plate_pixels_at_the_clips_frames(solved, tmp_path):
+    """A plate twice the maps' width at Start Frame 1001: the camera's property and the panel's average are in
+    plate pixels, the same average the engine's log line gives with the plate's width, and the worst frame the
+    line names (the clip's frames counted from 1) is the panel's button at the clip's Start Frame."""
+    path, quality = solved
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(plate / f"plate_{i + 1:04d}.png"), np.full((128, 192, 3), 40 + i, np.uint8))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    clip = bpy.data.movieclips.load(str(plate / "plate_0001.png"))
+    clip.frame_start = 1001
+    import_bundle(bpy.context, path, ImportOptions(points=False, depth=False, clip_path=clip.filepath))
+    scene, camera = bpy.context.scene, bpy.context.scene.camera
+    assert scene.render.resolution_x == 192 == 2 * quality["width"]
+    scene.frame_set(1001 + 21)  # clip index 21
+    assert camera[PROPERTY] == pytest.approx(2 * quality["frame_error_px"][21], rel=1e-5)
+    summary = camera[SUMMARY]
+    assert summary["mean_px"] == pytest.approx(2 * quality["mean_error_px"], rel=1e-3)
+    assert list(summary["flagged"]) == [1001 + f for f in BAD] and summary["worst"][0] - 1001 in BAD
+
+    note = quality_note({"alignment": {"quality": quality}}, np.arange(40), 192)  # as a reconstruct logs it
+    assert note.startswith(f"solve error {summary['mean_px']:.2f} px average in plate pixels ({summary['grade']}), "
+                           f"worst {summary['worst_px'][0]:.2f} px at frame {summary['worst'][0] - 1000} of the clip "
+                           "(counting from 1)")

@@ -9,7 +9,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from ..engine_link import Bundle, Lens, check_depth_exr, check_matte_exr, distortion_uv_map, read_bundle
+from ..engine_link import FIRST_FRAME, Bundle, Lens, check_depth_exr, check_matte_exr, distortion_uv_map, read_bundle
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
@@ -23,8 +23,6 @@ from .quality import key_solve_error
 from .shadow_catcher import wire_background
 from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
-# Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
-FIRST_SCENE_FRAME = 1
 # Blender's default frame range: a scene still at it has no range the artist chose.
 DEFAULT_FRAME_RANGE = (1, 250)
 # On the scene: the frame range the last import set, so a later import may change it again.
@@ -155,7 +153,7 @@ def first_scene_frame(clip) -> int:
     """The scene frame that shows the clip's first frame: the clip's Start Frame less its Frame Offset (the
     Movie Clip Editor's footage settings; 1 for a clip at its defaults, 1001 for a VFX plate), 1 without a clip."""
     if clip is None:
-        return FIRST_SCENE_FRAME
+        return FIRST_FRAME  # clip frame i (0-based) at scene frame i + 1, as a movie clip's defaults play it
     return clip.frame_start - clip.frame_offset
 
 

@@ -8,7 +8,8 @@ import bpy
 import numpy as np
 from bpy.props import IntProperty
 
-from ..engine_link import frame_spans
+from ..engine_link import frame_spans, plate_pixels
+from ..wrapping import draw_text
 from .animation import fcurves_of, set_keys
 
 PROPERTY = "parallax_solve_error"  # animated, pixels at the render width
@@ -24,8 +25,8 @@ def key_solve_error(camera: bpy.types.Object, quality: dict | None, scene_frames
             del camera[name]
     if not quality:
         return
-    scale = render_width / quality["width"]
-    error = np.array([np.nan if e is None else e * scale for e in quality["frame_error_px"]])
+    maps = np.array([np.nan if e is None else e for e in quality["frame_error_px"]], np.float64)
+    error = plate_pixels(maps, quality["width"], render_width)
     has = np.isfinite(error)
     camera[PROPERTY] = float(error[has][0]) if has.any() else 0.0
     camera.id_properties_ui(PROPERTY).update(description="Parallax solve error at this frame, in plate pixels",
@@ -42,16 +43,17 @@ def key_solve_error(camera: bpy.types.Object, quality: dict | None, scene_frames
     }
 
 
-def draw_quality(layout, scene) -> None:
-    """The scene camera's solve quality, if it has one: average and grade, the worst frames as buttons."""
-    camera = scene.camera
+def draw_quality(layout, context) -> None:
+    """The scene camera's solve quality, if it has one: average and grade in plate pixels (the unit of Blender's
+    solve error and of the engine's log), the worst scene frames as buttons."""
+    camera = context.scene.camera
     summary = camera.get(SUMMARY) if camera is not None else None
     if not summary:
         return
     box = layout.box()
-    box.label(text=f"Solve error {summary['mean_px']:.2f} px average ({summary['grade']})",
-              icon="CHECKMARK" if summary["grade"] in ("excellent", "good") else "ERROR")
-    box.label(text="Worst frames (click to go there)")
+    draw_text(box, context, f"Solve error {summary['mean_px']:.2f} px average in plate pixels ({summary['grade']})",
+              icon="CHECKMARK" if summary["grade"] in ("excellent", "good") else "ERROR", boxed=True)
+    draw_text(box, context, "Worst scene frames (click to go there)", boxed=True)
     # As many columns as the sidebar's width holds: one row of five is cut to "46: ..." at its default width.
     grid = box.grid_flow(row_major=True, columns=0, even_columns=True, align=True)
     for frame, px in zip(summary["worst"], summary["worst_px"]):
@@ -59,7 +61,7 @@ def draw_quality(layout, scene) -> None:
     for key, text in (("flagged", "Check frames"), ("down_weighted", "Down-weighted frames")):
         frames = list(summary[key])
         if frames:
-            box.label(text=f"{text}: {frame_spans(frames)}", icon="ERROR")
+            draw_text(box, context, f"{text}: {frame_spans(frames)}", icon="ERROR", boxed=True)
 
 
 class PARALLAX_OT_go_to_frame(bpy.types.Operator):

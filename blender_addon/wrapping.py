@@ -1,0 +1,75 @@
+"""Free text in the panels wrapped to the sidebar's width: Blender cuts a label too long for it in the middle
+("Reconstructed into '...arallax/bundles/clip)"), so messages, log lines and errors are split into lines that fit.
+`wrap_lines` is pure (any measure of a string's width); `draw_text` measures with Blender's UI font."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+# What a label's text loses of the region's width at UI scale 1, in pixels: the tab column, the panel's borders
+# and the layout's margins; an icon and a box's border take more (measured in Blender 4.3's sidebar, 291 px wide
+# by default: scripts/panel_picture.sh).
+REGION_MARGIN = 56
+ICON_WIDTH = 22
+BOX_MARGIN = 12
+FONT_ID = 0  # the UI's font
+# Where a long word (a path) may break: after a folder separator, else anywhere.
+BREAK_AFTER = "/\\"
+
+
+def wrap_lines(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """`text` as lines no wider than `width` (as `measure` gives a string's width, in the same unit), broken at
+    spaces and at its own line breaks. A word wider than a line (a path) is broken after a folder separator where
+    one fits, else between characters, so every character stays, in order, and a path's end (its file or folder)
+    is shown, not cut. Only a `width` below one character's gets lines wider than it (one character each)."""
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split():
+            joined = f"{line} {word}" if line else word
+            if measure(joined) <= width:
+                line = joined
+                continue
+            if line:
+                lines.append(line)
+            while measure(word) > width and len(word) > 1:
+                head = _longest_head(word, width, measure)
+                lines.append(head)
+                word = word[len(head):]
+            line = word
+        lines.append(line)
+    return lines
+
+
+def _longest_head(word: str, width: float, measure: Callable[[str], float]) -> str:
+    """The longest start of `word` that fits `width` (at least one character), ending after a folder separator
+    when one is in its second half (a line of a lone '/' would waste a row)."""
+    n = 1
+    while n < len(word) and measure(word[:n + 1]) <= width:
+        n += 1
+    cut = max(word.rfind(sep, 0, n) for sep in BREAK_AFTER) + 1
+    return word[:cut] if cut > n // 2 else word[:n]
+
+
+def text_width(region_width: int, scale: float, icon: bool, boxed: bool) -> float:
+    """The pixels a label's text has in a sidebar `region_width` pixels wide at UI scale `scale`."""
+    return region_width - scale * (REGION_MARGIN + (ICON_WIDTH if icon else 0) + (BOX_MARGIN if boxed else 0))
+
+
+def ui_measure(context) -> tuple[Callable[[str], float], float]:
+    """(a string's width in pixels in the UI's font, the UI scale) for the window `context` draws in."""
+    import blf  # here, not above: wrap_lines is tested in Pythons without Blender
+
+    scale = context.preferences.system.ui_scale or 1.0  # 0 without a window (headless Blender)
+    blf.size(FONT_ID, context.preferences.ui_styles[0].widget.points * scale)
+    return (lambda text: blf.dimensions(FONT_ID, text)[0]), scale
+
+
+def draw_text(layout, context, text: str, icon: str = "NONE", boxed: bool = False) -> None:
+    """`text` as labels wrapped to the region's width; the first line carries `icon`, the others are indented
+    under it. boxed: `layout` is a box (its border takes width)."""
+    measure, scale = ui_measure(context)
+    width = text_width(context.region.width, scale, icon != "NONE", boxed)
+    column = layout.column(align=True)
+    for i, line in enumerate(wrap_lines(text, width, measure)):
+        column.label(text=line, icon=icon if i == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
