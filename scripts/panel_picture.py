@@ -2,13 +2,14 @@
 has a solve quality (average, grade, the worst frames). Runs inside Blender with a window (not headless bpy,
 which draws no UI); scripts/panel_picture.sh runs it in Blender 4.3 under Xvfb and says how.
 
-    blender --factory-startup --python scripts/panel_picture.py -- ADDON.zip BUNDLE CLIP OUT.png
+    blender --factory-startup --python scripts/panel_picture.py -- ADDON.zip BUNDLE CLIP LOG OUT.png
 
 Installs the extension zip (build_addon.py) into the user folders (set BLENDER_USER_RESOURCES to an empty
 folder), loads CLIP as the scene's active clip, imports BUNDLE with the add-on's importer and the panel's
-settings (the call the Reconstruct operator makes when the engine has written a bundle), turns the large area
-into a Movie Clip Editor with its sidebar on the Parallax tab, and saves that sidebar as OUT.png. Anything
-that fails is printed and Blender exits with status 1.
+settings (the call the Reconstruct operator makes when the engine has written a bundle) and sets the panel's
+message and log as Reconstruct does (LOG: the engine's info lines, one a line; the import's notes as warnings),
+turns the large area into a Movie Clip Editor with its sidebar on the Parallax tab, and saves that sidebar as
+OUT.png. Anything that fails is printed and Blender exits with status 1.
 """
 
 import importlib
@@ -21,7 +22,7 @@ from pathlib import Path
 import bpy
 
 EXTENSION = "bl_ext.user_default.parallax"
-ZIP, BUNDLE, CLIP, OUT = sys.argv[sys.argv.index("--") + 1:][:4]
+ZIP, BUNDLE, CLIP, LOG, OUT = sys.argv[sys.argv.index("--") + 1:][:5]
 TABS = 22  # the width of the sidebar's tab column, pixels
 
 
@@ -45,6 +46,12 @@ def setup() -> None:
         scene.active_clip = clip
         collection = importer.import_bundle(bpy.context, BUNDLE, importer.options_from_settings(scene.parallax))
         print(f"panel_picture: imported {collection.name}; notes: {importer.import_notes(collection)}")
+        reconstruct = importlib.import_module(EXTENSION + ".reconstruct")
+        log = [("info", line) for line in Path(LOG).read_text().splitlines()]
+        log += [("warning", note) for note in importer.import_notes(collection)]
+        wm = bpy.context.window_manager
+        wm.parallax_message = reconstruct.result_message(collection, Path(BUNDLE))
+        wm.parallax_log = reconstruct.log_text(log)
         area = clip_editor(window)
         area.type = "CLIP_EDITOR"
         space = area.spaces.active

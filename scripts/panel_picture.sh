@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Draw docs/images/panel_quality.png: the Parallax panel of Blender 4.3.2 (Debian trixie's package) under Xvfb,
-# after importing the weight-free demo's bundle, whose solve quality the panel shows. A docs tool, not part of CI.
+# after importing the weight-free demo's bundle as Reconstruct does: its message, the solve quality and the engine's
+# log under it, wrapped to the default sidebar width. A docs tool, not part of CI.
 #
 #   sudo PYTHON=.venv/bin/python scripts/panel_picture.sh          (as root: it uses chroot)
 #
@@ -32,7 +33,21 @@ WORK=$ROOT$INSIDE
 rm -rf "$WORK"
 mkdir -p "$WORK"
 "$PY" "$REPO/build_addon.py" --out "$WORK"
-PYTHONPATH="$REPO" "$PY" -m engine demo --out "$WORK/demo"
+# A project's folder, so the panel's message names a path as long as a real one (the wrapping is part of the picture).
+DEMO=projects/demo_shot/parallax
+PYTHONPATH="$REPO" "$PY" -m engine demo --out "$WORK/$DEMO"
+# The engine's log line about this bundle's solve quality, as a reconstruct logs it (in the plate's pixels: the
+# demo's clip is its maps' size), for the panel to list as it lists a job's log.
+PYTHONPATH="$REPO" "$PY" - "$WORK/$DEMO/bundle" > "$WORK/log.txt" <<'EOF'
+import sys
+
+from engine.alignment import quality_note
+from engine.formats.bundle import read_bundle
+
+bundle = read_bundle(sys.argv[1])
+plate = bundle.metadata.get("clip_size") or bundle.image_size
+print(quality_note(bundle.metadata, [frame.frame for frame in bundle.frames], plate[1]))
+EOF
 cp "$REPO/scripts/panel_picture.py" "$WORK/"
 ZIP=$(cd "$WORK" && ls parallax-*.zip)
 
@@ -43,8 +58,8 @@ if ! mountpoint -q "$ROOT/proc"; then mount -t proc proc "$ROOT/proc"; MOUNTED+=
 if ! mountpoint -q "$ROOT/dev"; then mount --bind /dev "$ROOT/dev"; MOUNTED+=("$ROOT/dev"); fi
 
 chroot "$ROOT" env HOME=/root BLENDER_USER_RESOURCES="$INSIDE/profile" \
-    xvfb-run -a -s "-screen 0 1600x1000x24" \
+    xvfb-run -a -s "-screen 0 1600x1200x24" \
     blender --factory-startup --python "$INSIDE/panel_picture.py" -- \
-    "$INSIDE/$ZIP" "$INSIDE/demo/bundle" "$INSIDE/demo/clip.mp4" "$INSIDE/panel_quality.png"
+    "$INSIDE/$ZIP" "$INSIDE/$DEMO/bundle" "$INSIDE/$DEMO/clip.mp4" "$INSIDE/log.txt" "$INSIDE/panel_quality.png"
 cp "$WORK/panel_quality.png" "$REPO/docs/images/panel_quality.png"
 echo "wrote $REPO/docs/images/panel_quality.png (the whole window: $WORK/panel_quality_window.xwd)"
