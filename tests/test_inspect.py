@@ -121,8 +121,8 @@ def test_a_truncated_clip_declares_more_frames_than_decode(tmp_path):
     facts = clip_facts(cut)
     assert facts.declared == 30 and 0 < facts.decoded < 30
     assert facts.problems() == [f"only {facts.decoded} of the 30 frames the clip's header declares could be decoded "
-                                f"(frames {facts.decoded}-29 are missing): the file may be truncated or damaged; "
-                                "re-export or re-copy it for the whole shot"]
+                                f"(frames {facts.decoded + 1}-30 of the clip, counting from 1, are missing): the file "
+                                "may be truncated or damaged; re-export or re-copy it for the whole shot"]
 
 
 def test_an_image_sequence_counts_its_files_and_has_no_rate(tmp_path):

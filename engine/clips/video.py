@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..reporting import FIRST_FRAME, frame_numbers
 from .images import read_image
 from ..formats.sequence import find_sequence, is_image_sequence
 
@@ -40,9 +41,11 @@ class Clip:
 
 
 def shortfall_text(decoded: int, declared: int, first: int) -> str:
-    """The warning for `decoded` frames of the `declared` ones from frame `first` on (decoded < declared)."""
+    """The warning for `decoded` frames of the `declared` ones from frame index `first` (0-based) on (decoded <
+    declared), naming the missing frames as the artist counts them (engine.reporting.frame_numbers)."""
+    missing = frame_numbers([first + decoded, first + declared - 1])
     return (f"only {decoded} of the {declared} frames the clip's header declares could "
-            f"be decoded (frames {first + decoded}-{first + declared - 1} are missing): "
+            f"be decoded (frames {missing[0]}-{missing[1]} of the clip, counting from {FIRST_FRAME}, are missing): "
             "the file may be truncated or damaged; re-export or re-copy it for the whole shot")
 
 
