@@ -1,4 +1,5 @@
-"""How a long job reports to its caller (the CLI, the protocol server, the benchmarks).
+"""How a long job reports to its caller (the CLI, the protocol server, the benchmarks), and how what the artist
+reads counts: frames from 1, as Blender plays a clip; solve errors in the plate's pixels, as Blender's.
 
 Standard library only, so the protocol server can import it before torch or the alignment.
 """
@@ -6,7 +7,7 @@ Standard library only, so the protocol server can import it before torch or the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done, in [0, 1])
 Log = Callable[[str, str], None]  # (level "info" or "warning", a sentence for the artist)
@@ -30,7 +31,7 @@ Planned = Callable[[Plan], None]
 FIRST_FRAME = 1
 
 
-def frame_numbers(indices) -> list[int]:
+def frame_numbers(indices: Iterable[int]) -> list[int]:
     """Clip frame indices (0-based) as the artist counts them (from FIRST_FRAME)."""
     return [int(i) + FIRST_FRAME for i in indices]
 
