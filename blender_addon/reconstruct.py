@@ -18,7 +18,7 @@ from . import engine_process, preferences, properties
 from .engine_link import AlignOptions, ReconstructOptions, find_sequence, options_json, read_bundle
 from .engine_process import EngineJob
 from .errors import EngineError, EngineUnavailable, InputError
-from .importer import import_bundle, import_notes, options_from_settings
+from .importer import first_scene_frame, import_bundle, import_notes, options_from_settings
 
 # The running reconstruction (one at a time), reachable by the Cancel operator and the panels.
 _job: EngineJob | None = None
@@ -54,12 +54,14 @@ def _bundle_source(folder: Path) -> Path | None:
 
 
 def frame_range(clip, settings) -> list:
-    """[first, end) as 0-based indices into the clip's frames; end None is the clip's end (the engine counts
-    the frames it can decode, which may differ from Blender's count)."""
+    """[first, end) as 0-based indices into the clip's frames: those the clip shows in the scene frames Start to
+    End (first_scene_frame: Start Frame and Frame Offset), where the import keys them; end None is the clip's
+    end (the engine counts the frames it can decode, which may differ from Blender's count)."""
     if settings.use_clip_range:
         return [0, None]
-    first = max(settings.frame_start - clip.frame_start, 0)
-    end = min(settings.frame_end - clip.frame_start + 1, clip.frame_duration)
+    shown = first_scene_frame(clip)  # the scene frame showing the clip's frame 0
+    first = max(settings.frame_start - shown, 0)
+    end = min(settings.frame_end - shown + 1, clip.frame_duration)
     if end - first < 1:
         raise EngineUnavailable(f"the frame range selects no frame of '{clip.name}'",
                                 "set Start and End inside the clip, or use the whole clip")

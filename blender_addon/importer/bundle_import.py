@@ -151,7 +151,11 @@ def import_notes(collection: bpy.types.Collection) -> list[str]:
 
 def first_scene_frame(clip) -> int:
     """The scene frame that shows the clip's first frame: the clip's Start Frame less its Frame Offset (the
-    Movie Clip Editor's footage settings; 1 for a clip at its defaults, 1001 for a VFX plate), 1 without a clip."""
+    Movie Clip Editor's footage settings; 1 for a clip at its defaults, 1001 for a VFX plate), 1 without a clip.
+    Clip frame i (0-based) shows at scene frame i + first_scene_frame(clip), in the Movie Clip Editor and the
+    compositor's Movie Clip node alike, movie or image sequence (seen in Blender 5.0: Start Frame 5, Frame Offset
+    3 shows the clip's first file at scene frame 2). The one mapping between the two: Reconstruct's frame range
+    (scene frames) becomes clip frames by it, and the import keys clip frames at scene frames by it."""
     if clip is None:
         return FIRST_FRAME  # clip frame i (0-based) at scene frame i + 1, as a movie clip's defaults play it
     return clip.frame_start - clip.frame_offset
