@@ -115,10 +115,15 @@ def test_the_same_solver_on_geo4d_predictions_without_rays_agrees_with_the_rays(
     assert by_motion["abs_rel"] < 1.2 * with_rays["abs_rel"]
 
 
-def test_camera_frame_maps_need_enough_valid_points():
+@pytest.mark.parametrize("first, named", [(None, 12), (100, 112)])
+def test_camera_frame_maps_need_enough_valid_points(first, named):
+    """The error names the clip's frame counted from 1, as Blender plays it: the windows' frame 11 (window 1
+    starts at 8) is the clip's 12th, or its 112th when the windows begin at the clip's frame 100 (0-based)."""
     gt = make_scene("static", 20, SIZE)
     windows = simulate_camera_windows(gt, window_length=12, overlap=4)
     windows.pointmap_conf[1, 3, :, :] = 0.0
     windows.pointmap_conf[1, 3, 0, :5] = 1.0  # five valid pixels: too few for a focal length
-    with pytest.raises(InputError, match="frame 11 has too few valid points in window 1"):
-        align(windows)
+    frames = None if first is None else np.arange(first, first + 20)
+    with pytest.raises(InputError, match=rf"^frame {named} of the clip \(counting from 1\) has too few valid "
+                                         "points in window 1 "):
+        align(windows, frames=frames)

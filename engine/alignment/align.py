@@ -44,7 +44,8 @@ ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approxim
 class Slots:
     """A slot is one frame of one window (S slots in all); the stages of `align` fill in what they learn.
 
-    window, t, frame: int64[S], the slot's window, its index in the window and its clip frame.
+    window, t, frame: int64[S], the slot's window, its index in the window and its frame (0..N-1).
+    clip_frames: int64[N], the clip frame (0-based) of each of the N frames, for what errors name.
     v, u: int[P] the pixels sampled in every slot for the pose solve; pixels: float[P, 2] their (x, y).
     points: float64[S, P, 3] the sampled point maps (window frame); conf: float64[S, P] their confidence.
     Stage 1 adds focal [N] per frame, rotation [S, 3, 3] and centre [S, 3] (camera to window frame),
@@ -55,6 +56,7 @@ class Slots:
     window: np.ndarray
     t: np.ndarray
     frame: np.ndarray
+    clip_frames: np.ndarray
     v: np.ndarray
     u: np.ndarray
     pixels: np.ndarray
@@ -69,7 +71,8 @@ class Slots:
 
 
 def align(windows: WindowPredictions, options: AlignOptions | None = None,
-          progress: Progress | None = None, plate_size: tuple[int, int] | None = None) -> Reconstruction:
+          progress: Progress | None = None, plate_size: tuple[int, int] | None = None,
+          frames: np.ndarray | None = None) -> Reconstruction:
     """Fuse the windows of a clip into cameras, intrinsics and depth for each of its frames.
 
     Args:
@@ -78,6 +81,8 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
         progress: hears stages "cameras", "poses" and "depth" with one fraction for the whole alignment.
         plate_size: (H, W) of the clip, whose pixels a known focal (px) and principal point count in
             (default the maps' size).
+        frames: int64[N], the clip frame (0-based) of each of the windows' N frames, the Reconstruction's
+            `frames` and what errors name (default 0..N-1: the windows cover the clip from its first frame).
 
     Returns:
         Reconstruction of the N frames: K [N, 3, 3], camera_to_world [N, 4, 4] (world = the first camera,
@@ -88,7 +93,8 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
             all-zero or constant point maps, zero rays; this catches what slips past it).
     """
     try:
-        return _align(windows, options, progress, plate_size)
+        return _align(windows, options, progress, plate_size,
+                      np.arange(windows.num_frames, dtype=np.int64) if frames is None else np.asarray(frames))
     except np.linalg.LinAlgError as exc:
         raise InputError(f"the window predictions are degenerate: the alignment cannot solve for the cameras "
                          f"({exc})", "check the model's output; mark pixels without geometry with "
@@ -96,13 +102,13 @@ def align(windows: WindowPredictions, options: AlignOptions | None = None,
 
 
 def _align(windows: WindowPredictions, options: AlignOptions | None,
-           progress: Progress | None, plate_size: tuple[int, int] | None) -> Reconstruction:
+           progress: Progress | None, plate_size: tuple[int, int] | None, frames: np.ndarray) -> Reconstruction:
     opts = options or AlignOptions()
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     windows.validate()
     known = known_camera(opts, windows.image_size, plate_size or windows.image_size)
-    slots = _sample_slots(windows, opts, known.principal)   # 0. every window's frames, at sampled pixels
+    slots = _sample_slots(windows, opts, known.principal, frames)  # 0. every window's frames, at sampled pixels
     report("cameras", 0.0)
     if opts.motion_cameras and windows.pointmap_frame == "window":
         windows = _in_own_cameras(windows, slots)           # 0b. (cross-check) each frame's map in its camera
@@ -116,7 +122,7 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
     report("depth", 0.7)
     depth, confidence = _frame_depths(windows, slots, poses, opts, report)  # 5. each frame's depth
     return Reconstruction(
-        frames=np.arange(windows.num_frames, dtype=np.int64), fps=windows.fps,
+        frames=frames, fps=windows.fps,
         K=intrinsics(slots.focal, *windows.image_size, known.principal), camera_to_world=c2w, depth=depth,
         confidence=confidence,
         rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, quality, started)})
@@ -133,9 +139,10 @@ def _facts(opts: AlignOptions, poses: WindowPoses, quality: SolveQuality, starte
     }
 
 
-def _sample_slots(windows: WindowPredictions, opts: AlignOptions, principal: np.ndarray) -> Slots:
+def _sample_slots(windows: WindowPredictions, opts: AlignOptions, principal: np.ndarray,
+                  clip_frames: np.ndarray) -> Slots:
     """Stage 0: the slots, and the point maps at `opts.pose_pixels` sampled pixels of each (their coordinates
-    from the principal point [2], pixels of the maps)."""
+    from the principal point [2], pixels of the maps); clip_frames int64[N] the clip frame of each frame."""
     h, w = windows.image_size
     slot_window = np.concatenate([np.full(length, g) for g, length in enumerate(windows.window_lengths)])
     slot_t = np.concatenate([np.arange(length) for length in windows.window_lengths])
@@ -143,7 +150,7 @@ def _sample_slots(windows: WindowPredictions, opts: AlignOptions, principal: np.
     v, u, pixels = sample_pixels(h, w, opts.pose_pixels)
     pixels = pixels - (principal - [w / 2.0, h / 2.0])
     sw, st = slot_window[:, None], slot_t[:, None]
-    return Slots(window=slot_window, t=slot_t, frame=slot_frame, v=v, u=u, pixels=pixels,
+    return Slots(window=slot_window, t=slot_t, frame=slot_frame, clip_frames=clip_frames, v=v, u=u, pixels=pixels,
                  points=windows.pointmap[sw, st, v, u].astype(np.float64),
                  conf=windows.pointmap_conf[sw, st, v, u].astype(np.float64))
 
@@ -342,7 +349,9 @@ def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str |
     lacking = np.isnan(slot_focal)
     if lacking.any():
         s = int(np.flatnonzero(lacking)[0])
-        raise InputError(f"frame {slots.frame[s]} has too few valid points in window {slots.window[s]} to {what}",
+        number = frame_numbers([slots.clip_frames[slots.frame[s]]])[0]
+        raise InputError(f"frame {number} of the clip (counting from {FIRST_FRAME}) has too few valid points in "
+                         f"window {slots.window[s]} to {what}",
                          fix or "check the model's output for that frame (an all-invalid point map?)")
 
 

@@ -232,8 +232,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if cancelled():
         raise Cancelled()
     model_seconds = time.perf_counter() - started
-    recon = align(windows, options.align, progress, plate_size=clip_size)  # a known camera counts in its pixels
-    recon.frames = clip.frame_indices
+    # a known camera counts in the plate's pixels; errors and the bundle name the clip's frames
+    recon = align(windows, options.align, progress, plate_size=clip_size, frames=clip.frame_indices)
     recon.source_clip = windows.source
     note = down_weighted_note(windows, recon)
     if note:
