@@ -20,7 +20,7 @@ from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
 from .points import FramePoints, build_points
 from .quality import key_solve_error
-from .shadow_catcher import wire_background
+from .shadow_catcher import exclude_from_background, wire_background
 from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
 # Without a clip, clip frame i (0-based, as in the bundle) is scene frame i + 1, as a movie clip's defaults play it.
@@ -297,6 +297,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
                         load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
                         depth_timing(bundle, clip), clip, origin, lens_uv)
         wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
+    exclude_from_background(scene, collection)
     return collection
 
 
