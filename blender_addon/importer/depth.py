@@ -254,6 +254,10 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     connect_output(scene, key)
 
 
+# On the lens image an import makes (lens_uv_image): True, so a re-import finds it to update in place.
+LENS = "parallax_lens"
+
+
 def lens_uv_image(name: str, uv) -> bpy.types.Image:
     """uv: float32[H, W, 2] (engine distortion_uv_map) as a Non-Color float image packed into the .blend (a
     full-float EXR: nothing is written into the bundle, whose folder holds only what the engine writes). Its
@@ -262,12 +266,28 @@ def lens_uv_image(name: str, uv) -> bpy.types.Image:
     pixels = np.ones((h, w, 4), np.float32)
     pixels[..., :2] = uv[::-1]  # Blender stores the bottom row first
     image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    image[LENS] = True
+    _fill_lens_image(image, pixels.ravel())
+    return image
+
+
+def refill_lens_image(image: bpy.types.Image, source: bpy.types.Image) -> None:
+    """Give image (an earlier import's lens map) the pixels of source (the new import's), packed again, so a
+    re-import updates the one image in place (what the artist's own nodes read included)."""
+    pixels = np.empty(len(source.pixels), np.float32)
+    source.pixels.foreach_get(pixels)
+    if tuple(image.size) != tuple(source.size):
+        image.scale(*source.size)
+    _fill_lens_image(image, pixels)
+
+
+def _fill_lens_image(image: bpy.types.Image, pixels) -> None:
+    """Set a lens image's pixels (float32, Blender's order) and pack it, full float, into the .blend."""
     image.colorspace_settings.name = "Non-Color"  # kept as they are, not through a view transform
-    image.pixels.foreach_set(pixels.ravel())
+    image.pixels.foreach_set(pixels)
     image.file_format = "OPEN_EXR"
     image.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
     image.pack()
-    return image
 
 
 def _tagged(node, key: str, x: float, y: float):
