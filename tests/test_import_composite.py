@@ -116,7 +116,7 @@ def _box(values: np.ndarray, outside: float, inside: float) -> tuple[np.ndarray,
             np.abs(border).max())
 
 
-@pytest.mark.parametrize("percentage", [50, 100, 200])
+@pytest.mark.parametrize("percentage", [50, 100, 200, 400])
 def test_depth_and_matte_land_on_the_plates_pixels(box_bundle, tmp_path, percentage):
     """The compositor scales the plate, the plate's depth and the motion matte to the render size: each one's
     box lands on the same render pixels (in every Blender: 4.x's Scale node needs corrections, importer/depth.py),
