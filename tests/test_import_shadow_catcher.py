@@ -82,7 +82,7 @@ def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate
     assert [v.name for v in scene.view_layers] == ["ViewLayer", LAYER]
     assert _layer(scene.view_layers["ViewLayer"], background.name).holdout
     layer = scene.view_layers[LAYER]
-    assert _layer(layer, "CG").indirect_only and _layer(layer, NAME).exclude
+    assert _layer(layer, "CG").indirect_only and _layer(layer, "CG").holdout and _layer(layer, NAME).exclude
     assert not _layer(layer, background.name).exclude
     _, shown, plate = _shadow_chain(scene)
     assert shown == LAYER and plate.bl_idname == plate_end  # the shadows go over the plate at the render size

@@ -106,9 +106,9 @@ def _layer_collection(layer_collection, collection):
 
 def setup_layers(scene: bpy.types.Scene, background: bpy.types.Collection) -> bpy.types.ViewLayer:
     """The Background view layer (Parallax's own, made when the scene has none: an artist's view layer is never
-    edited, whatever its name) renders `background` with the scene's other collections indirect-only (casting
-    shadows, unseen) and imports' collections (their points) excluded; every other view layer (the CG's) holds
-    `background` out (the setting of that collection alone). Returns the Background layer."""
+    edited, whatever its name) renders `background` with the scene's other collections indirect-only and held
+    out (casting shadows, unseen) and imports' collections (their points) excluded; every other view layer
+    (the CG's) holds `background` out (the setting of that collection alone). Returns the Background layer."""
     layer = background_layer(scene)
     if layer is None:
         layer = scene.view_layers.new(LAYER)  # Blender makes the name unique
@@ -122,7 +122,10 @@ def setup_layers(scene: bpy.types.Scene, background: bpy.types.Collection) -> bp
         if child.collection.get(TAG):
             child.exclude = True
         else:
-            child.indirect_only = True
+            # Indirect-only: Cycles casts their shadows without showing them. EEVEE has no indirect-only and
+            # would show them over the plate, in front of plate surfaces or not: held out, they leave nothing
+            # there (Cycles renders the same with and without the holdout).
+            child.indirect_only = child.holdout = True
 
 
 def exclude_from_background(scene: bpy.types.Scene, collection: bpy.types.Collection) -> None:
