@@ -2,6 +2,8 @@
 CG and the depths through the lens (Map UV with the lens' map), so a rendered object lands on the distorted
 plate where the lens puts it, with no shift of the whole image (headless bpy)."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ pytest.importorskip("OpenEXR")
 from mathutils import Vector  # noqa: E402
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
-from blender_addon.importer.depth import compositor_tree  # noqa: E402
+from blender_addon.importer.depth import LENS, compositor_tree  # noqa: E402
 from blender_addon.importer.replace import TAG  # noqa: E402
 from blender_addon.importer.shadow_catcher import LAYER, add_shadow_catcher  # noqa: E402
 from engine.clips.lens import Lens, distortion_uv_map  # noqa: E402
@@ -21,10 +23,12 @@ from tests.plate_clip import render  # noqa: E402
 from tests.synthetic_bundle import synthetic_reconstruction  # noqa: E402
 
 UPSCALE = 2
+NAME = "plate_0001"  # the import's name: the plate's first file's
 K1, K2 = -0.3, 0.05  # polynomial: barrel, pixels at the corners move inwards by several pixels
 
 
-def _import(tmp_path, undistorted: bool, points: bool = False):
+def _import(tmp_path, undistorted: bool, points: bool = False, before=None):
+    """Write the bundle and its plate, import them into an empty scene (after `before()`, if given)."""
     recon = synthetic_reconstruction(num_frames=3, size=(48, 64), zoom=False)
     h, w = recon.depth.shape[1:]
     plate_size = (h * UPSCALE, w * UPSCALE)
@@ -40,6 +44,8 @@ def _import(tmp_path, undistorted: bool, points: bool = False):
         cv2.imwrite(str(tmp_path / "plate" / f"plate_{i + 1:04d}.png"), dark[..., ::-1])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
+    if before is not None:
+        before()
     import_bundle(bpy.context, bundle, ImportOptions(points=points, clip_path=str(tmp_path / "plate" /
                                                                                   "plate_0001.png")))
     return scene, lens, plate_size  # the clip's own Camera stays undistorted: the lens is scene.json's
@@ -73,6 +79,54 @@ def test_the_compositor_distorts_cg_and_depths_only_for_an_undistorted_solve(tmp
         assert image.colorspace_settings.name == "Non-Color"
         pixels = np.array(image.pixels[:], np.float32).reshape(lens.plate_size + (4,))[::-1]
         np.testing.assert_allclose(pixels[..., :2], distortion_uv_map(lens), atol=1e-6)  # full floats
+
+
+def _pixels(image) -> np.ndarray:
+    return np.array(image.pixels[:], np.float32).reshape(tuple(image.size)[::-1] + (4,))[::-1]
+
+
+def test_a_reimport_updates_the_lens_image_in_place(tmp_path):
+    """A re-import (here with another lens) gives Parallax's lens image the new map, in place: no "<clip>
+    Lens.001", what the artist's own nodes read follows, and an artist's image of the same name is not touched."""
+    artists = np.random.default_rng(0).uniform(size=(3, 5, 4)).astype(np.float32)
+
+    def artists_image():
+        image = bpy.data.images.new(f"{NAME} Lens", 5, 3, float_buffer=True)
+        image.pixels.foreach_set(artists[::-1].ravel())
+
+    _, lens, plate_size = _import(tmp_path, undistorted=True, before=artists_image)
+    artist = bpy.data.images[f"{NAME} Lens"]
+    (ours,) = [i for i in bpy.data.images if i.get(LENS)]
+    assert ours != artist and ours.name.startswith(f"{NAME} Lens")
+    material = bpy.data.materials.new("artist's")  # the artist reads Parallax's map in a node of their own
+    if bpy.app.version < (5, 0, 0):  # older Blender makes materials without nodes
+        material.use_nodes = True
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = ours
+    names = sorted(i.name for i in bpy.data.images)
+
+    scene_json = tmp_path / "bundle" / "scene.json"
+    data = json.loads(scene_json.read_text())
+    other = Lens("polynomial", (-0.1, 0.0, 0.0), lens.focal, lens.principal, plate_size)
+    data["metadata"]["undistorted"] = other.to_json()
+    scene_json.write_text(json.dumps(data))
+    import_bundle(bpy.context, tmp_path / "bundle", ImportOptions(points=False, clip_path=str(
+        tmp_path / "plate" / "plate_0001.png")))
+
+    assert sorted(i.name for i in bpy.data.images) == names  # no copy made, none renamed
+    assert [i for i in bpy.data.images if i.get(LENS)] == [ours] and ours.get(TAG) == NAME
+    assert texture.image == ours
+    maps = {n.image for n in compositor_tree(bpy.context.scene).nodes if n.bl_idname == "CompositorNodeImage"}
+    assert ours in maps and artist not in maps
+    np.testing.assert_allclose(_pixels(ours)[..., :2], distortion_uv_map(other), atol=1e-6)
+    assert np.abs(distortion_uv_map(other) - distortion_uv_map(lens)).max() > 0.05  # the lens changed (UV: 0-1)
+    np.testing.assert_array_equal(_pixels(artist), artists)
+
+    saved = tmp_path / "scene.blend"  # what is packed into the .blend is the new map too
+    bpy.ops.wm.save_as_mainfile(filepath=str(saved))
+    bpy.ops.wm.open_mainfile(filepath=str(saved))
+    (ours,) = [i for i in bpy.data.images if i.get(LENS)]
+    np.testing.assert_allclose(_pixels(ours)[..., :2], distortion_uv_map(other), atol=1e-6)
 
 
 def test_a_shadow_catchers_render_goes_through_the_same_lens(tmp_path):

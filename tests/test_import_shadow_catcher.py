@@ -12,7 +12,7 @@ from mathutils import Vector  # noqa: E402
 
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
-from blender_addon.importer.shadow_catcher import LAYER  # noqa: E402
+from blender_addon.importer.shadow_catcher import LAYER, LAYER_MARK  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.plate_clip import render, write_plate_bundle  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
@@ -82,7 +82,7 @@ def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate
     assert [v.name for v in scene.view_layers] == ["ViewLayer", LAYER]
     assert _layer(scene.view_layers["ViewLayer"], background.name).holdout
     layer = scene.view_layers[LAYER]
-    assert _layer(layer, "CG").indirect_only and _layer(layer, NAME).exclude
+    assert _layer(layer, "CG").indirect_only and _layer(layer, "CG").holdout and _layer(layer, NAME).exclude
     assert not _layer(layer, background.name).exclude
     _, shown, plate = _shadow_chain(scene)
     assert shown == LAYER and plate.bl_idname == plate_end  # the shadows go over the plate at the render size
@@ -94,6 +94,54 @@ def test_shadow_catcher_lies_on_the_floor_with_the_background_layer(scene, plate
     _, shown, plate = _shadow_chain(scene)
     assert shown == LAYER and plate.bl_idname == plate_end
     assert sum(n.bl_idname == "CompositorNodeRLayers" for n in compositor_tree(scene).nodes) == 2
+
+
+def _layer_settings(view_layer, collections):
+    """What an artist may have set on a view layer: its own settings and its collections' (those named)."""
+    entries = {}
+
+    def walk(layer_collection):
+        for child in layer_collection.children:
+            if child.collection.name in collections:
+                entries[child.collection.name] = (child.exclude, child.holdout, child.indirect_only,
+                                                  child.hide_viewport)
+            walk(child)
+
+    walk(view_layer.layer_collection)
+    return (view_layer.name, view_layer.use, view_layer.samples, view_layer.use_pass_z, view_layer.use_pass_mist,
+            view_layer.get("artist"), view_layer.get(LAYER_MARK), entries)
+
+
+def test_an_artists_background_layer_is_left_as_it_was(scene, plate_bundle):
+    """A view layer named Background that Parallax did not make is never edited: Add Shadow Catcher makes its
+    own (another name), and a second shadow catcher (after the first is deleted) reuses Parallax's alone."""
+    artists = scene.view_layers.new(LAYER)
+    artists["artist"] = "my background pass"
+    artists.samples = 7
+    artists.use_pass_mist = True
+    _layer(artists, "CG").exclude = True  # settings Add Shadow Catcher would change on its own layer
+    _layer(artists, NAME).indirect_only = True
+    collections = [c.name for c in bpy.data.collections]
+    before = _layer_settings(artists, collections)
+    assert before[-1] == {"CG": (True, False, False, False), NAME: (False, False, True, False)}
+
+    bpy.ops.parallax.add_shadow_catcher()
+    assert _layer_settings(scene.view_layers[LAYER], collections) == before
+    ours = [v for v in scene.view_layers if v.get(LAYER_MARK)]
+    assert len(ours) == 1 and ours[0].name not in ("ViewLayer", LAYER) and ours[0].name.startswith(LAYER)
+    assert _layer(ours[0], "CG").indirect_only and _layer(ours[0], NAME).exclude  # set on Parallax's layer
+    _, shown, _ = _shadow_chain(scene)
+    assert shown == ours[0].name  # the compositor renders Parallax's layer, not the artist's
+
+    bpy.data.objects.remove(bpy.data.objects[f"{NAME} Shadow Catcher"])
+    bpy.ops.parallax.add_shadow_catcher()
+    _import(plate_bundle)  # and a re-import wires it again
+    assert [v.name for v in scene.view_layers] == ["ViewLayer", LAYER, ours[0].name]
+    assert _layer_settings(scene.view_layers[LAYER], ["CG"])[:-1] == before[:-1]
+    assert _layer_settings(scene.view_layers[LAYER], ["CG"])[-1] == {"CG": before[-1]["CG"]}
+    _, shown, _ = _shadow_chain(scene)
+    assert shown == ours[0].name
+    assert _layer(ours[0], NAME).exclude  # the re-import's collection (new) is not rendered there either
 
 
 def test_missing_floor_is_refused(plate_bundle):

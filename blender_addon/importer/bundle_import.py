@@ -13,14 +13,14 @@ from ..engine_link import FIRST_FRAME, Bundle, Lens, check_depth_exr, check_matt
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
-from .depth import SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
-    lens_uv_image, load_map_sequence, remove_compositor_nodes, remove_scene_compositor, scene_compositor, \
-    wire_compositor
+from .depth import LENS, SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
+    lens_uv_image, load_map_sequence, refill_lens_image, remove_compositor_nodes, remove_scene_compositor, \
+    scene_compositor, wire_compositor
 from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
 from .points import FramePoints, build_points
 from .quality import key_solve_error
-from .shadow_catcher import wire_background
+from .shadow_catcher import exclude_from_background, wire_background
 from .transforms import OPENCV_TO_BLENDER_WORLD, SENSOR_WIDTH_MM, blender_camera_matrices, srgb_to_linear
 
 # Blender's default frame range: a scene still at it has no range the artist chose.
@@ -133,6 +133,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
             bpy.data.movieclips.remove(clip)
         raise
     replace.tag_new(before, name)
+    _keep_lens_image(earlier, name)
     earlier.discard()
     if options.depth:
         connect_output(scene, name)
@@ -142,6 +143,20 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         notes.append(_hide_objects_around(scene, _transform(origin, camera_matrices[:, :3, 3])))
     collection[NOTES] = [note for note in notes if note]
     return collection
+
+
+def _keep_lens_image(earlier: replace.SetAside, key: str) -> None:
+    """The new import `key` is complete: the earlier import's lens image, if both have one, takes the new one's
+    pixels and users and stays (one image, updated in place: no "<clip> Lens.001", and the artist's own nodes
+    reading it read the new lens)."""
+    old = next((b for b in earlier.blocks if isinstance(b, bpy.types.Image) and b.get(LENS)), None)
+    new = next((i for i in bpy.data.images if i.get(replace.TAG) == key and i.get(LENS)), None)
+    if old is None or new is None:
+        return
+    refill_lens_image(old, new)
+    new.user_remap(old)
+    bpy.data.images.remove(new)
+    earlier.keep(old)
 
 
 def import_notes(collection: bpy.types.Collection) -> list[str]:
@@ -299,6 +314,7 @@ def _build(scene, name: str, bundle: Bundle, options: ImportOptions, scene_frame
                         load_map_sequence(f"{name} Depth", bundle.frames[0].depth_path), matte,
                         depth_timing(bundle, clip), clip, origin, lens_uv)
         wire_background(scene, name)  # new compositor nodes: a shadow catcher's render goes over the plate
+    exclude_from_background(scene, collection)
     return collection
 
 

@@ -195,17 +195,14 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
         # render size, or the plate lands as a centre crop (50 %) or a small box (200 %) under the CG.
         plate = add("CompositorNodeMovieClip", -500, 200)
         plate.clip = clip
-        _bilinear_to_render_size(scene, tree, add, plate.outputs["Image"], tuple(clip.size), 200,
-                                 group_node.inputs["Plate"])
+        links.new(_scaled_to_render_size(scene, tree, add, plate.outputs["Image"], tuple(clip.size), 200),
+                  group_node.inputs["Plate"])
 
     uv = None
     if lens_uv is not None:
         uv_node = add("CompositorNodeImage", -500, -600)
         uv_node.image = lens_uv
-        uv = add("NodeReroute", -200, -600)
-        _bilinear_to_render_size(scene, tree, add, uv_node.outputs["Image"], tuple(lens_uv.size), -600,
-                                 uv.inputs[0])
-        uv = uv.outputs[0]
+        uv = _scaled_to_render_size(scene, tree, add, uv_node.outputs["Image"], tuple(lens_uv.size), -600)
 
     def through_lens(socket, x: float, y: float, depth: bool = False):
         """socket through the lens (when lens_uv): each pixel of the distorted plate takes the value where
@@ -226,23 +223,24 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
             return _tagged(_math(tree, "DIVIDE", 1.0, node.outputs["Image"]), key, x + 100, y).outputs[0]
         return node.outputs["Image"]
 
+    # The maps are scaled as the plate is, so they land on its pixels in every Blender (4.x's corrections too).
     depth_node = add("CompositorNodeImage", -500, 0)
     depth_node.image = depth
     timing.apply(depth_node)
-    to_render_size = _to_render_size(add("CompositorNodeScale", -300, 0), "Nearest")  # no depths blended
-    links.new(depth_node.outputs["Image"], to_render_size.inputs[0])
     to_scene_units = add("ShaderNodeMath" if _BLENDER_5 else "CompositorNodeMath", -150, 0)
     to_scene_units.operation = "MULTIPLY"
     _scale_driver(to_scene_units.inputs[1], origin)
-    links.new(to_render_size.outputs[0], to_scene_units.inputs[0])
+    links.new(_scaled_to_render_size(scene, tree, add, depth_node.outputs["Image"], tuple(depth.size), 0,
+                                     "Nearest", data=True),  # no depths blended (but by 4.2's Scale)
+              to_scene_units.inputs[0])
     links.new(through_lens(to_scene_units.outputs[0], -50, 0, depth=True), group_node.inputs["Plate Depth"])
     if matte is not None:
         matte_node = add("CompositorNodeImage", -500, -120)
         matte_node.image = matte
         timing.apply(matte_node)
-        matte_scale = _to_render_size(add("CompositorNodeScale", -300, -120), "Bilinear")  # a soft edge
-        links.new(matte_node.outputs["Image"], matte_scale.inputs[0])
-        links.new(through_lens(matte_scale.outputs[0], -100, -120), group_node.inputs["Motion Matte"])
+        matte_scaled = _scaled_to_render_size(scene, tree, add, matte_node.outputs["Image"], tuple(matte.size),
+                                              -120, "Bilinear", data=True)  # a soft edge
+        links.new(through_lens(matte_scaled, -100, -120), group_node.inputs["Motion Matte"])
     scene.view_layers[0].use_pass_z = True
     scene.render.film_transparent = True  # the CG's empty background has alpha 0, so the plate shows there
     render = add("CompositorNodeRLayers", -300, -250)
@@ -254,6 +252,10 @@ def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree,
     connect_output(scene, key)
 
 
+# On the lens image an import makes (lens_uv_image): True, so a re-import finds it to update in place.
+LENS = "parallax_lens"
+
+
 def lens_uv_image(name: str, uv) -> bpy.types.Image:
     """uv: float32[H, W, 2] (engine distortion_uv_map) as a Non-Color float image packed into the .blend (a
     full-float EXR: nothing is written into the bundle, whose folder holds only what the engine writes). Its
@@ -262,12 +264,28 @@ def lens_uv_image(name: str, uv) -> bpy.types.Image:
     pixels = np.ones((h, w, 4), np.float32)
     pixels[..., :2] = uv[::-1]  # Blender stores the bottom row first
     image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    image[LENS] = True
+    _fill_lens_image(image, pixels.ravel())
+    return image
+
+
+def refill_lens_image(image: bpy.types.Image, source: bpy.types.Image) -> None:
+    """Give image (an earlier import's lens map) the pixels of source (the new import's), packed again, so a
+    re-import updates the one image in place (what the artist's own nodes read included)."""
+    pixels = np.empty(len(source.pixels), np.float32)
+    source.pixels.foreach_get(pixels)
+    if tuple(image.size) != tuple(source.size):
+        image.scale(*source.size)
+    _fill_lens_image(image, pixels)
+
+
+def _fill_lens_image(image: bpy.types.Image, pixels) -> None:
+    """Set a lens image's pixels (float32, Blender's order) and pack it, full float, into the .blend."""
     image.colorspace_settings.name = "Non-Color"  # kept as they are, not through a view transform
-    image.pixels.foreach_set(pixels.ravel())
+    image.pixels.foreach_set(pixels)
     image.file_format = "OPEN_EXR"
     image.use_half_precision = False  # half floats would misplace pixels by up to 1/2048 of the plate
     image.pack()
-    return image
 
 
 def _tagged(node, key: str, x: float, y: float):
@@ -293,18 +311,27 @@ def _to_render_size(node, interpolation: str):
     return node
 
 
-def _bilinear_to_render_size(scene, tree, add, source, size: tuple[int, int], y: float, target) -> None:
-    """Wire source (an image of size (W, H)) -> a bilinear Scale to the render size -> target, its pixel
-    centres aligned and its border extended in every Blender (the 4.x corrections below); nodes at height y."""
-    scale = _to_render_size(add("CompositorNodeScale", -300, y), "Bilinear")
+def _scaled_to_render_size(scene, tree, add, source, size: tuple[int, int], y: float,
+                           interpolation: str = "Bilinear", data: bool = False):
+    """source (an image of size (W, H)) through a Scale to the render size, its pixel centres aligned and its
+    border extended in every Blender (the 4.x corrections below; 4.2's Scale is bilinear whatever
+    `interpolation` says); returns the scaled socket. Nodes at height y. data: a map (depth, matte) whose alpha
+    is not coverage (the matte's is its "tested" channel): made opaque first in 4.x, whose border correction
+    divides by the alpha."""
+    scale = _to_render_size(add("CompositorNodeScale", -300, y), interpolation)
     if _BLENDER_5:
         tree.links.new(source, scale.inputs[0])
-        tree.links.new(scale.outputs[0], target)
-    elif _samples_off_centre(scale):
-        _align_4x_scale(scene, tree, add, source, scale, size, target)
-    else:  # 4.5: pixel centres aligned, but the border fades
-        tree.links.new(source, scale.inputs[0])
-        _extend_border(tree, add, scale.outputs[0], target)
+        return scale.outputs[0]
+    if data:
+        opaque = add("CompositorNodeSetAlpha", -650, y + 150)
+        opaque.mode = "REPLACE_ALPHA"
+        opaque.inputs["Alpha"].default_value = 1.0
+        tree.links.new(source, opaque.inputs[0])
+        source = opaque.outputs[0]
+    if _samples_off_centre(scale):
+        return _align_4x_scale(scene, tree, add, source, scale, size, y)
+    tree.links.new(source, scale.inputs[0])  # 4.5: pixel centres aligned, but the border fades
+    return _extend_border(tree, add, scale.outputs[0], y)
 
 
 def _samples_off_centre(scale) -> bool:
@@ -314,51 +341,53 @@ def _samples_off_centre(scale) -> bool:
     return not _BLENDER_5 and not hasattr(scale, "interpolation")
 
 
-def _align_4x_scale(scene, tree, add, source, scale, size: tuple[int, int], target) -> None:
-    """Wire source -> scale -> target so that 4.x's Scale node samples like 5.x's (pixel centres aligned,
-    the border extended), at whatever render size the scene has when it renders.
+def _align_4x_scale(scene, tree, add, source, scale, size: tuple[int, int], y: float):
+    """Wire source -> scale so that 4.2's Scale node samples like 5.x's (pixel centres aligned, the border
+    extended), at whatever render size the scene has when it renders; returns the aligned output.
 
-    4.x's Scale samples output pixel d at input position d * s (s = input size / output size, pixel centres
-    at integers, bottom-up) instead of (d + 0.5) * s - 0.5, and reads zero outside the input: at 50 % it
-    picks single pixels (no 2x2 average), at 200 % the image is off by half an output pixel and its top row
-    and right column are half transparent. A bilinear Translate by 0.5 * (1 - s) input pixels before a
-    downscale, or by 0.5 * (1 / s - 1) output pixels after an upscale, puts the samples where they belong
-    (exactly so at 50 % and 200 %). The Translate after is done flipped (by minus that), as 4.x's Translate
-    reads nothing at all left of or below the image but half a pixel past its top and right, like Scale;
-    _extend_border then extends the border instead of fading it. Drivers follow the render size.
+    4.2's Scale samples output pixel d at input position d * s (s = input size / output size, pixel centres
+    at integers, bottom-up) instead of (d + 0.5) * s - 0.5, and reads zero outside the input: a downscale picks
+    single pixels (no 2x2 average at 50 %), an upscale is off by 0.5 * (1 / s - 1) output pixels and its top
+    rows and right columns fade. A bilinear Translate of the input by 0.5 * (1 - s) input pixels (between -0.5
+    and 0.5) puts the samples where they belong: for a downscale by that, negative; for an upscale flipped (by
+    minus that), as 4.x's Translate reads nothing at all left of or below the image but half a pixel past its
+    top and right, like Scale. (Translating the upscaled output instead would need whole pixels past 300 %,
+    and a whole-pixel Translate moves the image's area, which a Flip does not reverse: the shift comes out
+    wrong and the uncovered border empty.) _extend_border then extends the border instead of fading it; the
+    image's centroid lands where 5.x puts it. Drivers follow the render size.
     """
     links = tree.links
-    before = add("CompositorNodeTranslate", -400, 350)
-    flip, after, unflip = (add(kind, x, 350) for kind, x in (("CompositorNodeFlip", -250),
-                           ("CompositorNodeTranslate", -200), ("CompositorNodeFlip", -150)))
+    flip, up, unflip, down = (add(kind, x, y + 150) for kind, x in (
+        ("CompositorNodeFlip", -550), ("CompositorNodeTranslate", -500), ("CompositorNodeFlip", -450),
+        ("CompositorNodeTranslate", -400)))
     flip.axis = unflip.axis = "XY"
-    for node in (before, after):
+    for node in (up, down):
         node.interpolation = "Bilinear"
         node.use_relative = False
-    chain = (before, scale, flip, after, unflip)
-    links.new(source, before.inputs[0])
+    chain = (flip, up, unflip, down, scale)
+    links.new(source, flip.inputs[0])
     for a, b in zip(chain, chain[1:]):
         links.new(a.outputs[0], b.inputs[0])
-    _extend_border(tree, add, unflip.outputs[0], target)
     for axis, length in zip("XY", size):
-        # output / input size = resolution * percentage / (100 * length)
-        ratio = f"(res * pct / {100.0 * length})"
-        _driver(before.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - 1.0 / {ratio}))")
-        _driver(after.inputs[axis], scene, axis, f"min(0.0, 0.5 * (1.0 - {ratio}))")
+        # s = input / output size = 100 * length / (resolution * percentage)
+        shift = f"0.5 * (1.0 - {100.0 * length} / (res * pct))"  # input pixels
+        _driver(up.inputs[axis], scene, axis, f"-max(0.0, {shift})")
+        _driver(down.inputs[axis], scene, axis, f"min(0.0, {shift})")
+    return _extend_border(tree, add, scale.outputs[0], y)
 
 
-def _extend_border(tree, add, source, target) -> None:
-    """Wire a 4.x Scale's output `source` to `target` with its border extended, not faded: dividing by the alpha
-    that came in from outside the input (straight alpha) and making the plate opaque again gives the border
-    pixels the colour of the pixels inside, as 5.x's Extend does."""
-    straight = add("CompositorNodePremulKey", -100, 350)
+def _extend_border(tree, add, source, y: float):
+    """A 4.x Scale's output `source` with its border extended, not faded: dividing by the alpha that came in
+    from outside the input (straight alpha) and making the image opaque again gives the border pixels the
+    colour of the pixels inside, as 5.x's Extend does. Returns the extended output; nodes at height y."""
+    straight = add("CompositorNodePremulKey", -100, y + 150)
     straight.mapping = "PREMUL_TO_STRAIGHT"
-    opaque = add("CompositorNodeSetAlpha", 0, 350)
+    opaque = add("CompositorNodeSetAlpha", 0, y + 150)
     opaque.mode = "REPLACE_ALPHA"
     opaque.inputs["Alpha"].default_value = 1.0
     tree.links.new(source, straight.inputs[0])
     tree.links.new(straight.outputs[0], opaque.inputs[0])
-    tree.links.new(opaque.outputs[0], target)
+    return opaque.outputs[0]
 
 
 def _enum_item(node, prop: str, name: str) -> str:

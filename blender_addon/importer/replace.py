@@ -74,7 +74,7 @@ class SetAside:
         for block in blocks:
             if block in self.blocks:  # not camera data the artist gave the camera
                 block.name = self.blocks[block]
-            anim = block.animation_data
+            anim = getattr(block, "animation_data", None)  # images have none
             self.kept[block] = (anim.action, getattr(anim, "action_slot", None)) if anim else (None, None)
 
     def discard(self) -> None:

@@ -29,7 +29,10 @@ from .scene_setup import SetupOperator, cloud_points
 BACKGROUND = "parallax_background"
 # On the compositor nodes putting the background render over the plate (also tagged with the import).
 SHADOWS = "parallax_shadows"
+# The view layer's name, when free (an artist's layer of that name is never used: the new one is
+# "Background_001" or the like); on the view layer Parallax made: True, how it is found again.
 LAYER = "Background"
+LAYER_MARK = "parallax_background_layer"
 _MARGIN = 0.1  # the plane reaches this share of the floor's extent past the floor points
 
 
@@ -72,6 +75,11 @@ def add_shadow_catcher(context, key: str) -> bpy.types.Object:
     return plane
 
 
+def background_layer(scene: bpy.types.Scene) -> bpy.types.ViewLayer | None:
+    """The Background view layer Parallax made in scene (found by its mark, whatever its name now), None if none."""
+    return next((v for v in scene.view_layers if v.get(LAYER_MARK)), None)
+
+
 def _material(name: str) -> bpy.types.Material:
     """White diffuse for Cycles (what the catcher bounces onto the CG), a holdout for EEVEE."""
     material = bpy.data.materials.new(name)
@@ -96,21 +104,36 @@ def _layer_collection(layer_collection, collection):
     return None
 
 
-def setup_layers(scene: bpy.types.Scene, background: bpy.types.Collection) -> None:
-    """The Background view layer renders `background` with the scene's other collections indirect-only
-    (casting shadows, unseen) and imports' collections (their points) excluded; every other view layer (the
-    CG's) holds `background` out."""
-    layer = scene.view_layers.get(LAYER) or scene.view_layers.new(LAYER)
+def setup_layers(scene: bpy.types.Scene, background: bpy.types.Collection) -> bpy.types.ViewLayer:
+    """The Background view layer (Parallax's own, made when the scene has none: an artist's view layer is never
+    edited, whatever its name) renders `background` with the scene's other collections indirect-only and held
+    out (casting shadows, unseen) and imports' collections (their points) excluded; every other view layer
+    (the CG's) holds `background` out (the setting of that collection alone). Returns the Background layer."""
+    layer = background_layer(scene)
+    if layer is None:
+        layer = scene.view_layers.new(LAYER)  # Blender makes the name unique
+        layer[LAYER_MARK] = True
     for view_layer in scene.view_layers:
         if view_layer != layer:
             _layer_collection(view_layer.layer_collection, background).holdout = True
     for child in layer.layer_collection.children:
-        if child.collection == background:
+        if child.collection.get(BACKGROUND):  # this and other imports' shadow catchers
             continue
         if child.collection.get(TAG):
             child.exclude = True
         else:
-            child.indirect_only = True
+            # Indirect-only: Cycles casts their shadows without showing them. EEVEE has no indirect-only and
+            # would show them over the plate, in front of plate surfaces or not: held out, they leave nothing
+            # there (Cycles renders the same with and without the holdout).
+            child.indirect_only = child.holdout = True
+
+
+def exclude_from_background(scene: bpy.types.Scene, collection: bpy.types.Collection) -> None:
+    """An import's collection (its points) is not rendered in Parallax's Background view layer, if the scene
+    has one (an import made after Add Shadow Catcher, or a re-import, whose collection is new)."""
+    layer = background_layer(scene)
+    if layer is not None:
+        _layer_collection(layer.layer_collection, collection).exclude = True
 
 
 def wire_background(scene: bpy.types.Scene, key: str) -> None:
@@ -118,7 +141,8 @@ def wire_background(scene: bpy.types.Scene, key: str) -> None:
     `key`'s depth composite (its compositor nodes tagged with `key`, so a re-import, which rebuilds them, calls
     this again). Nothing without a background collection or the import's compositor nodes."""
     tree = compositor_tree(scene)
-    if background_collection(key) is None or LAYER not in scene.view_layers or tree is None:
+    layer = background_layer(scene)
+    if background_collection(key) is None or layer is None or tree is None:
         return
     group = next((n for n in tree.nodes if n.get(TAG) == key and n.bl_idname == "CompositorNodeGroup"), None)
     if group is None or any(n.get(TAG) == key and n.get(SHADOWS) for n in tree.nodes):
@@ -127,7 +151,7 @@ def wire_background(scene: bpy.types.Scene, key: str) -> None:
     over = tree.nodes.new("CompositorNodeAlphaOver")
     render = tree.nodes.new("CompositorNodeRLayers")
     render.scene = scene
-    render.layer = LAYER
+    render.layer = layer.name
     for node, location in ((over, (100, 150)), (render, (-100, 450))):
         node[TAG] = key
         node[SHADOWS] = True
@@ -165,7 +189,7 @@ class PARALLAX_OT_add_shadow_catcher(SetupOperator, bpy.types.Operator):
 
     def setup(self, context, key):
         plane = add_shadow_catcher(context, key)
-        return f"Added {plane.name} and the {LAYER} view layer"
+        return f"Added {plane.name} and the {background_layer(context.scene).name} view layer"
 
 
 classes = (PARALLAX_OT_add_shadow_catcher,)
