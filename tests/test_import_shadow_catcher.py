@@ -14,8 +14,9 @@ from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.shadow_catcher import LAYER, LAYER_MARK  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
+from engine.formats.bundle import write_bundle  # noqa: E402
 from tests.plate_clip import render, write_plate_bundle  # noqa: E402
-from tests.synthetic_bundle import FLOOR_Y  # noqa: E402
+from tests.synthetic_bundle import FLOOR_Y, synthetic_reconstruction  # noqa: E402
 
 NAME = "plate_0001"
 
@@ -137,11 +138,77 @@ def test_an_artists_background_layer_is_left_as_it_was(scene, plate_bundle):
     bpy.ops.parallax.add_shadow_catcher()
     _import(plate_bundle)  # and a re-import wires it again
     assert [v.name for v in scene.view_layers] == ["ViewLayer", LAYER, ours[0].name]
-    assert _layer_settings(scene.view_layers[LAYER], ["CG"])[:-1] == before[:-1]
-    assert _layer_settings(scene.view_layers[LAYER], ["CG"])[-1] == {"CG": before[-1]["CG"]}
+    assert _layer_settings(scene.view_layers[LAYER], collections) == before  # the import's settings carried
     _, shown, _ = _shadow_chain(scene)
     assert shown == ours[0].name
     assert _layer(ours[0], NAME).exclude  # the re-import's collection (new) is not rendered there either
+
+
+def test_reimport_keeps_the_artists_settings_on_the_collection(scene, plate_bundle, tmp_path):
+    """A re-import (of another bundle of the same clip) rebuilds the import's collection; what the artist set on
+    the earlier one goes to the new one: per view layer exclude / holdout / indirect-only / hide, the collection's
+    own toggles, colour tag and custom properties, where it is linked and the artist's collection inside it.
+    In Parallax's Background layer the importer's rule wins: the import is excluded there."""
+    _, _, first_file, _ = plate_bundle
+    bpy.ops.parallax.add_shadow_catcher()
+    ours = next(v for v in scene.view_layers if v.get(LAYER_MARK))
+    excluding, holding = scene.view_layers.new("Mattes"), scene.view_layers.new("Holdouts")
+    earlier = bpy.data.collections[NAME]
+    _layer(excluding, NAME).exclude = True
+    _layer(holding, NAME).holdout = True
+    _layer(scene.view_layers["ViewLayer"], NAME).indirect_only = True
+    _layer(scene.view_layers["ViewLayer"], NAME).hide_viewport = True
+    _layer(ours, NAME).exclude = False  # the artist un-excludes it in Parallax's layer
+    earlier.hide_render = earlier.hide_select = True
+    earlier.color_tag = "COLOR_04"
+    earlier.instance_offset = (1.0, 2.0, 3.0)
+    earlier["artist_note"] = "points for layout"
+    witnesses = bpy.data.collections.new("Witnesses")  # the artist's collection inside the import's
+    earlier.children.link(witnesses)
+    _layer(holding, NAME).children["Witnesses"].indirect_only = True
+    marker = bpy.data.objects.new("Marker", None)  # and an object of theirs in it
+    earlier.objects.link(marker)
+    points_before = len(bpy.data.objects[f"{NAME} Points"].data.vertices)
+
+    other = write_bundle(synthetic_reconstruction(num_frames=10, seed=1), tmp_path / "other")
+    collection = import_bundle(bpy.context, other, ImportOptions(clip_path=str(first_file)))
+
+    assert collection.name == NAME and collection != earlier
+    assert len(bpy.data.objects[f"{NAME} Points"].data.vertices) != points_before  # the other bundle's points
+    assert not [c.name for c in bpy.data.collections if "replaced" in c.name]
+    assert _layer(excluding, NAME).exclude and not _layer(excluding, NAME).holdout
+    assert _layer(holding, NAME).holdout and not _layer(holding, NAME).exclude
+    view = _layer(scene.view_layers["ViewLayer"], NAME)
+    assert view.indirect_only and view.hide_viewport and not view.exclude
+    assert collection.hide_render and collection.hide_select and not collection.hide_viewport
+    assert collection.color_tag == "COLOR_04" and tuple(collection.instance_offset) == (1.0, 2.0, 3.0)
+    assert collection["artist_note"] == "points for layout"
+    assert set(collection.objects) == {bpy.data.objects[f"{NAME} {role}"] for role in ("Camera", "Origin", "Points")} \
+        | {marker}
+    assert list(collection.children) == [witnesses]
+    assert _layer(holding, NAME).children["Witnesses"].indirect_only
+    assert not _layer(excluding, NAME).children["Witnesses"].indirect_only
+    assert sorted(c.collection.name for c in scene.view_layers["ViewLayer"].layer_collection.children) == \
+        ["CG", NAME, f"{NAME} Background"]  # in the scene once, at its top
+    # Parallax's layer follows its rules: the import excluded, the CG indirect-only and held out.
+    assert _layer(ours, NAME).exclude and not _layer(ours, NAME).holdout
+    assert _layer(ours, "CG").indirect_only and _layer(ours, "CG").holdout
+    assert not _layer(ours, f"{NAME} Background").exclude
+
+
+def test_a_reimport_goes_where_the_artist_moved_the_collection(scene, plate_bundle):
+    """The artist moved the import's collection into their own: the new one is there, not at the scene's top,
+    and still excluded from Parallax's Background layer."""
+    bpy.ops.parallax.add_shadow_catcher()
+    plates = bpy.data.collections.new("Plates")
+    scene.collection.children.link(plates)
+    plates.children.link(bpy.data.collections[NAME])
+    scene.collection.children.unlink(bpy.data.collections[NAME])
+    collection = _import(plate_bundle)
+    assert list(plates.children) == [collection]
+    assert NAME not in scene.collection.children
+    ours = next(v for v in scene.view_layers if v.get(LAYER_MARK))
+    assert _layer(ours, "Plates").children[NAME].exclude
 
 
 def test_missing_floor_is_refused(plate_bundle):

@@ -13,6 +13,7 @@ from ..engine_link import FIRST_FRAME, Bundle, Lens, check_depth_exr, check_matt
 from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
+from .collection_edits import carry_collection_edits
 from .depth import LENS, SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
     lens_uv_image, load_map_sequence, refill_lens_image, remove_compositor_nodes, remove_scene_compositor, \
     scene_compositor, wire_compositor
@@ -133,6 +134,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
             bpy.data.movieclips.remove(clip)
         raise
     replace.tag_new(before, name)
+    carry_collection_edits(earlier, collection)
     _keep_lens_image(earlier, name)
     earlier.discard()
     if options.depth:

@@ -132,8 +132,9 @@ def exclude_from_background(scene: bpy.types.Scene, collection: bpy.types.Collec
     """An import's collection (its points) is not rendered in Parallax's Background view layer, if the scene
     has one (an import made after Add Shadow Catcher, or a re-import, whose collection is new)."""
     layer = background_layer(scene)
-    if layer is not None:
-        _layer_collection(layer.layer_collection, collection).exclude = True
+    found = _layer_collection(layer.layer_collection, collection) if layer is not None else None
+    if found is not None:  # None: the collection is not in this scene (the artist keeps it in another)
+        found.exclude = True
 
 
 def wire_background(scene: bpy.types.Scene, key: str) -> None:
