@@ -171,6 +171,10 @@ def test_reimport_keeps_the_artists_settings_on_the_collection(scene, plate_bund
     points_before = len(bpy.data.objects[f"{NAME} Points"].data.vertices)
 
     other = write_bundle(synthetic_reconstruction(num_frames=10, seed=1), tmp_path / "other")
+    with pytest.raises(ValueError):  # a re-import failing while it builds (a bad option from a script)
+        import_bundle(bpy.context, other, ImportOptions(clip_path=str(first_file), confidence_threshold="high"))
+    assert bpy.data.collections[NAME] == earlier and earlier["artist_note"] == "points for layout"
+    assert _layer(excluding, NAME).exclude and not _layer(ours, NAME).exclude  # left as they were
     collection = import_bundle(bpy.context, other, ImportOptions(clip_path=str(first_file)))
 
     assert collection.name == NAME and collection != earlier
