@@ -38,16 +38,3 @@ def render(scene, frame, path):
     bpy.ops.render.render(write_still=True)
     with OpenEXR.File(str(path)) as f:
         return np.array(f.channels()["RGBA"].pixels, np.float32)[..., :3]
-
-
-def emission_material(name: str, colour) -> bpy.types.Material:
-    """An unlit material of one scene-linear colour (r, g, b), the same in Cycles and EEVEE."""
-    material = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):  # older Blender makes materials without nodes
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    nodes.clear()
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Color"].default_value = (*colour, 1.0)
-    material.node_tree.links.new(emission.outputs[0], nodes.new("ShaderNodeOutputMaterial").inputs["Surface"])
-    return material

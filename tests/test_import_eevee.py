@@ -14,7 +14,8 @@ from mathutils import Vector  # noqa: E402
 from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.shadow_catcher import background_layer  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
-from tests.plate_clip import emission_material, render, write_plate_bundle  # noqa: E402
+from blender_addon.importer.points import emission_material  # noqa: E402
+from tests.plate_clip import render, write_plate_bundle  # noqa: E402
 
 NAME = "plate_0001"
 EEVEE = "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
@@ -76,7 +77,7 @@ def test_eevee_renders_the_shadow_catcher_setup_cg_over_the_plate(plate_bundle, 
     assert background_layer(scene) is not None
     front_at, front_radius = Vector((-0.6, 6.0, -1.0)), 0.25  # above the floor, in front of the wall (y = 12)
     behind_at, behind_radius = Vector((1.0, 14.0, 1.0)), 0.5
-    glow = emission_material("glow", (0.9, 0.9, 0.2))  # unlit: no light needed
+    glow = emission_material("glow", (0.9, 0.9, 0.2, 1.0))  # unlit: no light needed
     _ball(front_at, front_radius, cg, glow)
     _ball(behind_at, behind_radius, cg, glow)
 

@@ -17,7 +17,8 @@ from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from engine.formats.bundle import read_bundle  # noqa: E402
 from engine.formats.matte import read_matte_exr  # noqa: E402
-from tests.plate_clip import UPSCALE, emission_material, write_plate_bundle  # noqa: E402
+from blender_addon.importer.points import emission_material  # noqa: E402
+from tests.plate_clip import UPSCALE, write_plate_bundle  # noqa: E402
 from tests.plate_clip import render as _render  # noqa: E402
 from tests.synthetic_bundle import add_moving_ball, synthetic_reconstruction  # noqa: E402
 
@@ -45,7 +46,7 @@ def _scene_with_cg_plane(path, first_file):
     plane.parent = scene.camera
     plane.matrix_parent_inverse.identity()
     plane.location = (0.0, 0.0, -PLANE_DISTANCE)  # the camera looks down its -z
-    plane.data.materials.append(emission_material("CG", CG))
+    plane.data.materials.append(emission_material("CG", (*CG, 1.0)))
     scene.camera.data.dof.focus_distance = PLANE_DISTANCE
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
