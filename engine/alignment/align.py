@@ -175,8 +175,9 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions, 
         slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
         _check_placeable(slot_focal, slots, "find its focal length from the point map")
         if known.focal is None:
+            zoom = _zooms(slot_focal, slots, n, opts.per_frame_focal)  # DIS's flow is biased by a zoom
             cameras = cameras_from_motion(windows, slots.t, slot_focal, known.principal, opts.robust,
-                                          model_focal_sigma(slot_focal, slots.window))
+                                          None if zoom else model_focal_sigma(slot_focal, slots.window))
             slots.points = rescale(slots.points, cameras.focal / slot_focal)  # the points the cameras were fitted to
             slot_focal = cameras.focal
             focal = _frame_focal(slot_focal, slots, n, opts.per_frame_focal)
@@ -359,10 +360,15 @@ def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str |
 def _frame_focal(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> np.ndarray:
     """Focal length of each frame [N]: the median over all slots ("off"), over each frame's slots ("on"), or
     per frame when the focal is seen to change over the shot ("auto", `focal_change`)."""
-    if per_frame == "on" or (per_frame == "auto" and
-                             focal_change(slot_focal, slots.window, slots.t, slots.frame, n) > ZOOM_MIN_CHANGE):
+    if _zooms(slot_focal, slots, n, per_frame):
         return np.array([np.median(slot_focal[slots.frame == i]) for i in range(n)])
     return np.full(n, float(np.median(slot_focal)))
+
+
+def _zooms(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> bool:
+    """Whether each frame gets its own focal: always ("on"), never ("off"), or when it changes over the shot."""
+    return per_frame == "on" or (per_frame == "auto" and
+                                 focal_change(slot_focal, slots.window, slots.t, slots.frame, n) > ZOOM_MIN_CHANGE)
 
 
 def focal_change(slot_focal: np.ndarray, slot_window: np.ndarray, slot_t: np.ndarray, slot_frame: np.ndarray,

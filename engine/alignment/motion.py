@@ -194,7 +194,9 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
 
     slot_t: int[S] position of each slot in its window; focal: [S] each slot's focal (pixels) as its point
     map says; principal: float[2] (x, y) the principal point, pixels of the maps from their top-left corner.
-    focal_sigma: the point maps' focal uncertainty (relative); given, each window's focal is also solved
+    focal_sigma: the point maps' focal uncertainty (relative); given (not for a zoom: DIS moves patches
+    without scaling them, and in a zoom its flow biased the focal by 4.5-8 % where exact matches gave
+    0.2-0.4 %), each window's focal is also solved
     from the flow (`window_focal_correction`) and the two combined by their variances; the returned focal
     [S] is then the combined one (the point map's times its window's correction) and the cameras are those
     of point maps re-derived with it (X, Y scaled, Z kept: `rescale`). None: the focal is used as given.
@@ -211,7 +213,7 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
     for g in range(windows.num_windows):
         matches = window_matches(windows, g, matcher, int(anchors[g]), principal)
         if focal_sigma is not None and len(matches.a):
-            log_flow, var_flow = window_focal_correction(matches, focal, robust)
+            log_flow, var_flow = window_focal_correction(matches, focal, focal_sigma, robust)
             # The point map's focal is the prior (correction 0, variance focal_sigma^2); the flow's measures it.
             correction = np.exp(log_flow / var_flow / (1.0 / var_flow + 1.0 / focal_sigma**2))
             mine = slice(int(anchors[g]), int(anchors[g]) + int(windows.window_lengths[g]))
@@ -241,14 +243,18 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
     return SlotCameras(rotation=rotation, centre=poses.translation, focal=focal)
 
 
-def window_focal_correction(matches: SlotMatches, focal: np.ndarray, robust: bool = True) -> tuple[float, float]:
+def window_focal_correction(matches: SlotMatches, focal: np.ndarray, prior_sigma: float,
+                            robust: bool = True) -> tuple[float, float]:
     """The log of the factor by which one window's focal (and so its point maps' X/Z, Y/Z) is off, from the
     flow: each pair's motion fitted with a focal correction of its own (`relative_motions(solve_focal=True)`),
     averaged over the pairs by their variances. Returns (log correction, its variance; inf: nothing seen).
 
-    The pairs of a window share its frames (and its depth errors), so they are not independent: the
-    variance is that of a mean of the window's L - 1 frame steps with the pairs' weighted spread about it,
-    and at least the pairs' own combined variance. focal: [S] every slot's focal (pixels)."""
+    Only pairs that measure the focal better than the prior does (sigma below prior_sigma) take part: the
+    pairs of a window share its frames (and its depth and flow errors), so many weak pairs biased alike
+    (a zoom's flow, frames with little rotation) would otherwise add up to a false certainty. For the same
+    reason the variance is that of a mean of the window's L - 1 frame steps (or of its pairs, if fewer)
+    with the pairs' weighted spread about it, and at least the pairs' own combined variance.
+    focal: [S] every slot's focal (pixels)."""
     s, var = [], []
     for lo in range(0, len(matches.a), PAIR_CHUNK):
         part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
@@ -256,13 +262,13 @@ def window_focal_correction(matches: SlotMatches, focal: np.ndarray, robust: boo
         s.append(motion.log_focal)
         var.append(motion.log_focal_var)
     s, var = np.concatenate(s), np.concatenate(var)
-    seen = np.isfinite(var) & (var > 0)
+    seen = np.isfinite(var) & (var > 0) & (var < prior_sigma**2)
     if not seen.any():
         return 0.0, np.inf
     weight = 1.0 / var[seen]
     mean = float(np.sum(weight * s[seen]) / weight.sum())
     spread_sq = float(np.sum(weight * (s[seen] - mean) ** 2) / weight.sum())
-    steps = len(np.unique(np.concatenate([matches.a, matches.b]))) - 1
+    steps = min(len(np.unique(np.concatenate([matches.a, matches.b]))) - 1, int(seen.sum()))
     return mean, max(spread_sq / max(steps, 1), 1.0 / float(weight.sum()))
 
 
