@@ -376,6 +376,27 @@ def test_the_geometrycrafter_memory_bound_counts_the_weights_it_will_load(tiny_g
     assert "GB of weights" in what
 
 
+def test_the_geo4d_memory_bound_counts_the_weights_it_keeps(tiny_model_dir):
+    """Read before loading, the bound's weights are the loaded model's bytes in the run precision: its networks
+    less the parts inference never runs (weights.NOT_RUN), and the context."""
+    torch_or_skip()
+    from engine.models.geo4d import memory_floor
+    from engine.models.geo4d.weights import load_geo4d
+
+    import torch
+
+    loaded = load_geo4d(tiny_model_dir, "cpu", torch.bfloat16)
+    kept = sum(t.numel() * t.element_size() for m in (loaded.unet, loaded.vae, loaded.pointmap_vae)
+               for t in m.state_dict().values()) + loaded.context.numel() * loaded.context.element_size()
+    assert {t.dtype for t in loaded.unet.state_dict().values()} == {torch.bfloat16}
+    needed, what = memory_floor(tiny_model_dir, (64, 128), "bfloat16", "cpu")
+    # Above the weights: the VAE's first layer in and out (2 x 8 frames x its width x H x W in bfloat16) and one
+    # window's 16 frames as uint8 RGB.
+    width = loaded.config["model"]["params"]["first_stage_config"]["params"]["ddconfig"]["ch"]
+    assert needed - kept == 2 * 8 * width * 64 * 128 * 2 + 16 * 64 * 128 * 3
+    assert "GB of weights" in what
+
+
 def test_the_memory_bound_never_refuses_the_training_size():
     torch_or_skip()  # the model's memory bound is computed with torch
     from engine.models.geo4d.config import load_config
