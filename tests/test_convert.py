@@ -127,3 +127,34 @@ def test_checkpoint_with_another_noise_schedule_is_refused(tmp_path):
         convert_geo4d(tmp_path / "model.ckpt", tmp_path / "vae.ckpt", tmp_path / "out", "fp16",
                       GEO4D_FIXTURES / "tiny_config.json", log=lambda m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_loaded_model_holds_only_what_inference_runs_and_predicts_the_same(tiny_model_dir):
+    """The parts no window runs (weights.NOT_RUN: the point-map encoder, the adaptors the path never calls) are
+    loaded strictly, then dropped: the loaded model holds the rest, and predicts exactly what the complete
+    networks of the same files do."""
+    import numpy as np
+
+    from engine.models.geo4d.model import Geo4D, SamplingOptions, TorchBackend
+    from engine.models.geo4d.model_dir import LAYOUT
+    from engine.models.geo4d.weights import NOT_RUN, Geo4DModules, build_modules
+    from engine.windows.schedule import window_starts
+
+    loaded = load_geo4d(tiny_model_dir, "cpu", torch.float32)
+    with torch.device("meta"):
+        networks = build_modules(loaded.config)
+    for name, module in networks.items():
+        LAYOUT.load_network(module, tiny_model_dir, name)
+    complete = Geo4DModules(**networks, context=loaded.context, config=loaded.config, directory=tiny_model_dir)
+    for name, parts in NOT_RUN.items():
+        full, kept = networks[name], getattr(loaded, name)
+        assert not any(hasattr(kept, part) for part in parts)
+        dropped = sum(p.numel() for part in parts for p in getattr(full, part).parameters())
+        assert dropped > 0
+        assert sum(p.numel() for p in kept.parameters()) == sum(p.numel() for p in full.parameters()) - dropped
+    frames = np.random.default_rng(5).integers(0, 256, (16, 32, 64, 3), dtype=np.uint8)
+    options = SamplingOptions(steps=2, seed=7)
+    ours, theirs = (Geo4D(TorchBackend(modules), loaded.config, loaded.context, "cpu").predict(
+        frames, 24.0, window_starts(16, 4), options) for modules in (loaded, complete))
+    for name in ("pointmap", "pointmap_conf", "disparity", "ray_dirs", "ray_moments"):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name

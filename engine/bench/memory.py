@@ -60,7 +60,7 @@ from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
 from ..models.geo4d.device_choices import choices_for
 from ..models.geo4d.model import SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
-from ..models.geo4d.weights import Geo4DModules, build_modules
+from ..models.geo4d.weights import Geo4DModules, build_modules, drop_not_run
 from ..pipeline.reconstruct import PRECISIONS
 from ..windows.schedule import WINDOW_LENGTH
 
@@ -150,9 +150,10 @@ class CudaAttention(TorchFunctionMode):
 
 
 def meta_modules(config: dict, dtype: torch.dtype) -> Geo4DModules:
-    """The three networks of `config` and a context, in `dtype` on the meta device (no data)."""
+    """The three networks of `config` as loaded (less the parts inference never runs, weights.NOT_RUN) and a
+    context, in `dtype` on the meta device (no data)."""
     with torch.device("meta"):
-        modules = build_modules(config)
+        modules = {name: drop_not_run(name, module) for name, module in build_modules(config).items()}
         context = torch.empty(1, context_tokens(), unet_params(config)["context_dim"], dtype=dtype)
     for module in modules.values():
         module.to(dtype).eval().requires_grad_(False)

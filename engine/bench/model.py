@@ -35,7 +35,7 @@ from ..models.geo4d.device_choices import DeviceChoices, choices_for
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
 from ..models.geo4d.model import Geo4D, SamplingOptions, TorchBackend, size_rule
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
-from ..models.geo4d.weights import Geo4DModules, build_modules
+from ..models.geo4d.weights import Geo4DModules, build_modules, drop_not_run
 from ..pipeline.reconstruct import PRECISIONS
 from ..windows.schedule import WINDOW_LENGTH, sliding_starts, window_lengths, window_starts
 from .onnx_unet import randomize_parameters, synchronize
@@ -158,14 +158,14 @@ class MeteredBackend:
 
 def random_modules(config: dict, device: torch.device, dtype: torch.dtype, directory: Path,
                    seed: int = 1234) -> Geo4DModules:
-    """The three networks of `config` with random weights (the same for every device and dtype up
-    to rounding) and a random N(0, 1) context, built on the meta device and filled in place, so
-    the weights exist once, in `dtype` on `device`.
+    """The three networks of `config`, less the parts inference never runs (weights.NOT_RUN), with random
+    weights (the same for every device and dtype up to rounding) and a random N(0, 1) context, built on the
+    meta device and filled in place, so the weights exist once, in `dtype` on `device`.
 
     `directory` (new, empty) gets empty stand-ins for the weights files: the ONNX backend stamps its
     exports with them (size and time), and a fresh folder means every run exports its own graphs."""
     with torch.device("meta"):
-        modules = build_modules(config)
+        modules = {name: drop_not_run(name, module) for name, module in build_modules(config).items()}
     for offset, module in enumerate(modules.values()):
         module.to(dtype).to_empty(device=device)
         randomize_parameters(module, seed + offset)
@@ -343,7 +343,8 @@ def main(argv: list[str]) -> int:
         parser.error("--device cuda was asked for but PyTorch sees no CUDA GPU: use --device cpu")
     config = load_config(OFFICIAL_CONFIG if args.config == "full" else args.config)
     with torch.device("meta"):
-        counts = {name: sum(p.numel() for p in m.parameters()) for name, m in build_modules(config).items()}
+        counts = {name: sum(p.numel() for p in drop_not_run(name, m).parameters())
+                  for name, m in build_modules(config).items()}
     try:
         size_rule(config).check(args.size)
         num_windows = len(window_starts(args.frames, args.stride))

@@ -4,9 +4,10 @@ A model's package defines, without importing torch at import time: LABEL (its na
 WINDOW_LENGTH (frames per window), DEFAULT_STRIDE (frames between window starts), VARIANTS where it has
 several (the first the default), `size_rule(model_dir)`, the processing sizes of a converted model directory (a
 SizeRule) read without its weights (None: the released model's), `model_dir_layout()` (its converted
-directory's ModelDirLayout), `memory_floor(model_dir, size, precision, device[, variant]) -> (bytes, what)`, a lower
-bound of one window's memory read without the weights (the pipeline refuses a size that cannot fit before loading),
-and `load(model_dir, device, precision, runtime[, variant]) -> WindowModel` (engine/models/window_model.py).
+directory's ModelDirLayout), `memory_floor(model_dir, size, precision, device, runtime[, variant]) -> (bytes,
+what)`, a lower bound of one window's memory read without the weights (the pipeline refuses a size that cannot
+fit before loading), and `load(model_dir, device, precision, runtime[, variant]) -> WindowModel`
+(engine/models/window_model.py).
 """
 
 from __future__ import annotations

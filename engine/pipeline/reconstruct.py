@@ -44,7 +44,7 @@ def check_memory(options: ReconstructOptions, size: tuple[int, int], device: str
     package = model_package(options.model)
     model_dir = model_dir_of(options)
     variant = {"variant": options.variant} if options.variant else {}  # only a model with variants takes one
-    needed, what = package.memory_floor(model_dir, size, PRECISIONS[precision], device, **variant)
+    needed, what = package.memory_floor(model_dir, size, PRECISIONS[precision], device, options.runtime, **variant)
     total, where = _memory_of(device)
     if total is not None and needed > total:
         trained_at = size_rule(options.model, model_dir).trained_at

@@ -366,13 +366,41 @@ def test_the_geometrycrafter_memory_bound_counts_the_weights_it_will_load(tiny_g
               for name in ("unet", "vae", "point_map_vae", "image_encoder", "moge")}
     assert {t.dtype for t in network.unet.state_dict().values()} == {__import__("torch").bfloat16}
     size = (64, 128)
-    on_cpu, _ = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cpu")
-    on_gpu, what = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cuda:0")
+    on_cpu, _ = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cpu", "torch")
+    on_gpu, what = memory_floor(tiny_gc_model_dir, size, "bfloat16", "cuda:0", "torch")
     assert on_cpu - on_gpu == loaded["unet"] + loaded["moge"]
     # Above the weights: the VAE's first layer in and out (2 x 8 frames x its width x H x W, float32 with
     # force_upcast) and one window's frames (8 in the tiny directory) as float32.
     width = json.loads((tiny_gc_model_dir / "config.json").read_text())["config"]["vae"]["block_out_channels"][0]
     assert on_cpu - sum(loaded.values()) == 2 * 8 * width * 64 * 128 * 4 + 8 * 3 * 64 * 128 * 4
+    assert "GB of weights" in what
+    # --runtime onnx (float16 on a GPU, 2 bytes an element as bfloat16): ONNX Runtime keeps the UNet's graph on
+    # the GPU through every stage, on top of the offloaded conditioning networks; on the CPU it replaces the
+    # torch UNet, and the bound is the same.
+    onnx_gpu = memory_floor(tiny_gc_model_dir, size, "float16", "cuda:0", "onnx")[0]
+    assert onnx_gpu - memory_floor(tiny_gc_model_dir, size, "float16", "cuda:0", "torch")[0] == loaded["unet"]
+    assert memory_floor(tiny_gc_model_dir, size, "bfloat16", "cpu", "onnx")[0] == on_cpu
+
+
+def test_the_geo4d_memory_bound_counts_the_weights_it_keeps(tiny_model_dir):
+    """Read before loading, the bound's weights are the loaded model's bytes in the run precision: its networks
+    less the parts inference never runs (weights.NOT_RUN), and the context."""
+    torch_or_skip()
+    from engine.models.geo4d import memory_floor
+    from engine.models.geo4d.weights import load_geo4d
+
+    import torch
+
+    loaded = load_geo4d(tiny_model_dir, "cpu", torch.bfloat16)
+    kept = sum(t.numel() * t.element_size() for m in (loaded.unet, loaded.vae, loaded.pointmap_vae)
+               for t in m.state_dict().values()) + loaded.context.numel() * loaded.context.element_size()
+    assert {t.dtype for t in loaded.unet.state_dict().values()} == {torch.bfloat16}
+    needed, what = memory_floor(tiny_model_dir, (64, 128), "bfloat16", "cpu", "torch")
+    assert memory_floor(tiny_model_dir, (64, 128), "bfloat16", "cpu", "onnx")[0] == needed
+    # Above the weights: the VAE's first layer in and out (2 x 8 frames x its width x H x W in bfloat16) and one
+    # window's 16 frames as uint8 RGB.
+    width = loaded.config["model"]["params"]["first_stage_config"]["params"]["ddconfig"]["ch"]
+    assert needed - kept == 2 * 8 * width * 64 * 128 * 2 + 16 * 64 * 128 * 3
     assert "GB of weights" in what
 
 

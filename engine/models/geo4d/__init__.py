@@ -57,9 +57,10 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
     return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
 
 
-def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str):
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, runtime: str):
     """(bytes, what they hold): a lower bound of the memory of one window at processing size (H, W) in `dtype`
-    ("float32", "float16", "bfloat16"), from the configuration of `model_dir` before the weights load."""
+    ("float32", "float16", "bfloat16"), from the configuration of `model_dir` before the weights load. The same for
+    either `runtime`: ONNX Runtime's graphs hold the same weights on the device as the torch networks."""
     from .model import memory_floor
     from .model_dir import LAYOUT
 

@@ -31,12 +31,12 @@ from ...sampling.ddim import DDIMPlan, ddim_sample
 from ...sampling.noise import seeded_randn as _seeded_randn
 from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
-from .config import model_params, size_multiple, size_rule, vae_params
+from .config import model_params, size_multiple, size_rule, unet_params, vae_params
 from .device_choices import DeviceChoices, apply_threads, choices_for
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
 from .vae import encode_frames
-from .weights import Geo4DModules
+from .weights import Geo4DModules, build_modules, drop_not_run
 from .. import window_model
 from ..window_model import SizeRule
 
@@ -100,18 +100,24 @@ class SamplingOptions(window_model.SamplingOptions):
 
 def memory_floor(config: dict, size: tuple[int, int], dtype: str, device: str) -> tuple[int, str]:
     """(bytes, what they hold): a lower bound of the memory a window needs at processing size (H, W) in `dtype`
-    ("float32", "float16", "bfloat16") on `device`. The VAE's first full-resolution convolution holds its input and
-    output, [frames, ch, H, W] each in the run precision (one encoder call's frames on that device,
-    device_choices.py), and one window's frames are held as uint8 RGB. Weights, the UNet and the VAE's other layers
-    come on top: for the official model at 320x512 in float32 the bound is 1.35 GB, the predicted peak 3.87 GB above
-    the 5.99 GB of weights (`python -m engine.bench memory`, docs/models.md)."""
+    ("float32", "float16", "bfloat16") on `device`. The weights the loaded model keeps (every network of `config`
+    less the parts inference never runs, weights.NOT_RUN, and the context) in the run precision; the VAE's first
+    full-resolution convolution's input and output, [frames, ch, H, W] each in the run precision (one encoder
+    call's frames on that device, device_choices.py); one window's frames as uint8 RGB. The UNet's and the VAE's
+    other layers come on top: for the official model at 320x512 in float32 the bound is 6.29 GB of weights and
+    1.35 GB above them, the predicted peak 3.87 GB above the weights (`python -m engine.bench memory`,
+    docs/models.md)."""
     h, w = size
     element = getattr(torch, dtype).itemsize
+    with torch.device("meta"):
+        networks = [drop_not_run(name, module) for name, module in build_modules(config).items()]
+    context = (TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * WINDOW_LENGTH) * int(unet_params(config)["context_dim"])
+    weights = (sum(t.numel() for m in networks for t in (*m.parameters(), *m.buffers())) + context) * element
     chunk = choices_for(device).encode_chunk
     layers = 2 * chunk * int(vae_params(config)["ddconfig"]["ch"]) * h * w * element
     clip = WINDOW_LENGTH * h * w * 3
-    return layers + clip, (f"{layers / 1e9:,.1f} GB for the VAE's full-resolution layers in {dtype}, "
-                           f"{clip / 1e9:,.1f} GB for one window's frames")
+    return weights + layers + clip, (f"{weights / 1e9:,.1f} GB of weights in {dtype}, {layers / 1e9:,.1f} GB for "
+                                     f"the VAE's full-resolution layers, {clip / 1e9:,.1f} GB for one window's frames")
 
 
 class Geo4D:

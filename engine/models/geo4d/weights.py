@@ -26,8 +26,8 @@ class Geo4DModules:
 
     Attributes:
         unet: the 3D UNet, in -> [B, 20, T, h, w], out [B, 16, T, h, w].
-        vae: the first-stage SD VAE (with adaptors) for frames, rays, moments and disparity.
-        pointmap_vae: the fine-tuned point-map VAE with its uncertainty adaptor.
+        vae: the first-stage SD VAE (without adaptors) for frames, rays, moments and disparity.
+        pointmap_vae: the fine-tuned point-map VAE's decoder with its uncertainty adaptor.
         context: float32[1, 77 + 16*16, C], the constant cross-attention context.
         config: the official-style params (load_config layout).
         directory: where it was loaded from.
@@ -51,6 +51,21 @@ def build_modules(config: dict) -> dict[str, torch.nn.Module]:
     }
 
 
+# The parts of the checkpoints that window inference never runs (model.py, postprocess.py): point maps are
+# decoded, never encoded; frames are encoded without the encoder adaptor; and only the point-map decoder has
+# its uncertainty head run. The files keep them, so a strict load still checks every tensor; dropped after
+# it, they hold no memory while the model runs (0.13 GiB of the full-size model in float32).
+NOT_RUN = {"vae": ("encoder_adaptor", "decoder_adaptor"),
+           "pointmap_vae": ("encoder", "quant_conv", "encoder_adaptor")}
+
+
+def drop_not_run(name: str, module: torch.nn.Module) -> torch.nn.Module:
+    """`module`, the network `name` of `build_modules`, without its NOT_RUN parts (removed in place)."""
+    for part in NOT_RUN.get(name, ()):
+        delattr(module, part)
+    return module
+
+
 def check_state_dicts(config: dict, states: dict[str, dict[str, torch.Tensor]]) -> None:
     """Raise ModelError unless each state dict has exactly the keys and shapes of its module."""
     with torch.device("meta"):
@@ -72,7 +87,8 @@ def load_geo4d(directory: str | Path, device: str | torch.device = "cpu",
         device, dtype: where and in which precision the networks go.
 
     Returns:
-        Geo4DModules: the three networks in eval mode without gradients, and the context [1, 77 + 16*16, C].
+        Geo4DModules: the three networks in eval mode without gradients, less the parts inference never runs
+        (NOT_RUN), and the context [1, 77 + 16*16, C].
     """
     directory = Path(directory).expanduser()
     meta = verify_model_dir(directory)
@@ -81,6 +97,7 @@ def load_geo4d(directory: str | Path, device: str | torch.device = "cpu",
         modules = build_modules(config)
     for name, module in modules.items():
         LAYOUT.load_network(module, directory, name)
-        module.to(device=device, dtype=dtype)
+        # Before the move, so that they are never copied to the device or the run precision.
+        drop_not_run(name, module).to(device=device, dtype=dtype)
     context = load_file(directory / "context.safetensors")["context"].to(device=device, dtype=dtype)
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context, config, directory)

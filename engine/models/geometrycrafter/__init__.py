@@ -62,13 +62,14 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     return model
 
 
-def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, variant: str | None = None):
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, runtime: str,
+                 variant: str | None = None):
     """(bytes, what they hold): a lower bound of the memory on `device` of one window at processing size (H, W),
-    the model of `model_dir` loaded as `load` would, from its configuration and its files' headers before the
-    weights load."""
+    the model of `model_dir` loaded as `load` would with `runtime`, from its configuration and its files' headers
+    before the weights load."""
     from .model import memory_floor
 
-    return memory_floor(model_dir, size, dtype, device, variant or VARIANTS[0])
+    return memory_floor(model_dir, size, dtype, device, runtime, variant or VARIANTS[0])
 
 
 def model_dir_layout():

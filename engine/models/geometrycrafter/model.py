@@ -97,21 +97,25 @@ def part_dtypes(config: dict, variant: str, dtype: str) -> dict[str, str]:
             "image_encoder": dtype, "moge": "float32"}
 
 
-def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str,
+def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, runtime: str = "torch",
                  variant: str = "diff") -> tuple[int, str]:
     """(bytes, what they hold) during the conditioning stage, for the converted directory's model loaded as
     `load_geometrycrafter` would (dtype "float32", "float16" or "bfloat16"), without loading its weights (their
     tensors' sizes come from the files' headers): the weights on the device then (all of them on the CPU, the
     conditioning networks' where the others are offloaded), the SVD VAE's first full-resolution convolution's
     input and output for one chunk of frames ([chunk, ch, H, W] each, float32 with force_upcast), and one
-    window's frames as float32. A lower bound of the peak (with --runtime onnx on a GPU the UNet's graph also stays
-    on the device through this stage, which it leaves out)."""
+    window's frames as float32. With `runtime` "onnx" the UNet's graph counts on the device too: ONNX Runtime
+    keeps a session's weights where it runs (the CUDA provider's initializers in GPU memory) for as long as the
+    model is loaded, through every stage, while the torch UNet it replaces is gone (`load`). A lower bound of
+    the peak."""
     h, w = size
     directory = Path(model_dir).expanduser()
     meta = LAYOUT.read(directory)
     config = meta["config"]
     kept = part_dtypes(config, variant, dtype)
     on_device = STAGE_NETWORKS["conditioning"] if offloads(device) else tuple(kept)
+    if runtime == "onnx":
+        on_device += (f"unet_{variant}",)
     weights = sum(stored_elements(directory / f"{name}.safetensors") * getattr(torch, kept[name]).itemsize
                   for name in kept if name in on_device)
     width = int(part(config, "vae")["block_out_channels"][0])
