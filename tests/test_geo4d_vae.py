@@ -14,7 +14,7 @@ from engine.models.geo4d.checks import vae as vae_check  # noqa: E402
 from engine.models.geo4d.config import model_params, vae_params  # noqa: E402
 from engine.models.geo4d.checkpoint_keys import FIRST_STAGE_PREFIX, load_part  # noqa: E402
 from engine.models.geo4d.device_choices import choices_for  # noqa: E402
-from engine.models.geo4d.vae import AutoencoderKL, decode_frames, encode_frames  # noqa: E402
+from engine.models.geo4d.vae import AutoencoderKL, compile_vae, decode_frames, encode_frames  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
 pytestmark = requires_geo4d_fixtures
@@ -68,6 +68,26 @@ def test_channels_last_layout_keeps_the_outputs(tiny):
         out = decode_frames(pm, fx["scaled.z_bcthw"], scale, with_confidence=True, channels_last=channels_last)
         assert out.is_contiguous()
         torch.testing.assert_close(out, fx["scaled.decode_pm_confhead"], atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_vae_reproduces_the_official_decode(tiny):
+    """torch.compile of the VAE (a device choice, device_choices.py) changes rounding only: the compiled
+    point-map decoder with its uncertainty head reproduces fixture b as eager does, and the parameters
+    are the same objects (the state dict still loads and saves by the official names)."""
+    config, _, pm = tiny
+    fx = load_file(GEO4D_FIXTURES / "vae.safetensors")
+    compiled = AutoencoderKL(vae_params(config)).eval().requires_grad_(False)
+    compiled.load_state_dict(pm.state_dict())
+    compile_vae(compiled)
+    assert set(compiled.state_dict()) == set(pm.state_dict())
+    scale = model_params(config)["scale_factor"]
+    torch._dynamo.utils.counters.clear()
+    eager = decode_frames(pm, fx["scaled.z_bcthw"], scale, with_confidence=True)
+    out = decode_frames(compiled, fx["scaled.z_bcthw"], scale, with_confidence=True)
+    torch.testing.assert_close(out, fx["scaled.decode_pm_confhead"], atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(out, eager, atol=2e-5, rtol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the compiled graphs ran, not eager
 
 
 def test_bfloat16_decode_tracks_float32(tiny):

@@ -2,7 +2,9 @@
 (engine/models/geo4d/device_choices.py) measured on this device, the chosen one marked.
 
 Rows: frames per VAE encoder and decoder call, channels-last layout on and off, the VAE attention's
-q/k/v layout (transposed views, as the VAE had them, against contiguous heads), torch threads.
+q/k/v layout (transposed views, as the VAE had them, against contiguous heads), torch threads, and
+torch.compile of the VAEs on and off (its compile time is the "1st call" column: the warm-up call,
+one call of the measured shape; TORCHINDUCTOR_CACHE_DIR decides whether an earlier run's code is reused).
 The full-size VAEs (random weights) encode a clip of `--frames` frames and decode one window's
 point-map group (the point-map VAE with its uncertainty head; a window decodes four groups through
 the same decoder architecture) at `--size`.
@@ -52,6 +54,10 @@ def rows_of(chosen: DeviceChoices) -> list[tuple[str, str, Variant]]:
     for threads in (None, 1):
         rows.append(("threads (decode)", "default" if threads is None else str(threads),
                      Variant("decode", replace(chosen, threads=threads))))
+    for stage in ("encode", "decode"):
+        for on in (True, False):
+            rows.append((f"{stage} torch.compile", "on" if on else "off",
+                         Variant(stage, replace(chosen, compile_vae=on))))
     return rows
 
 
@@ -60,17 +66,20 @@ def is_chosen(choice: str, value: str, chosen: DeviceChoices) -> bool:
                 "encode channels_last": "on" if chosen.channels_last else "off",
                 "decode channels_last": "on" if chosen.channels_last else "off",
                 "VAE attention q/k/v": "contiguous",
-                "threads (decode)": "default" if chosen.threads is None else str(chosen.threads)}
+                "threads (decode)": "default" if chosen.threads is None else str(chosen.threads),
+                "encode torch.compile": "on" if chosen.compile_vae else "off",
+                "decode torch.compile": "on" if chosen.compile_vae else "off"}
     return expected[choice] == value
 
 
 def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: int, device: str,
             seed: int = 123) -> dict:
-    """Seconds (wall and CPU) of one call after a warm-up call of the same shapes, and the process's
-    peak resident memory (so: run it in a fresh process). `config_path`: a Geo4D config json."""
+    """Seconds (wall and CPU) of one call after a warm-up call of the same shapes, the warm-up's wall
+    seconds (with torch.compile: the compilation), and the process's peak resident memory (so: run it
+    in a fresh process). `config_path`: a Geo4D config json."""
     from ..models.geo4d.config import load_config, model_params, vae_params
     from ..models.geo4d.device_choices import apply_threads
-    from ..models.geo4d.vae import decode_frames, encode_frames
+    from ..models.geo4d.vae import compile_vae, decode_frames, encode_frames
     from ..models.geo4d.weights import build_modules
     from .onnx_unet import randomize_parameters, synchronize
 
@@ -103,6 +112,8 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
             module = modules[name].to_empty(device=dev)
             randomize_parameters(module, seed + offset)
             vaes[name] = module.eval().requires_grad_(False)
+            if choices.compile_vae:
+                compile_vae(vaes[name])
         del modules
         if variant.stage == "encode":
             video = (torch.rand(1, 3, frames, h, w, generator=generator) * 2 - 1).to(dev)
@@ -121,8 +132,10 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
             call, warm_up = (lambda: decode(frames)), (lambda: decode(choices.decode_chunk))
         repeats = 1
     with torch.no_grad():
-        warm_up()  # kernel selection, oneDNN primitives for these shapes
+        first_start = time.perf_counter()
+        warm_up()  # kernel selection, oneDNN primitives for these shapes; compilation
         synchronize(dev)
+        first_seconds = time.perf_counter() - first_start
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(repeats):
             call()
@@ -131,13 +144,17 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_bytes": peak}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "first_seconds": first_seconds, "peak_bytes": peak}
 
 
 def run(args) -> int:
     device = args.device
     chosen = choices_for(device)
-    rows = rows_of(chosen)
+    rows = [row for row in rows_of(chosen) if not args.only or any(name in row[0] for name in args.only)]
+    if not rows:
+        print(f"--only {' '.join(args.only)} names no choice: give words of the choice column, "
+              "e.g. --only 'decode torch.compile' threads", file=sys.stderr)
+        return 2
     variants = list(dict.fromkeys(v for _, _, v in rows))
     size, frames = tuple(args.size), args.frames
     config_path = str(OFFICIAL_CONFIG if args.config == "full" else args.config)
@@ -147,7 +164,8 @@ def run(args) -> int:
     print(f"each variant in its own process, one at a time, {args.rounds} rounds taking turns; fastest round shown. "
           "s/f: seconds per frame (encode: the encoder; decode: the point-map VAE's decoder, one of a window's four; "
           "attention: the decoders' mid-block attention), cpu s/f: the process's CPU time per frame. peak: the "
-          "process's peak RSS" + (" (GPU: max allocated)" if device.startswith("cuda") else ""))
+          "process's peak RSS" + (" (GPU: max allocated)" if device.startswith("cuda") else "")
+          + "; 1st call s: the warm-up call's wall seconds (with torch.compile: the compilation)")
     best: dict[Variant, dict] = {}
     context = multiprocessing.get_context("spawn")
     for round_index in range(args.rounds):
@@ -156,14 +174,16 @@ def run(args) -> int:
                   flush=True)
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                 result = pool.submit(measure, variant, config_path, size, frames, device, args.seed).result()
+            print(f"  {result['seconds'] / frames:.4f} s/f, cpu {result['cpu_seconds'] / frames:.4f} s/f, "
+                  f"1st call {result['first_seconds']:.1f} s", file=sys.stderr, flush=True)
             previous = best.get(variant)
             if previous is None or result["seconds"] < previous["seconds"]:
                 best[variant] = result
-    header = f"{'choice':24} {'value':11} {'s/f':>8} {'cpu s/f':>8} {'peak GiB':>9}  chosen"
+    header = f"{'choice':24} {'value':11} {'s/f':>8} {'cpu s/f':>8} {'peak GiB':>9} {'1st call s':>10}  chosen"
     print(header + "\n" + "-" * len(header))
     for choice, value, variant in rows:
         result = best[variant]
         mark = "*" if is_chosen(choice, value, chosen) else ""
         print(f"{choice:24} {value:11} {result['seconds'] / frames:8.4f} {result['cpu_seconds'] / frames:8.4f} "
-              f"{result['peak_bytes'] / GIB:9.2f}  {mark}", flush=True)
+              f"{result['peak_bytes'] / GIB:9.2f} {result['first_seconds']:10.1f}  {mark}", flush=True)
     return 0

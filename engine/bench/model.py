@@ -323,6 +323,8 @@ def main(argv: list[str]) -> int:
                         help="measure the device choices (VAE chunks, layout, attention, threads) instead; "
                              "default size then 64x128, 16 frames")
     parser.add_argument("--rounds", type=int, default=2, help="--choices: rounds the variants take turns over")
+    parser.add_argument("--only", nargs="+", default=None, metavar="CHOICE",
+                        help="--choices: only the rows whose choice contains one of these, e.g. 'decode torch.compile'")
     args = parser.parse_args(argv)
     if args.choices:
         from .choices import run

@@ -1,7 +1,7 @@
 """How the Geo4D networks run on each kind of device: one table, chosen from measurements.
 
 `python -m engine.bench model --choices` measures every alternative on the device it runs on
-(VAE frames per call, memory layout, attention layout, threads) and marks the chosen one; the
+(VAE frames per call, memory layout, attention layout, threads, torch.compile) and marks the chosen one; the
 figures and the machine they came from are in docs/runtimes.md. The VAE calls
 (vae.encode_frames / decode_frames) and the backends take their defaults from here.
 """
@@ -21,6 +21,7 @@ class DeviceChoices:
     decode_chunk: int       # frames per VAE decoder call
     channels_last: bool     # VAE convolutions on channels-last tensors (oneDNN's fast layout on the CPU)
     threads: int | None     # torch intra-op threads; None = torch's default (one per physical core)
+    compile_vae: bool = False  # TorchBackend: the VAEs through torch.compile (inductor; vae.compile_vae)
 
 
 CHOICES = {

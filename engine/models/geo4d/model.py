@@ -35,7 +35,7 @@ from .config import model_params, size_multiple, size_rule, unet_params, vae_par
 from .device_choices import DeviceChoices, apply_threads, choices_for
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME
-from .vae import encode_frames
+from .vae import compile_vae, encode_frames
 from .weights import Geo4DModules, build_modules, drop_not_run
 from .. import window_model
 from ..window_model import SizeRule
@@ -80,6 +80,9 @@ class TorchBackend(VaeBackend):
         device = next(modules.unet.parameters()).device
         choices = choices or choices_for(device)
         apply_threads(choices)
+        if choices.compile_vae:
+            compile_vae(modules.vae)
+            compile_vae(modules.pointmap_vae)
         super().__init__(modules.vae, modules.pointmap_vae, modules.config, choices)
         self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
