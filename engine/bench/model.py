@@ -235,13 +235,16 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     context = modules.context
     if row.runtime == "torch":
         backend = TorchBackend(modules, row.choices)
+        del modules
     else:
-        from ..models.geo4d.onnx_backend import OnnxBackend
+        from ..models.geo4d.onnx_backend import OnnxBackend, export_graphs
 
-        backend = OnnxBackend(modules, device)
-    # The ONNX backend keeps only its sessions: free the torch networks so they are not counted.
-    del modules
-    gc.collect()
+        graphs = export_graphs(modules)
+        # The ONNX backend keeps only its sessions: the torch networks go before it reads the graphs'
+        # weights (as models.geo4d.load does), so they are neither counted nor held twice.
+        del modules
+        gc.collect()
+        backend = OnnxBackend(graphs, config, device)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the ONNX rows' memory is the device's, cached torch blocks included
     synchronize(device)
