@@ -16,6 +16,7 @@ import json  # noqa: E402
 
 from engine.bench import choices  # noqa: E402
 from engine.bench.model import main, official_clip_cost, official_window_count  # noqa: E402
+from engine.errors import EngineError  # noqa: E402
 from engine.models.geo4d.device_choices import CHOICES, choices_for  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, requires_geo4d_fixtures  # noqa: E402
 
@@ -93,3 +94,29 @@ def test_device_choices_measure_runs_each_stage_on_the_tiny_vae():
                     choices.Variant("attention", chosen, "transposed")):
         result = choices.measure(variant, config, (32, 64), 4, "cpu")
         assert result["seconds"] > 0 and result["peak_bytes"] > 0
+
+
+def test_runtimes_in_separate_runs_share_the_reference_and_the_onnx_export(capsys, tmp_path):
+    """--reference keeps the torch fp32 predictions for a later onnx-only run to compare with; --onnx-cache
+    keeps the exported graphs, so the second onnx run exports nothing."""
+    common = ["--config", str(GEO4D_FIXTURES / "tiny_config.json"), "--size", "32", "64", "--frames", "16",
+              "--steps", "1", "--device", "cpu", "--precision", "fp32", "--no-warmup",
+              "--reference", str(tmp_path / "reference"), "--onnx-cache", str(tmp_path / "cache")]
+
+    def row(runtime: str) -> str:
+        assert main([*common, "--runtime", runtime]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith(runtime + " "))
+
+    assert row("onnx").endswith("n/a (no torch fp32 row)")  # no reference stored yet
+    graphs = sorted((tmp_path / "cache").glob("*/onnx/*.onnx"))
+    assert [p.name for p in graphs] == ["pointmap-decoder-float32.onnx", "unet-float32.onnx",
+                                        "vae-decoder-float32.onnx", "vae-encoder-float32.onnx"]
+    exported = {p: p.stat().st_mtime_ns for p in graphs}
+    assert row("torch").endswith("reference")
+    assert (tmp_path / "reference" / "windows.json").is_file()
+    diff = float(row("onnx").split()[11])
+    assert 0 < diff < 1e-3  # float32 ONNX Runtime vs torch, as in one run (test above)
+    assert {p: p.stat().st_mtime_ns for p in graphs} == exported  # reused, not exported again
+
+    with pytest.raises(EngineError, match="not this clip's"):
+        main([*common[:6], "20", *common[7:], "--runtime", "onnx"])

@@ -104,3 +104,62 @@ def test_bfloat16_and_unwritable_cache_are_model_errors(unet, exported, tiny_con
     with pytest.raises(ModelError, match="cannot write the ONNX export"):
         cached_export("unet", unet, model_dir, blocker / "onnx")
     assert not list(tmp_path.glob("**/*.onnx"))
+
+
+@pytest.fixture
+def split_export(exported, tmp_path_factory):
+    """The tiny UNet's graph as the exporter writes a model over 2 GB: every initializer of 1 KiB and
+    more in an external file of its own beside the graph (node attributes stay in the graph)."""
+    import onnx
+
+    split = tmp_path_factory.mktemp("split") / "unet.onnx"
+    onnx.save_model(onnx.load(str(exported[0])), str(split), save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=1024)
+    return split
+
+
+def _run(path, feeds):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_streamed_gathering_gives_one_valid_data_file_and_the_old_paths_outputs(split_export, tmp_path):
+    import numpy as np
+    import onnx
+
+    from engine.models.geo4d.onnx_export import gather_external_data
+
+    parts = [p for p in split_export.parent.iterdir() if p != split_export]
+    assert len(parts) > 50  # the tiny UNet's tensors, one file each
+    # The old way: onnx.load reads every tensor into memory, save_model writes them into one file.
+    old = tmp_path / "old" / "unet.onnx"
+    old.parent.mkdir()
+    onnx.save_model(onnx.load(str(split_export)), str(old), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="unet.onnx.data")
+    new = tmp_path / "new" / "unet.onnx"
+    new.parent.mkdir()
+    gather_external_data(split_export, new, "unet.onnx.data")
+
+    assert sorted(p.name for p in new.parent.iterdir()) == ["unet.onnx", "unet.onnx.data"]
+    assert not any(p.exists() for p in parts)  # the exporter's scratch files are consumed
+    assert (new.with_name("unet.onnx.data").stat().st_size
+            >= old.with_name("unet.onnx.data").stat().st_size > new.stat().st_size)
+    onnx.checker.check_model(str(new))  # by path: checks every tensor's location in the data file
+    generator = np.random.default_rng(3)
+    t = 4
+    feeds = {"x": generator.standard_normal((1, 20, t, 4, 8), dtype=np.float32),
+             "timesteps": np.array([500]), "context": generator.standard_normal((1, 77 + 16 * t, 16), dtype=np.float32),
+             "fs": np.array([10])}
+    (ours,), (theirs,) = _run(new, feeds), _run(old, feeds)
+    assert ours.shape == (1, 16, t, 4, 8) and np.abs(ours).max() > 0
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_short_exporter_weights_file_is_a_model_error(split_export, tmp_path):
+    from engine.models.geo4d.onnx_export import gather_external_data
+
+    largest = max((p for p in split_export.parent.iterdir() if p != split_export), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[:-4])
+    with pytest.raises(ModelError, match="shorter than its graph says"):
+        gather_external_data(split_export, tmp_path / "unet.onnx", "unet.onnx.data")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import json
 import tempfile
 import threading
 import time
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import EngineError
-from ..windows.predictions import WindowPredictions
+from ..windows.predictions import WindowPredictions, load_windows, save_windows
 from ..models.geo4d.attention import TEXT_TOKENS
 from ..models.geo4d.device_choices import DeviceChoices, choices_for
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
@@ -162,8 +164,9 @@ def random_modules(config: dict, device: torch.device, dtype: torch.dtype, direc
     weights (the same for every device and dtype up to rounding) and a random N(0, 1) context, built on the
     meta device and filled in place, so the weights exist once, in `dtype` on `device`.
 
-    `directory` (new, empty) gets empty stand-ins for the weights files: the ONNX backend stamps its
-    exports with them (size and time), and a fresh folder means every run exports its own graphs."""
+    `directory` gets empty stand-ins for the weights files: the ONNX backend stamps its exports with
+    them (size and time), so a fresh folder means the run exports its own graphs, and a folder kept
+    from an earlier run of the same config, dtype and seed (its stand-ins untouched) reuses them."""
     with torch.device("meta"):
         modules = {name: drop_not_run(name, module) for name, module in build_modules(config).items()}
     for offset, module in enumerate(modules.values()):
@@ -172,9 +175,11 @@ def random_modules(config: dict, device: torch.device, dtype: torch.dtype, direc
         module.eval().requires_grad_(False)
     tokens = TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * WINDOW_LENGTH
     context = torch.randn(1, tokens, unet_params(config)["context_dim"], generator=torch.Generator().manual_seed(seed))
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     for name in modules:
-        (directory / f"{name}.safetensors").touch()
+        stand_in = directory / f"{name}.safetensors"
+        if not stand_in.is_file():
+            stand_in.touch()
     return Geo4DModules(modules["unet"], modules["vae"], modules["pointmap_vae"], context.to(device, dtype),
                         config, directory)
 
@@ -200,8 +205,11 @@ def run_row(runtime: str, precision: str, config: dict, frames: np.ndarray, args
     row = Row(runtime, precision, unavailable_reason(runtime, precision, device), choices=choices)
     if row.unavailable:
         return row
+    directory = scratch / f"{row.label.replace('/', '-')}-{precision}"
+    if runtime == "onnx" and args.onnx_cache:
+        directory = onnx_cache_folder(Path(args.onnx_cache), config, precision, device)
     try:
-        _measure(row, config, frames, args, device, scratch / f"{row.label.replace('/', '-')}-{precision}")
+        _measure(row, config, frames, args, device, directory)
     except torch.cuda.OutOfMemoryError:
         row.unavailable = "out of GPU memory"
     except (EngineError, RuntimeError, NotImplementedError) as exc:
@@ -213,6 +221,13 @@ def run_row(runtime: str, precision: str, config: dict, frames: np.ndarray, args
     return row
 
 
+def onnx_cache_folder(cache: Path, config: dict, precision: str, device: torch.device) -> Path:
+    """The folder under `cache` (--onnx-cache) whose stand-in weights and onnx/ graphs belong to the random
+    weights of `config` in `precision` (random_modules' fixed seed), exported on `device`'s type."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return cache.expanduser() / f"geo4d-{digest}-{precision}-{device.type}"
+
+
 def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.device, directory: Path) -> None:
     probe = MemoryProbe(device, row.runtime)
     started = time.perf_counter()
@@ -220,13 +235,16 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     context = modules.context
     if row.runtime == "torch":
         backend = TorchBackend(modules, row.choices)
+        del modules
     else:
-        from ..models.geo4d.onnx_backend import OnnxBackend
+        from ..models.geo4d.onnx_backend import OnnxBackend, export_graphs
 
-        backend = OnnxBackend(modules, device)
-    # The ONNX backend keeps only its sessions: free the torch networks so they are not counted.
-    del modules
-    gc.collect()
+        graphs = export_graphs(modules)
+        # The ONNX backend keeps only its sessions: the torch networks go before it reads the graphs'
+        # weights (as models.geo4d.load does), so they are neither counted nor held twice.
+        del modules
+        gc.collect()
+        backend = OnnxBackend(graphs, config, device)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the ONNX rows' memory is the device's, cached torch blocks included
     synchronize(device)
@@ -256,6 +274,19 @@ def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tup
                            / np.maximum(1.0, np.abs(getattr(reference, name)))).max()) for name in COMPARED}
     name = max(errors, key=errors.get)
     return errors[name], name
+
+
+def stored_reference(folder: Path, frames: np.ndarray) -> Row | None:
+    """The torch fp32 row of an earlier run (--reference), its predictions read back; None when the folder
+    holds none yet."""
+    if not (folder / "windows.json").is_file():
+        return None
+    predictions = load_windows(folder)
+    if (predictions.num_frames, *predictions.image_size) != frames.shape[:3]:
+        raise EngineError(f"the reference predictions in {folder} are of {predictions.num_frames} frames at "
+                          f"{predictions.image_size[0]}x{predictions.image_size[1]}, not this clip's",
+                          "give --reference a folder of its own for each clip size")
+    return Row("torch", "fp32", predictions=predictions)
 
 
 def table_header() -> str:
@@ -307,6 +338,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
                         help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena)")
+    parser.add_argument("--onnx-cache", default=None, metavar="DIR",
+                        help="keep the ONNX rows' exported graphs in DIR and reuse them in later runs (same config and "
+                             "precision), so a run times ONNX Runtime without exporting first; default: export in a "
+                             "temporary folder every run")
+    parser.add_argument("--reference", default=None, metavar="DIR",
+                        help="the torch fp32 predictions across runs: a run with that row writes them to DIR (when "
+                             "DIR holds none), a run without it compares its rows with them (runtimes timed in "
+                             "separate processes)")
     parser.add_argument("--model", choices=["geo4d", "geometrycrafter"], default="geo4d")
     parser.add_argument("--variant", nargs="+", choices=["diff", "determ"], default=["diff", "determ"],
                         help="GeometryCrafter's variants")
@@ -367,13 +406,15 @@ def main(argv: list[str]) -> int:
     # Each row is printed as soon as it is measured, so a run stopped at a time limit keeps its
     # finished rows; torch fp32, the reference of the last column, runs first.
     print(table_header(), flush=True)
-    reference = None
+    reference = stored_reference(Path(args.reference), frames) if args.reference else None
     with tempfile.TemporaryDirectory(prefix="parallax-bench-") as scratch:
         for runtime in sorted(set(args.runtime), key=RUNTIMES.index):
             for precision in sorted(precisions, key=list(PRECISIONS).index):
                 row = run_row(runtime, precision, config, frames, args, device, Path(scratch))
                 if (runtime, precision) == ("torch", "fp32") and row.predictions is not None:
                     reference = row
+                    if args.reference and not (Path(args.reference) / "windows.json").is_file():
+                        save_windows(row.predictions, args.reference)
                 print(format_row(row, reference, args.frames), flush=True)
                 if (runtime, precision) == ("torch", "fp32") and args.also_nchw:
                     nchw = replace(choices_for(device), channels_last=False)

@@ -2,8 +2,8 @@
 weights and inputs: agreement (max error relative to max(1, |torch|)) and seconds per call.
 
 Default: the FULL-size architecture (official_config.json, 1.44 B parameters) at 320x512
-(latent 40x64), 16 frames, float16 + CUDA when a GPU is there, else float32 on the CPU. Export needs
-about three copies of the weights in host memory (17 GB in float32, 9 GB in float16). A fixture
+(latent 40x64), 16 frames, float16 + CUDA when a GPU is there, else float32 on the CPU. Export peaks at
+the weights plus about a quarter in host memory (7.3 GiB in float32, docs/runtimes.md). A fixture
 folder's tiny model: `--config ../shared/fixtures/geo4d/tiny_config.json`.
 """
 

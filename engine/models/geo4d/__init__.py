@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from ...windows.schedule import WINDOW_LENGTH
@@ -49,12 +50,17 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
     if runtime != "onnx":
         raise InputError(f"unknown runtime {runtime!r}", "use --runtime torch or --runtime onnx")
     try:
-        from .onnx_backend import OnnxBackend
+        from .onnx_backend import OnnxBackend, export_graphs
     except ImportError as exc:
         raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
                           "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime onnx)"
                           ) from exc
-    return Geo4D(OnnxBackend(modules, device), modules.config, modules.context, device)
+    graphs = export_graphs(modules)
+    config, context = modules.config, modules.context
+    # The torch networks go before ONNX Runtime reads its own copy of the weights: peak memory is one copy.
+    del modules
+    gc.collect()
+    return Geo4D(OnnxBackend(graphs, config, device), config, context, device)
 
 
 def memory_floor(model_dir: Path, size: tuple[int, int], dtype: str, device: str, runtime: str):

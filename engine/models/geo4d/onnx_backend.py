@@ -1,9 +1,9 @@
 """ONNX Runtime as the second runtime for Geo4D: the UNet and the VAE parts as ONNX graphs (see
 onnx_export.py), run with the CUDA execution provider on a GPU (onnxruntime-gpu) or the CPU one.
 
-`OnnxBackend(modules, device)` gives the window-inference backend calls (encode / denoise / decode,
-as models.geo4d.model.TorchBackend) for a loaded Geo4D model. Its graphs are exported once per model
-directory and dtype (`cached_export`) into the directory's `onnx/` folder.
+`OnnxBackend(export_graphs(modules), config, device)` gives the window-inference backend calls (encode /
+denoise / decode, as models.geo4d.model.TorchBackend) for a loaded Geo4D model. Its graphs are exported
+once per model directory and dtype (`cached_export`) into the directory's `onnx/` folder.
 """
 
 from __future__ import annotations
@@ -114,23 +114,31 @@ class OnnxVAE:
         return self.decoder(z)[0]
 
 
+def export_graphs(modules, cache_dir: str | Path | None = None) -> dict[str, Path]:
+    """The four graphs (GRAPHS' names -> files) of a loaded Geo4D model (weights.Geo4DModules), exported in
+    the modules' dtype (float32 for the CPU provider, float16 for CUDA) to `cache_dir` (default: the
+    model directory's `onnx/`) the first time."""
+    directory = Path(modules.directory)
+    cache_dir = Path(cache_dir) if cache_dir else directory / ONNX_CACHE
+    networks = {"unet": modules.unet, "vae-encoder": modules.vae, "vae-decoder": modules.vae,
+                "pointmap-decoder": modules.pointmap_vae}
+    return {name: cached_export(name, module, directory, cache_dir) for name, module in networks.items()}
+
+
 class OnnxBackend(VaeBackend):
-    """Window-inference backend of a loaded Geo4D model (weights.Geo4DModules) running every network
-    in ONNX Runtime. Graphs are exported in the modules' dtype (float32 for the CPU provider, float16
-    for CUDA) to `cache_dir` (default: the model directory's `onnx/`) the first time."""
+    """Window-inference backend running every Geo4D network in ONNX Runtime, from the graph files of
+    `export_graphs`. It holds no torch network: callers drop theirs before building it, so the torch and
+    ONNX Runtime copies of the weights are never in memory together."""
 
-    def __init__(self, modules, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
-        directory = Path(modules.directory)
-        cache_dir = Path(cache_dir) if cache_dir else directory / ONNX_CACHE
+    def __init__(self, graphs: dict[str, Path], config: dict, device: str | torch.device = "cpu"):
+        def graph(name: str) -> OnnxGraph:
+            return OnnxGraph(graphs[name], GRAPHS[name][1], device)
 
-        def graph(name: str, module: torch.nn.Module) -> OnnxGraph:
-            return OnnxGraph(cached_export(name, module, directory, cache_dir), GRAPHS[name][1], device)
-
-        self.unet = OnnxUNet(cached_export("unet", modules.unet, directory, cache_dir), device)
-        vae = OnnxVAE(graph("vae-encoder", modules.vae), graph("vae-decoder", modules.vae), with_confidence=False)
-        pointmap_vae = OnnxVAE(None, graph("pointmap-decoder", modules.pointmap_vae), with_confidence=True)
+        self.unet = OnnxUNet(graphs["unet"], device)
+        vae = OnnxVAE(graph("vae-encoder"), graph("vae-decoder"), with_confidence=False)
+        pointmap_vae = OnnxVAE(None, graph("pointmap-decoder"), with_confidence=True)
         # The graphs take plain float32 / float16 arrays: no channels-last layout to choose.
-        super().__init__(vae, pointmap_vae, modules.config, replace(choices_for(device), channels_last=False))
+        super().__init__(vae, pointmap_vae, config, replace(choices_for(device), channels_last=False))
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, context, fs)

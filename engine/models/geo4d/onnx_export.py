@@ -33,6 +33,11 @@ from .unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 
 OPSET = 17
 _IMAGE_AXES = {0: "n", 2: "height", 3: "width"}
+# The gathered weights file: tensors of _ALIGN_ABOVE bytes and more start at a multiple of _ALIGNMENT
+# (as onnx >= 1.18 writes them); bytes are copied _CHUNK at a time.
+_ALIGNMENT = 64 * 1024
+_ALIGN_ABOVE = 1024 * 1024
+_CHUNK = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -145,12 +150,72 @@ def export_module(module: nn.Module, args: tuple, signature: GraphSignature, pat
             except Exception as exc:
                 raise ModelError(f"exporting {path.stem} to ONNX failed ({type(exc).__name__}: {exc})",
                                  "use --runtime torch, or update torch / onnx") from exc
+        final = Path(scratch) / path.name
+        data_name = f"{path.name}.data"
         # Over 2 GB the exporter writes one external file per tensor; gather them into one file.
         large = len(list(traced.parent.iterdir())) > 1
-        final = Path(scratch) / path.name
-        onnx.save_model(onnx.load(str(traced)), str(final), save_as_external_data=large,
-                        all_tensors_to_one_file=True, location=f"{path.name}.data")
         if large:
-            shutil.move(str(final.with_name(f"{path.name}.data")), path.parent / f"{path.name}.data")
+            gather_external_data(traced, final, data_name)
+            shutil.move(str(final.with_name(data_name)), path.parent / data_name)
+        else:
+            final = traced
         shutil.move(str(final), path)
     return path
+
+
+def _graph_tensors(graph: onnx.GraphProto):
+    """Every tensor of `graph` that can hold weights: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _graph_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _graph_tensors(subgraph)
+
+
+def gather_external_data(source: Path, target: Path, data_name: str) -> None:
+    """Write the graph `source`, whose tensors live in external files beside it (any number, e.g. one
+    per tensor), as `target` with every tensor in the one file `data_name` beside `target`.
+
+    Streams: the graph is read without its weights and each tensor's bytes are copied file to file, so
+    the weights are never held in memory (onnx.load + save_model held a second full copy of them, 6 GB
+    for the float32 Geo4D UNet). Each source file is deleted once copied (they are the export's own
+    scratch files), so the disk holds about one copy too. Tensors of 1 MiB and more start at a
+    multiple of 64 KiB, where ONNX Runtime can map them from the file instead of reading them."""
+    model = onnx.load(str(source), load_external_data=False)
+    copied: set[Path] = set()
+    with open(target.with_name(data_name), "wb") as data:
+        for tensor in _graph_tensors(model.graph):
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            part = source.parent / info["location"]
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else part.stat().st_size - offset
+            if length >= _ALIGN_ABOVE:
+                data.write(b"\0" * (-data.tell() % _ALIGNMENT))
+            start = data.tell()
+            with open(part, "rb") as stream:
+                stream.seek(offset)
+                _copy_bytes(stream, data, length, part)
+            copied.add(part)
+            del tensor.external_data[:]
+            for key, value in (("location", data_name), ("offset", start), ("length", length)):
+                tensor.external_data.add(key=key, value=str(value))
+    for part in copied:
+        part.unlink()
+    target.write_bytes(model.SerializeToString())
+
+
+def _copy_bytes(stream, data, length: int, part: Path) -> None:
+    while length > 0:
+        chunk = stream.read(min(length, _CHUNK))
+        if not chunk:
+            raise ModelError(f"the ONNX exporter's weights file {part.name} is shorter than its graph says",
+                             "export again, or use --runtime torch")
+        data.write(chunk)
+        length -= len(chunk)
