@@ -14,8 +14,8 @@ from ..errors import InputError
 from . import replace
 from .camera import ROTATION_MODES, build_camera
 from .collection_edits import carry_collection_edits
-from .depth import LENS, SequenceTiming, compositor_tree, connect_output, depth_composite_group, \
-    lens_uv_image, load_map_sequence, refill_lens_image, remove_compositor_nodes, remove_scene_compositor, \
+from .depth import LENS, CompositorBefore, SequenceTiming, connect_output, depth_composite_group, \
+    lens_uv_image, load_map_sequence, refill_lens_image, remove_compositor_nodes, restore_compositor, \
     scene_compositor, wire_compositor
 from .floor import fit_floor
 from .origin import attach, find_origin, is_origin, new_origin, world_scale
@@ -113,7 +113,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
     scene = context.scene
     settings = SceneSettings.of(scene)
     earlier = replace.SetAside(name)
-    compositor_before = compositor_tree(scene)
+    compositor_before = CompositorBefore.of(scene)
     before = replace.existing_ids()
     try:
         if options.depth:
@@ -126,8 +126,7 @@ def import_bundle(context: bpy.types.Context, bundle_path: str | Path,
         replace.tag_new(before, name)  # leave nothing half-made behind
         replace.remove_import(name)
         remove_compositor_nodes(name)
-        if compositor_tree(scene) != compositor_before:  # made by this import (== compares the data-blocks)
-            remove_scene_compositor(scene)
+        restore_compositor(scene, compositor_before)
         earlier.restore()
         settings.restore(scene)
         if clip is not None and clip not in clips_before:

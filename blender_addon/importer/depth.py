@@ -149,8 +149,10 @@ def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     """The scene's compositing node tree, made if there is none yet (it belongs to the scene, not an import)."""
     if not _BLENDER_5:
         if not scene.use_nodes:
+            fresh = scene.node_tree is None  # else an artist's tree with Use Nodes off: keep its nodes
             scene.use_nodes = True
-            scene.node_tree.nodes.clear()  # Blender's default Render Layers -> Composite would hide ours
+            if fresh:
+                scene.node_tree.nodes.clear()  # Blender's default Render Layers -> Composite would hide ours
         return scene.node_tree
     if scene.compositing_node_group is None:
         tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
@@ -159,14 +161,39 @@ def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     return scene.compositing_node_group
 
 
-def remove_scene_compositor(scene: bpy.types.Scene) -> None:
-    """Undo scene_compositor (for a failed import that made the scene's compositor)."""
-    if not _BLENDER_5:
-        scene.use_nodes = False
+@dataclass(frozen=True)
+class CompositorBefore:
+    """What scene_compositor may change, taken before it runs (restore_compositor puts it back)."""
+    tree: bpy.types.NodeTree | None
+    use_nodes: bool  # Blender 4.x's Use Nodes switch (5.x has none)
+    viewer_images: frozenset[str]  # the Viewer Node images Blender 4.5 makes when a compositor is switched on
+
+    @classmethod
+    def of(cls, scene: bpy.types.Scene) -> CompositorBefore:
+        return cls(compositor_tree(scene), _BLENDER_5 or scene.use_nodes, _viewer_images())
+
+
+def _viewer_images() -> frozenset[str]:
+    return frozenset(image.name for image in bpy.data.images if image.type == "COMPOSITING")
+
+
+def restore_compositor(scene: bpy.types.Scene, before: CompositorBefore) -> None:
+    """Undo scene_compositor for a failed import: the scene's compositor as `before` found it."""
+    if _BLENDER_5:
+        tree = scene.compositing_node_group
+        if tree is not None and tree != before.tree:  # made by this import (== compares the data-blocks)
+            scene.compositing_node_group = before.tree
+            bpy.data.node_groups.remove(tree)
         return
-    tree, scene.compositing_node_group = scene.compositing_node_group, None
-    if tree is not None:
-        bpy.data.node_groups.remove(tree)
+    if before.tree is None and scene.node_tree is not None:
+        # 4.x cannot delete a scene's own tree: leave it as Blender makes it when Use Nodes is first ticked.
+        tree = scene.node_tree
+        tree.nodes.clear()
+        layers, composite = tree.nodes.new("CompositorNodeRLayers"), tree.nodes.new("CompositorNodeComposite")
+        tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+    scene.use_nodes = before.use_nodes
+    for name in _viewer_images() - before.viewer_images:
+        bpy.data.images.remove(bpy.data.images[name])
 
 
 def wire_compositor(scene: bpy.types.Scene, key: str, group: bpy.types.NodeTree, depth: bpy.types.Image,

@@ -59,11 +59,25 @@ def state() -> dict:
                     scene.camera.name if scene.camera else None,
                     scene.active_clip.name if scene.active_clip else None, scene.view_layers[0].use_pass_z]
     tree = compositor_tree(scene)
-    out["compositor"] = None if tree is None else (
-        tree.name, sorted((n.name, n.bl_idname, str(n.get(TAG))) for n in tree.nodes),
-        sorted((link.from_node.name, link.from_socket.identifier, link.to_node.name, link.to_socket.identifier)
-               for link in tree.links))
+    if tree is None:
+        out["compositor"] = BLENDER_4_DEFAULT if bpy.app.version < (5, 0, 0) else None
+    else:
+        out["compositor"] = (
+            tree.name if bpy.app.version >= (5, 0, 0) else None,
+            sorted((n.name, n.bl_idname, str(n.get(TAG))) for n in tree.nodes),
+            sorted((link.from_node.name, link.from_socket.identifier, link.to_node.name, link.to_socket.identifier)
+                   for link in tree.links))
+    if bpy.app.version < (5, 0, 0):
+        out["use_nodes"] = scene.use_nodes
     return out
+
+
+# Blender 4.x cannot delete a scene's own compositor tree: a scene without one is the same to the artist as this
+# tree (what ticking Use Nodes makes) with Use Nodes off. (Its name, which the artist never sees, differs by version.)
+BLENDER_4_DEFAULT = (None,
+                     [("Composite", "CompositorNodeComposite", "None"),
+                      ("Render Layers", "CompositorNodeRLayers", "None")],
+                     [("Render Layers", "Image", "Composite", "Image")])
 
 
 def variant(good: Path, tmp_path: Path, edit=None, **files) -> Path:
@@ -229,7 +243,24 @@ def test_a_failed_first_import_leaves_no_compositor_behind(good):
     before = state()
     with pytest.raises(ValueError):
         import_bundle(bpy.context, good, ImportOptions(confidence_threshold="high"))
-    assert state() == before and compositor_tree(bpy.context.scene) is None
+    assert state() == before
+
+
+def test_a_failed_import_keeps_an_artists_compositor_with_use_nodes_off(good):
+    """Blender 4.x keeps a compositor tree while Use Nodes is off: its nodes are the artist's, the switch too."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    if bpy.app.version < (5, 0, 0):
+        scene.use_nodes = True
+        scene.node_tree.nodes.new("CompositorNodeBlur").name = "Artist Blur"
+        scene.use_nodes = False
+    before = state()
+    with pytest.raises(ValueError):
+        import_bundle(bpy.context, good, ImportOptions(confidence_threshold="high"))
+    assert state() == before
+    import_bundle(bpy.context, good)
+    if bpy.app.version < (5, 0, 0):  # a successful import switches the compositor on, beside the artist's nodes
+        assert scene.use_nodes and "Artist Blur" in scene.node_tree.nodes
 
 
 def test_reimport_after_a_refusal_replaces_in_place(scene, good, tmp_path):
