@@ -7,7 +7,7 @@
 #   LANES="py313" scripts/test.sh [args]     some lanes only
 #
 #   main    everything: Python 3.11, bpy 5.0.1 (the add-on in Blender 5.0), torch
-#   bpy42   the add-on and importer tests in bpy 4.2 LTS (Python 3.11, NumPy 1.x)
+#   bpy42   the add-on and importer tests (and the import reliability tests) in bpy 4.2 LTS (Python 3.11, NumPy 1.x)
 #   bpy45   the same tests in bpy 4.5 LTS
 #   py313   the add-on in bpy 5.2 LTS and the engine without torch on Python 3.13, NumPy 2 (whole suite: the
 #           tests that need torch skip with the reason)
@@ -21,7 +21,7 @@ failed=0
 for lane in $lanes; do
   case "$lane" in
     main)  venv=.venv;       tests=() ;;
-    bpy42|bpy45) venv=.venv-$lane; tests=(tests/test_addon_*.py tests/test_import*.py) ;;
+    bpy42|bpy45) venv=.venv-$lane; tests=(tests/test_addon_*.py tests/test_import*.py tests/reliability/test_bundles_import.py) ;;
     py313) venv=.venv-py313; tests=() ;;
     *) echo "error: unknown lane '$lane' in LANES (main, bpy42, bpy45, py313)" >&2; exit 2 ;;
   esac
