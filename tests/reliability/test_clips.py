@@ -50,7 +50,8 @@ def test_a_truncated_clip_warns_with_the_numbers(avi, tmp_path, fraction):
     decoded = len(clip.frames)
     assert 0 < decoded < FRAMES
     note = clip.shortfall()
-    assert f"only {decoded} of the {FRAMES} frames" in note and f"frames {decoded}-{FRAMES - 1} are missing" in note
+    assert f"only {decoded} of the {FRAMES} frames" in note \
+        and f"frames {decoded + 1}-{FRAMES} of the clip, counting from 1, are missing" in note
 
 
 def test_a_truncated_clip_read_within_what_it_holds_has_no_shortfall(avi, tmp_path):
