@@ -3,7 +3,9 @@
 Stages of `align`, each a function filling in `Slots` (docs/alignment.md explains the choices):
   1. cameras of every window slot in its window's frame, from the rays (focal by DLT, rotation by
      Kabsch, centre by ray intersection) averaged with those from the point map (a reweighted DLT);
-  2. the focal length: one for the clip (median over slots), or one per frame (zoom shots);
+  2. the focal length: one for the clip (median over slots), or one per frame (zoom shots); for point maps
+     in each frame's own camera (a model without rays), each window's focal is also measured from the
+     optical flow (motion.py) and weighed against the point maps';
   3. one similarity per window to the world (poses.py): rotation averaging, then scales and
      translations from the points and centres the windows share, robustly reweighted;
   4. per frame, the cameras of all windows that see it are averaged, then smoothed over time; the solve's
@@ -28,8 +30,8 @@ from .cameras import (SlotCameras, cameras_from_points, centre_from_rays,
                       focal_from_camera_points, focal_from_rays, fuse_cameras, rotation_from_rays)
 from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
-from .known import KnownCamera, apply_known_focal, known_camera
-from .motion import cameras_from_motion, in_own_cameras
+from .known import KnownCamera, apply_known_focal, known_camera, model_focal_sigma
+from .motion import cameras_from_motion, in_own_cameras, rescale
 from .quality import SolveQuality, solve_quality
 from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
 
@@ -174,12 +176,22 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions, 
     sw, st, v, u, pixels = slots.window[:, None], slots.t[:, None], slots.v, slots.u, slots.pixels
     if windows.pointmap_frame == "camera":
         # Each frame's points in its own camera: the focal from the points, the poses from the motion.
+        # Each frame's points in its own camera: the focal from the points and, unless known, from the flow
+        # (self-calibration, weighed against the point maps' focal by the spread of the windows' estimates);
+        # the poses from the motion.
         slot_focal = focal_from_camera_points(slots.points, slots.conf, pixels)
         _check_placeable(slot_focal, slots, "find its focal length from the point map")
-        focal = apply_known_focal(_frame_focal(slot_focal, slots, n, opts.per_frame_focal), slot_focal, slots.window,
-                                  known)
-        cameras = cameras_from_motion(windows, slots.t, slot_focal if known.focal is None else focal[slots.frame],
-                                      opts.robust)
+        if known.focal is None:
+            zoom = _zooms(slot_focal, slots, n, opts.per_frame_focal)  # DIS's flow is biased by a zoom
+            cameras = cameras_from_motion(windows, slots.t, slot_focal, known.principal, opts.robust,
+                                          None if zoom else model_focal_sigma(slot_focal, slots.window))
+            slots.points = rescale(slots.points, cameras.focal / slot_focal)  # the points the cameras were fitted to
+            slot_focal = cameras.focal
+            focal = _frame_focal(slot_focal, slots, n, opts.per_frame_focal)
+        else:
+            focal = apply_known_focal(_frame_focal(slot_focal, slots, n, opts.per_frame_focal), slot_focal,
+                                      slots.window, known)
+            cameras = cameras_from_motion(windows, slots.t, focal[slots.frame], known.principal, opts.robust)
         sources = [cameras]
         slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
     elif opts.use_rays and "rays" in windows.modalities:
@@ -358,10 +370,15 @@ def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str |
 def _frame_focal(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> np.ndarray:
     """Focal length of each frame [N]: the median over all slots ("off"), over each frame's slots ("on"), or
     per frame when the focal is seen to change over the shot ("auto", `focal_change`)."""
-    if per_frame == "on" or (per_frame == "auto" and
-                             focal_change(slot_focal, slots.window, slots.t, slots.frame, n) > ZOOM_MIN_CHANGE):
+    if _zooms(slot_focal, slots, n, per_frame):
         return np.array([np.median(slot_focal[slots.frame == i]) for i in range(n)])
     return np.full(n, float(np.median(slot_focal)))
+
+
+def _zooms(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> bool:
+    """Whether each frame gets its own focal: always ("on"), never ("off"), or when it changes over the shot."""
+    return per_frame == "on" or (per_frame == "auto" and
+                                 focal_change(slot_focal, slots.window, slots.t, slots.frame, n) > ZOOM_MIN_CHANGE)
 
 
 def focal_change(slot_focal: np.ndarray, slot_window: np.ndarray, slot_t: np.ndarray, slot_frame: np.ndarray,

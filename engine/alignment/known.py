@@ -55,6 +55,16 @@ def known_camera(opts: AlignOptions, map_size: tuple[int, int], plate_size: tupl
     return KnownCamera(focal=focal, mode=opts.focal_mode, tolerance=opts.focal_tolerance, principal=principal)
 
 
+def model_focal_sigma(slot_focal: np.ndarray, slot_window: np.ndarray) -> float:
+    """How far the windows' focal may be off (relative, a log sigma): the robust spread of their per-window
+    estimates (one per window: its slots' median), at least MODEL_FOCAL_SIGMA.
+    slot_focal [S] every slot's focal estimate (pixels); slot_window [S] its window."""
+    log_slot = np.log(slot_focal)
+    per_window = np.array([np.median(log_slot[slot_window == g]) for g in np.unique(slot_window)])
+    spread = 1.4826 * np.median(np.abs(per_window - np.median(per_window)))
+    return float(max(spread, MODEL_FOCAL_SIGMA))
+
+
 def apply_known_focal(frame_focal: np.ndarray, slot_focal: np.ndarray, slot_window: np.ndarray,
                       known: KnownCamera) -> np.ndarray:
     """Each frame's focal [N] (pixels) given what is known: the windows' own (`frame_focal` [N]) when nothing
@@ -64,10 +74,7 @@ def apply_known_focal(frame_focal: np.ndarray, slot_focal: np.ndarray, slot_wind
         return frame_focal
     if known.mode == "fixed":
         return np.full(len(frame_focal), known.focal)
-    log_slot = np.log(slot_focal)
-    per_window = np.array([np.median(log_slot[slot_window == g]) for g in np.unique(slot_window)])
-    spread = 1.4826 * np.median(np.abs(per_window - np.median(per_window)))
-    data_var = max(spread, MODEL_FOCAL_SIGMA) ** 2
+    data_var = model_focal_sigma(slot_focal, slot_window) ** 2
     prior_var = known.tolerance ** 2
     log_f = (np.log(frame_focal) / data_var + np.log(known.focal) / prior_var) / (1 / data_var + 1 / prior_var)
     return np.exp(log_f)

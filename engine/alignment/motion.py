@@ -10,6 +10,13 @@ Per pair of slots:
     against log |X_b(q')|_z (what the point map measures well). Each is scaled by its own robust
     spread in the pair, and a match far off in either (a moving object, a wrong match, a depth
     outlier) is down-weighted (Cauchy), so it loses its say.
+A model's focal error is shared by every frame of a window (the whole window's geometry follows it), so
+nothing inside its point maps reveals it; the flow does (self-calibration): first, per pair, the motion
+is fitted together with a focal correction s (a's points re-derived as (X / e^s, Y / e^s, Z), projected with
+b's focal times e^s; rotation makes s observable, depth fixes the scale), the pairs' s averaged by their
+variances (`window_focal_correction`) and weighed against the point maps' own focal (the prior, its
+sigma the windows' focal spread, at least known.MODEL_FOCAL_SIGMA); the window's points and focal are
+corrected by it before the motions above are fitted.
 Then per window, over all its pairs (each slot with the slots 1, 2, 4, 8, ... frames later):
   - rotation averaging (poses.average_rotations, the window's first slot fixed to the identity);
   - the camera centres from the pairs' translations (poses.window_translations, the first slot at the
@@ -34,6 +41,8 @@ from .robust import cauchy_weights, median_of_valid
 MATCH_PIXELS = 1024  # pixels per frame followed by the flow (matches are cheap; more points steady the fits)
 MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to this gap
 PAIR_CHUNK = 128  # pairs fitted at once (peak about 110 MB for 128 pairs of 1024 matches, measured)
+MAX_FOCAL_STEP = 0.1  # log focal: the most a pair's focal correction moves in one Gauss-Newton step
+MAX_FOCAL_CORRECTION = 0.4  # log focal: a pair's correction beyond +-50 % of the point map's focal is no fit
 
 
 @dataclass
@@ -41,7 +50,7 @@ class SlotMatches:
     """The same scene points seen by two slots of one window: M pairs of P sampled pixels.
 
     a, b: int64[M] slot indices; points_a, points_b: float64[M, P, 3] each in its own camera frame;
-    pixels_b: float64[M, P, 2] where b sees a's sampled pixels (centred, like geometry.centred_pixels);
+    pixels_b: float64[M, P, 2] where b sees a's sampled pixels (from the principal point);
     weight: float64[M, P] (0 = no usable match).
     """
 
@@ -53,10 +62,11 @@ class SlotMatches:
     weight: np.ndarray
 
 
-def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, first_slot: int) -> SlotMatches:
+def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, first_slot: int,
+                   principal: np.ndarray) -> SlotMatches:
     """Flow-matched points of window g's slot pairs (a, a + 1), (a, a + 2), (a, a + 4), ...
-    first_slot: the slot index of the window's first frame."""
-    h, w = windows.image_size
+    first_slot: the slot index of the window's first frame; principal: float[2] (x, y) the principal
+    point (pixels of the maps from their top-left corner), which b's pixels are measured from."""
     v, u = matcher.v, matcher.u
     start, length = int(windows.window_starts[g]), int(windows.window_lengths[g])
     maps = np.asarray(windows.pointmap[g, :length], np.float64)
@@ -75,7 +85,7 @@ def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, fir
             b_list.append(first_slot + tb)
             pa.append(x_a)
             pb.append(x_b)
-            qb.append(target + 0.5 - np.array([w / 2.0, h / 2.0]))
+            qb.append(target + 0.5 - principal)
             weights.append(usable.astype(np.float64))
         gap *= 2
     p = len(v)
@@ -89,18 +99,27 @@ def window_matches(windows: WindowPredictions, g: int, matcher: FlowMatcher, fir
 @dataclass
 class RelativeMotions:
     """Rigid motions X_b = R X_a + t of M slot pairs: rotation [M, 3, 3], translation [M, 3] (window units);
-    inlier: [M, P] each match's final weight; pixel_spread: [M] robust spread of the reprojection (pixels)."""
+    inlier: [M, P] each match's final weight; pixel_spread: [M] robust spread of the reprojection (pixels);
+    log_focal: [M] the focal correction s fitted with the motion (0 unless solve_focal), log_focal_var: [M]
+    its variance (inf unless solve_focal)."""
 
     rotation: np.ndarray
     translation: np.ndarray
     inlier: np.ndarray
     pixel_spread: np.ndarray
+    log_focal: np.ndarray
+    log_focal_var: np.ndarray
 
 
 def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = True,
-                     steps: int = 6) -> RelativeMotions:
+                     steps: int = 6, solve_focal: bool = False) -> RelativeMotions:
     """The motion of every matched pair: Kabsch on the 3D-3D matches, then Gauss-Newton on the 3D-2D
-    (pixel) and depth residuals, each reweighted (Cauchy). focal_b: [M] b's focal, pixels."""
+    (pixel) and depth residuals, each reweighted (Cauchy). focal_b: [M] b's focal, pixels.
+
+    solve_focal: also fit, per pair, a focal correction s shared by both slots (self-calibration): a's
+    points are re-derived with the focal e^s times their own (X, Y / e^s, Z: the pixel of X is f X/Z from
+    the principal point) and projected with b's focal times e^s. Depth fixes the scale, so rotation makes
+    s observable; with little rotation its variance (from the normal equations) is large."""
     m = len(matches.a)
     usable = matches.weight > 0
     depth_b = np.maximum(matches.points_b[..., 2], 1e-12)
@@ -111,11 +130,16 @@ def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = T
     rotation[~enough], translation[~enough] = np.eye(3), 0.0
     robust_w = np.ones_like(w0)
     spread_px = np.ones(m)
+    unknowns = 7 if solve_focal else 6
+    log_focal = np.zeros(m)
+    normal = np.tile(np.eye(unknowns), (m, 1, 1))
     for _ in range(steps):
-        y = matches.points_a @ np.swapaxes(rotation, 1, 2) + translation[:, None]
+        points_a = rescale(matches.points_a, np.exp(log_focal))
+        focal = focal_b * np.exp(log_focal)
+        y = points_a @ np.swapaxes(rotation, 1, 2) + translation[:, None]
         ahead = usable & (y[..., 2] > 1e-9)
         z = np.where(ahead, y[..., 2], 1.0)
-        r_px = focal_b[:, None, None] * y[..., :2] / z[..., None] - matches.pixels_b
+        r_px = focal[:, None, None] * y[..., :2] / z[..., None] - matches.pixels_b
         r_z = np.log(z) - np.log(depth_b)
         e_px, e_z = np.linalg.norm(r_px, axis=2), np.abs(r_z)
         spread_px = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_px, ahead, axis=1), nan=1.0), 0.02)
@@ -127,7 +151,7 @@ def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = T
         jy_px = np.zeros(y.shape[:2] + (2, 3))
         jy_px[..., 0, 0] = jy_px[..., 1, 1] = 1.0 / z
         jy_px[..., :, 2] = -y[..., :2] / z[..., None] ** 2
-        jy_px *= (focal_b / spread_px)[:, None, None, None]
+        jy_px *= (focal / spread_px)[:, None, None, None]
         jy_z = np.zeros(y.shape[:2] + (1, 3))
         jy_z[..., 0, 2] = 1.0 / z
         jy_z /= spread_z[:, None, None, None]
@@ -135,36 +159,67 @@ def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = T
         skew = np.zeros(y.shape + (3,))
         skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -y[..., 2], y[..., 1], -y[..., 0]
         skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = y[..., 2], -y[..., 1], y[..., 0]
-        jac = np.concatenate([-jac_y @ skew, jac_y], axis=3)  # [M, P, 3, 6]: d residual / d (omega, delta)
+        parts = [-jac_y @ skew, jac_y]
+        if solve_focal:
+            # d Y / d s = -R (X, Y, 0) of a's re-derived point; the pixel also grows with the focal itself.
+            lateral = points_a * np.array([1.0, 1.0, 0.0])
+            dy_ds = -lateral @ np.swapaxes(rotation, 1, 2)
+            d_px = (r_px + matches.pixels_b) / spread_px[:, None, None]
+            d_res = (jac_y @ dy_ds[..., None])[..., 0] + np.concatenate([d_px, np.zeros(y.shape[:2] + (1,))], axis=2)
+            parts.append(d_res[..., None])
+        jac = np.concatenate(parts, axis=3)  # [M, P, 3, 6 or 7]: d residual / d (omega, delta[, s])
         res = np.concatenate([r_px / spread_px[:, None, None], (r_z / spread_z[:, None])[..., None]], axis=2)
-        jac = jac.reshape(m, -1, 6)  # rows: 3 residuals per match
+        jac = jac.reshape(m, -1, unknowns)  # rows: 3 residuals per match
         weighted = jac * np.repeat(w, 3, axis=1)[..., None]
-        normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(6)  # batched matmul: BLAS, unlike einsum
+        normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(unknowns)  # batched matmul: BLAS, unlike einsum
         step = -np.linalg.solve(normal, np.swapaxes(weighted, 1, 2) @ res.reshape(m, -1, 1))[..., 0]
         step[~enough] = 0.0
         turn = axis_angle_to_rotation(step[:, :3])
         rotation = turn @ rotation
-        translation = np.einsum("mij,mj->mi", turn, translation) + step[:, 3:]
+        translation = np.einsum("mij,mj->mi", turn, translation) + step[:, 3:6]
+        if solve_focal:  # a trust region: s moves at most MAX_FOCAL_STEP a step, within +-MAX_FOCAL_CORRECTION
+            log_focal = np.clip(log_focal + np.clip(step[:, 6], -MAX_FOCAL_STEP, MAX_FOCAL_STEP),
+                                -MAX_FOCAL_CORRECTION, MAX_FOCAL_CORRECTION)
+    variance = np.full(m, np.inf)
+    if solve_focal:  # a pair whose s ran to the edge of the trust region says nothing about it
+        inside = enough & (np.abs(log_focal) < MAX_FOCAL_CORRECTION)
+        variance = np.where(inside, np.linalg.inv(normal)[:, 6, 6], np.inf)
     return RelativeMotions(project_to_rotation(rotation), translation, np.where(usable, w0 * robust_w, 0.0),
-                           spread_px)
+                           spread_px, log_focal, variance)
 
 
-def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: np.ndarray,
-                        robust: bool = True) -> SlotCameras:
+def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: np.ndarray, principal: np.ndarray,
+                        robust: bool = True, focal_sigma: float | None = None) -> SlotCameras:
     """Every slot's camera in its window's frame from camera-frame point maps and optical flow.
 
-    slot_t: int[S] position of each slot in its window; focal: [S] each slot's focal (pixels), used for
-    the 3D-2D residuals and passed through. Slots no match ties to their window keep the identity camera.
-    Matches are made and fitted a window (and a chunk of pairs) at a time, so memory stays bounded.
+    slot_t: int[S] position of each slot in its window; focal: [S] each slot's focal (pixels) as its point
+    map says; principal: float[2] (x, y) the principal point, pixels of the maps from their top-left corner.
+    focal_sigma: the point maps' focal uncertainty (relative); given (not for a zoom: DIS moves patches
+    without scaling them, and in a zoom its flow biased the focal by 4.5-8 % where exact matches gave
+    0.2-0.4 %), each window's focal is also solved
+    from the flow (`window_focal_correction`) and the two combined by their variances; the returned focal
+    [S] is then the combined one (the point map's times its window's correction) and the cameras are those
+    of point maps re-derived with it (X, Y scaled, Z kept: `rescale`). None: the focal is used as given.
+    Slots no match ties to their window keep the identity camera. Matches are made and fitted a window (and
+    a chunk of pairs) at a time, so memory stays bounded.
     """
     num_slots = len(slot_t)
     anchors = np.flatnonzero(slot_t == 0)
     h, w = windows.image_size
     v, u, _ = sample_pixels(h, w, MATCH_PIXELS)
     matcher = FlowMatcher(windows.rgb, v, u)
+    focal = np.asarray(focal, float).copy()
     a, b, rel, trans, support, depth = [], [], [], [], [], []
     for g in range(windows.num_windows):
-        matches = window_matches(windows, g, matcher, int(anchors[g]))
+        matches = window_matches(windows, g, matcher, int(anchors[g]), principal)
+        if focal_sigma is not None and len(matches.a):
+            log_flow, var_flow = window_focal_correction(matches, focal, focal_sigma, robust)
+            # The point map's focal is the prior (correction 0, variance focal_sigma^2); the flow's measures it.
+            correction = np.exp(log_flow / var_flow / (1.0 / var_flow + 1.0 / focal_sigma**2))
+            mine = slice(int(anchors[g]), int(anchors[g]) + int(windows.window_lengths[g]))
+            focal[mine] *= correction
+            matches = replace(matches, points_a=rescale(matches.points_a, correction),
+                              points_b=rescale(matches.points_b, correction))
         for lo in range(0, len(matches.a), PAIR_CHUNK):
             part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
             motion = relative_motions(part, focal[part.b], robust)
@@ -176,7 +231,7 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
             depth.append(median_of_valid(part.points_a[..., 2], motion.inlier > 0, axis=1))
     if not a:  # one-frame windows only
         return SlotCameras(rotation=np.tile(np.eye(3), (num_slots, 1, 1)), centre=np.zeros((num_slots, 3)),
-                           focal=np.asarray(focal, float))
+                           focal=focal)
     a, b, rel, trans, support, depth = (np.concatenate(x) for x in (a, b, rel, trans, support, depth))
     prior = support / max(float(support.max()), 1e-12) + 1e-6
     # C_a^T C_b = R_ab^T for camera-to-window rotations C.
@@ -185,7 +240,43 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
     poses = window_translations(np.zeros((len(prior), 1, 3)), trans[:, None], prior[:, None],
                                 np.nan_to_num(depth, nan=1.0)[:, None], a, b, rotation, np.ones(num_slots), robust,
                                 anchors)
-    return SlotCameras(rotation=rotation, centre=poses.translation, focal=np.asarray(focal, float))
+    return SlotCameras(rotation=rotation, centre=poses.translation, focal=focal)
+
+
+def window_focal_correction(matches: SlotMatches, focal: np.ndarray, prior_sigma: float,
+                            robust: bool = True) -> tuple[float, float]:
+    """The log of the factor by which one window's focal (and so its point maps' X/Z, Y/Z) is off, from the
+    flow: each pair's motion fitted with a focal correction of its own (`relative_motions(solve_focal=True)`),
+    averaged over the pairs by their variances. Returns (log correction, its variance; inf: nothing seen).
+
+    Only pairs that measure the focal better than the prior does (sigma below prior_sigma) take part: the
+    pairs of a window share its frames (and its depth and flow errors), so many weak pairs biased alike
+    (a zoom's flow, frames with little rotation) would otherwise add up to a false certainty. For the same
+    reason the variance is that of a mean of the window's L - 1 frame steps (or of its pairs, if fewer)
+    with the pairs' weighted spread about it, and at least the pairs' own combined variance.
+    focal: [S] every slot's focal (pixels)."""
+    s, var = [], []
+    for lo in range(0, len(matches.a), PAIR_CHUNK):
+        part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
+        motion = relative_motions(part, focal[part.b], robust, solve_focal=True)
+        s.append(motion.log_focal)
+        var.append(motion.log_focal_var)
+    s, var = np.concatenate(s), np.concatenate(var)
+    seen = np.isfinite(var) & (var > 0) & (var < prior_sigma**2)
+    if not seen.any():
+        return 0.0, np.inf
+    weight = 1.0 / var[seen]
+    mean = float(np.sum(weight * s[seen]) / weight.sum())
+    spread_sq = float(np.sum(weight * (s[seen] - mean) ** 2) / weight.sum())
+    steps = min(len(np.unique(np.concatenate([matches.a, matches.b]))) - 1, int(seen.sum()))
+    return mean, max(spread_sq / max(steps, 1), 1.0 / float(weight.sum()))
+
+
+def rescale(points: np.ndarray, correction: float | np.ndarray) -> np.ndarray:
+    """Camera-frame points [..., P, 3] re-derived for a focal `correction` times their own (a number, or one
+    per leading index [...]): the pixel of X is f X/Z from the principal point, so X and Y shrink by it."""
+    shrink = 1.0 / np.asarray(correction, float)[..., None]
+    return points * np.stack([shrink, shrink, np.ones_like(shrink)], axis=-1)
 
 
 def in_own_cameras(windows: WindowPredictions, cameras: SlotCameras, slot_window: np.ndarray,
