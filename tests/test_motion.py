@@ -100,7 +100,9 @@ def test_focal_from_camera_points_is_exact_and_robust():
     assert abs(focal[1] - 55.0) < 0.3 < 0.5 * abs(plain - 55.0)
 
 
-SIZE = (80, 128)
+# The benchmarks' size (docs/alignment.md): at 80x128, below any processing size, DIS's error alone biases the focal
+# the flow measures by 1-2 %.
+SIZE = (160, 256)
 
 
 @pytest.mark.parametrize("scene", ["static", "moving_objects"])

@@ -3,11 +3,11 @@
 A pixel q of frame i moves to q' = q + F_ij(q) in frame j. Where the flow back from j, read at q',
 does not return to q within FB_TOLERANCE pixels (occlusion, a flow failure, the image border), the
 match is dropped. Flows are computed once per ordered pair of frames and the matches cached, since
-overlapping windows ask for the same pairs. Frames are matched resized to FLOW_SIDE pixels on their longest
-side: larger frames shrunk (flow there is accurate to a few tenths of a pixel, and costs grow with the area),
-smaller ones enlarged (DIS's patches of 8 pixels and its coarsest pyramid level cover too much of a small
-frame: at 128 px wide its error biased the focal the flow measures (motion.window_focal_correction) by 0.7-3.4 %,
-at 512 px by 0.2-0.9 %; with exact matches the bias is nil).
+overlapping windows ask for the same pairs. Frames larger than FLOW_SIDE pixels are matched at that
+size (flow there is accurate to a few tenths of a pixel, and costs grow with the area). Smaller frames are
+matched at their own size: enlarging them to FLOW_SIDE (tried) made the solve far more sensitive to its inputs
+(a GeometryCrafter bundle through torch and ONNX Runtime, depths 1e-6 apart: cameras 3.3e-3 of the path apart
+instead of 4e-5) for focal errors no better at 160x256 (docs/alignment.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 FB_TOLERANCE = 1.0  # pixels (of the frames the flow sees): disagreement above which a match is dropped
-FLOW_SIDE = 512  # longest side, pixels, of the frames the flow is computed on (shrunk or enlarged to it)
+FLOW_SIDE = 512  # longest side, pixels, of the frames the flow is computed on (larger ones shrunk to it)
 
 
 class FlowMatcher:
@@ -28,13 +28,13 @@ class FlowMatcher:
     def __init__(self, rgb: np.ndarray, v: np.ndarray, u: np.ndarray):
         self._rgb = rgb
         self.v, self.u = v, u
-        self._shrink = FLOW_SIDE / max(rgb.shape[1:3])
+        self._shrink = min(1.0, FLOW_SIDE / max(rgb.shape[1:3]))
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _image(self, i: int) -> np.ndarray:
         gray = cv2.cvtColor(np.ascontiguousarray(self._rgb[i]), cv2.COLOR_RGB2GRAY)
-        if self._shrink != 1.0:
+        if self._shrink < 1.0:
             gray = cv2.resize(gray, None, fx=self._shrink, fy=self._shrink, interpolation=cv2.INTER_AREA)
         return gray
 
