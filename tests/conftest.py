@@ -119,6 +119,15 @@ def importer_operators():
         bpy.utils.unregister_class(cls)
 
 
+@pytest.fixture(scope="module")
+def plate_bundle(tmp_path_factory):
+    """tests/plate_clip.py's bundle with its plate (bundle, Reconstruction, the clip's first file, the plate frames),
+    written once per test module (needs bpy and OpenEXR, imported here so that other lanes never load them)."""
+    from tests.plate_clip import write_plate_bundle
+
+    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
+
+
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory):
     """(bundle folder, its Reconstruction): the default synthetic scene written once; tests must not change it."""

@@ -14,13 +14,8 @@ from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.plate_clip import render as _render  # noqa: E402
 from engine.formats.bundle import write_bundle  # noqa: E402
 from engine.formats.matte import write_matte_exr  # noqa: E402
-from tests.plate_clip import UPSCALE, write_plate_bundle  # noqa: E402
+from tests.plate_clip import UPSCALE  # noqa: E402
 from tests.synthetic_bundle import synthetic_reconstruction  # noqa: E402
-
-@pytest.fixture(scope="module")
-def plate_bundle(tmp_path_factory):
-    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
-
 
 @pytest.mark.parametrize("percentage", [50, 100, 200])
 def test_composite_with_nothing_rendered_is_the_plate(plate_bundle, tmp_path, percentage):

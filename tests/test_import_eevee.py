@@ -15,17 +15,12 @@ from blender_addon.importer import ImportOptions, import_bundle  # noqa: E402
 from blender_addon.importer.shadow_catcher import background_layer  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from blender_addon.importer.points import emission_material  # noqa: E402
-from tests.plate_clip import render, write_plate_bundle  # noqa: E402
+from tests.plate_clip import render  # noqa: E402
 
 NAME = "plate_0001"
 EEVEE = "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
 
 pytestmark = pytest.mark.usefixtures("importer_operators")
-
-
-@pytest.fixture(scope="module")
-def plate_bundle(tmp_path_factory):
-    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
 
 
 def _eevee_scene(plate_bundle):

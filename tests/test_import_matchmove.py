@@ -11,15 +11,9 @@ from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.replace import TAG  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from tests.plate_clip import render as _render  # noqa: E402
-from tests.plate_clip import write_plate_bundle  # noqa: E402
 
 pytest.importorskip("OpenEXR")
 NAME = "plate_0001"  # the import is named after the clip's first file
-
-
-@pytest.fixture(scope="module")
-def plate_bundle(tmp_path_factory):
-    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
 
 
 def _camera_matrices(scene, camera, frames):

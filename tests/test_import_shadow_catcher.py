@@ -15,18 +15,13 @@ from blender_addon.importer.depth import compositor_tree  # noqa: E402
 from blender_addon.importer.shadow_catcher import LAYER, LAYER_MARK  # noqa: E402
 from blender_addon.importer.transforms import srgb_to_linear  # noqa: E402
 from engine.formats.bundle import write_bundle  # noqa: E402
-from tests.plate_clip import render, write_plate_bundle  # noqa: E402
+from tests.plate_clip import render  # noqa: E402
 from tests.synthetic_bundle import FLOOR_Y, synthetic_reconstruction  # noqa: E402
 
 NAME = "plate_0001"
 
 
 pytestmark = pytest.mark.usefixtures("importer_operators")
-
-
-@pytest.fixture(scope="module")
-def plate_bundle(tmp_path_factory):
-    return write_plate_bundle(tmp_path_factory.mktemp("plate"))
 
 
 def _import(plate_bundle):
