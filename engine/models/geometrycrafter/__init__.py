@@ -42,6 +42,10 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     ("float32", "float16" or "bfloat16"; MoGe and the point-map VAE stay float32, as the official run.py
     keeps them); `variant` "diff" (default) or "determ". Runtime "torch", or "onnx": the UNet run by ONNX
     Runtime (exported into the model directory on first use, onnx_unet.py), the other networks by torch."""
+    import gc
+
+    import torch
+
     from ...errors import EngineError, InputError
     from .model import load_geometrycrafter
 
@@ -53,12 +57,18 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     model = load_geometrycrafter(model_dir, device, dtype, variant)
     if runtime == "onnx":
         try:
-            from .onnx_unet import cached_unet
+            from .onnx_unet import OnnxSpatioTemporalUNet, cached_unet_graph
         except ImportError as exc:
             raise EngineError(f"the ONNX Runtime backend is not available here ({exc})",
                               "use --runtime torch, or install the engine's onnx extra (pip install onnxruntime "
                               "onnx)") from exc
-        model.network.unet = cached_unet(model.network.unet, model_dir, variant, device)
+        graph = cached_unet_graph(model.network.unet, model_dir, variant, device)
+        # The torch UNet goes before ONNX Runtime reads its own copy of the weights: one copy at a time.
+        model.network.unet = None
+        gc.collect()
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+        model.network.unet = OnnxSpatioTemporalUNet(graph, device)
     return model
 
 

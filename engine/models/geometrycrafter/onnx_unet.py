@@ -1,6 +1,6 @@
 """GeometryCrafter's spatio-temporal UNet as an ONNX graph, run by ONNX Runtime (CPU provider, or CUDA with
 onnxruntime-gpu): the same exporter and session wrapper as Geo4D's (engine/models/geo4d/onnx_export.py,
-onnx_backend.py), with this UNet's signature. `reconstruct --runtime onnx` runs the UNet so (`cached_unet`);
+onnx_backend.py), with this UNet's signature. `reconstruct --runtime onnx` runs the UNet so (`cached_unet_graph`);
 the other networks stay in torch.
 
 Graph `unet-<dtype>.onnx`: inputs `sample` [b, t, in_channels, h, w], `timestep` float32 [1],
@@ -76,10 +76,12 @@ class OnnxSpatioTemporalUNet(OnnxGraph):
         return torch.from_numpy(out.astype(np.float32)).to(sample.device)
 
 
-def cached_unet(unet: SpatioTemporalUNet, model_dir: str | Path, variant: str, device: str | torch.device
-                ) -> OnnxSpatioTemporalUNet:
-    """The ONNX Runtime UNet of `variant` of a converted model directory, exported from the loaded `unet` (float32
-    or float16) into the directory's onnx/ cache the first time.
+def cached_unet_graph(unet: SpatioTemporalUNet, model_dir: str | Path, variant: str, device: str | torch.device
+                      ) -> Path:
+    """The ONNX graph of the UNet of `variant` of a converted model directory, exported from the loaded `unet`
+    (float32 or float16) into the directory's onnx/ cache the first time. `unet` may be moved to `device` (to
+    trace it there): callers drop it before opening the graph (`OnnxSpatioTemporalUNet`), so that the torch and
+    ONNX Runtime copies of the weights are never in memory together.
 
     The file is `unet_<variant>-<sha256>-<dtype>.onnx`, named after the weights file's sha256 in the manifest
     (which loading verified), so an export of other weights is never used; an export is written only where no
@@ -99,4 +101,4 @@ def cached_unet(unet: SpatioTemporalUNet, model_dir: str | Path, variant: str, d
     if not path.is_file():
         # Traced on the compute device: a float16 UNet resting in host memory (offloading) is moved there first.
         export_unet(unet.to(device), path)
-    return OnnxSpatioTemporalUNet(path, device)
+    return path
