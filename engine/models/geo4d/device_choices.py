@@ -1,8 +1,8 @@
 """How the Geo4D networks run on each kind of device: one table, chosen from measurements.
 
 `python -m engine.bench model --choices` measures every alternative on the device it runs on
-(VAE frames per call, memory layout, attention layout, threads, torch.compile) and marks the chosen one; the
-figures and the machine they came from are in docs/runtimes.md. The VAE calls
+(VAE frames per call, memory layout, attention layout, threads, torch.compile, the decoder's Upsample) and
+marks the chosen one; the figures and the machine they came from are in docs/runtimes.md. The VAE calls
 (vae.encode_frames / decode_frames) and the backends take their defaults from here.
 """
 
