@@ -8,7 +8,9 @@ from tests.needs import torch_or_skip
 torch_or_skip()
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from engine.models.geo4d.blocks import Upsample, set_upsample  # noqa: E402
 from engine.models.geo4d.checks import full_manifest  # noqa: E402
 from engine.models.geo4d.checks import vae as vae_check  # noqa: E402
 from engine.models.geo4d.config import model_params, vae_params  # noqa: E402
@@ -166,3 +168,41 @@ def test_onnx_export_runs_in_onnxruntime_at_other_sizes(tiny, tmp_path):
         for ours, ref in zip(outputs, expected):
             assert ours.shape == tuple(ref.shape)
             torch.testing.assert_close(torch.from_numpy(ours), ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_phase_conv_upsample_is_nearest_then_conv(channels_last):
+    """The Upsample's "phase_conv" (four output phases as one 2x2 conv of the low-resolution input) is
+    nearest x2 then the 3x3 conv, at odd sizes and both layouts; its kernels follow a new load of the weights,
+    and the state dict keeps the official key only."""
+    gen = torch.Generator().manual_seed(3)
+    up = Upsample(32).eval()
+    assert list(up.state_dict()) == ["conv.weight", "conv.bias"]
+    x = torch.randn(2, 32, 5, 7, generator=gen)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    for _ in range(2):
+        with torch.no_grad():
+            expected = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), up.conv.weight, up.conv.bias,
+                                padding=1)
+            set_upsample(up, "phase_conv")
+            out = up(x)
+        assert out.shape == (2, 32, 10, 14)
+        assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+        up.load_state_dict({"conv.weight": torch.randn(32, 32, 3, 3, generator=gen) * 0.06,  # init scale
+                            "conv.bias": torch.randn(32, generator=gen)})
+    with pytest.raises(ValueError, match="nearest_conv, phase_conv"):
+        set_upsample(up, "bilinear")
+
+
+def test_phase_conv_decode_reproduces_the_official_decode(tiny):
+    """The CPU's chosen Upsample (device_choices.py) and the written one both reproduce fixture b's
+    point-map decode with the uncertainty head."""
+    config, _, pm = tiny
+    scale = model_params(config)["scale_factor"]
+    fx = load_file(GEO4D_FIXTURES / "vae.safetensors")
+    assert choices_for("cpu").upsample == "phase_conv"
+    for mode in ("phase_conv", "nearest_conv"):
+        out = decode_frames(pm, fx["scaled.z_bcthw"], scale, with_confidence=True, upsample=mode)
+        assert all(up.mode == mode for up in pm.modules() if isinstance(up, Upsample))
+        torch.testing.assert_close(out, fx["scaled.decode_pm_confhead"], atol=2e-5, rtol=1e-5)

@@ -2,7 +2,8 @@
 (engine/models/geo4d/device_choices.py) measured on this device, the chosen one marked.
 
 Rows: frames per VAE encoder and decoder call, channels-last layout on and off, the VAE attention's
-q/k/v layout (transposed views, as the VAE had them, against contiguous heads), torch threads, and
+q/k/v layout (transposed views, as the VAE had them, against contiguous heads), torch threads, the
+decoder's Upsample (nearest x2 then a 3x3 conv, or the same as one 2x2 conv per output phase), and
 torch.compile of the VAEs on and off (its compile time is the "1st call" column: the warm-up call,
 one call of the measured shape; TORCHINDUCTOR_CACHE_DIR decides whether an earlier run's code is reused).
 The full-size VAEs (random weights) encode a clip of `--frames` frames and decode one window's
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from ..models.geo4d.blocks import UPSAMPLE_MODES
 from ..models.geo4d.config import OFFICIAL_CONFIG
 from ..models.geo4d.device_choices import DeviceChoices, choices_for
 
@@ -54,6 +56,8 @@ def rows_of(chosen: DeviceChoices) -> list[tuple[str, str, Variant]]:
     for threads in (None, 1):
         rows.append(("threads (decode)", "default" if threads is None else str(threads),
                      Variant("decode", replace(chosen, threads=threads))))
+    for mode in UPSAMPLE_MODES:
+        rows.append(("decode upsample", mode, Variant("decode", replace(chosen, upsample=mode))))
     for stage in ("encode", "decode"):
         for on in (True, False):
             rows.append((f"{stage} torch.compile", "on" if on else "off",
@@ -68,7 +72,8 @@ def is_chosen(choice: str, value: str, chosen: DeviceChoices) -> bool:
                 "VAE attention q/k/v": "contiguous",
                 "threads (decode)": "default" if chosen.threads is None else str(chosen.threads),
                 "encode torch.compile": "on" if chosen.compile_vae else "off",
-                "decode torch.compile": "on" if chosen.compile_vae else "off"}
+                "decode torch.compile": "on" if chosen.compile_vae else "off",
+                "decode upsample": chosen.upsample}
     return expected[choice] == value
 
 
@@ -128,7 +133,7 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
 
             def decode(frames_used: int):
                 decode_frames(vaes["pointmap_vae"], latent[:, :, :frames_used], scale, choices.decode_chunk, True,
-                              choices.channels_last)
+                              choices.channels_last, choices.upsample)
             call, warm_up = (lambda: decode(frames)), (lambda: decode(choices.decode_chunk))
         repeats = 1
     with torch.no_grad():

@@ -98,15 +98,77 @@ class Downsample(nn.Module):
         return self.op(x)
 
 
+UPSAMPLE_MODES = ("nearest_conv", "phase_conv")
+
+# Nearest x2 then a 3x3 conv (padding 1), per output row phase a (row 2i+a): the three taps read the
+# upsampled rows 2i+a-1, 2i+a, 2i+a+1, which are the low-resolution rows i-1+a+r of r = 0, 1 below,
+# each row receiving the sum of the taps marked 1. The same holds for columns.
+_PHASE_TAPS = ((( 1, 0, 0), (0, 1, 1)),   # a = 0: row i-1 <- tap 0; row i <- taps 1 + 2
+               (( 1, 1, 0), (0, 0, 1)))   # a = 1: row i <- taps 0 + 1; row i+1 <- tap 2
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 kernels [C_out, C_in, 3, 3] -> the 2x2 kernels of the four output phases (a, b) of
+    nearest x2 then that conv, [4 C_out, C_in, 2, 2], phase-major (output channel (2a + b) C_out + o),
+    summed in float32 and returned in the weight's dtype."""
+    taps = torch.tensor(_PHASE_TAPS, dtype=torch.float32, device=weight.device)  # [phase, r, tap]
+    kernels = torch.einsum("ary,bsx,oiyx->aboirs", taps, taps, weight.float())
+    return kernels.reshape(4 * weight.shape[0], weight.shape[1], 2, 2).to(weight.dtype)
+
+
 class Upsample(nn.Module):
-    """Nearest 2x upsampling then a 3x3 conv."""
+    """Nearest 2x upsampling then a 3x3 conv, computed as `mode` says (set_upsample):
+
+    "nearest_conv": as written, the 3x3 conv at the high resolution.
+    "phase_conv": the same function with 4/9 of the multiply-adds: one 2x2 conv of the low-resolution
+    input (padding 1, output [4 C, h+1, w+1]) giving the four output phases as channel groups
+    (phase_kernels), each cropped to its offset and interleaved into [C, 2h, 2w]. Its kernels are
+    derived from `conv` once per weight state (again after a load, a dtype or device change) and kept
+    beside it: 16/9 of the conv's weight. The state dict keeps only `conv`; ONNX export takes "nearest_conv".
+    """
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.mode = "nearest_conv"
+        self._phase: tuple | None = None  # (weight state, kernels, bias) derived from conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "phase_conv" and not torch.onnx.is_in_onnx_export():
+            return self._phase_forward(x)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+    def _phase_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.conv.weight
+        state = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if self._phase is None or self._phase[0] != state:
+            self._phase = None  # free the stale kernels before deriving the new ones
+            self._phase = (state, phase_kernels(weight.detach()), self.conv.bias.detach().repeat(4))
+        return self._phase[1], self._phase[2]
+
+    def _phase_forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self._phase_weights()
+        n, c, h, w = x.shape
+        phases = F.conv2d(x, weight, bias, padding=1)  # [n, 4c, h+1, w+1]; phase (a, b) at rows a.., cols b..
+        layout = (torch.channels_last if phases.is_contiguous(memory_format=torch.channels_last)
+                  and not phases.is_contiguous() else torch.contiguous_format)
+        out = torch.empty(n, c, 2 * h, 2 * w, dtype=phases.dtype, device=phases.device, memory_format=layout)
+        grid = out.view(n, c, h, 2, w, 2) if layout == torch.contiguous_format else \
+            out.unflatten(3, (w, 2)).unflatten(2, (h, 2))  # [n, c, h, a, w, b], a view of out
+        for a in (0, 1):
+            for b in (0, 1):
+                group = (2 * a + b) * c
+                grid[:, :, :, a, :, b] = phases[:, group:group + c, a:a + h, b:b + w]
+        return out
+
+
+def set_upsample(module: nn.Module, mode: str) -> None:
+    """Set how every Upsample inside `module` computes (Upsample's `mode`); results agree to float rounding."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample mode {mode!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+    for sub in module.modules():
+        if isinstance(sub, Upsample):
+            sub.mode = mode
 
 
 class TimestepEmbedSequential(nn.Sequential):

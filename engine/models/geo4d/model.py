@@ -69,7 +69,7 @@ class VaeBackend:
 
     def decode(self, latent: torch.Tensor) -> DecodedWindow:
         return decode_window(latent, self.vae, self.pointmap_vae, self.scale_factor, self.choices.decode_chunk,
-                             self.choices.channels_last)
+                             self.choices.channels_last, self.choices.upsample)
 
 
 class TorchBackend(VaeBackend):

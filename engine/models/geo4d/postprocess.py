@@ -37,17 +37,19 @@ class DecodedWindow:
 
 
 def decode_window(latent: torch.Tensor, first_stage: AutoencoderKL, pointmap_vae: AutoencoderKL,
-                  scale_factor: float, chunk: int | None = None, channels_last: bool | None = None) -> DecodedWindow:
-    """latent [1, 16, T, h, w] (diffusion space) -> DecodedWindow at [T, 8h, 8w]; `chunk` and `channels_last`
-    as vae.decode_frames (None: the device's choice)."""
+                  scale_factor: float, chunk: int | None = None, channels_last: bool | None = None,
+                  upsample: str | None = None) -> DecodedWindow:
+    """latent [1, 16, T, h, w] (diffusion space) -> DecodedWindow at [T, 8h, 8w]; `chunk`, `channels_last`
+    and `upsample` as vae.decode_frames (None: the device's choice)."""
     if latent.shape[0] != 1 or latent.shape[1] != 16:
         raise ValueError(f"expected a [1, 16, T, h, w] window latent, got {tuple(latent.shape)}")
 
     _, _, t, h, w = latent.shape
-    pm = _thwc(decode_frames(pointmap_vae, latent[:, POINTMAP], scale_factor, chunk, True, channels_last))
+    pm = _thwc(decode_frames(pointmap_vae, latent[:, POINTMAP], scale_factor, chunk, True, channels_last,
+                             upsample))
     # The other three groups share the first-stage VAE: decode them as one batch of 3 videos.
     rays_moments_disparity = decode_frames(first_stage, latent[0, RAY_DIRS.start:].reshape(3, 4, t, h, w),
-                                           scale_factor, chunk, False, channels_last)
+                                           scale_factor, chunk, False, channels_last, upsample)
     dirs, moments, disparity = (_thwc(video[None]) for video in rays_moments_disparity)
     return DecodedWindow(xyz=pm[..., :3], raw_uncertainty=pm[..., 3:4], ray_dirs=dirs, ray_moments=moments,
                          disparity=disparity.mean(-1, keepdim=True))

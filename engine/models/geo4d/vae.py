@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import clips_to_frames, frames_to_clips
+from .blocks import Upsample, clips_to_frames, frames_to_clips, set_upsample
 from .device_choices import choices_for
 
 
@@ -74,15 +74,6 @@ class Downsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Asymmetric (right/bottom) zero padding, as the checkpoints were trained with.
         return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = _conv3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class _Level(nn.Module):
@@ -313,13 +304,17 @@ def encode_frames(vae: AutoencoderKL, video: torch.Tensor, scale_factor: float, 
 
 @torch.no_grad()
 def decode_frames(vae: AutoencoderKL, latent: torch.Tensor, scale_factor: float, chunk: int | None = None,
-                  with_confidence: bool = False, channels_last: bool | None = None) -> torch.Tensor:
+                  with_confidence: bool = False, channels_last: bool | None = None,
+                  upsample: str | None = None) -> torch.Tensor:
     """Diffusion latent [B, 4, T, h, w] -> [B, C, T, 8h, 8w] float32, C = 3 (or 4 with the raw
     uncertainty channel). Decoded `chunk` frames at a time so memory stays bounded, in channels-last
-    layout or not: None takes the device's choice (device_choices.py)."""
+    layout or not, the decoder's Upsamples computed as `upsample` says (blocks.Upsample; a torch module's
+    setting stays until the next call): None takes the device's choice (device_choices.py)."""
     choices = choices_for(latent.device)
     chunk = chunk or choices.decode_chunk
     channels_last = choices.channels_last if channels_last is None else channels_last
+    if isinstance(vae, nn.Module):  # not the ONNX Runtime stand-in
+        set_upsample(vae, upsample or choices.upsample)
     frames = clips_to_frames(latent)
     dtype = _module_dtype(vae)
     decode = vae.decode_with_confidence if with_confidence else vae.decode
