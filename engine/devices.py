@@ -16,7 +16,8 @@ from .errors import EngineError, InputError
 SUPPORTED = {"cuda": ("fp16", "bf16", "fp32"), "mps": ("fp16", "fp32"), "cpu": ("fp32", "bf16")}
 DEVICE_HELP = "auto (default: the first CUDA GPU, else Apple Silicon's mps, else cpu), cuda, cuda:N, mps or cpu"
 PRECISION_HELP = ("default fp16 on cuda and mps, fp32 on cpu; cuda runs fp16, bf16 (Ampere and later) and fp32, "
-                  "mps fp16 and fp32, cpu fp32 and bf16")
+                  "mps fp16 and fp32, cpu fp32 and bf16; fp16 and bf16 change the numbers "
+                  "(fp32 is the reference; their difference to it: docs/runtimes.md)")
 
 
 @dataclass(frozen=True)

@@ -173,3 +173,22 @@ def test_latent_size_must_divide_by_the_downsampling(unet, case_a):
     assert unet.size_multiple == 4  # 3 levels
     with pytest.raises(InputError, match="multiples of 4"):
         unet(case_a["x_in"][..., :6, :10], case_a["t"], case_a["context"], case_a["fs"])
+
+
+def test_bfloat16_group_norm_equals_the_float32_round_trip():
+    """GroupNorm32 of a bfloat16 module on the CPU skips the official float32 round trip: torch's bfloat16
+    kernel computes in float32 and rounds only its output, so the two differ by the order of the sums,
+    at most one bfloat16 step (2^-7 relative) where a sum lands near a rounding boundary."""
+    from engine.models.geo4d.blocks import GroupNorm32
+
+    g = torch.Generator().manual_seed(0)
+    norm = GroupNorm32(320).to(torch.bfloat16)
+    norm.weight.data = (1 + 0.5 * torch.randn(320, generator=g)).to(torch.bfloat16)
+    norm.bias.data = torch.randn(320, generator=g).to(torch.bfloat16)
+    x = (3 + 2 * torch.randn(16, 320, 8, 16, generator=g)).to(torch.bfloat16)
+    out = norm(x)
+    round_trip = torch.nn.functional.group_norm(x.float(), 32, norm.weight.float(), norm.bias.float(),
+                                                norm.eps).to(torch.bfloat16)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), round_trip.float(), rtol=2 ** -7, atol=2 ** -7)
+    assert (out != round_trip).float().mean() < 0.01  # a rare rounding, not another computation

@@ -266,12 +266,21 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
     row.peak_bytes = {**metered.peak_bytes, "total": max(peaks) if peaks else None}
 
 
+def differences(ours: WindowPredictions, reference: WindowPredictions) -> dict[str, tuple[float, float]]:
+    """(max, median) of |ours - reference| / max(1, |reference|) for each continuous map (point map,
+    disparity, ray directions and moments; the confidence is left out because its validity mask is a
+    threshold that a tiny difference can flip)."""
+    out = {}
+    for name in COMPARED:
+        ref = getattr(reference, name)
+        error = np.abs(getattr(ours, name) - ref) / np.maximum(1.0, np.abs(ref))
+        out[name] = (float(error.max()), float(np.median(error)))
+    return out
+
+
 def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tuple[float, str]:
-    """The largest |ours - reference| / max(1, |reference|) over the continuous maps (point map,
-    disparity, ray directions and moments; the confidence is left out because its validity mask is
-    a threshold that a tiny difference can flip), and the map where it occurs."""
-    errors = {name: float((np.abs(getattr(ours, name) - getattr(reference, name))
-                           / np.maximum(1.0, np.abs(getattr(reference, name)))).max()) for name in COMPARED}
+    """The largest difference of `differences` over the maps, and the map where it occurs."""
+    errors = {name: largest for name, (largest, _) in differences(ours, reference).items()}
     name = max(errors, key=errors.get)
     return errors[name], name
 
@@ -313,7 +322,9 @@ def format_row(row: Row, reference: Row | None, num_frames: int) -> str:
         diff = "reference"
     else:
         value, name = max_difference(row.predictions, reference.predictions)
-        diff = f"{value:.3g} ({name})"
+        by_map = differences(row.predictions, reference.predictions)
+        diff = (f"{value:.3g} ({name})\n{'':21}difference by map, max / median: "
+                + ", ".join(f"{m} {a:.2g} / {b:.2g}" for m, (a, b) in by_map.items()))
     return head + times + "  " + memory + f"  {row.setup_s:8.1f}  {diff}"
 
 
@@ -333,7 +344,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--runtime", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=None,
-                        help="default: fp32 fp16 bf16 on cuda; fp32 on cpu (torch's CPU fp16 kernels are very slow)")
+                        help="default: fp32 fp16 bf16 on cuda; fp32 on cpu (torch's CPU fp16 kernels are very slow). "
+                             "fp16 and bf16 change the numbers: their rows show their difference to torch fp32")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,

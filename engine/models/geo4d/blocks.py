@@ -15,12 +15,18 @@ from .attention import SpatialTransformer, TemporalTransformer
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm(32) computed in float32 whatever the input dtype (the official `normalization`)."""
+    """GroupNorm(32) computed in float32 whatever the input dtype (the official `normalization`).
+
+    A bfloat16 module on the CPU runs torch's own bfloat16 kernel, which already computes in float32
+    (statistics and affine; only its output is rounded, as the official's `.type(x.dtype)` rounds it):
+    equal up to the order of the sums, without converting the whole tensor there and back."""
 
     def __init__(self, channels: int):
         super().__init__(32, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype == torch.bfloat16 and x.device.type == "cpu":
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).type(x.dtype)
 
 

@@ -224,7 +224,8 @@ class Posterior:
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.mean + self.std * noise.to(self.mean)
+        """mean + std * noise in float32 whatever the VAE's precision (no second rounding of the latent)."""
+        return self.mean.float() + torch.exp(0.5 * self.logvar.float()) * noise.float()
 
 
 class AutoencoderKL(nn.Module):
