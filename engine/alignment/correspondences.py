@@ -16,6 +16,9 @@ import cv2
 import numpy as np
 
 FB_TOLERANCE = 1.0  # pixels (of the frames the flow sees): disagreement above which a match is dropped
+LK_WINDOW, LK_LEVELS = 11, 2  # the Lucas-Kanade check of DIS's matches: patch side (pixels), pyramid levels
+LK_TOLERANCE = 0.5  # pixels: LK's own round trip from DIS's match and back must end this close to the start
+LK_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 FLOW_SIDE = 512  # longest side, pixels, of the frames the flow is computed on (larger ones shrunk to it)
 
 
@@ -55,9 +58,27 @@ class FlowMatcher:
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(np.inf, np.inf))[0]
             round_trip = np.hypot(x + back[:, 0] - u0, y + back[:, 1] - v0)
             inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            ok = inside & (round_trip < FB_TOLERANCE) & tracked(a, b, np.stack([u0, v0], 1), np.stack([x, y], 1))
             target = np.stack([(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5], axis=1)
-            self._cache[key] = (target, inside & (round_trip < FB_TOLERANCE))
+            self._cache[key] = (target, ok)
         return self._cache[key]
+
+
+def tracked(a: np.ndarray, b: np.ndarray, start: np.ndarray, match: np.ndarray) -> np.ndarray:
+    """bool[P]: whether Lucas-Kanade on each point's own patch, started at DIS's match, follows the point from
+    frame a to b and back to within LK_TOLERANCE of its start. a, b: uint8[H, W] grey frames; start, match:
+    float[P, 2] (x, y) of the points in a and DIS's match in b.
+
+    DIS's flow is smoothed over the image: on a fast pan it flattens the flow's growth towards the edges (the
+    curvature the focal is read from) and, past about 30 pixels of motion at 256 pixels wide, partly or wholly
+    fails, often alike both ways, so its own round trip passes (docs/alignment.md, step 3b). A second tracker
+    that sees only the point's patch drops most of those matches."""
+    start, match = start.astype(np.float32), match.astype(np.float32)
+    options = dict(winSize=(LK_WINDOW, LK_WINDOW), maxLevel=LK_LEVELS, criteria=LK_CRITERIA,
+                   flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+    found, ahead, _ = cv2.calcOpticalFlowPyrLK(a, b, start, match.copy(), **options)
+    back, behind, _ = cv2.calcOpticalFlowPyrLK(b, a, found, start.copy(), **options)
+    return (ahead[:, 0] == 1) & (behind[:, 0] == 1) & (np.hypot(*(back - start).T) < LK_TOLERANCE)
 
 
 def bilinear(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
