@@ -215,7 +215,7 @@ def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb
         return np.ones(num_windows)
     reference = np.nanmedian(typical)
     ratio = np.where(np.isfinite(typical), typical / max(reference, 1e-12), 1.0)
-    return np.where(ratio > 2.0, np.maximum((2.0 / ratio) ** 2, MIN_WINDOW_WEIGHT), 1.0)
+    return np.where(ratio > 2.0, np.maximum((2.0 / np.maximum(ratio, 2.0)) ** 2, MIN_WINDOW_WEIGHT), 1.0)
 
 
 def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np.ndarray, centre_var: np.ndarray,
