@@ -85,6 +85,26 @@ def test_batched_clips_equal_separate_calls(unet, case_a):
 
 
 @torch.no_grad()
+def test_context_projected_once_serves_every_call(unet, case_a):
+    """The keys and values of the constant context, projected once (batch 1), give the official outputs
+    in calls at other timesteps and batches, as the tokens themselves do."""
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    frames = x.shape[2]
+    projected = unet.project_context(context, frames)
+    assert len(projected.layers) == sum(len(m.transformer_blocks) for m in unet.modules()
+                                        if type(m).__name__ == "SpatialTransformer")
+    text_k = next(iter(projected.layers.values())).text_k
+    assert text_k.shape[:3] == (1, 1, 77)  # projected once per clip, not per frame
+    torch.testing.assert_close(unet(x, t, projected, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    x2, t2 = x.flip(3), torch.tensor([0])
+    batched = unet(torch.cat([x, x2]), torch.cat([t, t2]), projected, fs.expand(2))
+    torch.testing.assert_close(batched[:1], case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    torch.testing.assert_close(batched[1:], unet(x2, t2, context, fs), atol=ATOL_UNET, rtol=ATOL_UNET)
+    with pytest.raises(InputError, match="projected for 1 clip"):
+        unet(x[:, :, :8], t, projected, fs)
+
+
+@torch.no_grad()
 def test_per_frame_timesteps_and_default_fs(unet, case_a):
     x, t, context = case_a["x_in"], case_a["t"], case_a["context"]
     per_frame = unet(x, t.expand(1, x.shape[2]).contiguous(), context, case_a["fs"])
@@ -115,6 +135,12 @@ def test_shorter_window_and_shared_context(unet, case_a):
     torch.testing.assert_close(per_frame[3, 77:], context[0, 77 + 48:77 + 64])
     shared = unet.frame_context(context[:, :93], 8)
     assert shared.shape == (8, 93, 16) and torch.equal(shared[7], context[0, :93])
+    # The projected context's per-frame layout is that of frame_context.
+    for layer, keys_values in unet.project_context(context[:, :77 + 16 * 8], 8).per_frame(1, 8).items():
+        torch.testing.assert_close(keys_values.image_k, layer.to_k_ip(per_frame[:, 77:]))
+        torch.testing.assert_close(keys_values.text_v, layer.to_v(per_frame[:, :77]))
+    for layer, keys_values in unet.project_context(context[:, :93], 8).per_frame(1, 8).items():
+        torch.testing.assert_close(keys_values.image_v, layer.to_v_ip(shared[:, 77:]))
 
 
 def _four_frames(case: dict) -> tuple:
