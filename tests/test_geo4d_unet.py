@@ -17,6 +17,7 @@ from safetensors.torch import load_file  # noqa: E402
 from engine.errors import InputError, ModelError  # noqa: E402
 from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward  # noqa: E402
 from engine.models.geo4d.config import unet_params  # noqa: E402
+from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
@@ -199,3 +200,26 @@ def test_latent_size_must_divide_by_the_downsampling(unet, case_a):
     assert unet.size_multiple == 4  # 3 levels
     with pytest.raises(InputError, match="multiples of 4"):
         unet(case_a["x_in"][..., :6, :10], case_a["t"], case_a["context"], case_a["fs"])
+
+
+@torch.no_grad()
+def test_onednn_linears_reproduce_the_official_forward(tiny_config, case_a):
+    """The CPU choice linear_kernel="onednn" (the UNet's linear layers on oneDNN's packed weights) keeps
+    the official outputs within the fixtures' tolerance, and the state dict (keys and values) of the
+    layers it replaced; other dtypes keep torch's layers."""
+    if not onednn.onednn_available():
+        pytest.skip("this torch has no oneDNN prepacked linear ops")
+    unet = unet_forward.load_tiny_unet(FIXTURES, tiny_config)
+    state = unet.state_dict()
+    assert onednn.use_linear_kernel(unet, "onednn") == "onednn"
+    linears = [m for m in unet.modules() if isinstance(m, onednn.OneDnnLinear)]
+    assert linears and not any(type(m) is torch.nn.Linear for m in unet.modules())
+    assert all(m.weight.is_mkldnn for m in linears)  # the packed copy only
+    packed_state = unet.state_dict()
+    assert list(packed_state) == list(state)
+    assert all(torch.equal(packed_state[k], v) for k, v in state.items())
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    torch.testing.assert_close(unet(x, t, context, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    half = unet_forward.load_tiny_unet(FIXTURES, tiny_config).to(torch.bfloat16)
+    assert onednn.use_linear_kernel(half, "onednn") == "mkl"
+    assert not any(isinstance(m, onednn.OneDnnLinear) for m in half.modules())

@@ -22,11 +22,15 @@ class DeviceChoices:
     channels_last: bool     # VAE convolutions on channels-last tensors (oneDNN's fast layout on the CPU)
     threads: int | None     # torch intra-op threads; None = torch's default (one per physical core)
     compile_vae: bool = False  # TorchBackend: the VAEs through torch.compile (inductor; vae.compile_vae)
+    # TorchBackend, float32 on the CPU: the UNet's linear layers through "mkl" (torch's own) or "onednn"
+    # (oneDNN's prepacked weights, onednn.py).
+    linear_kernel: str = "mkl"
 
 
 CHOICES = {
     # Measured on a 2-core AMD EPYC (Zen 4), full-size VAEs at 64x128 (docs/runtimes.md).
-    "cpu": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=True, threads=None),
+    "cpu": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=True, threads=None,
+                         linear_kernel="onednn"),
     # Not measured yet (no GPU lent): the settings the GPU memory analysis was made with
     # (`python -m engine.bench memory`).
     "cuda": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=False, threads=None),

@@ -33,6 +33,7 @@ from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
 from .config import model_params, size_multiple, size_rule, unet_params, vae_params
 from .device_choices import DeviceChoices, apply_threads, choices_for
+from .onednn import use_linear_kernel
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME, ProjectedContext
 from .vae import compile_vae, encode_frames
@@ -92,6 +93,8 @@ class TorchBackend(VaeBackend):
         super().__init__(modules.vae, modules.pointmap_vae, modules.config, choices)
         self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
+        # The kernel in effect: "onednn" swaps the UNet's linear layers in place (float32 on the CPU only).
+        self.linear_kernel = use_linear_kernel(modules.unet, choices.linear_kernel)
 
     @torch.no_grad()
     def prepare_context(self, context: torch.Tensor, frames: int) -> ProjectedContext:
