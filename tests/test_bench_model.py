@@ -5,6 +5,7 @@ run is reported as n/a instead of failing the benchmark. No timing is asserted."
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,8 @@ from tests.needs import torch_or_skip
 torch_or_skip()
 
 import json  # noqa: E402
+
+import torch  # noqa: E402
 
 from engine.bench import choices  # noqa: E402
 from engine.bench.model import main, official_clip_cost, official_window_count  # noqa: E402
@@ -94,6 +97,11 @@ def test_device_choices_measure_runs_each_stage_on_the_tiny_vae():
                     choices.Variant("attention", chosen, "transposed")):
         result = choices.measure(variant, config, (32, 64), 4, "cpu")
         assert result["seconds"] > 0 and result["peak_bytes"] > 0
+    # The UNet call with each linear kernel: the same output up to float rounding.
+    outputs = [choices.measure(choices.Variant("denoise", replace(chosen, linear_kernel=kernel)), config,
+                               (32, 64), 4, "cpu")["output"] for kernel in ("mkl", "onednn")]
+    assert outputs[0].shape == (1, 16, 4, 4, 8) and outputs[0].abs().max() > 0.1
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
 
 
 def test_runtimes_in_separate_runs_share_the_reference_and_the_onnx_export(capsys, tmp_path):

@@ -17,6 +17,7 @@ from safetensors.torch import load_file  # noqa: E402
 from engine.errors import InputError, ModelError  # noqa: E402
 from engine.models.geo4d.checks import ATOL_UNET, resampler as resampler_check, unet_forward  # noqa: E402
 from engine.models.geo4d.config import unet_params  # noqa: E402
+from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
@@ -85,6 +86,26 @@ def test_batched_clips_equal_separate_calls(unet, case_a):
 
 
 @torch.no_grad()
+def test_context_projected_once_serves_every_call(unet, case_a):
+    """The keys and values of the constant context, projected once (batch 1), give the official outputs
+    in calls at other timesteps and batches, as the tokens themselves do."""
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    frames = x.shape[2]
+    projected = unet.project_context(context, frames)
+    assert len(projected.layers) == sum(len(m.transformer_blocks) for m in unet.modules()
+                                        if type(m).__name__ == "SpatialTransformer")
+    text_k = next(iter(projected.layers.values())).text_k
+    assert text_k.shape[:3] == (1, 1, 77)  # projected once per clip, not per frame
+    torch.testing.assert_close(unet(x, t, projected, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    x2, t2 = x.flip(3), torch.tensor([0])
+    batched = unet(torch.cat([x, x2]), torch.cat([t, t2]), projected, fs.expand(2))
+    torch.testing.assert_close(batched[:1], case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    torch.testing.assert_close(batched[1:], unet(x2, t2, context, fs), atol=ATOL_UNET, rtol=ATOL_UNET)
+    with pytest.raises(InputError, match="projected for 1 clip"):
+        unet(x[:, :, :8], t, projected, fs)
+
+
+@torch.no_grad()
 def test_per_frame_timesteps_and_default_fs(unet, case_a):
     x, t, context = case_a["x_in"], case_a["t"], case_a["context"]
     per_frame = unet(x, t.expand(1, x.shape[2]).contiguous(), context, case_a["fs"])
@@ -115,6 +136,12 @@ def test_shorter_window_and_shared_context(unet, case_a):
     torch.testing.assert_close(per_frame[3, 77:], context[0, 77 + 48:77 + 64])
     shared = unet.frame_context(context[:, :93], 8)
     assert shared.shape == (8, 93, 16) and torch.equal(shared[7], context[0, :93])
+    # The projected context's per-frame layout is that of frame_context.
+    for layer, keys_values in unet.project_context(context[:, :77 + 16 * 8], 8).per_frame(1, 8).items():
+        torch.testing.assert_close(keys_values.image_k, layer.to_k_ip(per_frame[:, 77:]))
+        torch.testing.assert_close(keys_values.text_v, layer.to_v(per_frame[:, :77]))
+    for layer, keys_values in unet.project_context(context[:, :93], 8).per_frame(1, 8).items():
+        torch.testing.assert_close(keys_values.image_v, layer.to_v_ip(shared[:, 77:]))
 
 
 def _four_frames(case: dict) -> tuple:
@@ -192,3 +219,26 @@ def test_bfloat16_group_norm_equals_the_float32_round_trip():
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), round_trip.float(), rtol=2 ** -7, atol=2 ** -7)
     assert (out != round_trip).float().mean() < 0.01  # a rare rounding, not another computation
+
+
+@torch.no_grad()
+def test_onednn_linears_reproduce_the_official_forward(tiny_config, case_a):
+    """The CPU choice linear_kernel="onednn" (the UNet's linear layers on oneDNN's packed weights) keeps
+    the official outputs within the fixtures' tolerance, and the state dict (keys and values) of the
+    layers it replaced; other dtypes keep torch's layers."""
+    if not onednn.onednn_available():
+        pytest.skip("this torch has no oneDNN prepacked linear ops")
+    unet = unet_forward.load_tiny_unet(FIXTURES, tiny_config)
+    state = unet.state_dict()
+    assert onednn.use_linear_kernel(unet, "onednn") == "onednn"
+    linears = [m for m in unet.modules() if isinstance(m, onednn.OneDnnLinear)]
+    assert linears and not any(type(m) is torch.nn.Linear for m in unet.modules())
+    assert all(m.weight.is_mkldnn for m in linears)  # the packed copy only
+    packed_state = unet.state_dict()
+    assert list(packed_state) == list(state)
+    assert all(torch.equal(packed_state[k], v) for k, v in state.items())
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    torch.testing.assert_close(unet(x, t, context, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    half = unet_forward.load_tiny_unet(FIXTURES, tiny_config).to(torch.bfloat16)
+    assert onednn.use_linear_kernel(half, "onednn") == "mkl"
+    assert not any(isinstance(m, onednn.OneDnnLinear) for m in half.modules())

@@ -5,7 +5,10 @@ Rows: frames per VAE encoder and decoder call, channels-last layout on and off, 
 q/k/v layout (transposed views, as the VAE had them, against contiguous heads), torch threads, the
 decoder's Upsample (nearest x2 then a 3x3 conv, or the same as one 2x2 conv per output phase), and
 torch.compile of the VAEs on and off (its compile time is the "1st call" column: the warm-up call,
-one call of the measured shape; TORCHINDUCTOR_CACHE_DIR decides whether an earlier run's code is reused).
+one call of the measured shape; TORCHINDUCTOR_CACHE_DIR decides whether an earlier run's code is reused),
+and the UNet's linear kernel (stage "denoise": one UNet call on one window of `--frames` frames at
+`--size`, the full-size UNet with random weights and its context projected beforehand, as sampling does;
+the outputs' largest difference between the kernels is printed under the table).
 The full-size VAEs (random weights) encode a clip of `--frames` frames and decode one window's
 point-map group (the point-map VAE with its uncertainty head; a window decodes four groups through
 the same decoder architecture) at `--size`.
@@ -27,15 +30,17 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from ..models.geo4d.blocks import UPSAMPLE_MODES
+from ..models.geo4d.attention import TEXT_TOKENS
 from ..models.geo4d.config import OFFICIAL_CONFIG
 from ..models.geo4d.device_choices import DeviceChoices, choices_for
+from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME
 
 GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
 class Variant:
-    stage: str                 # "encode", "decode" or "attention"
+    stage: str                 # "encode", "decode", "attention" or "denoise"
     choices: DeviceChoices
     attention: str = "contiguous"  # q/k/v layout of the attention rows: "contiguous" or "transposed"
 
@@ -62,6 +67,8 @@ def rows_of(chosen: DeviceChoices) -> list[tuple[str, str, Variant]]:
         for on in (True, False):
             rows.append((f"{stage} torch.compile", "on" if on else "off",
                          Variant(stage, replace(chosen, compile_vae=on))))
+    for kernel in ("mkl", "onednn"):
+        rows.append(("denoise linears", kernel, Variant("denoise", replace(chosen, linear_kernel=kernel))))
     return rows
 
 
@@ -73,7 +80,8 @@ def is_chosen(choice: str, value: str, chosen: DeviceChoices) -> bool:
                 "threads (decode)": "default" if chosen.threads is None else str(chosen.threads),
                 "encode torch.compile": "on" if chosen.compile_vae else "off",
                 "decode torch.compile": "on" if chosen.compile_vae else "off",
-                "decode upsample": chosen.upsample}
+                "decode upsample": chosen.upsample,
+                "denoise linears": chosen.linear_kernel}
     return expected[choice] == value
 
 
@@ -109,6 +117,9 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
             torch.nn.functional.scaled_dot_product_attention(q, k, v)
         warm_up = call
         repeats = max(1, frames // choices.decode_chunk)  # one window's frames
+    elif variant.stage == "denoise":
+        call, warm_up, outputs = _denoise_call(config, choices, size, frames, dev, generator, seed)
+        repeats = 1
     else:
         with torch.device("meta"):
             modules = build_modules(config)
@@ -149,7 +160,38 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "first_seconds": first_seconds, "peak_bytes": peak}
+    result = {"seconds": seconds, "cpu_seconds": cpu_seconds, "first_seconds": first_seconds, "peak_bytes": peak}
+    if variant.stage == "denoise":
+        result["output"] = outputs[-1].cpu()
+    return result
+
+
+def _denoise_call(config: dict, choices: DeviceChoices, size: tuple[int, int], frames: int, device: torch.device,
+                  generator: torch.Generator, seed: int):
+    """(call, warm-up, outputs): one UNet call on one window, the full-size UNet with random weights run as
+    TorchBackend runs it (the linear kernel of `choices`), its context projected once beforehand; each call
+    appends its output to `outputs`."""
+    from ..models.geo4d.onednn import use_linear_kernel
+    from ..models.geo4d.weights import build_modules
+    from .onnx_unet import randomize_parameters
+
+    with torch.device("meta"):
+        unet = build_modules(config)["unet"]
+    unet = unet.to_empty(device=device)
+    randomize_parameters(unet, seed)
+    unet.eval().requires_grad_(False)
+    use_linear_kernel(unet, choices.linear_kernel)
+    h, w = size
+    x = torch.randn(1, unet.in_channels, frames, h // 8, w // 8, generator=generator).to(device)
+    tokens = torch.randn(1, TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * frames, unet.context_dim, generator=generator)
+    timestep, fs = torch.tensor([500], device=device), torch.tensor([24], device=device)
+    outputs = []
+    with torch.no_grad():
+        context = unet.project_context(tokens.to(device), frames)
+
+    def call():
+        outputs.append(unet(x, timestep, context, fs))
+    return call, call, outputs
 
 
 def run(args) -> int:
@@ -191,4 +233,10 @@ def run(args) -> int:
         mark = "*" if is_chosen(choice, value, chosen) else ""
         print(f"{choice:24} {value:11} {result['seconds'] / frames:8.4f} {result['cpu_seconds'] / frames:8.4f} "
               f"{result['peak_bytes'] / GIB:9.2f} {result['first_seconds']:10.1f}  {mark}", flush=True)
+    denoised = {value: best[variant]["output"] for choice, value, variant in rows if choice == "denoise linears"}
+    if len(denoised) > 1:
+        reference = denoised.pop("mkl")
+        for value, output in denoised.items():
+            print(f"denoise linears {value} against mkl: max |difference| {(output - reference).abs().max():.3g} "
+                  f"(outputs up to {reference.abs().max():.3g})")
     return 0

@@ -44,7 +44,7 @@ import argparse
 import contextlib
 import weakref
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -192,8 +192,9 @@ def stage_peaks(modules: Geo4DModules, size: tuple[int, int], window_batch: int,
             tracker.track(tensor)
     tracker.track(modules.context)
     weights = tracker.live
-    # The device's choices (VAE chunks, layout): CUDA's when modelling it, else the CPU's, as the real CPU run.
-    backend = TorchBackend(modules, choices_for("cuda" if cuda_attention else "cpu"))
+    # The device's choices (VAE chunks, layout): CUDA's when modelling it, else the CPU's, as the real CPU run,
+    # with torch's linear layers: oneDNN's packed weights (a CPU choice) are tensors the tracker cannot see.
+    backend = TorchBackend(modules, replace(choices_for("cuda" if cuda_attention else "cpu"), linear_kernel="mkl"))
     h, w = size
     lh, lw = h // 8, w // 8
     b, t = window_batch, WINDOW_LENGTH

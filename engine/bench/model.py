@@ -151,6 +151,9 @@ class MeteredBackend:
     def encode(self, video, noise):
         return self._run("encoding", self.backend.encode, video, noise)
 
+    def prepare_context(self, context, frames):
+        return self._run("diffusion", self.backend.prepare_context, context, frames)
+
     def denoise(self, x, t, context, fs):
         return self._run("diffusion", self.backend.denoise, x, t, context, fs)
 

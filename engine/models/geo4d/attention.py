@@ -9,6 +9,8 @@ Layouts: spatial transformers take `(b t) c h w`, temporal transformers take `b 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,11 +60,28 @@ def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
                           for i in range(0, n, rows)])
 
 
-class CrossAttention(nn.Module):
-    """Self-attention (context None) or cross-attention to `context`.
+@dataclass(frozen=True)
+class ContextKeysValues:
+    """One cross-attention layer's keys and values of its context, each [..., L, heads*d]: those of the
+    text tokens, and with image cross-attention those of the image tokens (else None)."""
 
-    With `image_cross_attention`, the context is [N, 77 + L_img, context_dim]: the query attends to the
-    77 text tokens and, separately with its own key/value projections, to the image tokens; the two
+    text_k: torch.Tensor
+    text_v: torch.Tensor
+    image_k: torch.Tensor | None = None
+    image_v: torch.Tensor | None = None
+
+    def map(self, fn) -> "ContextKeysValues":
+        """The same keys and values, each passed through `fn` (a layout change)."""
+        return ContextKeysValues(*(None if tensor is None else fn(tensor) for tensor in
+                                   (self.text_k, self.text_v, self.image_k, self.image_v)))
+
+
+class CrossAttention(nn.Module):
+    """Self-attention (context None) or cross-attention to a context's keys and values
+    (`project_context`, computed once for a constant context: UNet3D.project_context).
+
+    With `image_cross_attention`, the context is 77 text tokens and image tokens: the query attends to
+    the text tokens and, separately with its own key/value projections, to the image tokens; the two
     results are added (scale 1, as Geo4D's config has no learnable alpha).
     """
 
@@ -81,17 +100,22 @@ class CrossAttention(nn.Module):
             self.to_k_ip = nn.Linear(context_dim, inner_dim, bias=False)
             self.to_v_ip = nn.Linear(context_dim, inner_dim, bias=False)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def project_context(self, text: torch.Tensor, image: torch.Tensor) -> ContextKeysValues:
+        """Keys and values of the text tokens [..., 77, C] and (with image cross-attention; the official
+        code drops them without) of the image tokens [..., L, C]."""
+        if not self.image_cross_attention:
+            return ContextKeysValues(self.to_k(text), self.to_v(text))
+        return ContextKeysValues(self.to_k(text), self.to_v(text), self.to_k_ip(image), self.to_v_ip(image))
+
+    def forward(self, x: torch.Tensor, context: ContextKeysValues | None = None) -> torch.Tensor:
+        """x [N, Lq, query_dim]; context: keys and values [N, L, heads*d] (project_context)."""
         q = self.to_q(x)
         if context is None:
             out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads)
         else:
-            # The official code keeps only the text tokens when image cross-attention is off.
-            text = context[:, :TEXT_TOKENS]
-            out = multi_head_attention(q, self.to_k(text), self.to_v(text), self.heads)
-            if self.image_cross_attention:
-                image = context[:, TEXT_TOKENS:]
-                out = out + multi_head_attention(q, self.to_k_ip(image), self.to_v_ip(image), self.heads)
+            out = multi_head_attention(q, context.text_k, context.text_v, self.heads)
+            if context.image_k is not None:
+                out = out + multi_head_attention(q, context.image_k, context.image_v, self.heads)
         return self.to_out(out)
 
 
@@ -131,15 +155,16 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: ContextKeysValues | None = None) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
 
 class SpatialTransformer(nn.Module):
-    """Attention over the h*w positions of each frame. x [(b t), c, h, w]; context [(b t), L, context_dim]
-    (77 text tokens + that frame's image tokens)."""
+    """Attention over the h*w positions of each frame. x [(b t), c, h, w]; context: the keys and values
+    of each block's cross-attention (`attn2`), [(b t), L, heads*d] (77 text tokens + that frame's image
+    tokens)."""
 
     def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int,
                  use_linear: bool, image_cross_attention: bool):
@@ -154,7 +179,7 @@ class SpatialTransformer(nn.Module):
         ])
         self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv2d(inner_dim, channels, 1)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: dict[CrossAttention, ContextKeysValues]) -> torch.Tensor:
         n, _, h, w = x.shape
         y = self.norm(x)
         if not self.use_linear:
@@ -163,7 +188,7 @@ class SpatialTransformer(nn.Module):
         if self.use_linear:
             y = self.proj_in(y)
         for block in self.transformer_blocks:
-            y = block(y, context)
+            y = block(y, context[block.attn2])
         if self.use_linear:
             y = self.proj_out(y)
         y = y.transpose(1, 2).reshape(n, -1, h, w).contiguous()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SpatialTransformer, TemporalTransformer
+from .attention import ContextKeysValues, CrossAttention, SpatialTransformer, TemporalTransformer
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -179,10 +179,11 @@ def set_upsample(module: nn.Module, mode: str) -> None:
 
 class TimestepEmbedSequential(nn.Sequential):
     """Runs its layers in order on [(b t), c, h, w], giving each the inputs it needs: the time
-    embedding to ResBlocks, the per-frame context to spatial transformers, and the clip layout
-    [b, c, t, h, w] to temporal transformers."""
+    embedding to ResBlocks, the context's per-frame keys and values (UNet3D) to spatial transformers, and
+    the clip layout [b, c, t, h, w] to temporal transformers."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, batch: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: dict[CrossAttention, ContextKeysValues],
+                batch: int) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, batch)

@@ -23,11 +23,15 @@ class DeviceChoices:
     threads: int | None     # torch intra-op threads; None = torch's default (one per physical core)
     compile_vae: bool = False  # TorchBackend: the VAEs through torch.compile (inductor; vae.compile_vae)
     upsample: str = "nearest_conv"  # VAE decoder's nearest x2 + 3x3 conv: as written or "phase_conv" (blocks.Upsample)
+    # TorchBackend, float32 on the CPU: the UNet's linear layers through "mkl" (torch's own) or "onednn"
+    # (oneDNN's prepacked weights, onednn.py).
+    linear_kernel: str = "mkl"
 
 
 CHOICES = {
     # Measured on a 2-core AMD EPYC (Zen 4), full-size VAEs at 64x128 (docs/runtimes.md).
-    "cpu": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=True, threads=None, upsample="phase_conv"),
+    "cpu": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=True, threads=None, upsample="phase_conv",
+                         linear_kernel="onednn"),
     # Not measured yet (no GPU lent): the settings the GPU memory analysis was made with
     # (`python -m engine.bench memory`).
     "cuda": DeviceChoices(encode_chunk=8, decode_chunk=8, channels_last=False, threads=None),

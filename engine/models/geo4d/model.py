@@ -33,8 +33,9 @@ from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
 from .config import model_params, size_multiple, size_rule, unet_params, vae_params
 from .device_choices import DeviceChoices, apply_threads, choices_for
+from .onednn import use_linear_kernel
 from .postprocess import DecodedWindow, decode_window, window_geometry
-from .unet import IMAGE_TOKENS_PER_FRAME
+from .unet import IMAGE_TOKENS_PER_FRAME, ProjectedContext
 from .vae import compile_vae, encode_frames
 from .weights import Geo4DModules, build_modules, drop_not_run
 from .. import window_model
@@ -45,8 +46,14 @@ class Backend(Protocol):
     def encode(self, video: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """video [1, 3, n, H, W] in [-1, 1], noise [n, 4, H/8, W/8] -> latent [1, 4, n, H/8, W/8] float32."""
 
-    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
-        """x [B, 20, T, h, w], t [B] int64, context [B, 77 + 16T, C], fs [B] int64 -> v [B, 16, T, h, w]."""
+    def prepare_context(self, context: torch.Tensor, frames: int):
+        """The context of the denoise calls on windows of `frames` frames, from the constant tokens
+        [1, 77 + 16 frames, C]: made once for all the calls of a clip (the torch backend projects the tokens
+        to every cross-attention layer's keys and values)."""
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, context, fs: torch.Tensor) -> torch.Tensor:
+        """x [B, 20, T, h, w], t [B] int64, context from prepare_context (any B), fs [B] int64
+        -> v [B, 16, T, h, w]."""
 
     def decode(self, latent: torch.Tensor) -> DecodedWindow:
         """One window's latent [1, 16, T, h, w] -> decoded maps at [T, 8h, 8w]."""
@@ -86,10 +93,19 @@ class TorchBackend(VaeBackend):
         super().__init__(modules.vae, modules.pointmap_vae, modules.config, choices)
         self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
+        # The kernel in effect: "onednn" swaps the UNet's linear layers in place (float32 on the CPU only).
+        self.linear_kernel = use_linear_kernel(modules.unet, choices.linear_kernel)
 
     @torch.no_grad()
-    def denoise(self, x, t, context, fs):
-        return self.unet(x.to(self.dtype), t, context.to(self.dtype), fs).float()
+    def prepare_context(self, context: torch.Tensor, frames: int) -> ProjectedContext:
+        return self.unet.project_context(context.to(self.dtype), frames)
+
+    @torch.no_grad()
+    def denoise(self, x, t, context: ProjectedContext | torch.Tensor, fs):
+        """context: prepare_context's, or the tokens [B or 1, 77 + 16T, C] (projected in this call)."""
+        if isinstance(context, torch.Tensor):
+            context = context.to(self.dtype)
+        return self.unet(x.to(self.dtype), t, context, fs).float()
 
 
 @dataclass
@@ -191,16 +207,17 @@ class Geo4D:
         map_h, map_w = map_size or (h, w)
         out = new_maps(g_count, length, (map_h, map_w), spill_dir)
         progress("diffusion", 0.0)
+        # Only a clip shorter than 16 frames has a short window, and then it is the only one.
+        t = int(lengths[0])
+        # Each frame's cross-attention gets the 77 text tokens and its own 16 image tokens; the context is
+        # constant, so the backend prepares it once for every window and step.
+        context = self.backend.prepare_context(self.context[:, :TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * t], t)
         for first in range(0, g_count, options.window_batch):
             if cancelled():
                 raise Cancelled()
             batch = range(first, min(first + options.window_batch, g_count))
-            # Only a clip shorter than 16 frames has a short window, and then it is the only one.
-            t = int(lengths[first])
             cond = torch.cat([latents[:, :, starts[g]:starts[g] + t] for g in batch])
             x_T = torch.cat([self._window_noise(options.seed, int(starts[g]), cond.shape[1:]) for g in batch])
-            # Each frame's cross-attention gets the 77 text tokens and its own 16 image tokens.
-            context = self.context[:, :TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * t].expand(len(batch), -1, -1)
             fs_t = torch.full((len(batch),), fs, dtype=torch.int64, device=self.device)
 
             def denoise(x, timestep):

@@ -140,8 +140,12 @@ class OnnxBackend(VaeBackend):
         # The graphs take plain float32 / float16 arrays: no channels-last layout to choose.
         super().__init__(vae, pointmap_vae, config, replace(choices_for(device), channels_last=False))
 
+    def prepare_context(self, context: torch.Tensor, frames: int) -> torch.Tensor:
+        """The tokens as they are: the UNet graph projects them in every call."""
+        return context
+
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t, context, fs)
+        return self.unet(x, t, context.expand(x.shape[0], -1, -1), fs)
 
 
 def cached_export(name: str, module: torch.nn.Module, model_dir: str | Path, cache_dir: str | Path) -> Path:

@@ -5,7 +5,8 @@ Inputs (b clips of t frames, latent size h x w):
 - x         [b, in_channels, t, h, w]   noisy latent concatenated with the condition latent (20 = 16 + 4)
 - timesteps [b] or [b, t] int64          diffusion step(s) in 0..999
 - context   [b, 77 + 16*t, context_dim]  77 text tokens, then 16 image tokens per frame
-            (or [b, L, context_dim] shared by all frames, any other L)
+            (or [b, L, context_dim] shared by all frames, any other L); or its keys and values
+            (`project_context`, of batch b or 1), which a constant context needs computed only once
 - fs        [b] int64                    frame stride / fps conditioning (default `default_fs`)
 Output: [b, out_channels, t, h, w] (v-prediction for Geo4D). h and w must be divisible by
 2**(len(channel_mult) - 1).
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ...errors import InputError, ModelError
-from .attention import TEXT_TOKENS, SpatialTransformer, TemporalTransformer
+from .attention import TEXT_TOKENS, ContextKeysValues, CrossAttention, SpatialTransformer, TemporalTransformer
 from .blocks import (Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential, Upsample, clips_to_frames,
                      frames_to_clips)
 
@@ -59,6 +61,29 @@ def _mlp(dim_in: int, dim_out: int) -> nn.Sequential:
 def _repeat_per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
     """[b, ...] -> [(b t), ...], each clip's row repeated for its frames."""
     return x[:, None].expand(x.shape[0], frames, *x.shape[1:]).reshape(x.shape[0] * frames, *x.shape[1:])
+
+
+@dataclass(frozen=True)
+class ProjectedContext:
+    """A context's keys and values for every cross-attention layer of a UNet (UNet3D.project_context), for
+    calls on clips of `frames` frames. Each tensor is [b, 1 or frames, L, heads*d]: 1 where all frames
+    share the tokens (the text; a context of another length), `frames` for per-frame image tokens."""
+
+    frames: int
+    layers: dict[CrossAttention, ContextKeysValues]
+
+    def per_frame(self, batch: int, frames: int) -> dict[CrossAttention, ContextKeysValues]:
+        """Each layer's keys and values for `batch` clips of `frames` frames: [(batch frames), L, heads*d]
+        (views where the batch is 1)."""
+        context_batch = next(iter(self.layers.values())).text_k.shape[0]
+        if frames != self.frames or context_batch not in (1, batch):
+            raise InputError(f"the UNet got {batch} clips of {frames} frames with a context projected for "
+                             f"{context_batch} clip(s) of {self.frames} frames",
+                             "project the context for these clips (UNet3D.project_context)")
+
+        def layout(kv: torch.Tensor) -> torch.Tensor:
+            return kv.expand(batch, frames, -1, -1).reshape(batch * frames, *kv.shape[2:])
+        return {layer: keys_values.map(layout) for layer, keys_values in self.layers.items()}
 
 
 class UNet3D(nn.Module):
@@ -168,7 +193,8 @@ class UNet3D(nn.Module):
     @staticmethod
     def frame_context(context: torch.Tensor, frames: int) -> torch.Tensor:
         """[b, 77 + 16*t, C] -> [(b t), 77 + 16, C]: each frame gets the text tokens and its own image
-        tokens. Any other context length is shared by all frames: [b, L, C] -> [(b t), L, C]."""
+        tokens. Any other context length is shared by all frames: [b, L, C] -> [(b t), L, C]. (The official
+        layout, checked against its fixture; the UNet projects the tokens without building it: project_context.)"""
         b, length, dim = context.shape
         if length != TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * frames:
             return _repeat_per_frame(context, frames)
@@ -176,7 +202,22 @@ class UNet3D(nn.Module):
         image = context[:, TEXT_TOKENS:].reshape(b * frames, IMAGE_TOKENS_PER_FRAME, dim)
         return torch.cat([text, image], dim=1)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+    def project_context(self, context: torch.Tensor, frames: int) -> ProjectedContext:
+        """Every cross-attention layer's keys and values of `context`, for calls on clips of `frames` frames:
+        [b, 77 + 16*frames, C] gives each frame the text tokens and its own 16 image tokens (as frame_context
+        lays them out), any other length is shared by all frames. The text tokens are projected once per
+        clip, not per frame; a constant context (the sampler's) needs this once for all its calls."""
+        b, length, dim = context.shape
+        text = context[:, None, :TEXT_TOKENS]
+        if length == TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * frames:
+            image = context[:, TEXT_TOKENS:].reshape(b, frames, IMAGE_TOKENS_PER_FRAME, dim)
+        else:
+            image = context[:, None, TEXT_TOKENS:]
+        layers = [block.attn2 for module in self.modules() if isinstance(module, SpatialTransformer)
+                  for block in module.transformer_blocks]
+        return ProjectedContext(frames, {layer: layer.project_context(text, image) for layer in layers})
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | ProjectedContext,
                 fs: torch.Tensor | None = None) -> torch.Tensor:
         b, _, t, h, w = x.shape
         if h % self.size_multiple or w % self.size_multiple:
@@ -191,17 +232,19 @@ class UNet3D(nn.Module):
             if fs is None:
                 fs = torch.full((b,), self.default_fs, dtype=torch.long, device=x.device)
             emb = emb + _repeat_per_frame(self.fps_embed(fs, dtype), t)
-        context = self.frame_context(context, t)
+        if isinstance(context, torch.Tensor):
+            context = self.project_context(context, t)
+        layers = context.per_frame(b, t)
 
         hidden = clips_to_frames(x)
         skips = []
         for index, block in enumerate(self.input_blocks):
-            hidden = block(hidden, emb, context, b)
+            hidden = block(hidden, emb, layers, b)
             if index == 0 and self.addition_attention:
-                hidden = self.init_attn(hidden, emb, context, b)
+                hidden = self.init_attn(hidden, emb, layers, b)
             skips.append(hidden)
-        hidden = self.middle_block(hidden, emb, context, b)
+        hidden = self.middle_block(hidden, emb, layers, b)
         for block in self.output_blocks:
-            hidden = block(torch.cat([hidden, skips.pop()], dim=1), emb, context, b)
+            hidden = block(torch.cat([hidden, skips.pop()], dim=1), emb, layers, b)
         out = self.out(hidden)
         return frames_to_clips(out, b)
