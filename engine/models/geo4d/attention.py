@@ -107,8 +107,12 @@ class CrossAttention(nn.Module):
             return ContextKeysValues(self.to_k(text), self.to_v(text))
         return ContextKeysValues(self.to_k(text), self.to_v(text), self.to_k_ip(image), self.to_v_ip(image))
 
-    def forward(self, x: torch.Tensor, context: ContextKeysValues | None = None) -> torch.Tensor:
-        """x [N, Lq, query_dim]; context: keys and values [N, L, heads*d] (project_context)."""
+    def forward(self, x: torch.Tensor, context: ContextKeysValues | torch.Tensor | None = None) -> torch.Tensor:
+        """x [N, Lq, query_dim]; context: keys and values [N, L, heads*d] (project_context), or the context's
+        tokens [N, L, context_dim], projected here (GeometryCrafter's UNet, whose context is each window's)."""
+        if isinstance(context, torch.Tensor):
+            # The official code keeps only the text tokens when image cross-attention is off.
+            context = self.project_context(context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:])
         q = self.to_q(x)
         if context is None:
             out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads)
