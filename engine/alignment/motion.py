@@ -284,9 +284,11 @@ def chain_consistent(matches: SlotMatches, motion: RelativeMotions, focal_b: np.
             start = _project(x, np.eye(3), np.zeros(3), focal_b[m])
             chained = _project(x, rotation, translation, focal_b[m])
             direct = _project(x, *own, focal_b[m])
-            shift = np.nanmedian(np.linalg.norm(chained - start, axis=1))
-            gap = np.nanmedian(np.linalg.norm(direct - chained, axis=1))
-            keep[m] = not gap > max(CHAIN_TOLERANCE * shift, CHAIN_MIN_SHIFT * width)
+            shifts = np.linalg.norm(chained - start, axis=1)
+            gaps = np.linalg.norm(direct - chained, axis=1)
+            # Points behind either camera project to nan; with none in front there is nothing to judge by.
+            if np.isfinite(shifts).any() and np.isfinite(gaps).any():
+                keep[m] = not np.nanmedian(gaps) > max(CHAIN_TOLERANCE * np.nanmedian(shifts), CHAIN_MIN_SHIFT * width)
         best[(a, b)] = own if keep[m] else (rotation, translation)
     return keep
 
