@@ -129,33 +129,25 @@ class Upsample(nn.Module):
     "phase_conv": the same function with 4/9 of the multiply-adds: one 2x2 conv of the low-resolution
     input (padding 1, output [4 C, h+1, w+1]) giving the four output phases as channel groups
     (phase_kernels), each cropped to its offset and interleaved into [C, 2h, 2w]. Its kernels are
-    derived from `conv` once per weight state (again after a load, a dtype or device change) and kept
-    beside it: 16/9 of the conv's weight. The state dict keeps only `conv`; ONNX export takes "nearest_conv".
+    derived from `conv` at each call (milliseconds against the call's seconds), so no second copy of the
+    weights is held (16/9 of the conv's: 75 MB for a full-size window's two decoders in fp32, memory being
+    issue 15's other goal). The state dict is `conv`'s; ONNX export takes "nearest_conv".
     """
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.mode = "nearest_conv"
-        self._phase: tuple | None = None  # (weight state, kernels, bias) derived from conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "phase_conv" and not torch.onnx.is_in_onnx_export():
             return self._phase_forward(x)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
-    def _phase_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        weight = self.conv.weight
-        state = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        if self._phase is None or self._phase[0] != state:
-            self._phase = None  # free the stale kernels before deriving the new ones
-            self._phase = (state, phase_kernels(weight.detach()), self.conv.bias.detach().repeat(4))
-        return self._phase[1], self._phase[2]
-
     def _phase_forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self._phase_weights()
         n, c, h, w = x.shape
-        phases = F.conv2d(x, weight, bias, padding=1)  # [n, 4c, h+1, w+1]; phase (a, b) at rows a.., cols b..
+        # [n, 4c, h+1, w+1]; phase (a, b) at rows a.., cols b..
+        phases = F.conv2d(x, phase_kernels(self.conv.weight.detach()), self.conv.bias.detach().repeat(4), padding=1)
         layout = (torch.channels_last if phases.is_contiguous(memory_format=torch.channels_last)
                   and not phases.is_contiguous() else torch.contiguous_format)
         out = torch.empty(n, c, 2 * h, 2 * w, dtype=phases.dtype, device=phases.device, memory_format=layout)
