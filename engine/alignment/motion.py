@@ -43,8 +43,6 @@ MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to 
 PAIR_CHUNK = 128  # pairs fitted at once (peak about 110 MB for 128 pairs of 1024 matches, measured)
 MAX_FOCAL_STEP = 0.1  # log focal: the most a pair's focal correction moves in one Gauss-Newton step
 MAX_FOCAL_CORRECTION = 0.4  # log focal: a pair's correction beyond +-50 % of the point map's focal is no fit
-CHAIN_TOLERANCE = 0.25  # a pair's motion may put its points this fraction of the chain's image motion from the chain
-CHAIN_MIN_SHIFT = 0.01  # ... and at least this fraction of the image width (the chain's own drift)
 
 
 @dataclass
@@ -222,14 +220,15 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
             focal[mine] *= correction
             matches = replace(matches, points_a=rescale(matches.points_a, correction),
                               points_b=rescale(matches.points_b, correction))
-        motion = _concatenate([relative_motions(part, focal[part.b], robust) for part in _chunks(matches)])
-        keep = chain_consistent(matches, motion, focal[matches.b], w) if robust else np.ones(len(matches.a), bool)
-        a.append(matches.a[keep])
-        b.append(matches.b[keep])
-        rel.append(motion.rotation[keep])
-        trans.append(motion.translation[keep])
-        support.append((motion.inlier.sum(axis=1) / motion.pixel_spread**2)[keep])
-        depth.append(median_of_valid(matches.points_a[..., 2], motion.inlier > 0, axis=1)[keep])
+        for lo in range(0, len(matches.a), PAIR_CHUNK):
+            part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
+            motion = relative_motions(part, focal[part.b], robust)
+            a.append(part.a)
+            b.append(part.b)
+            rel.append(motion.rotation)
+            trans.append(motion.translation)
+            support.append(motion.inlier.sum(axis=1) / motion.pixel_spread**2)
+            depth.append(median_of_valid(part.points_a[..., 2], motion.inlier > 0, axis=1))
     if not a:  # one-frame windows only
         return SlotCameras(rotation=np.tile(np.eye(3), (num_slots, 1, 1)), centre=np.zeros((num_slots, 3)),
                            focal=focal)
@@ -242,62 +241,6 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
                                 np.nan_to_num(depth, nan=1.0)[:, None], a, b, rotation, np.ones(num_slots), robust,
                                 anchors)
     return SlotCameras(rotation=rotation, centre=poses.translation, focal=focal)
-
-
-def _chunks(matches: SlotMatches) -> list[SlotMatches]:
-    """The pairs of `matches` in chunks of PAIR_CHUNK (the Gauss-Newton's memory grows with the pairs)."""
-    return [SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
-            for lo in range(0, len(matches.a), PAIR_CHUNK)]
-
-
-def _concatenate(parts: list[RelativeMotions]) -> RelativeMotions:
-    return RelativeMotions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(RelativeMotions)))
-
-
-def chain_consistent(matches: SlotMatches, motion: RelativeMotions, focal_b: np.ndarray, width: int) -> np.ndarray:
-    """Which pairs' motions agree with the chain of shorter pairs between their slots: bool[M].
-
-    Flow over a long gap can lock onto the wrong copy of a repetitive texture (a road's dashes, a fence, a
-    checker: the camera moving about one period between the frames), and both directions then agree, so the
-    forward-backward check passes and the pair's motion is consistently wrong (a dolly read as standing still).
-    Shorter gaps are followed more reliably, so each pair (a, a + 2g) is checked against the composition of
-    (a, a + g) and (a + g, a + 2g), each of them its own motion if it passed, else its own chain (gap 1 pairs
-    are their own reference). A pair fails when a's matched points, moved by its motion and by the chain's and
-    projected with b's focal, land further apart (median) than CHAIN_TOLERANCE of the chain's own image motion
-    of them, and than CHAIN_MIN_SHIFT of the image width.
-    focal_b: [M] b's focal, pixels; width: the maps' width, pixels."""
-    best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    keep = np.ones(len(matches.a), bool)
-    for m in np.argsort(matches.b - matches.a, kind="stable"):  # shorter gaps first
-        a, b = int(matches.a[m]), int(matches.b[m])
-        own = (motion.rotation[m], motion.translation[m])
-        half = (b - a) // 2
-        first, second = best.get((a, a + half)), best.get((a + half, b))
-        if b - a < 2 or first is None or second is None:
-            best[(a, b)] = own
-            continue
-        rotation = second[0] @ first[0]
-        translation = second[0] @ first[1] + second[1]
-        used = motion.inlier[m] > 0
-        if used.sum() >= 6:
-            x = matches.points_a[m][used]
-            start = _project(x, np.eye(3), np.zeros(3), focal_b[m])
-            chained = _project(x, rotation, translation, focal_b[m])
-            direct = _project(x, *own, focal_b[m])
-            shifts = np.linalg.norm(chained - start, axis=1)
-            gaps = np.linalg.norm(direct - chained, axis=1)
-            # Points behind either camera project to nan; with none in front there is nothing to judge by.
-            if np.isfinite(shifts).any() and np.isfinite(gaps).any():
-                keep[m] = not np.nanmedian(gaps) > max(CHAIN_TOLERANCE * np.nanmedian(shifts), CHAIN_MIN_SHIFT * width)
-        best[(a, b)] = own if keep[m] else (rotation, translation)
-    return keep
-
-
-def _project(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, focal: float) -> np.ndarray:
-    """Pixels [P, 2] (from the principal point) of points [P, 3] moved by (rotation, translation); nan behind."""
-    y = points @ rotation.T + translation
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y[:, 2:] > 1e-9, focal * y[:, :2] / y[:, 2:], np.nan)
 
 
 def window_focal_correction(matches: SlotMatches, focal: np.ndarray, prior_sigma: float,

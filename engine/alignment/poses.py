@@ -25,7 +25,6 @@ from .robust import cauchy_weights, median_of_valid
 IRLS_STEPS = 4
 STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
-PAIR_WEIGHT_FLOOR = 1e-9  # of the strongest pair: the least weight a reweighted pair keeps in the translation solve
 
 
 @dataclass
@@ -184,13 +183,6 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
         w = sample_w * (window_w[ga] * window_w[gb])[:, None]
         pair_w = w.sum(axis=1)
         pair_gap = np.einsum("mp,mpi->mi", w, gap)
-        # A pair the reweighting all but switched off may be the only link of its slots (a chain of frame
-        # pairs once the flow's doubtful pairs are dropped): kept at a floor, its mean gap unchanged, so the
-        # system stays solvable (in a tree a link's weight does not change the solution).
-        floor = PAIR_WEIGHT_FLOOR * pair_w.max()
-        low = (pair_w > 0) & (pair_w < floor)
-        pair_gap[low] *= (floor / pair_w[low])[:, None]
-        pair_w[low] = floor
         laplacian = np.zeros((num_windows, num_windows))
         np.add.at(laplacian, (ga, ga), pair_w)
         np.add.at(laplacian, (gb, gb), pair_w)
@@ -223,7 +215,7 @@ def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb
         return np.ones(num_windows)
     reference = np.nanmedian(typical)
     ratio = np.where(np.isfinite(typical), typical / max(reference, 1e-12), 1.0)
-    return np.where(ratio > 2.0, np.maximum((2.0 / np.maximum(ratio, 2.0)) ** 2, MIN_WINDOW_WEIGHT), 1.0)
+    return np.where(ratio > 2.0, np.maximum((2.0 / ratio) ** 2, MIN_WINDOW_WEIGHT), 1.0)
 
 
 def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np.ndarray, centre_var: np.ndarray,
