@@ -42,14 +42,19 @@ class OneDnnLinear(nn.Module):
 
 
 def use_linear_kernel(module: nn.Module, kernel: str) -> str:
-    """Run `module`'s linear layers with `kernel` ("mkl": torch's own; "onednn": OneDnnLinear) and return
-    the kernel they now use: "onednn" only for float32 on the CPU with a torch that has the ops, else
-    "mkl" (the module unchanged). The layers are swapped one at a time, each plain weight released as
+    """Run `module`'s linear layers with `kernel` ("mkl": torch's own, a OneDnnLinear unpacked again; "onednn":
+    OneDnnLinear) and return the kernel they now use: "onednn" only for float32 on the CPU with a torch that
+    has the ops, else "mkl". The layers are swapped one at a time, each plain weight released as
     its packed copy is made, so the weights are never held twice."""
     if kernel not in ("mkl", "onednn"):
         raise ValueError(f"unknown linear kernel {kernel!r}")
+    if kernel == "mkl":  # torch's own layers again (the ONNX exporter knows no oneDNN op)
+        for parent in [m for m in module.modules() if not isinstance(m, OneDnnLinear)]:
+            for name in [name for name, child in parent.named_children() if isinstance(child, OneDnnLinear)]:
+                setattr(parent, name, _plain(getattr(parent, name)))
+        return "mkl"
     weight = next(module.parameters())
-    if kernel == "mkl" or weight.device.type != "cpu" or weight.dtype != torch.float32 or not onednn_available():
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not onednn_available():
         return "mkl"
     # Only names are listed ahead, so no list keeps a replaced layer (and its plain weight) alive.
     parents = [m for m in module.modules() if type(m) is not nn.Linear]
@@ -57,3 +62,12 @@ def use_linear_kernel(module: nn.Module, kernel: str) -> str:
         for name in [name for name, child in parent.named_children() if type(child) is nn.Linear]:
             setattr(parent, name, OneDnnLinear(getattr(parent, name)))
     return "onednn"
+
+
+def _plain(layer: OneDnnLinear) -> nn.Linear:
+    """The `nn.Linear` of a OneDnnLinear's weights (unpacked)."""
+    linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
+    linear.weight = nn.Parameter(layer.weight.to_dense(), requires_grad=False)
+    if layer.bias is not None:
+        linear.bias = nn.Parameter(layer.bias, requires_grad=False)
+    return linear
