@@ -182,23 +182,12 @@ def test_a_foreign_onnx_entry_is_refused(tiny_gc_model_dir, tmp_path):
 def test_onnx_runtime_reads_the_unet_after_the_torch_unet_is_gone(tiny_gc_model_dir, tmp_path, monkeypatch):
     """`--runtime onnx` loads the torch UNet to export from it, then lets it go before ONNX Runtime reads its own
     copy (first load: export; second load: the cached graph): one copy of the UNet's weights at a time."""
-    import gc
-
     from engine.models.geometrycrafter import load, onnx_unet
     from engine.models.geometrycrafter.unet import SpatioTemporalUNet
+    from tests.sessions_alive import count_networks_at_sessions
 
-    def unets() -> int:
-        gc.collect()
-        return sum(type(o) is SpatioTemporalUNet for o in gc.get_objects())
-
-    alive_at_session = []
-    open_session = onnx_unet.OnnxSpatioTemporalUNet.__init__
-
-    def counting(self, *args, **kwargs):
-        alive_at_session.append(unets())
-        open_session(self, *args, **kwargs)
-
-    monkeypatch.setattr(onnx_unet.OnnxSpatioTemporalUNet, "__init__", counting)
+    unets, alive_at_session = count_networks_at_sessions(monkeypatch, onnx_unet.OnnxSpatioTemporalUNet,
+                                                         (SpatioTemporalUNet,))
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_gc_model_dir, model_dir)
     before = unets()

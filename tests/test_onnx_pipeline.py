@@ -42,25 +42,14 @@ def test_onnx_backend_window_predictions_match_torch(tiny_model_dir):
 def test_onnx_runtime_reads_its_weights_after_the_torch_networks_are_gone(tiny_model_dir, monkeypatch):
     """`reconstruct --runtime onnx` loads the torch weights to export from them, then lets them go before
     ONNX Runtime reads its own copy: one copy of the weights in memory at a time."""
-    import gc
-
     from engine.models import geo4d
     from engine.models.geo4d import onnx_backend
     from engine.models.geo4d.unet import UNet3D
     from engine.models.geo4d.vae import AutoencoderKL
+    from tests.sessions_alive import count_networks_at_sessions
 
-    def networks() -> int:
-        gc.collect()
-        return sum(type(o) in (UNet3D, AutoencoderKL) for o in gc.get_objects())
-
-    alive_at_session = []
-    open_session = onnx_backend.OnnxGraph.__init__
-
-    def counting(self, *args, **kwargs):
-        alive_at_session.append(networks())
-        open_session(self, *args, **kwargs)
-
-    monkeypatch.setattr(onnx_backend.OnnxGraph, "__init__", counting)
+    networks, alive_at_session = count_networks_at_sessions(monkeypatch, onnx_backend.OnnxGraph,
+                                                            (UNet3D, AutoencoderKL))
     before = networks()
     model = geo4d.load(tiny_model_dir, "cpu", "float32", "onnx")
     assert alive_at_session == [before] * 4  # UNet, VAE encoder and decoder, point-map decoder
