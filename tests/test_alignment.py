@@ -74,6 +74,15 @@ def test_a_zoom_is_detected_from_the_windows_focal_estimates(scene, zoom):
         assert evaluate(align(windows, AlignOptions(per_frame_focal="off")), gt)["focal_error"] > 0.1
 
 
+def test_a_zoom_keeps_one_focal_bias_for_the_shot_not_one_per_window():
+    # Each window's focal read off by its own few %: per frame, the windows are first brought to their consensus,
+    # so the frames of a window further off do not take its bias (as one fixed focal takes the slots' median).
+    gt, windows, recon = _run("zoom", 40, corruption=Corruption(focal_bias=0.05), seed=3)
+    assert windows.num_windows == 7
+    ratio = recon.K[:, 0, 0] / gt.K[:, 0, 0]
+    assert ratio.max() / ratio.min() - 1 < 0.002  # one bias for the whole shot (each window's own: 7 % apart)
+
+
 @pytest.mark.parametrize("scene, tripod", [("rotation", True), ("static", False), ("zoom", False)])
 def test_a_tripod_shot_is_held_at_one_centre(scene, tripod):
     gt, windows, default = _run(scene, 32, corruption=Corruption.realistic(), seed=1)

@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
 from ..formats.bundle import Reconstruction
@@ -369,10 +371,47 @@ def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str |
 
 def _frame_focal(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> np.ndarray:
     """Focal length of each frame [N]: the median over all slots ("off"), over each frame's slots ("on"), or
-    per frame when the focal is seen to change over the shot ("auto", `focal_change`)."""
+    per frame when the focal is seen to change over the shot ("auto", `focal_change`). Per frame, each
+    window's focal is first brought to the others' (`window_focal_bias`)."""
     if _zooms(slot_focal, slots, n, per_frame):
-        return np.array([np.median(slot_focal[slots.frame == i]) for i in range(n)])
+        unbiased = slot_focal * np.exp(-window_focal_bias(slot_focal, slots.window, slots.frame, n)[slots.window])
+        return np.array([np.median(unbiased[slots.frame == i]) for i in range(n)])
     return np.full(n, float(np.median(slot_focal)))
+
+
+def window_focal_bias(slot_focal: np.ndarray, slot_window: np.ndarray, slot_frame: np.ndarray, n: int
+                      ) -> np.ndarray:
+    """Each window's log focal bias against the others [G], from the frames they share.
+
+    A model's focal bias is one per window (focal_change), so where each frame takes its own windows' focal (a
+    zoom), a window further off than the rest would take its frames with it. Windows g and h seeing the same
+    frames differ by b_g - b_h = the median over those frames of log f_g - log f_h; the b solve that in least
+    squares and are shifted so that the slots' median bias is 0, the consensus the fixed focal (the slots'
+    median) has too. Zero when the windows do not all connect through shared frames (nothing relates them).
+    slot_focal, slot_window, slot_frame: [S] (pixels; window and frame of each slot, one slot per both)."""
+    g_count = int(slot_window.max()) + 1
+    log_f = np.full((g_count, n), np.nan)
+    log_f[slot_window, slot_frame] = np.log(slot_focal)
+    pairs, differences = [], []
+    for g in range(g_count):
+        for h in range(g + 1, g_count):
+            d = log_f[g] - log_f[h]
+            if np.isfinite(d).any():
+                pairs.append((g, h))
+                differences.append(np.median(d[np.isfinite(d)]))
+    bias = np.zeros(g_count)
+    if not pairs:
+        return bias
+    pairs = np.array(pairs)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(g_count, g_count))
+    if connected_components(graph, directed=False)[0] > 1:
+        return bias
+    a = np.zeros((len(pairs) + 1, g_count))
+    a[np.arange(len(pairs)), pairs[:, 0]] = 1
+    a[np.arange(len(pairs)), pairs[:, 1]] = -1
+    a[-1] = 1  # the gauge, moved to the slots' median below
+    bias = np.linalg.lstsq(a, np.append(differences, 0.0), rcond=None)[0]
+    return bias - np.median(bias[slot_window])
 
 
 def _zooms(slot_focal: np.ndarray, slots: Slots, n: int, per_frame: str) -> bool:
