@@ -18,6 +18,8 @@ variances (`window_focal_correction`) and weighed against the point maps' own fo
 sigma the windows' focal spread, at least known.MODEL_FOCAL_SIGMA); the window's points and focal are
 corrected by it before the motions above are fitted.
 Then per window, over all its pairs (each slot with the slots 1, 2, 4, 8, ... frames later):
+  - a pair whose motion disagrees with the chain of shorter pairs between its slots is dropped
+    (`chain_consistent`: flow over a long gap locks onto a repetitive texture's next copy);
   - rotation averaging (poses.average_rotations, the window's first slot fixed to the identity);
   - the camera centres from the pairs' translations (poses.window_translations, the first slot at the
     origin: a's centre is at t_ab in b's frame), reweighted again.
@@ -43,6 +45,8 @@ MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to 
 PAIR_CHUNK = 128  # pairs fitted at once (peak about 110 MB for 128 pairs of 1024 matches, measured)
 MAX_FOCAL_STEP = 0.1  # log focal: the most a pair's focal correction moves in one Gauss-Newton step
 MAX_FOCAL_CORRECTION = 0.4  # log focal: a pair's correction beyond +-50 % of the point map's focal is no fit
+CHAIN_TOLERANCE = 0.25  # a pair's motion may put its points this fraction of the chain's image motion from the chain
+CHAIN_MIN_SHIFT = 0.01  # ... and at least this fraction of the image width (the chain's own drift)
 
 
 @dataclass
@@ -220,15 +224,14 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
             focal[mine] *= correction
             matches = replace(matches, points_a=rescale(matches.points_a, correction),
                               points_b=rescale(matches.points_b, correction))
-        for lo in range(0, len(matches.a), PAIR_CHUNK):
-            part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
-            motion = relative_motions(part, focal[part.b], robust)
-            a.append(part.a)
-            b.append(part.b)
-            rel.append(motion.rotation)
-            trans.append(motion.translation)
-            support.append(motion.inlier.sum(axis=1) / motion.pixel_spread**2)
-            depth.append(median_of_valid(part.points_a[..., 2], motion.inlier > 0, axis=1))
+        motion = _concatenate([relative_motions(part, focal[part.b], robust) for part in _chunks(matches)])
+        keep = chain_consistent(matches, motion, focal[matches.b], w) if robust else np.ones(len(matches.a), bool)
+        a.append(matches.a[keep])
+        b.append(matches.b[keep])
+        rel.append(motion.rotation[keep])
+        trans.append(motion.translation[keep])
+        support.append((motion.inlier.sum(axis=1) / motion.pixel_spread**2)[keep])
+        depth.append(median_of_valid(matches.points_a[..., 2], motion.inlier > 0, axis=1)[keep])
     if not a:  # one-frame windows only
         return SlotCameras(rotation=np.tile(np.eye(3), (num_slots, 1, 1)), centre=np.zeros((num_slots, 3)),
                            focal=focal)
@@ -243,6 +246,72 @@ def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: n
     return SlotCameras(rotation=rotation, centre=poses.translation, focal=focal)
 
 
+def _chunks(matches: SlotMatches) -> list[SlotMatches]:
+    """The pairs of `matches` in chunks of PAIR_CHUNK (the Gauss-Newton's memory grows with the pairs)."""
+    return [SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
+            for lo in range(0, len(matches.a), PAIR_CHUNK)]
+
+
+def _concatenate(parts: list[RelativeMotions]) -> RelativeMotions:
+    return RelativeMotions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(RelativeMotions)))
+
+
+def chain_consistent(matches: SlotMatches, motion: RelativeMotions, focal_b: np.ndarray, width: int) -> np.ndarray:
+    """Which pairs' motions agree with the chain of shorter pairs between their slots: bool[M].
+
+    Flow over a long gap can lock onto the wrong copy of a repetitive texture (a road's dashes, a fence, a
+    checker: the camera moving about one period between the frames), and both directions then agree, so the
+    forward-backward check passes and the pair's motion is consistently wrong (a dolly read as standing still).
+    Shorter gaps are followed more reliably, so each pair (a, a + 2g) is checked against the composition of
+    (a, a + g) and (a + g, a + 2g), each of them its own motion if it passed, else its own chain (gap 1 pairs
+    are their own reference). A pair fails when a's matched points, moved by its motion and by the chain's and
+    projected with b's focal, land further apart (median) than CHAIN_TOLERANCE of the chain's own image motion
+    of them, and than CHAIN_MIN_SHIFT of the image width (`_agrees`), or when it has too few matches for a
+    motion of its own. Dropping a pair leaves its slots tied by the chain, whose one-frame pairs then carry
+    the window alone: the translation solve keeps such links out of its reweighting (poses.window_translations).
+    focal_b: [M] b's focal, pixels; width: the maps' width, pixels."""
+    best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    keep = np.ones(len(matches.a), bool)
+    for m in np.argsort(matches.b - matches.a, kind="stable"):  # shorter gaps first
+        a, b = int(matches.a[m]), int(matches.b[m])
+        own = (motion.rotation[m], motion.translation[m])
+        half = (b - a) // 2
+        first, second = best.get((a, a + half)), best.get((a + half, b))
+        if b - a < 2 or first is None or second is None:
+            best[(a, b)] = own
+            continue
+        rotation = second[0] @ first[0]
+        translation = second[0] @ first[1] + second[1]
+        used = motion.inlier[m] > 0
+        # Fewer than 6 matches: no motion of its own was fitted (relative_motions keeps a placeholder).
+        keep[m] = used.sum() >= 6 and _agrees(matches.points_a[m][used], own, (rotation, translation), focal_b[m],
+                                              width)
+        best[(a, b)] = own if keep[m] else (rotation, translation)
+    return keep
+
+
+def _agrees(points: np.ndarray, own: tuple[np.ndarray, np.ndarray], chain: tuple[np.ndarray, np.ndarray],
+            focal: float, width: int) -> bool:
+    """Whether a's matched points [P, 3], moved by the pair's own motion and by the chain's (rotation,
+    translation) and projected with b's focal, land within tolerance of each other (chain_consistent).
+    A point the chain puts behind b (the camera went past it) is infinitely far from where the pair, whose
+    flow found it in b, puts it: a forward dolly read as standing still has all its points so."""
+    start = _project(points, np.eye(3), np.zeros(3), focal)
+    chained = _project(points, *chain, focal)
+    direct = _project(points, *own, focal)
+    gaps = np.nan_to_num(np.linalg.norm(direct - chained, axis=1), nan=np.inf)
+    shifts = np.linalg.norm(chained - start, axis=1)
+    shift = float(np.median(shifts[np.isfinite(shifts)])) if np.isfinite(shifts).any() else 0.0
+    return bool(np.median(gaps) <= max(CHAIN_TOLERANCE * shift, CHAIN_MIN_SHIFT * width))
+
+
+def _project(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, focal: float) -> np.ndarray:
+    """Pixels [P, 2] (from the principal point) of points [P, 3] moved by (rotation, translation); nan behind."""
+    y = points @ rotation.T + translation
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y[:, 2:] > 1e-9, focal * y[:, :2] / y[:, 2:], np.nan)
+
+
 def window_focal_correction(matches: SlotMatches, focal: np.ndarray, prior_sigma: float,
                             robust: bool = True) -> tuple[float, float]:
     """The log of the factor by which one window's focal (and so its point maps' X/Z, Y/Z) is off, from the
@@ -255,13 +324,8 @@ def window_focal_correction(matches: SlotMatches, focal: np.ndarray, prior_sigma
     reason the variance is that of a mean of the window's L - 1 frame steps (or of its pairs, if fewer)
     with the pairs' weighted spread about it, and at least the pairs' own combined variance.
     focal: [S] every slot's focal (pixels)."""
-    s, var = [], []
-    for lo in range(0, len(matches.a), PAIR_CHUNK):
-        part = SlotMatches(*(getattr(matches, f.name)[lo:lo + PAIR_CHUNK] for f in fields(SlotMatches)))
-        motion = relative_motions(part, focal[part.b], robust, solve_focal=True)
-        s.append(motion.log_focal)
-        var.append(motion.log_focal_var)
-    s, var = np.concatenate(s), np.concatenate(var)
+    fits = [relative_motions(part, focal[part.b], robust, solve_focal=True) for part in _chunks(matches)]
+    s, var = (np.concatenate([getattr(fit, name) for fit in fits]) for name in ("log_focal", "log_focal_var"))
     seen = np.isfinite(var) & (var > 0) & (var < prior_sigma**2)
     if not seen.any():
         return 0.0, np.inf

@@ -7,7 +7,8 @@ Windows that share a frame see the same camera and the same pixels, so for every
 The rotations are averaged first (linear chordal averaging, one sparse solve), then the scales from
 depth ratios in the log domain, then the translations (a weighted graph Laplacian). Each is iteratively
 reweighted (Cauchy) so that a window that disagrees with its neighbours loses its say; point residuals
-are divided by the point's depth so that near and far points count alike.
+are divided by the point's depth so that near and far points count alike (and, for the translations, by
+the share of an error that shows in them: a link nothing else checks is not judged).
 Windows that share no frame (stride >= window length) are tied by their adjacent frames instead.
 """
 
@@ -25,6 +26,7 @@ from .robust import cauchy_weights, median_of_valid
 IRLS_STEPS = 4
 STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
+MIN_REDUNDANCY = 1e-6  # a sample whose residual shows less of its own error than this cannot be judged by it
 
 
 @dataclass
@@ -192,12 +194,23 @@ def window_translations(points_a: np.ndarray, points_b: np.ndarray, weight: np.n
         np.add.at(rhs, ga, -pair_gap)
         np.add.at(rhs, gb, pair_gap)
         laplacian[anchors, anchors] += laplacian.trace() + 1.0  # gauge: the anchors keep translation 0
-        t = np.linalg.solve(laplacian, rhs)
+        inverse = np.linalg.inv(laplacian)
+        t = inverse @ rhs
         residual = np.linalg.norm(gap + t[ga, None] - t[gb, None], axis=2) * norm
         if robust:
-            sample_w = np.zeros_like(weight)
-            sample_w[usable] = (weight * norm**2)[usable] * cauchy_weights(residual[usable], 1e-6)
-            window_w = _window_weights(residual, usable, ga, gb, num_windows)
+            # A sample's redundancy 1 - h (h = its weight times the effective resistance between its windows,
+            # the leverage) is the share of an error in it that shows in its residual. A pair that alone links
+            # two parts of the graph (a chain of frame pairs) has none: it fits exactly whatever it says, so it
+            # can neither be judged nor set the residuals' scale (its zeros made every pair on a cycle look
+            # wild: forward dolly, seed 1); it keeps its weight. The others are judged by residual / sqrt(1 - h).
+            resistance = inverse[ga, ga] + inverse[gb, gb] - inverse[ga, gb] - inverse[gb, ga]
+            redundancy = 1.0 - w * resistance[:, None]
+            testable = usable & (redundancy > MIN_REDUNDANCY)
+            studentized = residual / np.sqrt(np.where(testable, redundancy, 1.0))
+            sample_w = weight * norm**2
+            if testable.any():
+                sample_w[testable] *= cauchy_weights(studentized[testable], 1e-6)
+            window_w = _window_weights(studentized, testable, ga, gb, num_windows)
     return WindowPoses(rotation=rotation, scale=scale, translation=t, weight=window_w)
 
 
@@ -215,7 +228,7 @@ def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb
         return np.ones(num_windows)
     reference = np.nanmedian(typical)
     ratio = np.where(np.isfinite(typical), typical / max(reference, 1e-12), 1.0)
-    return np.where(ratio > 2.0, np.maximum((2.0 / ratio) ** 2, MIN_WINDOW_WEIGHT), 1.0)
+    return np.where(ratio > 2.0, np.maximum((2.0 / np.maximum(ratio, 2.0)) ** 2, MIN_WINDOW_WEIGHT), 1.0)
 
 
 def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np.ndarray, centre_var: np.ndarray,
