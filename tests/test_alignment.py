@@ -83,6 +83,24 @@ def test_a_zoom_keeps_one_focal_bias_for_the_shot_not_one_per_window():
     assert ratio.max() / ratio.min() - 1 < 0.002  # one bias for the whole shot (each window's own: 7 % apart)
 
 
+def test_window_focal_bias_from_shared_frames():
+    # Three windows over 12 frames, each frame's true focal times its window's factor. Sorted by bias the slots
+    # run 6 of window 1, 6 of window 0, 4 of window 2: the median slot is window 0's, so the biases come out
+    # against it. Windows sharing no frame are not related.
+    from engine.alignment.align import window_focal_bias
+
+    frames = [np.arange(0, 6), np.arange(4, 10), np.arange(8, 12)]
+    truth = 500.0 * 1.05 ** np.arange(12)  # a zoom
+    factor = [1.02, 1.0, 1.10]
+    window = np.concatenate([np.full(len(f), g) for g, f in enumerate(frames)])
+    frame = np.concatenate(frames)
+    focal = truth[frame] * np.array(factor)[window]
+    np.testing.assert_allclose(window_focal_bias(focal, window, frame, 12), np.log(np.array(factor) / factor[0]),
+                               atol=1e-12)
+    apart = np.concatenate([np.arange(0, 4), np.arange(6, 10)])
+    np.testing.assert_array_equal(window_focal_bias(truth[apart] * 1.1, np.repeat([0, 1], 4), apart, 12), 0.0)
+
+
 @pytest.mark.parametrize("scene, tripod", [("rotation", True), ("static", False), ("zoom", False)])
 def test_a_tripod_shot_is_held_at_one_centre(scene, tripod):
     gt, windows, default = _run(scene, 32, corruption=Corruption.realistic(), seed=1)
