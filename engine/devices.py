@@ -39,6 +39,19 @@ def machine() -> Machine:
                    mps=bool(mps and mps.is_available()))
 
 
+def release_freed(device: str) -> None:
+    """Give back what dropped networks held, before another runtime loads its own copy of the weights: Python's
+    reference cycles collected and, on CUDA, the blocks torch's allocator keeps cached (which ONNX Runtime's
+    allocator could not use otherwise)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def choose(device: str | None, precision: str | None, here: Machine) -> tuple[str, str]:
     """(device, precision) to run with: `device` None or "auto" picks cuda:0, else mps, else cpu; `precision` None
     picks the device's default. Refuses (InputError / EngineError, with the fix) what this machine cannot run."""

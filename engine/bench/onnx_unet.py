@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import release_freed
 from ..models.geo4d.config import OFFICIAL_CONFIG, load_config, unet_params
 from ..models.geo4d.unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 from ..models.geo4d.attention import TEXT_TOKENS
@@ -140,6 +141,7 @@ def main(argv: list[str]) -> int:
         export_seconds = time.perf_counter() - start
         session_of = case.session
         del unet, case  # one copy of the weights at a time, as reconstruct --runtime onnx
+        release_freed(str(device))
         session = session_of(path, device)
         theirs, onnx_seconds = _timed(partial(session, *inputs), device, args.repeats)
     reference = ours.float()

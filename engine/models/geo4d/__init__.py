@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from ...windows.schedule import WINDOW_LENGTH
@@ -40,6 +39,7 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
     ("float32", "float16" or "bfloat16"), its networks run by `runtime` ("torch" or "onnx")."""
     import torch
 
+    from ...devices import release_freed
     from ...errors import EngineError, InputError
     from .model import Geo4D
     from .weights import load_geo4d
@@ -59,7 +59,7 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str):
     config, context = modules.config, modules.context
     # The torch networks go before ONNX Runtime reads its own copy of the weights: peak memory is one copy.
     del modules
-    gc.collect()
+    release_freed(device)
     return Geo4D(OnnxBackend(graphs, config, device), config, context, device)
 
 

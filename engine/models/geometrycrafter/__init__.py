@@ -42,10 +42,7 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
     ("float32", "float16" or "bfloat16"; MoGe and the point-map VAE stay float32, as the official run.py
     keeps them); `variant` "diff" (default) or "determ". Runtime "torch", or "onnx": the UNet run by ONNX
     Runtime (exported into the model directory on first use, onnx_unet.py), the other networks by torch."""
-    import gc
-
-    import torch
-
+    from ...devices import release_freed
     from ...errors import EngineError, InputError
     from .model import load_geometrycrafter
 
@@ -65,9 +62,7 @@ def load(model_dir: Path, device: str, dtype: str, runtime: str, variant: str | 
         graph = cached_unet_graph(model.network.unet, model_dir, variant, device)
         # The torch UNet goes before ONNX Runtime reads its own copy of the weights: one copy at a time.
         model.network.unet = None
-        gc.collect()
-        if torch.device(device).type == "cuda":
-            torch.cuda.empty_cache()
+        release_freed(device)
         model.network.unet = OnnxSpatioTemporalUNet(graph, device)
     return model
 
