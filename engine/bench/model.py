@@ -17,7 +17,6 @@ built. A fixture folder's tiny model: `--config ../shared/fixtures/geo4d/tiny_co
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import json
 import tempfile
@@ -30,6 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..devices import release_freed
 from ..errors import EngineError
 from ..windows.predictions import WindowPredictions, load_windows, save_windows
 from ..models.geo4d.attention import TEXT_TOKENS
@@ -218,9 +218,7 @@ def run_row(runtime: str, precision: str, config: dict, frames: np.ndarray, args
     except (EngineError, RuntimeError, NotImplementedError) as exc:
         row.unavailable = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
     # The model of this row is gone with _measure's frame; give its memory back before the next.
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    release_freed(device)
     return row
 
 
@@ -246,10 +244,9 @@ def _measure(row: Row, config: dict, frames: np.ndarray, args, device: torch.dev
         # The ONNX backend keeps only its sessions: the torch networks go before it reads the graphs'
         # weights (as models.geo4d.load does), so they are neither counted nor held twice.
         del modules
-        gc.collect()
+        release_freed(device)
         backend = OnnxBackend(graphs, config, device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()  # the ONNX rows' memory is the device's, cached torch blocks included
+    release_freed(device)  # the rows' memory is the device's, with no torch blocks cached from the build
     synchronize(device)
     row.setup_s = time.perf_counter() - started
     if args.warmup:
@@ -281,11 +278,10 @@ def differences(ours: WindowPredictions, reference: WindowPredictions) -> dict[s
     return out
 
 
-def max_difference(ours: WindowPredictions, reference: WindowPredictions) -> tuple[float, str]:
-    """The largest difference of `differences` over the maps, and the map where it occurs."""
-    errors = {name: largest for name, (largest, _) in differences(ours, reference).items()}
-    name = max(errors, key=errors.get)
-    return errors[name], name
+def max_difference(by_map: dict[str, tuple[float, float]]) -> tuple[float, str]:
+    """The largest difference of `differences`' maps, and the map where it occurs."""
+    name = max(by_map, key=lambda m: by_map[m][0])
+    return by_map[name][0], name
 
 
 def stored_reference(folder: Path, frames: np.ndarray) -> Row | None:
@@ -324,8 +320,8 @@ def format_row(row: Row, reference: Row | None, num_frames: int) -> str:
     elif row is reference:
         diff = "reference"
     else:
-        value, name = max_difference(row.predictions, reference.predictions)
         by_map = differences(row.predictions, reference.predictions)
+        value, name = max_difference(by_map)
         diff = (f"{value:.3g} ({name})\n{'':21}difference by map, max / median: "
                 + ", ".join(f"{m} {a:.2g} / {b:.2g}" for m, (a, b) in by_map.items()))
     return head + times + "  " + memory + f"  {row.setup_s:8.1f}  {diff}"
