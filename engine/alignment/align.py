@@ -391,21 +391,17 @@ def window_focal_bias(slot_focal: np.ndarray, slot_window: np.ndarray, slot_fram
     slot_focal, slot_window, slot_frame: [S] (pixels; window and frame of each slot, one slot per both)."""
     g_count = int(slot_window.max()) + 1
     log_f = np.full((g_count, n), np.nan)
-    log_f[slot_window, slot_frame] = np.log(slot_focal)
-    pairs, differences = [], []
-    for g in range(g_count):
-        for h in range(g + 1, g_count):
-            d = log_f[g] - log_f[h]
-            if np.isfinite(d).any():
-                pairs.append((g, h))
-                differences.append(np.median(d[np.isfinite(d)]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_f[slot_window, slot_frame] = np.log(slot_focal)
+    seen = np.isfinite(log_f)
+    log_f[~seen] = np.nan  # a focal of 0 or below tells nothing
+    seen = seen.astype(np.int64)
+    shared = np.triu(seen @ seen.T, 1)  # frames each pair of windows shares
     bias = np.zeros(g_count)
-    if not pairs:
+    if g_count == 1 or connected_components(sparse.csr_matrix(shared), directed=False)[0] > 1:
         return bias
-    pairs = np.array(pairs)
-    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(g_count, g_count))
-    if connected_components(graph, directed=False)[0] > 1:
-        return bias
+    pairs = np.argwhere(shared > 0)
+    differences = [np.nanmedian(log_f[g] - log_f[h]) for g, h in pairs]
     a = np.zeros((len(pairs) + 1, g_count))
     a[np.arange(len(pairs)), pairs[:, 0]] = 1
     a[np.arange(len(pairs)), pairs[:, 1]] = -1
