@@ -11,6 +11,7 @@ from engine.alignment import AlignOptions, align
 from engine.alignment.cameras import focal_from_camera_points
 from engine.alignment.correspondences import FlowMatcher
 from engine.alignment.geometry import axis_angle_to_rotation, rotation_angle_deg, sample_pixels
+import engine.alignment.motion as motion_module
 from engine.alignment.motion import SlotMatches, chain_consistent, relative_motions, rescale
 from engine.alignment.poses import window_translations
 from engine.bench.align import input_abs_rel
@@ -66,6 +67,48 @@ def test_relative_motion_finds_the_focal_the_point_maps_got_wrong():
     held = relative_motions(wrong, np.array([1.06 * FOCAL]))  # the focal held: the motion absorbs the error
     assert held.log_focal[0] == 0 and np.isinf(held.log_focal_var[0])
     assert rotation_angle_deg(held.rotation[0].T @ rotation) > 0.01
+
+
+def test_relative_motion_is_fitted_to_convergence(monkeypatch):
+    """A poor start (60 % of the pixels matched at random, the rest 5 px off, depths 30 % off) needs more than
+    the six Gauss-Newton steps the fit once stopped at (here they left it 3e-4 rad short; on a random-weight
+    model's predictions 0.1 rad, so its result jumped with the inputs' last digits): the fit runs until it
+    stops moving (steps under 1e-5 rad): within 1e-5 of where 2000 steps take it (measured 4e-6)."""
+    rng = np.random.default_rng(2)
+    matches, _, _, _ = _pair(0.0, seed=2)
+    depth_error = np.exp(rng.normal(0.0, 0.3, matches.points_b.shape[:2] + (1,)))
+    wrong = rng.uniform(size=matches.weight.shape) < 0.6
+    pixels = np.where(wrong[..., None], rng.uniform(-32, 32, matches.pixels_b.shape),
+                      matches.pixels_b + rng.normal(0.0, 5.0, matches.pixels_b.shape))
+    poor = replace(matches, points_b=matches.points_b * depth_error, pixels_b=pixels)
+    fitted = relative_motions(poor, np.array([FOCAL]))
+    monkeypatch.setattr(motion_module, "MAX_STEPS", 2000)
+    monkeypatch.setattr(motion_module, "CONVERGED", 0.0)
+    reference = relative_motions(poor, np.array([FOCAL]))
+    assert np.abs(fitted.rotation - reference.rotation).max() < 1e-5
+    assert np.abs(fitted.translation - reference.translation).max() < 1e-5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_dolly_fitted_with_the_focal_keeps_its_motion(seed):
+    """Without rotation the focal correction s is unobservable, so its step runs into the trust region; the motion
+    is then solved again with s held there. Cutting s alone (before) left the rest of the step made for an s not
+    taken: run to convergence, two of these four seeds failed (one turned 128 degrees, one moved 2.9 units off a
+    0.8 unit dolly; on the bench's forward dolly most pairs drifted for all 50 steps), and stopped after six steps
+    (as the fit once was) the same two were 0.03-0.05 units off. Now the motion stays the dolly's and s says
+    nothing."""
+    rng = np.random.default_rng(seed)
+    _, _, pixels = sample_pixels(48, 64, 400)
+    x_a = np.concatenate([pixels / FOCAL, np.ones((len(pixels), 1))], axis=1) * rng.uniform(3.0, 9.0, (len(pixels), 1))
+    x_b = x_a + np.array([0.0, 0.0, -0.8])
+    matches = SlotMatches(a=np.array([0]), b=np.array([1]), points_a=x_a[None],
+                          points_b=(x_b * np.exp(rng.normal(0.0, 0.03, (len(pixels), 1))))[None],
+                          pixels_b=(FOCAL * x_b[:, :2] / x_b[:, 2:] + rng.normal(0.0, 0.3, (len(pixels), 2)))[None],
+                          weight=np.ones((1, len(pixels))))
+    motion = relative_motions(matches, np.array([FOCAL]), solve_focal=True)
+    assert rotation_angle_deg(motion.rotation[0]) < 0.2
+    np.testing.assert_allclose(motion.translation[0], [0.0, 0.0, -0.8], atol=0.02)
+    assert motion.log_focal_var[0] > 1.0  # s says nothing (its sigma over 100 %; inf at the region's edge)
 
 
 def _dolly_window(aliased: bool, step: float = 1.0, farthest: float = 12.0, matched: int = 400):

@@ -2,12 +2,15 @@
 
 A pixel q of frame i moves to q' = q + F_ij(q) in frame j. Where the flow back from j, read at q',
 does not return to q within FB_TOLERANCE pixels (occlusion, a flow failure, the image border), the
-match is dropped. Flows are computed once per ordered pair of frames and the matches cached, since
+match is dropped; so is one that Lucas-Kanade on q's own patch, started at q', does not follow there and back, or
+ends more than FB_TOLERANCE from q' (`tracked`). LK's end point, fitted to the patch alone, is the match: it is
+sharper than DIS's smoothed field. Flows are computed once per ordered pair of frames and the matches cached, since
 overlapping windows ask for the same pairs. Frames larger than FLOW_SIDE pixels are matched at that
 size (flow there is accurate to a few tenths of a pixel, and costs grow with the area). Smaller frames are
 matched at their own size: enlarging them to FLOW_SIDE (tried) made the solve far more sensitive to its inputs
 (a GeometryCrafter bundle through torch and ONNX Runtime, depths 1e-6 apart: cameras 3.3e-3 of the path apart
-instead of 4e-5) for focal errors no better at 160x256 (docs/alignment.md).
+instead of 4e-5; measured when the motion fits stopped after six steps, which made most of such sensitivity) for
+focal errors no better at 160x256 (docs/alignment.md).
 """
 
 from __future__ import annotations
@@ -57,28 +60,34 @@ class FlowMatcher:
             back = cv2.remap(backward, x.astype(np.float32)[None], y.astype(np.float32)[None], cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(np.inf, np.inf))[0]
             round_trip = np.hypot(x + back[:, 0] - u0, y + back[:, 1] - v0)
+            kept, refined = tracked(a, b, np.stack([u0, v0], 1), np.stack([x, y], 1))
+            x, y = refined[:, 0].astype(np.float64), refined[:, 1].astype(np.float64)  # LK's sharper end points
             inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-            ok = inside & (round_trip < FB_TOLERANCE) & tracked(a, b, np.stack([u0, v0], 1), np.stack([x, y], 1))
+            ok = inside & (round_trip < FB_TOLERANCE) & kept
             target = np.stack([(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5], axis=1)
             self._cache[key] = (target, ok)
         return self._cache[key]
 
 
-def tracked(a: np.ndarray, b: np.ndarray, start: np.ndarray, match: np.ndarray) -> np.ndarray:
-    """bool[P]: whether Lucas-Kanade on each point's own patch, started at DIS's match, follows the point from
-    frame a to b and back to within LK_TOLERANCE of its start. a, b: uint8[H, W] grey frames; start, match:
-    float[P, 2] (x, y) of the points in a and DIS's match in b.
+def tracked(a: np.ndarray, b: np.ndarray, start: np.ndarray, match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lucas-Kanade on each point's own patch, started at DIS's match: (kept bool[P], where float32[P, 2]).
+    kept: LK follows the point from frame a to b and back to within LK_TOLERANCE of its start, and ends within
+    FB_TOLERANCE of DIS's match (two trackers agree); where: LK's end point in b. a, b: uint8[H, W] grey frames;
+    start, match: float[P, 2] (x, y) of the points in a and DIS's match in b.
 
     DIS's flow is smoothed over the image: on a fast pan it flattens the flow's growth towards the edges (the
     curvature the focal is read from) and, past about 30 pixels of motion at 256 pixels wide, partly or wholly
     fails, often alike both ways, so its own round trip passes (docs/alignment.md, step 3b). A second tracker
-    that sees only the point's patch drops most of those matches."""
+    that sees only the point's patch drops most of those matches, and its end point, fitted to that patch
+    alone, is the sharper match (the pan's path error 5.5 -> 3.1 %: docs/alignment.md, "Converged motions")."""
     start, match = start.astype(np.float32), match.astype(np.float32)
     options = dict(winSize=(LK_WINDOW, LK_WINDOW), maxLevel=LK_LEVELS, criteria=LK_CRITERIA,
                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
     found, ahead, _ = cv2.calcOpticalFlowPyrLK(a, b, start, match.copy(), **options)
     back, behind, _ = cv2.calcOpticalFlowPyrLK(b, a, found, start.copy(), **options)
-    return (ahead[:, 0] == 1) & (behind[:, 0] == 1) & (np.hypot(*(back - start).T) < LK_TOLERANCE)
+    kept = ((ahead[:, 0] == 1) & (behind[:, 0] == 1) & (np.hypot(*(back - start).T) < LK_TOLERANCE)
+            & (np.hypot(*(found - match).T) < FB_TOLERANCE))
+    return kept, found
 
 
 def bilinear(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:

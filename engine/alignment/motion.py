@@ -43,6 +43,8 @@ from .robust import cauchy_weights, median_of_valid
 MATCH_PIXELS = 1024  # pixels per frame followed by the flow (matches are cheap; more points steady the fits)
 MAX_GAP = 64  # frames: pairs are (a, a + 1), (a, a + 2), (a, a + 4), ... up to this gap
 PAIR_CHUNK = 128  # pairs fitted at once (peak about 110 MB for 128 pairs of 1024 matches, measured)
+MAX_STEPS = 50  # Gauss-Newton steps of a pair's motion at most (most converge in 5-10; a few cycle)
+CONVERGED = 1e-5  # a pair's fit stops when its step turns it less (radians), shifts it less (of its depth)
 MAX_FOCAL_STEP = 0.1  # log focal: the most a pair's focal correction moves in one Gauss-Newton step
 MAX_FOCAL_CORRECTION = 0.4  # log focal: a pair's correction beyond +-50 % of the point map's focal is no fit
 CHAIN_TOLERANCE = 0.25  # a pair's motion may put its points this fraction of the chain's image motion from the chain
@@ -116,9 +118,14 @@ class RelativeMotions:
 
 
 def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = True,
-                     steps: int = 6, solve_focal: bool = False) -> RelativeMotions:
+                     solve_focal: bool = False) -> RelativeMotions:
     """The motion of every matched pair: Kabsch on the 3D-3D matches, then Gauss-Newton on the 3D-2D
-    (pixel) and depth residuals, each reweighted (Cauchy). focal_b: [M] b's focal, pixels.
+    (pixel) and depth residuals, each reweighted (Cauchy), until the pair's step moves it less than CONVERGED
+    (at most MAX_STEPS steps). focal_b: [M] b's focal, pixels.
+
+    Run to convergence, not a fixed few steps: from a poor Kabsch start (distorted point maps, a large
+    motion) six steps left pairs 0.1 rad from their fit, so the result jumped with the inputs' last digits
+    (docs/alignment.md, "Converged motions").
 
     solve_focal: also fit, per pair, a focal correction s shared by both slots (self-calibration): a's
     points are re-derived with the focal e^s times their own (X, Y / e^s, Z: the pixel of X is f X/Z from
@@ -132,64 +139,97 @@ def relative_motions(matches: SlotMatches, focal_b: np.ndarray, robust: bool = T
     safe_w = np.where(enough[:, None], w0 / depth_b**2, 1.0)  # placeholder for pairs without matches
     _, rotation, translation = umeyama(matches.points_a, matches.points_b, safe_w, with_scale=False)
     rotation[~enough], translation[~enough] = np.eye(3), 0.0
-    robust_w = np.ones_like(w0)
-    spread_px = np.ones(m)
+    # the size of a translation step that counts as converged, relative to the pair's scene depth
+    scale = np.nan_to_num(median_of_valid(depth_b, usable, axis=1), nan=1.0)
     unknowns = 7 if solve_focal else 6
     log_focal = np.zeros(m)
-    normal = np.tile(np.eye(unknowns), (m, 1, 1))
-    for _ in range(steps):
-        points_a = rescale(matches.points_a, np.exp(log_focal))
-        focal = focal_b * np.exp(log_focal)
-        y = points_a @ np.swapaxes(rotation, 1, 2) + translation[:, None]
-        ahead = usable & (y[..., 2] > 1e-9)
-        z = np.where(ahead, y[..., 2], 1.0)
-        r_px = focal[:, None, None] * y[..., :2] / z[..., None] - matches.pixels_b
-        r_z = np.log(z) - np.log(depth_b)
-        e_px, e_z = np.linalg.norm(r_px, axis=2), np.abs(r_z)
-        spread_px = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_px, ahead, axis=1), nan=1.0), 0.02)
-        spread_z = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_z, ahead, axis=1), nan=1.0), 1e-4)
-        if robust:
-            robust_w = cauchy_weights(e_px, 0.02, ahead) * cauchy_weights(e_z, 1e-4, ahead)
-        w = np.where(ahead, w0 * robust_w, 0.0)
-        # Jacobians of both residuals for the update Y -> Y + omega x Y + delta (6 unknowns per pair).
-        jy_px = np.zeros(y.shape[:2] + (2, 3))
-        jy_px[..., 0, 0] = jy_px[..., 1, 1] = 1.0 / z
-        jy_px[..., :, 2] = -y[..., :2] / z[..., None] ** 2
-        jy_px *= (focal / spread_px)[:, None, None, None]
-        jy_z = np.zeros(y.shape[:2] + (1, 3))
-        jy_z[..., 0, 2] = 1.0 / z
-        jy_z /= spread_z[:, None, None, None]
-        jac_y = np.concatenate([jy_px, jy_z], axis=2)  # [M, P, 3, 3]: d residual / d Y
-        skew = np.zeros(y.shape + (3,))
-        skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -y[..., 2], y[..., 1], -y[..., 0]
-        skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = y[..., 2], -y[..., 1], y[..., 0]
-        parts = [-jac_y @ skew, jac_y]
-        if solve_focal:
-            # d Y / d s = -R (X, Y, 0) of a's re-derived point; the pixel also grows with the focal itself.
-            lateral = points_a * np.array([1.0, 1.0, 0.0])
-            dy_ds = -lateral @ np.swapaxes(rotation, 1, 2)
-            d_px = (r_px + matches.pixels_b) / spread_px[:, None, None]
-            d_res = (jac_y @ dy_ds[..., None])[..., 0] + np.concatenate([d_px, np.zeros(y.shape[:2] + (1,))], axis=2)
-            parts.append(d_res[..., None])
-        jac = np.concatenate(parts, axis=3)  # [M, P, 3, 6 or 7]: d residual / d (omega, delta[, s])
-        res = np.concatenate([r_px / spread_px[:, None, None], (r_z / spread_z[:, None])[..., None]], axis=2)
-        jac = jac.reshape(m, -1, unknowns)  # rows: 3 residuals per match
-        weighted = jac * np.repeat(w, 3, axis=1)[..., None]
-        normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(unknowns)  # batched matmul: BLAS, unlike einsum
-        step = -np.linalg.solve(normal, np.swapaxes(weighted, 1, 2) @ res.reshape(m, -1, 1))[..., 0]
-        step[~enough] = 0.0
+    robust_w, spread_px, normal = np.ones_like(w0), np.ones(m), np.tile(np.eye(unknowns), (m, 1, 1))
+    active = np.arange(m)  # every pair takes the first step (its weights and spread), then those with matches
+    for _ in range(MAX_STEPS):
+        if not active.size:
+            break
+        step, robust_w[active], spread_px[active], normal[active] = _gauss_newton_step(
+            matches.points_a[active], matches.pixels_b[active], depth_b[active], w0[active], usable[active],
+            focal_b[active], rotation[active], translation[active], log_focal[active], robust, solve_focal)
         turn = axis_angle_to_rotation(step[:, :3])
-        rotation = turn @ rotation
-        translation = np.einsum("mij,mj->mi", turn, translation) + step[:, 3:6]
-        if solve_focal:  # a trust region: s moves at most MAX_FOCAL_STEP a step, within +-MAX_FOCAL_CORRECTION
-            log_focal = np.clip(log_focal + np.clip(step[:, 6], -MAX_FOCAL_STEP, MAX_FOCAL_STEP),
-                                -MAX_FOCAL_CORRECTION, MAX_FOCAL_CORRECTION)
+        rotation[active] = turn @ rotation[active]
+        translation[active] = np.einsum("mij,mj->mi", turn, translation[active]) + step[:, 3:6]
+        moved = np.maximum(np.linalg.norm(step[:, :3], axis=1), np.linalg.norm(step[:, 3:6], axis=1) / scale[active])
+        if solve_focal:
+            log_focal[active] += step[:, 6]
+            moved = np.maximum(moved, np.abs(step[:, 6]))
+        active = active[(moved >= CONVERGED) & enough[active]]
     variance = np.full(m, np.inf)
     if solve_focal:  # a pair whose s ran to the edge of the trust region says nothing about it
         inside = enough & (np.abs(log_focal) < MAX_FOCAL_CORRECTION)
         variance = np.where(inside, np.linalg.inv(normal)[:, 6, 6], np.inf)
     return RelativeMotions(project_to_rotation(rotation), translation, np.where(usable, w0 * robust_w, 0.0),
                            spread_px, log_focal, variance)
+
+
+def _gauss_newton_step(points_a: np.ndarray, pixels_b: np.ndarray, depth_b: np.ndarray, w0: np.ndarray,
+                       usable: np.ndarray, focal_b: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+                       log_focal: np.ndarray, robust: bool, solve_focal: bool
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One reweighted Gauss-Newton step of relative_motions for m pairs of P matches (their arrays as in
+    SlotMatches; depth_b [m, P] b's depths, w0 [m, P] the matches' weights, the motion so far and its log
+    focal correction [m]). Returns the step [m, 6 or 7] (omega, delta[, s]: Y -> Y + omega x Y + delta),
+    the robust weights [m, P], the pixel spread [m] and the normal matrices [m, 6 or 7, 6 or 7]; pairs with
+    fewer than 6 matches get a zero step."""
+    m, unknowns = len(points_a), 7 if solve_focal else 6
+    points_a = rescale(points_a, np.exp(log_focal))
+    focal = focal_b * np.exp(log_focal)
+    y = points_a @ np.swapaxes(rotation, 1, 2) + translation[:, None]
+    ahead = usable & (y[..., 2] > 1e-9)
+    z = np.where(ahead, y[..., 2], 1.0)
+    r_px = focal[:, None, None] * y[..., :2] / z[..., None] - pixels_b
+    r_z = np.log(z) - np.log(depth_b)
+    e_px, e_z = np.linalg.norm(r_px, axis=2), np.abs(r_z)
+    spread_px = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_px, ahead, axis=1), nan=1.0), 0.02)
+    spread_z = np.maximum(1.4826 * np.nan_to_num(median_of_valid(e_z, ahead, axis=1), nan=1.0), 1e-4)
+    robust_w = (cauchy_weights(e_px, 0.02, ahead) * cauchy_weights(e_z, 1e-4, ahead) if robust
+                else np.ones_like(w0))
+    w = np.where(ahead, w0 * robust_w, 0.0)
+    # Jacobians of both residuals for the update Y -> Y + omega x Y + delta (6 unknowns per pair).
+    jy_px = np.zeros(y.shape[:2] + (2, 3))
+    jy_px[..., 0, 0] = jy_px[..., 1, 1] = 1.0 / z
+    jy_px[..., :, 2] = -y[..., :2] / z[..., None] ** 2
+    jy_px *= (focal / spread_px)[:, None, None, None]
+    jy_z = np.zeros(y.shape[:2] + (1, 3))
+    jy_z[..., 0, 2] = 1.0 / z
+    jy_z /= spread_z[:, None, None, None]
+    jac_y = np.concatenate([jy_px, jy_z], axis=2)  # [m, P, 3, 3]: d residual / d Y
+    skew = np.zeros(y.shape + (3,))
+    skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -y[..., 2], y[..., 1], -y[..., 0]
+    skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = y[..., 2], -y[..., 1], y[..., 0]
+    parts = [-jac_y @ skew, jac_y]
+    if solve_focal:
+        # d Y / d s = -R (X, Y, 0) of a's re-derived point; the pixel also grows with the focal itself.
+        lateral = points_a * np.array([1.0, 1.0, 0.0])
+        dy_ds = -lateral @ np.swapaxes(rotation, 1, 2)
+        d_px = (r_px + pixels_b) / spread_px[:, None, None]
+        d_res = (jac_y @ dy_ds[..., None])[..., 0] + np.concatenate([d_px, np.zeros(y.shape[:2] + (1,))], axis=2)
+        parts.append(d_res[..., None])
+    jac = np.concatenate(parts, axis=3)  # [m, P, 3, 6 or 7]: d residual / d (omega, delta[, s])
+    res = np.concatenate([r_px / spread_px[:, None, None], (r_z / spread_z[:, None])[..., None]], axis=2)
+    jac = jac.reshape(m, -1, unknowns)  # rows: 3 residuals per match
+    weighted = jac * np.repeat(w, 3, axis=1)[..., None]
+    normal = np.swapaxes(weighted, 1, 2) @ jac + 1e-9 * np.eye(unknowns)  # batched matmul: BLAS, unlike einsum
+    gradient = np.swapaxes(weighted, 1, 2) @ res.reshape(m, -1, 1)  # [m, unknowns, 1]
+    step = -np.linalg.solve(normal, gradient)[..., 0]
+    if solve_focal:
+        # A trust region: s moves at most MAX_FOCAL_STEP a step, within +-MAX_FOCAL_CORRECTION. Where it binds,
+        # the motion is solved again with s held at its limited step: the free step's motion, made for an s it
+        # does not take, sent fits without rotation (s unobservable) turning by radians and drifting for 50 steps.
+        limit = np.clip(np.clip(step[:, 6], -MAX_FOCAL_STEP, MAX_FOCAL_STEP),
+                        -MAX_FOCAL_CORRECTION - log_focal, MAX_FOCAL_CORRECTION - log_focal)
+        bound = limit != step[:, 6]
+        if bound.any():
+            held = normal[bound][:, :6, 6:] * limit[bound][:, None, None]
+            step[bound, :6] = -np.linalg.solve(normal[bound][:, :6, :6], gradient[bound][:, :6] + held)[..., 0]
+            step[bound, 6] = limit[bound]
+    step[usable.sum(axis=1) < 6] = 0.0
+    return step, robust_w, spread_px, normal
 
 
 def cameras_from_motion(windows: WindowPredictions, slot_t: np.ndarray, focal: np.ndarray, principal: np.ndarray,
