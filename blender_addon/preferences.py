@@ -11,6 +11,7 @@ import bpy
 from . import engine_env, engine_process
 from .engine_link import MODELS, ReconstructOptions
 from .properties import from_option
+from .wrapping import PREFERENCES_MARGIN, draw_text
 
 # The environment being built (at most one), shown by the preferences panel.
 _builder: engine_env.EnvBuilder | None = None
@@ -65,6 +66,11 @@ def model_folder(prefs, model: str) -> str | None:
     """The model directory the preferences set for `model` (absolute), or None for the engine's default."""
     folder = prefs.geometrycrafter_dir if model == "geometrycrafter" else prefs.model_dir
     return bpy.path.abspath(folder) or None
+
+
+def draw_box_text(box, context, text: str, icon: str = "NONE") -> None:
+    """`text` wrapped to the Preferences' width in a box of the add-on's preferences (paths, problems, fixes)."""
+    draw_text(box, context, text, icon, boxed=True, margin=PREFERENCES_MARGIN)
 
 
 def licences_accepted(model: str) -> str:
@@ -122,13 +128,13 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         if self.python_source == "CUSTOM":
             layout.prop(self, "python_path")
         else:
-            self.draw_environment(layout.box())
+            self.draw_environment(layout.box(), context)
         layout.prop(self, "model_dir")
         layout.prop(self, "geometrycrafter_dir")
         from .weights import draw_weights  # weights.py uses this module's functions
 
         for model in MODELS:
-            draw_weights(layout.box(), self, model)
+            draw_weights(layout.box(), context, self, model)
         row = layout.row()
         row.prop(self, "device")
         if self.device == "cuda":
@@ -138,22 +144,21 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
         row.prop(self, "runtime")
         row.prop(self, "window_batch")
 
-    def draw_environment(self, box) -> None:
+    def draw_environment(self, box, context) -> None:
         """Found / being created / broken or missing (with the fix), and the buttons."""
         status = environment_status()
         if building():
             box.progress(factor=_builder.fraction, type="BAR", text=_builder.stage)
-            box.label(text=f"Creating {_builder.env_dir}")
+            draw_box_text(box, context, f"Creating {_builder.env_dir}")
             box.operator(PARALLAX_OT_cancel_environment.bl_idname, icon="CANCEL")
             return
         if status.state == "found":
-            box.label(text=f"Engine environment found: {status.env_dir}", icon="CHECKMARK")
+            draw_box_text(box, context, f"Engine environment found: {status.env_dir}", icon="CHECKMARK")
         else:
-            box.label(text=status.problem, icon="ERROR")
-            box.label(text=f"Fix: {status.fix}", icon="INFO")
+            draw_box_text(box, context, status.problem, icon="ERROR")
+            draw_box_text(box, context, f"Fix: {status.fix}", icon="INFO")
         if _builder is not None and _builder.state != "done":
-            for line in _builder.message.splitlines()[-4:]:
-                box.label(text=line, icon="ERROR")
+            draw_box_text(box, context, "\n".join(_builder.message.splitlines()[-4:]), icon="ERROR")
         row = box.row()
         if status.state == "found":
             row.operator(PARALLAX_OT_create_environment.bl_idname, icon="CONSOLE", text="Update Engine Environment")
@@ -161,9 +166,10 @@ class ParallaxPreferences(bpy.types.AddonPreferences):
             row.operator(PARALLAX_OT_create_environment.bl_idname, icon="CONSOLE")
         row.operator(PARALLAX_OT_check_environment.bl_idname, icon="FILE_REFRESH")
         box.prop(self, "base_python")
-        box.label(text=f"One environment for every Blender version, kept in {engine_env.data_root()}")
+        draw_box_text(box, context, f"One environment for every Blender version, kept in {engine_env.data_root()}")
         if not bpy.app.online_access:
-            box.label(text="Creating it needs online access (Preferences > System > Network)", icon="INFO")
+            draw_box_text(box, context, "Creating it needs online access (Preferences > System > Network)",
+                          icon="INFO")
 
 
 for _model in MODELS:  # one stored acceptance per model of the registry, read by weights.py

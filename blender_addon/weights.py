@@ -11,6 +11,7 @@ the download folder for the next download (Geo4D's partial file resumes), and th
 
 from __future__ import annotations
 
+import re
 import time
 
 import bpy
@@ -105,21 +106,25 @@ def forget_job() -> None:
     _job = None
 
 
-def draw_weights(box, prefs, model: str) -> None:
+def licence_paragraphs(text: str) -> str:
+    """A model's LICENCES with each item on one line (its indented continuation lines joined to it), so the
+    preferences wrap an item to their width rather than keep the console's line breaks."""
+    return re.sub(r"\n {3,}", " ", text)
+
+
+def draw_weights(box, context, prefs, model: str) -> None:
     """One model's weights in the preferences: state, licences with the acceptance, the buttons or the progress."""
     package = model_package(model)
     box.label(text=f"{package.LABEL} weights", icon="FILE_3D")
     for icon, text in state_lines(model):
-        box.label(text=text, icon=icon)
+        preferences.draw_box_text(box, context, text, icon)
     if running(model):
         box.progress(factor=_job.fraction, type="BAR", text=_job.stage)
         box.operator(PARALLAX_OT_cancel_weights.bl_idname, icon="CANCEL")
         return
     if model in _messages:
-        box.label(text=_messages[model], icon="INFO")
-    column = box.column(align=True)
-    for line in package.LICENCES.splitlines():
-        column.label(text=line)
+        preferences.draw_box_text(box, context, _messages[model], icon="INFO")
+    preferences.draw_box_text(box, context, licence_paragraphs(package.LICENCES))
     box.prop(prefs, preferences.licences_accepted(model))
     row = box.row()
     download = row.row()
@@ -128,7 +133,8 @@ def draw_weights(box, prefs, model: str) -> None:
     row.operator(PARALLAX_OT_convert_weights.bl_idname, icon="FILE_FOLDER").model = model
     row.operator(PARALLAX_OT_check_weights.bl_idname, icon="FILE_REFRESH").model = model
     if not bpy.app.online_access:
-        box.label(text="Downloading needs online access (Preferences > System > Network)", icon="INFO")
+        preferences.draw_box_text(box, context, "Downloading needs online access (Preferences > System > Network)",
+                                  icon="INFO")
 
 
 class _WeightsJob:

@@ -1,16 +1,22 @@
-"""Free text in the panels wrapped to the sidebar's width: Blender cuts a label too long for it in the middle
-("Reconstructed into '...arallax/bundles/clip)"), so messages, log lines and errors are split into lines that fit.
+"""Free text in the panels and the add-on's preferences wrapped to the region's width: Blender cuts a label too
+long for it ("Reconstructed into '...arallax/bundles/clip)"), so messages, log lines, paths and errors are split
+into lines that fit.
 `wrap_lines` is pure (any measure of a string's width); `draw_text` measures with Blender's UI font."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-# What a label's text loses of the region's width at UI scale 1, in pixels: the tab column, the panel's borders
-# and the layout's margins; an icon and a box's border take more (measured in Blender 4.3's sidebar, 291 px wide
-# by default: scripts/panel_picture.sh).
-REGION_MARGIN = 56
-ICON_WIDTH = 22
+# What a label's text loses of the region's width at UI scale 1, in pixels: in Blender 4.3's sidebar (291 px wide
+# by default: scripts/panel_picture.sh) the tab column, the panel's borders and the layout's margins; an icon and
+# a box's border take more.
+SIDEBAR_MARGIN = 56
+# In the Preferences editor, the add-on's expanded entry: its box and the box Blender draws the preferences in
+# (Blender 4.3 under Xvfb, region 1156 px at scale 1.0417: a label of text 1118 px wide fits, 1119 is cut; 38 px).
+PREFERENCES_MARGIN = 37
+# An icon's column (the Preferences, as above: with an icon 1092 px fit, 1093 were cut; 26 px more).
+ICON_WIDTH = 25
+# A box's border (the sidebar; in the Preferences a box took 9 px at scale 1.0417, less).
 BOX_MARGIN = 12
 FONT_ID = 0  # the UI's font
 # Where a long word (a path) may break: after a folder separator, else anywhere.
@@ -51,9 +57,10 @@ def _longest_head(word: str, width: float, measure: Callable[[str], float]) -> s
     return word[:cut] if cut > n // 2 else word[:n]
 
 
-def text_width(region_width: int, scale: float, icon: bool, boxed: bool) -> float:
-    """The pixels a label's text has in a sidebar `region_width` pixels wide at UI scale `scale`."""
-    return region_width - scale * (REGION_MARGIN + (ICON_WIDTH if icon else 0) + (BOX_MARGIN if boxed else 0))
+def text_width(region_width: int, scale: float, icon: bool, boxed: bool, margin: float = SIDEBAR_MARGIN) -> float:
+    """The pixels a label's text has in a region `region_width` pixels wide at UI scale `scale` (margin: what the
+    region's own borders take at scale 1, SIDEBAR_MARGIN or PREFERENCES_MARGIN)."""
+    return region_width - scale * (margin + (ICON_WIDTH if icon else 0) + (BOX_MARGIN if boxed else 0))
 
 
 def ui_measure(context) -> tuple[Callable[[str], float], float]:
@@ -65,11 +72,12 @@ def ui_measure(context) -> tuple[Callable[[str], float], float]:
     return (lambda text: blf.dimensions(FONT_ID, text)[0]), scale
 
 
-def draw_text(layout, context, text: str, icon: str = "NONE", boxed: bool = False) -> None:
+def draw_text(layout, context, text: str, icon: str = "NONE", boxed: bool = False,
+              margin: float = SIDEBAR_MARGIN) -> None:
     """`text` as labels wrapped to the region's width; the first line carries `icon`, the others are indented
-    under it. boxed: `layout` is a box (its border takes width)."""
+    under it. boxed: `layout` is a box (its border takes width); margin: as text_width's."""
     measure, scale = ui_measure(context)
-    width = text_width(context.region.width, scale, icon != "NONE", boxed)
+    width = text_width(context.region.width, scale, icon != "NONE", boxed, margin)
     column = layout.column(align=True)
     for i, line in enumerate(wrap_lines(text, width, measure)):
         column.label(text=line, icon=icon if i == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
