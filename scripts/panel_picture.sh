@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Draw docs/images/panel_quality.png: the Parallax panel of Blender 4.3.2 (Debian trixie's package) under Xvfb,
 # after importing the weight-free demo's bundle as Reconstruct does: its message, the solve quality and the engine's
-# log under it, wrapped to the default sidebar width. A docs tool, not part of CI.
+# log under it, wrapped to the default sidebar width; and docs/images/preferences_wrapped.png: the add-on's
+# preferences in a Preferences editor 577 px wide, their texts wrapped to it. A docs tool, not part of CI.
 #
 #   sudo PYTHON=.venv/bin/python scripts/panel_picture.sh          (as root: it uses chroot)
 #
@@ -48,7 +49,7 @@ bundle = read_bundle(sys.argv[1])
 plate = bundle.metadata.get("clip_size") or bundle.image_size
 print(quality_note(bundle.metadata, [frame.frame for frame in bundle.frames], plate[1]))
 EOF
-cp "$REPO/scripts/panel_picture.py" "$WORK/"
+cp "$REPO/scripts/panel_picture.py" "$REPO/scripts/prefs_picture.py" "$WORK/"
 ZIP=$(cd "$WORK" && ls parallax-*.zip)
 
 MOUNTED=()
@@ -63,3 +64,12 @@ chroot "$ROOT" env HOME=/root BLENDER_USER_RESOURCES="$INSIDE/profile" \
     "$INSIDE/$ZIP" "$INSIDE/$DEMO/bundle" "$INSIDE/$DEMO/clip.mp4" "$INSIDE/log.txt" "$INSIDE/panel_quality.png"
 cp "$WORK/panel_quality.png" "$REPO/docs/images/panel_quality.png"
 echo "wrote $REPO/docs/images/panel_quality.png (the whole window: $WORK/panel_quality_window.xwd)"
+
+# The preferences with no engine environment yet in a shared folder as long as a real one (its problem, fix and
+# path wrap), in a window as narrow as a Preferences window.
+chroot "$ROOT" env HOME=/root BLENDER_USER_RESOURCES="$INSIDE/profile-prefs" \
+    PARALLAX_DATA_DIR=/home/artist/.local/share/parallax-studio/blender-shared/engine-environments \
+    xvfb-run -a -s "-screen 0 900x1650x24" \
+    blender --factory-startup --python "$INSIDE/prefs_picture.py" -- "$INSIDE/$ZIP" "$INSIDE/preferences_wrapped.png"
+cp "$WORK/preferences_wrapped.png" "$REPO/docs/images/preferences_wrapped.png"
+echo "wrote $REPO/docs/images/preferences_wrapped.png"
