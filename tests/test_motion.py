@@ -192,7 +192,8 @@ def test_flow_matches_follow_a_known_shift_and_drop_what_leaves_the_frame(block)
     inner = (u > margin) & (u < w - margin) & (v > margin) & (v < h - margin)
     assert ok[inner].mean() > 0.95
     error = np.hypot(target[:, 0] - (u + dx), target[:, 1] - (v + dy))
-    assert np.median(error[inner & ok]) < 0.1 * block / 4
+    # The matches are Lucas-Kanade's end points (medians 0.042 and 0.048 px), sharper than DIS's (0.074, 0.060).
+    assert np.median(error[inner & ok]) < 0.055
     assert not ok[u + dx > w - 1].any()  # their match lies outside the image
 
 
