@@ -232,22 +232,28 @@ def validate(w: WindowPredictions) -> None:
 
 def _check_not_degenerate(w: WindowPredictions, i: int, valid: np.ndarray) -> None:
     """InputError when window i's valid pixels have no geometry: every point at one place (an all-zero or
-    constant point map) or ray directions of zero length, from which no camera can be solved."""
+    constant point map) or ray directions of zero length, from which no camera can be solved.
+
+    Whole-map arithmetic with the invalid pixels zeroed, not a gathered copy of the valid ones or reductions along
+    the xyz axis: those made this check most of `validate`'s time (0.64 of 0.71 s for 13 Geo4D windows at 160x256)."""
     if not valid.any():
         return
-    points = np.asarray(w.pointmap[i, : len(valid)])[valid]
-    spread = float(np.abs(points - points[0]).max())
-    if spread <= 1e-12 * max(1.0, float(np.abs(points[0]).max())):
-        _fail(f"`pointmap` of window {i} puts all {len(points)} valid pixels at one point {points[0].tolist()}: "
+    points = np.asarray(w.pointmap[i, : len(valid)])
+    first = points.reshape(-1, 3)[np.argmax(valid)]  # the first valid pixel's point
+    offset = np.abs(points - first)
+    offset *= valid[..., None]
+    if float(offset.max()) <= 1e-12 * max(1.0, float(np.abs(first).max())):
+        _fail(f"`pointmap` of window {i} puts all {int(valid.sum())} valid pixels at one point {first.tolist()}: "
               "the prediction is degenerate", "check the model's output (an all-zero map usually means a failed "
               "run); mark pixels without geometry with pointmap_conf = 0")
     if w.ray_dirs is None:  # a model without rays
         return
-    lengths = np.linalg.norm(np.asarray(w.ray_dirs[i, : len(valid)])[valid], axis=-1)
-    short = int(np.count_nonzero(lengths < 1e-6))
+    dirs = np.asarray(w.ray_dirs[i, : len(valid)])
+    short = int(np.count_nonzero(valid & (np.einsum("...i,...i->...", dirs, dirs) < 1e-12)))
     if short:
-        _fail(f"`ray_dirs` of window {i} has {short} of {len(lengths)} valid pixels with a zero-length direction: "
-              "the prediction is degenerate", "check the model's output; ray directions must be unit vectors")
+        _fail(f"`ray_dirs` of window {i} has {short} of {int(valid.sum())} valid pixels with a zero-length "
+              "direction: the prediction is degenerate", "check the model's output; ray directions must be unit "
+              "vectors")
 
 
 def _ranges(idx: np.ndarray) -> str:
