@@ -7,10 +7,11 @@ ends more than FB_TOLERANCE from q' (`tracked`). LK's end point, fitted to the p
 sharper than DIS's smoothed field. Flows are computed once per ordered pair of frames and the matches cached, since
 overlapping windows ask for the same pairs. Frames larger than FLOW_SIDE pixels are matched at that
 size (flow there is accurate to a few tenths of a pixel, and costs grow with the area). Smaller frames are
-matched at their own size: enlarging them to FLOW_SIDE (tried) made the solve far more sensitive to its inputs
-(a GeometryCrafter bundle through torch and ONNX Runtime, depths 1e-6 apart: cameras 3.3e-3 of the path apart
-instead of 4e-5; measured when the motion fits stopped after six steps, which made most of such sensitivity) for
-focal errors no better at 160x256 (docs/alignment.md).
+matched at their own size: enlarging them to FLOW_SIDE (tried) gave focal errors no better at 160x256, and made the
+solve far more sensitive to its inputs while the motion fits stopped after six steps (a GeometryCrafter bundle through
+torch and ONNX Runtime: cameras 3.3e-3 of the path apart instead of 4e-5); with the fits converged that
+sensitivity is gone (cameras 1.1e-5 of the path apart enlarged, 4.9e-5 not: docs/alignment.md), so enlarging is
+worth measuring again.
 """
 
 from __future__ import annotations
