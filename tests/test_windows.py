@@ -64,3 +64,17 @@ def test_sliding_schedule_any_stride():
     assert sliding_starts(41, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 25]
     assert sliding_starts(10, 4).tolist() == [0]
     assert sliding_starts(40, 16).tolist() == [0, 16, 24]
+
+
+def test_first_slots_name_the_first_window_covering_each_frame():
+    from engine.windows.predictions import WindowPredictions
+
+    starts = np.array([0, 3, 6])
+    maps = np.zeros((3, 5, 2, 2, 3), np.float32)
+    windows = WindowPredictions(num_frames=10, fps=24.0, image_size=(2, 2), window_length=5, window_starts=starts,
+                                window_lengths=window_lengths(starts, 10, 5), pointmap=maps,
+                                pointmap_conf=maps[..., 0])
+    window, slot = windows.first_slots()
+    assert window.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert slot.tolist() == [0, 1, 2, 3, 4, 2, 3, 4, 2, 3]
+    assert all(i in windows.frames_of(g) for i, g in enumerate(window))

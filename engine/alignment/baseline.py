@@ -37,8 +37,7 @@ def align_baseline(windows: WindowPredictions, pose_pixels: int = 256) -> Recons
         ps, pr, pt = sims[-1]
         sims.append((ps * s, pr @ r, ps * pr @ t + pt))
 
-    first = np.array([next(g for g in range(windows.num_windows) if i in windows.frames_of(g)) for i in range(n)])
-    slot_t = np.arange(n) - windows.window_starts[first]
+    first, slot_t = windows.first_slots()
     dirs = windows.ray_dirs[first[:, None], slot_t[:, None], v, u].astype(np.float64)
     moments = windows.ray_moments[first[:, None], slot_t[:, None], v, u].astype(np.float64)
     focal = np.full(n, float(np.median(focal_from_rays(dirs, pixels))))

@@ -186,9 +186,7 @@ def input_focal_error(windows, gt) -> float:
     h, w = windows.image_size
     v, u, pixels = sample_pixels(h, w, 4096)
     focal = np.zeros(gt.num_frames)
-    for i in range(gt.num_frames):
-        g = int(np.flatnonzero((windows.window_starts <= i) & (windows.window_starts + windows.window_lengths > i))[0])
-        t = i - int(windows.window_starts[g])
+    for i, (g, t) in enumerate(zip(*windows.first_slots())):
         points = np.asarray(windows.pointmap[g, t][v, u], np.float64)[None]
         focal[i] = focal_from_camera_points(points, np.asarray(windows.pointmap_conf[g, t][v, u])[None], pixels)[0]
     return focal_error(intrinsics(focal, h, w), gt.K)
@@ -199,9 +197,7 @@ def input_abs_rel(windows, gt) -> float:
     that sees it, scaled to the ground truth frame by frame (kinder to the input than the one scale per
     sequence the fused depth gets)."""
     depth = np.zeros(gt.depth.shape, np.float32)
-    for i in range(gt.num_frames):
-        g = int(np.flatnonzero((windows.window_starts <= i) & (windows.window_starts + windows.window_lengths > i))[0])
-        t = i - int(windows.window_starts[g])
+    for i, (g, t) in enumerate(zip(*windows.first_slots())):
         z = np.asarray(windows.pointmap[g, t, ..., 2])
         ok = (np.asarray(windows.pointmap_conf[g, t]) > 0) & np.isfinite(gt.depth[i]) & (z > 0)
         if ok.any():

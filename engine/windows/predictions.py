@@ -99,6 +99,14 @@ class WindowPredictions:
         """int64[len_g]: clip frame index of each real slot of window g."""
         return self.window_starts[g] + np.arange(self.window_lengths[g])
 
+    def first_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """(window int64[N], slot in it int64[N]): for each frame, the first window that covers it (validate
+        checks that every frame is covered)."""
+        frames = np.arange(self.num_frames)[:, None]
+        starts, lengths = np.asarray(self.window_starts), np.asarray(self.window_lengths)
+        window = np.argmax((starts <= frames) & (starts + lengths > frames), axis=1)
+        return window, frames[:, 0] - starts[window]
+
     def validate(self) -> None:
         """Raise InputError naming the first problem found; return None when the data is usable."""
         validate(self)
