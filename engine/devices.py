@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import EngineError, InputError
+
+if TYPE_CHECKING:  # torch only where it is used: the add-on loads this module (through engine.options) without it
+    import torch
 
 # What a device runs, the default first: CUDA fp16 (tensor cores), bf16 where the GPU has it (Ampere and later);
 # MPS fp16 and fp32 (its bf16 needs macOS 14, untested); the CPU fp32 and bf16 (its fp16 kernels are few and slow).
@@ -39,10 +43,10 @@ def machine() -> Machine:
                    mps=bool(mps and mps.is_available()))
 
 
-def release_freed(device: str) -> None:
+def release_freed(device: str | torch.device) -> None:
     """Give back what dropped networks held, before another runtime loads its own copy of the weights: Python's
     reference cycles collected and, on CUDA, the blocks torch's allocator keeps cached (which ONNX Runtime's
-    allocator could not use otherwise)."""
+    allocator could not use otherwise). device: a name ("cuda:0") or a torch.device."""
     import gc
 
     import torch
