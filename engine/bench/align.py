@@ -49,9 +49,10 @@ ABLATION = {
 }
 
 
-def _scene_sources(scenes: list[str], rendered: bool):
-    """(label, scene names, loader(name, frames, size)): procedural always, rendered when available."""
-    sources = [("procedural", scenes, lambda name, n, size: make_scene(name, n, size))]
+def _scene_sources(scenes: list[str], rendered: bool, scene_seed: int = 0):
+    """(label, scene names, loader(name, frames, size)): procedural always (laid out by scene_seed), rendered
+    when available."""
+    sources = [("procedural", scenes, lambda name, n, size: make_scene(name, n, size, scene_seed))]
     if rendered and importlib.util.find_spec("bpy") is not None:  # load_scene renders with this Python's bpy
         sources.append(("rendered", [name for name in scenes if name in SCENE_NAMES], load_scene))
     return sources
@@ -301,7 +302,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("H", "W"))
     parser.add_argument("--stride", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the simulated predictions' corruptions")
+    parser.add_argument("--scene-seed", type=int, default=0,
+                        help="the procedural scenes' layout and so their frames: --seed alone leaves the frames, and "
+                             "so the optical flow's errors, the same")
     parser.add_argument("--pose-window", type=int, nargs=2, default=(32, 8), metavar=("LENGTH", "OVERLAP"),
                         help="windows of the model without rays (the real GeometryCrafter: 110 25)")
     parser.add_argument("--no-rendered", action="store_true", help="skip the Blender-rendered scenes")
@@ -309,9 +313,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--speed-size", type=int, nargs=2, default=(64, 96), metavar=("H", "W"),
                         help="size of the frames-scaling series")
     args = parser.parse_args(argv)
-    sources = _scene_sources(args.scenes, not args.no_rendered)
+    sources = _scene_sources(args.scenes, not args.no_rendered, args.scene_seed)
     print("SIMULATED window predictions from ground truth (not a model); metrics follow MonST3R.")
-    print(f"scene sources: {', '.join(label for label, _, _ in sources)}")
+    print(f"scene sources: {', '.join(label for label, _, _ in sources)} (procedural layout: scene seed "
+          f"{args.scene_seed})")
     if "accuracy" in args.sections:
         accuracy(sources, args.frames, args.size, args.stride, args.seed)
     if "focal" in args.sections:
