@@ -20,6 +20,7 @@ from engine.models.geo4d.config import unet_params  # noqa: E402
 from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
+from engine.models.geo4d.attention import CrossAttention  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
@@ -177,6 +178,42 @@ def test_unsupported_configuration_is_refused(tiny_config):
         UNet3D.from_params(params)
     with pytest.raises(ModelError, match="does not know: num_classes"):
         UNet3D.from_params(dict(unet_params(tiny_config), num_classes=10))
+
+
+@torch.no_grad()
+def test_num_heads_is_read_as_the_official_unet_reads_it(tiny_config, unet, case_a):
+    """The official UNetModel: num_head_channels, when set, fixes the head width and num_heads is
+    ignored; without it, num_heads fixes the head count at every level (width ch // num_heads), and
+    init_attn (addition_attention), whose head width is num_head_channels, cannot be built."""
+    params = unet_params(tiny_config)
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    both = UNet3D.from_params(dict(params, num_heads=3))
+    both.load_state_dict(unet.state_dict())
+    assert torch.equal(both.eval()(x, t, context, fs), unet(x, t, context, fs))
+
+    heads_only = dict(params, num_head_channels=-1, num_heads=2, addition_attention=False)
+    attentions = [m for m in UNet3D.from_params(heads_only).modules() if isinstance(m, CrossAttention)]
+    assert attentions and {m.heads for m in attentions} == {2}  # levels of 32 and 64 channels alike
+    # One width (32) at every level: 2 heads are the same network as 16-channel heads.
+    flat = dict(params, channel_mult=[1, 1, 1], addition_attention=False)
+    by_heads = UNet3D.from_params(dict(flat, num_head_channels=-1, num_heads=2)).eval()
+    by_width = UNet3D.from_params(flat).eval()
+    generator = torch.Generator().manual_seed(0)
+    for weight in by_heads.parameters():
+        weight.copy_(torch.randn(weight.shape, generator=generator) / max(1, weight[0].numel()) ** 0.5)
+    by_width.load_state_dict(by_heads.state_dict())
+    out = by_heads(x, t, context, fs)
+    assert out.std() > 0.1
+    assert torch.equal(out, by_width(x, t, context, fs))
+    # 4 heads of 8 channels at the first level differ from 2 of 16.
+    four = UNet3D.from_params(dict(flat, num_head_channels=-1, num_heads=4)).eval()
+    four.load_state_dict(by_heads.state_dict())
+    assert (four(x, t, context, fs) - out).abs().max() > 1e-3
+
+    with pytest.raises(ModelError, match="addition_attention without num_head_channels"):
+        UNet3D.from_params(dict(params, num_head_channels=-1, num_heads=2))
+    with pytest.raises(ModelError, match="neither num_head_channels nor num_heads"):
+        UNet3D.from_params(dict(params, num_head_channels=-1))
 
 
 def test_resampler_refuses_per_frame_input():

@@ -92,8 +92,8 @@ class UNet3D(nn.Module):
     attention, which Geo4D does not use, need it."""
 
     def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
-                 attention_resolutions, channel_mult, num_head_channels: int, context_dim: int,
-                 dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
+                 attention_resolutions, channel_mult, context_dim: int, num_head_channels: int = -1,
+                 num_heads: int = -1, dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
                  temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False):
@@ -111,12 +111,26 @@ class UNet3D(nn.Module):
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
             return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv)
 
+        if num_head_channels == -1 and num_heads == -1:
+            raise ModelError("UNet config sets neither num_head_channels nor num_heads",
+                             "set num_head_channels (Geo4D: 64) or num_heads in unet_config.params")
+        if addition_attention and num_head_channels == -1:
+            # The official init_attn takes num_head_channels as its head width: -1 cannot be built.
+            raise ModelError("UNet config sets addition_attention without num_head_channels",
+                             "set num_head_channels in unet_config.params (the official code cannot build this "
+                             "configuration either)")
+
         def attention_layers(ch: int) -> list[nn.Module]:
-            heads = ch // num_head_channels
+            # As the official code: num_head_channels, when set, fixes the head width (num_heads is then
+            # ignored); otherwise num_heads fixes the head count and the width is ch // num_heads.
+            if num_head_channels == -1:
+                heads, dim_head = num_heads, ch // num_heads
+            else:
+                heads, dim_head = ch // num_head_channels, num_head_channels
             layers: list[nn.Module] = [SpatialTransformer(
-                ch, heads, num_head_channels, transformer_depth, context_dim, use_linear, image_cross_attention)]
+                ch, heads, dim_head, transformer_depth, context_dim, use_linear, image_cross_attention)]
             if temporal_attention:
-                layers.append(TemporalTransformer(ch, heads, num_head_channels, transformer_depth, use_linear))
+                layers.append(TemporalTransformer(ch, heads, dim_head, transformer_depth, use_linear))
             return layers
 
         self.time_embed = _mlp(model_channels, time_embed_dim)
@@ -173,9 +187,6 @@ class UNet3D(nn.Module):
                                  f"use a Geo4D configuration ({name}: {required})")
         for name in _IGNORED_FLAGS:
             params.pop(name, None)
-        if params.pop("num_heads", -1) != -1:
-            raise ModelError("UNet config sets num_heads; only num_head_channels is implemented",
-                             "use a Geo4D configuration (num_head_channels, no num_heads)")
         unknown = sorted(set(params) - set(inspect.signature(cls).parameters))
         if unknown:
             raise ModelError(f"UNet config has parameters this engine does not know: {', '.join(unknown)}",
