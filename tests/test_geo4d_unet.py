@@ -21,6 +21,7 @@ from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
 from engine.models.geo4d.attention import CrossAttention  # noqa: E402
+from engine.models.geo4d.blocks import ResBlock  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
@@ -173,11 +174,39 @@ def test_autocast_bfloat16_on_float32_weights(unet, case_a):
 
 
 def test_unsupported_configuration_is_refused(tiny_config):
-    params = dict(unet_params(tiny_config), use_scale_shift_norm=True)
-    with pytest.raises(ModelError, match="use_scale_shift_norm"):
+    params = dict(unet_params(tiny_config), dims=3)
+    with pytest.raises(ModelError, match="dims"):
         UNet3D.from_params(params)
     with pytest.raises(ModelError, match="does not know: num_classes"):
         UNet3D.from_params(dict(unet_params(tiny_config), num_classes=10))
+
+
+@torch.no_grad()
+def test_scale_shift_norm_modulates_the_normalised_features(tiny_config):
+    """use_scale_shift_norm (official ResBlock): the time embedding gives a scale and a shift (twice the
+    output channels) applied as norm(h) * (1 + scale) + shift before the rest of out_layers."""
+    params = unet_params(tiny_config)
+    plain, film = UNet3D.from_params(params), UNet3D.from_params(dict(params, use_scale_shift_norm=True))
+    assert film.state_dict().keys() == plain.state_dict().keys()
+    assert film.input_blocks[1][0].emb_layers[1].weight.shape == (2 * 32, 4 * 32)
+    assert film.output_blocks[0][0].emb_layers[1].weight.shape == (2 * 64, 4 * 32)
+
+    generator = torch.Generator().manual_seed(0)
+    block = ResBlock(32, 8, 0.0, scale_shift_norm=True).eval()
+    for weight in block.parameters():
+        weight.copy_(torch.randn(weight.shape, generator=generator) * 0.3)
+    x, emb = torch.randn(2, 32, 4, 4, generator=generator), torch.randn(2, 8, generator=generator)
+    block.emb_layers[1].weight.zero_()
+    # Scale -1 zeroes the normalised features: out_layers' conv sees zeros and adds only its bias.
+    block.emb_layers[1].bias.copy_(torch.cat([-torch.ones(32), torch.zeros(32)]))
+    expected = x + block.out_layers[3].bias[:, None, None]
+    assert torch.allclose(block(x, emb, 2), expected, atol=1e-6)
+    # Scale and shift 0: the block is a plain ResBlock whose embedding adds nothing.
+    block.emb_layers[1].bias.zero_()
+    additive = ResBlock(32, 8, 0.0).eval()
+    additive.load_state_dict({k: v[:32] if k.startswith("emb_layers") else v for k, v in block.state_dict().items()})
+    assert (block(x, emb, 2) - x).abs().max() > 0.1
+    assert torch.equal(block(x, emb, 2), additive(x, emb, 2))
 
 
 @torch.no_grad()

@@ -65,16 +65,19 @@ class TemporalConvBlock(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Per-frame residual block conditioned on the time embedding (added after the first conv),
-    optionally followed by the temporal conv block. x [(b t), c, h, w], emb [(b t), emb_channels]."""
+    """Per-frame residual block conditioned on the time embedding (added after the first conv, or with
+    `scale_shift_norm` a FiLM of the second norm's output: norm(h) * (1 + scale) + shift), optionally
+    followed by the temporal conv block. x [(b t), c, h, w], emb [(b t), emb_channels]."""
 
     def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int | None = None,
-                 temporal_conv: bool = False):
+                 temporal_conv: bool = False, scale_shift_norm: bool = False):
         super().__init__()
         out_channels = out_channels or channels
         self.in_layers = nn.Sequential(GroupNorm32(channels), nn.SiLU(),
                                        nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        self.scale_shift_norm = scale_shift_norm
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift_norm else out_channels))
         self.out_layers = nn.Sequential(
             GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(dropout),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
@@ -86,8 +89,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
         h = self.in_layers(x)
-        h = h + self.emb_layers(emb).type(h.dtype)[:, :, None, None]
-        h = self.skip_connection(x) + self.out_layers(h)
+        emb_out = self.emb_layers(emb).type(h.dtype)[:, :, None, None]
+        if self.scale_shift_norm:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_layers[1:](self.out_layers[0](h) * (1 + scale) + shift)
+        else:
+            h = self.out_layers(h + emb_out)
+        h = self.skip_connection(x) + h
         if self.has_temporal_conv:
             h = clips_to_frames(self.temopral_conv(frames_to_clips(h, batch)))
         return h

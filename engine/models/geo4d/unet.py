@@ -35,7 +35,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
-    "dims": 2, "conv_resample": True, "use_scale_shift_norm": False, "resblock_updown": False,
+    "dims": 2, "conv_resample": True, "resblock_updown": False,
     "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
     "temporal_selfatt_only": True, "image_cross_attention_scale_learnable": False, "task_condition": False,
 }
@@ -96,7 +96,7 @@ class UNet3D(nn.Module):
                  num_heads: int = -1, dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
                  temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
                  addition_attention: bool = False, image_cross_attention: bool = False,
-                 default_fs: int = 4, fs_condition: bool = False):
+                 default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -109,7 +109,8 @@ class UNet3D(nn.Module):
         time_embed_dim = model_channels * 4
 
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
-            return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv)
+            return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv,
+                            scale_shift_norm=use_scale_shift_norm)
 
         if num_head_channels == -1 and num_heads == -1:
             raise ModelError("UNet config sets neither num_head_channels nor num_heads",
