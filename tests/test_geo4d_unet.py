@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -20,7 +21,7 @@ from engine.models.geo4d.config import unet_params  # noqa: E402
 from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
-from engine.models.geo4d.attention import CrossAttention  # noqa: E402
+from engine.models.geo4d.attention import CrossAttention, SpatialTransformer  # noqa: E402
 from engine.models.geo4d.blocks import ResBlock  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
@@ -207,6 +208,32 @@ def test_scale_shift_norm_modulates_the_normalised_features(tiny_config):
     additive.load_state_dict({k: v[:32] if k.startswith("emb_layers") else v for k, v in block.state_dict().items()})
     assert (block(x, emb, 2) - x).abs().max() > 0.1
     assert torch.equal(block(x, emb, 2), additive(x, emb, 2))
+
+
+@torch.no_grad()
+def test_learnable_image_cross_attention_scale(tiny_config, unet, case_a):
+    """image_cross_attention_scale_learnable (official CrossAttention): a scalar `alpha` (initialised 0)
+    on each image cross-attention scales the image tokens' attention by tanh(alpha) + 1."""
+    params = dict(unet_params(tiny_config), image_cross_attention_scale_learnable=True)
+    learnable = UNet3D.from_params(params).eval()
+    missing, unexpected = learnable.load_state_dict(unet.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.endswith(".attn2.alpha") for k in missing)
+    spatial_layers = [m for m in learnable.modules() if isinstance(m, SpatialTransformer)]
+    assert len(missing) == len(spatial_layers) and learnable.get_parameter(missing[0]).shape == ()
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    assert torch.equal(learnable(x, t, context, fs), unet(x, t, context, fs))  # alpha 0: scale 1
+
+    generator = torch.Generator().manual_seed(0)
+    layer = CrossAttention(16, 8, 2, 8, image_cross_attention=True, image_scale_learnable=True)
+    query, tokens = torch.randn(3, 5, 16, generator=generator), torch.randn(3, 77 + 4, 8, generator=generator)
+    outputs = {}
+    for scale in (0.0, 1.0, 1.5):  # tanh(alpha) + 1
+        layer.alpha.fill_(-20.0 if scale == 0.0 else math.atanh(scale - 1))
+        outputs[scale] = layer(query, tokens)
+    # Scale 0 ignores the image tokens; the output is affine in the scale.
+    assert torch.equal(outputs[0.0], layer(query, torch.cat([tokens[:, :77], 0 * tokens[:, 77:]], dim=1)))
+    assert (outputs[1.0] - outputs[0.0]).abs().max() > 0.1
+    assert torch.allclose(outputs[1.5], outputs[1.0] + 0.5 * (outputs[1.0] - outputs[0.0]), atol=1e-6)
 
 
 @torch.no_grad()

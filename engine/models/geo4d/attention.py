@@ -82,11 +82,12 @@ class CrossAttention(nn.Module):
 
     With `image_cross_attention`, the context is 77 text tokens and image tokens: the query attends to
     the text tokens and, separately with its own key/value projections, to the image tokens; the two
-    results are added (scale 1, as Geo4D's config has no learnable alpha).
+    results are added, the image one scaled by 1, or with `image_scale_learnable` by tanh(alpha) + 1
+    (the official learnable scale, a scalar parameter per layer).
     """
 
     def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
-                 dropout: float = 0.0, image_cross_attention: bool = False):
+                 dropout: float = 0.0, image_cross_attention: bool = False, image_scale_learnable: bool = False):
         super().__init__()
         inner_dim = heads * dim_head
         context_dim = context_dim or query_dim
@@ -99,6 +100,9 @@ class CrossAttention(nn.Module):
         if image_cross_attention:
             self.to_k_ip = nn.Linear(context_dim, inner_dim, bias=False)
             self.to_v_ip = nn.Linear(context_dim, inner_dim, bias=False)
+        self.image_scale_learnable = image_cross_attention and image_scale_learnable
+        if self.image_scale_learnable:
+            self.alpha = nn.Parameter(torch.tensor(0.0))  # scale 1 until trained, as the official init
 
     def project_context(self, text: torch.Tensor, image: torch.Tensor) -> ContextKeysValues:
         """Keys and values of the text tokens [..., 77, C] and (with image cross-attention; the official
@@ -119,7 +123,10 @@ class CrossAttention(nn.Module):
         else:
             out = multi_head_attention(q, context.text_k, context.text_v, self.heads)
             if context.image_k is not None:
-                out = out + multi_head_attention(q, context.image_k, context.image_v, self.heads)
+                image_out = multi_head_attention(q, context.image_k, context.image_v, self.heads)
+                if self.image_scale_learnable:
+                    image_out = image_out * (torch.tanh(self.alpha) + 1)
+                out = out + image_out
         return self.to_out(out)
 
 
@@ -150,11 +157,12 @@ class BasicTransformerBlock(nn.Module):
     context is None, as in the temporal transformers), then the feed-forward."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None,
-                 image_cross_attention: bool = False):
+                 image_cross_attention: bool = False, image_scale_learnable: bool = False):
         super().__init__()
         self.attn1 = CrossAttention(dim, None, heads, dim_head)
         self.ff = FeedForward(dim)
-        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention=image_cross_attention)
+        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention=image_cross_attention,
+                                    image_scale_learnable=image_scale_learnable)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
@@ -171,14 +179,14 @@ class SpatialTransformer(nn.Module):
     tokens)."""
 
     def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int,
-                 use_linear: bool, image_cross_attention: bool):
+                 use_linear: bool, image_cross_attention: bool, image_scale_learnable: bool = False):
         super().__init__()
         inner_dim = heads * dim_head
         self.use_linear = use_linear
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv2d(channels, inner_dim, 1)
         self.transformer_blocks = nn.ModuleList([
-            BasicTransformerBlock(inner_dim, heads, dim_head, context_dim, image_cross_attention)
+            BasicTransformerBlock(inner_dim, heads, dim_head, context_dim, image_cross_attention, image_scale_learnable)
             for _ in range(depth)
         ])
         self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv2d(inner_dim, channels, 1)

@@ -37,7 +37,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 _REQUIRED_FLAGS = {
     "dims": 2, "conv_resample": True, "resblock_updown": False,
     "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
-    "temporal_selfatt_only": True, "image_cross_attention_scale_learnable": False, "task_condition": False,
+    "temporal_selfatt_only": True, "task_condition": False,
 }
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
@@ -96,7 +96,8 @@ class UNet3D(nn.Module):
                  num_heads: int = -1, dropout: float = 0.0, transformer_depth: int = 1, use_linear: bool = False,
                  temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
                  addition_attention: bool = False, image_cross_attention: bool = False,
-                 default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False):
+                 default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
+                 image_cross_attention_scale_learnable: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -129,7 +130,8 @@ class UNet3D(nn.Module):
             else:
                 heads, dim_head = ch // num_head_channels, num_head_channels
             layers: list[nn.Module] = [SpatialTransformer(
-                ch, heads, dim_head, transformer_depth, context_dim, use_linear, image_cross_attention)]
+                ch, heads, dim_head, transformer_depth, context_dim, use_linear, image_cross_attention,
+                image_cross_attention_scale_learnable)]
             if temporal_attention:
                 layers.append(TemporalTransformer(ch, heads, dim_head, transformer_depth, use_linear))
             return layers
