@@ -21,7 +21,7 @@ from engine.models.geo4d.config import unet_params  # noqa: E402
 from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
-from engine.models.geo4d.attention import CrossAttention, SpatialTransformer  # noqa: E402
+from engine.models.geo4d.attention import CrossAttention, SpatialTransformer, TemporalTransformer  # noqa: E402
 from engine.models.geo4d.blocks import ResBlock  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
@@ -234,6 +234,32 @@ def test_learnable_image_cross_attention_scale(tiny_config, unet, case_a):
     assert torch.equal(outputs[0.0], layer(query, torch.cat([tokens[:, :77], 0 * tokens[:, 77:]], dim=1)))
     assert (outputs[1.0] - outputs[0.0]).abs().max() > 0.1
     assert torch.allclose(outputs[1.5], outputs[1.0] + 0.5 * (outputs[1.0] - outputs[0.0]), atol=1e-6)
+
+
+@torch.no_grad()
+def test_causal_temporal_attention(tiny_config, unet, case_a):
+    """use_causal_attention (official TemporalTransformer): frame i attends to frames 0..i in both attentions
+    of every temporal block except init_attn's; the mask is temporal_length square and holds no weights."""
+    params = dict(unet_params(tiny_config), use_causal_attention=True)
+    causal = UNet3D.from_params(params).eval()
+    causal.load_state_dict(unet.state_dict())  # strict: same keys
+    temporal = [m for m in causal.modules() if isinstance(m, TemporalTransformer) and m is not causal.init_attn[0]]
+    assert causal.init_attn[0].causal_length is None and {m.causal_length for m in temporal} == {16}
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    assert (causal(x, t, context, fs) - unet(x, t, context, fs)).abs().max() > 1e-3
+    long_clip = torch.cat([x, x[:, :, :1]], dim=2)  # 17 frames
+    with pytest.raises(InputError, match="17 frames"):
+        causal(long_clip, t, context[:, :77 + 16], fs)
+    with pytest.raises(ModelError, match="use_causal_attention without temporal_length"):
+        UNet3D.from_params(dict(params, temporal_length=None))
+
+    # A block's first k outputs are those of the sequence cut to its first k positions (and only then).
+    block = temporal[0].transformer_blocks[0]
+    y = torch.randn(6, 16, block.norm1.normalized_shape[0], generator=torch.Generator().manual_seed(0))
+    full = block(y, causal=True)
+    for k in (1, 5, 16):
+        assert torch.allclose(full[:, :k], block(y[:, :k], causal=True), atol=1e-6)
+    assert (block(y)[:, :5] - full[:, :5]).abs().max() > 1e-2
 
 
 @torch.no_grad()

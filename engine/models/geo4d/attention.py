@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ...errors import InputError
+
 # DynamiCrafter's context: 77 CLIP text tokens, then the image tokens (16 per frame in Geo4D).
 TEXT_TOKENS = 77
 # Attention weights computed at once by the float32 CPU path (64M floats = 256 MB).
@@ -34,9 +36,10 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(n, length, heads * d)
 
 
-def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                         causal: bool = False) -> torch.Tensor:
     """Softmax attention with scale 1/sqrt(head dim). q [N, Lq, heads*d], k and v [N, Lk, heads*d]
-    -> [N, Lq, heads*d].
+    -> [N, Lq, heads*d]. `causal`: query i attends to keys 0..i only.
 
     float32 on CPU uses the math backend on contiguous heads (as the original's rearrange makes
     them): that reproduces the original's explicit softmax(QKᵀ/√d)V to rounding (bit for bit when
@@ -44,19 +47,20 @@ def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head
     drifts by ~1e-5 over the UNet (the fixtures' tolerance). Everything else gets the fused kernels."""
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
     if q.device.type == "cpu" and q.dtype == torch.float32:
-        return _merge_heads(_math_attention(q.contiguous(), k.contiguous(), v.contiguous()))
-    return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+        return _merge_heads(_math_attention(q.contiguous(), k.contiguous(), v.contiguous(), causal))
+    return _merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
 
 
-def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
     """The math backend, a few sequences at a time so that the [N, heads, Lq, Lk] weights stay
     under MATH_ATTENTION_ELEMENTS (the full-size UNet's 2560-token frames would need 4 GB at once)."""
     n, heads, lq, _ = q.shape
     rows = max(1, MATH_ATTENTION_ELEMENTS // (heads * lq * k.shape[2]))
     with sdpa_kernel(SDPBackend.MATH):
         if n <= rows:  # also the traced (ONNX export) case, so the graph has no batch slicing
-            return F.scaled_dot_product_attention(q, k, v)
-        return torch.cat([F.scaled_dot_product_attention(q[i:i + rows], k[i:i + rows], v[i:i + rows])
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return torch.cat([F.scaled_dot_product_attention(q[i:i + rows], k[i:i + rows], v[i:i + rows],
+                                                         is_causal=causal)
                           for i in range(0, n, rows)])
 
 
@@ -111,15 +115,17 @@ class CrossAttention(nn.Module):
             return ContextKeysValues(self.to_k(text), self.to_v(text))
         return ContextKeysValues(self.to_k(text), self.to_v(text), self.to_k_ip(image), self.to_v_ip(image))
 
-    def forward(self, x: torch.Tensor, context: ContextKeysValues | torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: ContextKeysValues | torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
         """x [N, Lq, query_dim]; context: keys and values [N, L, heads*d] (project_context), or the context's
-        tokens [N, L, context_dim], projected here (GeometryCrafter's UNet, whose context is each window's)."""
+        tokens [N, L, context_dim], projected here (GeometryCrafter's UNet, whose context is each window's).
+        `causal` (self-attention only): position i attends to positions 0..i."""
         if isinstance(context, torch.Tensor):
             # The official code keeps only the text tokens when image cross-attention is off.
             context = self.project_context(context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:])
         q = self.to_q(x)
         if context is None:
-            out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads)
+            out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads, causal)
         else:
             out = multi_head_attention(q, context.text_k, context.text_v, self.heads)
             if context.image_k is not None:
@@ -167,9 +173,9 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: ContextKeysValues | None = None) -> torch.Tensor:
-        x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context) + x
+    def forward(self, x: torch.Tensor, context: ContextKeysValues | None = None, causal: bool = False) -> torch.Tensor:
+        x = self.attn1(self.norm1(x), causal=causal) + x
+        x = self.attn2(self.norm2(x), context, causal) + x
         return self.ff(self.norm3(x)) + x
 
 
@@ -212,13 +218,16 @@ class SpatialTransformer(nn.Module):
 class TemporalTransformer(nn.Module):
     """Self-attention along time, independently at every pixel. x [b, c, t, h, w] -> same shape.
 
-    Only the configuration Geo4D uses is built: self-attention only, no relative position, no causal
-    mask. With `use_linear` False the projections are 1x1 Conv1d (the UNet's `init_attn`)."""
+    Self-attention only, no relative position. With `use_linear` False the projections are 1x1 Conv1d
+    (the UNet's `init_attn`). `causal_length` (the official causal_attention's temporal_length): frame i
+    attends to frames 0..i only, in clips of at most that many frames (the official mask's size)."""
 
-    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, use_linear: bool):
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, use_linear: bool,
+                 causal_length: int | None = None):
         super().__init__()
         inner_dim = heads * dim_head
         self.use_linear = use_linear
+        self.causal_length = causal_length
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv1d(channels, inner_dim, 1)
         self.transformer_blocks = nn.ModuleList([
@@ -228,11 +237,16 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
+        causal = self.causal_length is not None
+        if causal and t > self.causal_length:
+            raise InputError(f"the UNet's causal temporal attention got {t} frames; its mask covers "
+                             f"temporal_length = {self.causal_length}",
+                             f"run windows of at most {self.causal_length} frames")
         # GroupNorm statistics span all frames of a clip, as in the original.
         y = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c).contiguous()
         y = self.proj_in(y) if self.use_linear else self.proj_in(y.transpose(1, 2)).transpose(1, 2)
         for block in self.transformer_blocks:
-            y = block(y)
+            y = block(y, causal=causal)
         y = self.proj_out(y) if self.use_linear else self.proj_out(y.transpose(1, 2)).transpose(1, 2)
         y = y.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
         return y + x

@@ -36,7 +36,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
     "dims": 2, "conv_resample": True, "resblock_updown": False,
-    "tempspatial_aware": False, "use_relative_position": False, "use_causal_attention": False,
+    "tempspatial_aware": False, "use_relative_position": False,
     "temporal_selfatt_only": True, "task_condition": False,
 }
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
@@ -97,7 +97,7 @@ class UNet3D(nn.Module):
                  temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
-                 image_cross_attention_scale_learnable: bool = False):
+                 image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -121,6 +121,11 @@ class UNet3D(nn.Module):
             raise ModelError("UNet config sets addition_attention without num_head_channels",
                              "set num_head_channels in unet_config.params (the official code cannot build this "
                              "configuration either)")
+        if use_causal_attention and temporal_attention and temporal_length is None:
+            # The official causal mask is temporal_length square: it cannot be built without it.
+            raise ModelError("UNet config sets use_causal_attention without temporal_length",
+                             "set temporal_length in unet_config.params (the official code cannot build this "
+                             "configuration either)")
 
         def attention_layers(ch: int) -> list[nn.Module]:
             # As the official code: num_head_channels, when set, fixes the head width (num_heads is then
@@ -133,7 +138,8 @@ class UNet3D(nn.Module):
                 ch, heads, dim_head, transformer_depth, context_dim, use_linear, image_cross_attention,
                 image_cross_attention_scale_learnable)]
             if temporal_attention:
-                layers.append(TemporalTransformer(ch, heads, dim_head, transformer_depth, use_linear))
+                layers.append(TemporalTransformer(ch, heads, dim_head, transformer_depth, use_linear,
+                                                  temporal_length if use_causal_attention else None))
             return layers
 
         self.time_embed = _mlp(model_channels, time_embed_dim)
