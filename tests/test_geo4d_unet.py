@@ -263,6 +263,41 @@ def test_causal_temporal_attention(tiny_config, unet, case_a):
 
 
 @torch.no_grad()
+def test_resblock_updown_resizes_inside_residual_blocks(tiny_config, case_a):
+    """resblock_updown (official UNetModel): each Downsample/Upsample is a ResBlock (same width, no temporal
+    conv) that average-pools / nearest-doubles both paths, the main one between its first SiLU and conv."""
+    params = dict(unet_params(tiny_config), resblock_updown=True)
+    unet = UNet3D.from_params(params).eval()
+    keys = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    for block in ("input_blocks.2.0", "input_blocks.4.0", "output_blocks.1.1", "output_blocks.3.3"):
+        assert keys[f"{block}.in_layers.2.weight"] == keys[f"{block}.out_layers.3.weight"]
+        assert not any(k.startswith((f"{block}.temopral_conv", f"{block}.skip", f"{block}.op")) for k in keys)
+    assert keys["output_blocks.1.1.in_layers.2.weight"] == (64, 64, 3, 3)
+    assert not any(k.endswith((".op.weight", ".conv.weight")) for k in keys)
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    assert unet(x, t, context, fs).shape == x[:, :16].shape
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 32, 4, 6, generator=generator)
+    emb = torch.randn(2, 8, generator=generator)
+    down = ResBlock(32, 8, 0.0, resample=torch.nn.AvgPool2d(2)).eval()
+    up = ResBlock(32, 8, 0.0, resample=torch.nn.Upsample(scale_factor=2, mode="nearest")).eval()
+    plain = ResBlock(32, 8, 0.0).eval()
+    for weight in plain.parameters():
+        weight.copy_(torch.randn(weight.shape, generator=generator) * 0.3)
+    down.load_state_dict(plain.state_dict())
+    up.load_state_dict(plain.state_dict())
+    # Nearest doubling keeps GroupNorm's statistics: the up block is the plain block on the doubled input.
+    doubled = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    assert torch.allclose(up(x, emb, 2), plain(doubled, emb, 2), atol=1e-5)
+    assert down(x, emb, 2).shape == (2, 32, 2, 3)
+    # With the residual branch's last conv zeroed, the down block is the average pool of its input.
+    down.out_layers[3].weight.zero_()
+    down.out_layers[3].bias.zero_()
+    assert torch.equal(down(x, emb, 2), torch.nn.functional.avg_pool2d(x, 2))
+
+
+@torch.no_grad()
 def test_num_heads_is_read_as_the_official_unet_reads_it(tiny_config, unet, case_a):
     """The official UNetModel: num_head_channels, when set, fixes the head width and num_heads is
     ignored; without it, num_heads fixes the head count at every level (width ch // num_heads), and

@@ -67,11 +67,15 @@ class TemporalConvBlock(nn.Module):
 class ResBlock(nn.Module):
     """Per-frame residual block conditioned on the time embedding (added after the first conv, or with
     `scale_shift_norm` a FiLM of the second norm's output: norm(h) * (1 + scale) + shift), optionally
-    followed by the temporal conv block. x [(b t), c, h, w], emb [(b t), emb_channels]."""
+    followed by the temporal conv block. x [(b t), c, h, w], emb [(b t), emb_channels].
+
+    `resample` (the official resblock_updown's up or down block: nn.Upsample or nn.AvgPool2d, no weights)
+    resizes both paths: the main one after the first norm and SiLU, before its conv."""
 
     def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int | None = None,
-                 temporal_conv: bool = False, scale_shift_norm: bool = False):
+                 temporal_conv: bool = False, scale_shift_norm: bool = False, resample: nn.Module | None = None):
         super().__init__()
+        self.resample = resample
         out_channels = out_channels or channels
         self.in_layers = nn.Sequential(GroupNorm32(channels), nn.SiLU(),
                                        nn.Conv2d(channels, out_channels, 3, padding=1))
@@ -88,7 +92,11 @@ class ResBlock(nn.Module):
             self.temopral_conv = TemporalConvBlock(out_channels)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
-        h = self.in_layers(x)
+        if self.resample is None:
+            h = self.in_layers(x)
+        else:
+            h = self.in_layers[2](self.resample(self.in_layers[:2](x)))
+            x = self.resample(x)
         emb_out = self.emb_layers(emb).type(h.dtype)[:, :, None, None]
         if self.scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)

@@ -35,7 +35,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
-    "dims": 2, "conv_resample": True, "resblock_updown": False,
+    "dims": 2, "conv_resample": True,
     "tempspatial_aware": False, "use_relative_position": False,
     "temporal_selfatt_only": True, "task_condition": False,
 }
@@ -97,7 +97,8 @@ class UNet3D(nn.Module):
                  temporal_conv: bool = False, temporal_attention: bool = True, temporal_length: int | None = None,
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
-                 image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False):
+                 image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False,
+                 resblock_updown: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -112,6 +113,14 @@ class UNet3D(nn.Module):
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
             return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv,
                             scale_shift_norm=use_scale_shift_norm)
+
+        def resample_layer(ch: int, down: bool) -> nn.Module:
+            # resblock_updown: a ResBlock resizing both its paths (without temporal conv, as the official's);
+            # else a strided conv, or nearest x2 then a conv.
+            if resblock_updown:
+                resize = nn.AvgPool2d(2) if down else nn.Upsample(scale_factor=2, mode="nearest")
+                return ResBlock(ch, time_embed_dim, dropout, scale_shift_norm=use_scale_shift_norm, resample=resize)
+            return Downsample(ch) if down else Upsample(ch)
 
         if num_head_channels == -1 and num_heads == -1:
             raise ModelError("UNet config sets neither num_head_channels nor num_heads",
@@ -165,7 +174,7 @@ class UNet3D(nn.Module):
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 skip_channels.append(ch)
             if level != len(channel_mult) - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+                self.input_blocks.append(TimestepEmbedSequential(resample_layer(ch, down=True)))
                 skip_channels.append(ch)
                 ds *= 2
 
@@ -179,7 +188,7 @@ class UNet3D(nn.Module):
                 if ds in attention_resolutions:
                     layers += attention_layers(ch)
                 if level and i == num_res_blocks:
-                    layers.append(Upsample(ch))
+                    layers.append(resample_layer(ch, down=False))
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
