@@ -22,7 +22,7 @@ from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
 from engine.models.geo4d.attention import CrossAttention, SpatialTransformer, TemporalTransformer  # noqa: E402
-from engine.models.geo4d.blocks import ResBlock  # noqa: E402
+from engine.models.geo4d.blocks import Downsample, ResBlock, Upsample  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
@@ -295,6 +295,35 @@ def test_resblock_updown_resizes_inside_residual_blocks(tiny_config, case_a):
     down.out_layers[3].weight.zero_()
     down.out_layers[3].bias.zero_()
     assert torch.equal(down(x, emb, 2), torch.nn.functional.avg_pool2d(x, 2))
+
+
+@torch.no_grad()
+def test_without_conv_resample_the_unet_only_pools_and_doubles(tiny_config, unet, case_a):
+    """conv_resample False (official Downsample/Upsample with use_conv False): a 2x2 average pool and a
+    nearest x2, without weights. Known answer: the conv layers set to compute exactly these (a stride-2
+    3x3 conv with 1/4 on its lower-right 2x2 taps; an identity 3x3 conv) give the same UNet."""
+    params = unet_params(tiny_config)
+    plain = UNet3D.from_params(dict(params, conv_resample=False)).eval()
+    missing, unexpected = plain.load_state_dict(unet.state_dict(), strict=False)
+    assert not missing and len(unexpected) == 8  # two Downsample `op` and two Upsample `conv`, weight and bias
+    assert all(k.endswith((".op.weight", ".op.bias", ".conv.weight", ".conv.bias")) for k in unexpected)
+
+    convs = UNet3D.from_params(params).eval()
+    convs.load_state_dict(unet.state_dict())
+    for module in convs.modules():
+        conv = module.op if isinstance(module, Downsample) else module.conv if isinstance(module, Upsample) else None
+        if conv is not None:
+            conv.weight.zero_()
+            conv.bias.zero_()
+            for c in range(conv.weight.shape[0]):
+                if isinstance(module, Downsample):
+                    conv.weight[c, c, 1:, 1:] = 0.25
+                else:
+                    conv.weight[c, c, 1, 1] = 1.0
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    out = plain(x, t, context, fs)
+    assert torch.allclose(out, convs(x, t, context, fs), atol=1e-5)
+    assert (out - unet(x, t, context, fs)).abs().max() > 1e-2
 
 
 @torch.no_grad()

@@ -35,9 +35,8 @@ IMAGE_TOKENS_PER_FRAME = 16
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
-    "dims": 2, "conv_resample": True,
-    "tempspatial_aware": False, "use_relative_position": False,
-    "temporal_selfatt_only": True, "task_condition": False,
+    "dims": 2, "tempspatial_aware": False, "use_relative_position": False, "temporal_selfatt_only": True,
+    "task_condition": False,
 }
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
@@ -98,7 +97,7 @@ class UNet3D(nn.Module):
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
                  image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False,
-                 resblock_updown: bool = False):
+                 resblock_updown: bool = False, conv_resample: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -116,10 +115,12 @@ class UNet3D(nn.Module):
 
         def resample_layer(ch: int, down: bool) -> nn.Module:
             # resblock_updown: a ResBlock resizing both its paths (without temporal conv, as the official's);
-            # else a strided conv, or nearest x2 then a conv.
+            # else with conv_resample a strided conv, or nearest x2 then a conv; else the resize alone.
+            resize = nn.AvgPool2d(2) if down else nn.Upsample(scale_factor=2, mode="nearest")
             if resblock_updown:
-                resize = nn.AvgPool2d(2) if down else nn.Upsample(scale_factor=2, mode="nearest")
                 return ResBlock(ch, time_embed_dim, dropout, scale_shift_norm=use_scale_shift_norm, resample=resize)
+            if not conv_resample:
+                return resize
             return Downsample(ch) if down else Upsample(ch)
 
         if num_head_channels == -1 and num_heads == -1:
