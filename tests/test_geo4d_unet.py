@@ -21,7 +21,8 @@ from engine.models.geo4d.config import unet_params  # noqa: E402
 from engine.models.geo4d import onednn  # noqa: E402
 from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  # noqa: E402
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
-from engine.models.geo4d.attention import CrossAttention, SpatialTransformer, TemporalTransformer  # noqa: E402
+from engine.models.geo4d.attention import (CrossAttention, RelativePosition, SpatialTransformer,  # noqa: E402
+                                           TemporalTransformer, multi_head_attention, relative_position_attention)
 from engine.models.geo4d.blocks import Downsample, ResBlock, Upsample  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
@@ -324,6 +325,45 @@ def test_without_conv_resample_the_unet_only_pools_and_doubles(tiny_config, unet
     out = plain(x, t, context, fs)
     assert torch.allclose(out, convs(x, t, context, fs), atol=1e-5)
     assert (out - unet(x, t, context, fs)).abs().max() > 1e-2
+
+
+@torch.no_grad()
+def test_relative_position_temporal_attention(tiny_config, unet, case_a):
+    """use_relative_position (official; true unless set): both attentions of every temporal block, init_attn's
+    included, learn tables [2 L + 1, head width] (L = temporal_length) of the clamped frame offset j - i,
+    added to query i's key for frame j and to its value."""
+    params = unet_params(tiny_config)
+    omitted = {k: v for k, v in params.items() if k != "use_relative_position"}
+    relative = UNet3D.from_params(omitted).eval()
+    tables = {k: tuple(v.shape) for k, v in relative.state_dict().items() if "relative_position" in k}
+    temporal = [n for n, m in relative.named_modules() if isinstance(m, TemporalTransformer)]
+    assert "init_attn.0" in temporal
+    assert tables == {f"{n}.transformer_blocks.0.attn{a}.relative_position_{kv}.embeddings_table": (33, 16)
+                      for n in temporal for a in (1, 2) for kv in "kv"}
+    missing, unexpected = relative.load_state_dict(unet.state_dict(), strict=False)
+    assert set(missing) == set(tables) and not unexpected
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    assert torch.allclose(relative(x, t, context, fs), unet(x, t, context, fs), atol=1e-5)  # zero tables
+    with pytest.raises(ModelError, match="without temporal_length"):
+        UNet3D.from_params(dict(omitted, temporal_length=None))
+
+    lookup = RelativePosition(1, 2)
+    lookup.embeddings_table.copy_(torch.arange(5.0)[:, None])
+    assert lookup(4)[..., 0].tolist() == [[2, 3, 4, 4], [1, 2, 3, 4], [0, 1, 2, 3], [0, 0, 1, 2]]
+
+    # Tables constant over the offsets: the key term shifts each query's logits alike (the weights stay),
+    # the value term adds that constant to every output.
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 6, 2 * 8, generator=generator) for _ in range(3))
+    value = torch.randn(8, generator=generator)
+    constant_k = torch.randn(8, generator=generator).expand(6, 6, 8)
+    for causal in (False, True):
+        out = relative_position_attention(q, k, v, 2, constant_k, value.expand(6, 6, 8), causal)
+        expected = multi_head_attention(q, k, v, 2, causal) + value.repeat(2)
+        assert torch.allclose(out, expected, atol=1e-5)
+    varying = torch.randn(6, 6, 8, generator=generator)
+    assert (relative_position_attention(q, k, v, 2, varying, 0 * varying) - multi_head_attention(q, k, v, 2)
+            ).abs().max() > 1e-2
 
 
 @torch.no_grad()

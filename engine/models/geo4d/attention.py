@@ -64,6 +64,37 @@ def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
                           for i in range(0, n, rows)])
 
 
+def relative_position_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                                table_k: torch.Tensor, table_v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """multi_head_attention with the official relative-position terms: the logit of query i and key j
+    gains q_i . table_k[i, j] (scaled as q_i . k_j), and the output of query i gains sum_j p_ij table_v[i, j]
+    (tables [Lq, Lk, d], RelativePosition). Computed explicitly: the second term needs the weights p."""
+    q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    scale = q.shape[-1] ** -0.5
+    logits = (q @ k.transpose(-1, -2)) * scale + torch.einsum("nhid,ijd->nhij", q, table_k) * scale
+    if causal:
+        future = torch.ones(logits.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
+        logits = logits.masked_fill(future, float("-inf"))
+    weights = logits.softmax(dim=-1)
+    return _merge_heads(weights @ v + torch.einsum("nhij,ijd->nhid", weights, table_v))
+
+
+class RelativePosition(nn.Module):
+    """Learned embeddings [2 L + 1, d] of the offset j - i from query i to key j, clamped to -L..L
+    (L: the official max_relative_position, the UNet's temporal_length)."""
+
+    def __init__(self, dim_head: int, max_distance: int):
+        super().__init__()
+        self.max_distance = max_distance
+        self.embeddings_table = nn.Parameter(torch.zeros(2 * max_distance + 1, dim_head))
+
+    def forward(self, length: int) -> torch.Tensor:
+        """[length, length, d]: entry (i, j) is the embedding of offset j - i."""
+        positions = torch.arange(length, device=self.embeddings_table.device)
+        offsets = (positions[None] - positions[:, None]).clamp(-self.max_distance, self.max_distance)
+        return self.embeddings_table[offsets + self.max_distance]
+
+
 @dataclass(frozen=True)
 class ContextKeysValues:
     """One cross-attention layer's keys and values of its context, each [..., L, heads*d]: those of the
@@ -88,10 +119,14 @@ class CrossAttention(nn.Module):
     the text tokens and, separately with its own key/value projections, to the image tokens; the two
     results are added, the image one scaled by 1, or with `image_scale_learnable` by tanh(alpha) + 1
     (the official learnable scale, a scalar parameter per layer).
+
+    `relative_length` (the official relative_position, in temporal self-attention): self-attention with
+    learned relative-position embeddings of offsets up to that many positions (relative_position_attention).
     """
 
     def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
-                 dropout: float = 0.0, image_cross_attention: bool = False, image_scale_learnable: bool = False):
+                 dropout: float = 0.0, image_cross_attention: bool = False, image_scale_learnable: bool = False,
+                 relative_length: int | None = None):
         super().__init__()
         inner_dim = heads * dim_head
         context_dim = context_dim or query_dim
@@ -107,6 +142,10 @@ class CrossAttention(nn.Module):
         self.image_scale_learnable = image_cross_attention and image_scale_learnable
         if self.image_scale_learnable:
             self.alpha = nn.Parameter(torch.tensor(0.0))  # scale 1 until trained, as the official init
+        self.relative_length = relative_length
+        if relative_length is not None:
+            self.relative_position_k = RelativePosition(dim_head, relative_length)
+            self.relative_position_v = RelativePosition(dim_head, relative_length)
 
     def project_context(self, text: torch.Tensor, image: torch.Tensor) -> ContextKeysValues:
         """Keys and values of the text tokens [..., 77, C] and (with image cross-attention; the official
@@ -124,7 +163,10 @@ class CrossAttention(nn.Module):
             # The official code keeps only the text tokens when image cross-attention is off.
             context = self.project_context(context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:])
         q = self.to_q(x)
-        if context is None:
+        if context is None and self.relative_length is not None:
+            tables = self.relative_position_k(x.shape[1]), self.relative_position_v(x.shape[1])
+            out = relative_position_attention(q, self.to_k(x), self.to_v(x), self.heads, *tables, causal)
+        elif context is None:
             out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads, causal)
         else:
             out = multi_head_attention(q, context.text_k, context.text_v, self.heads)
@@ -163,12 +205,13 @@ class BasicTransformerBlock(nn.Module):
     context is None, as in the temporal transformers), then the feed-forward."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None,
-                 image_cross_attention: bool = False, image_scale_learnable: bool = False):
+                 image_cross_attention: bool = False, image_scale_learnable: bool = False,
+                 relative_length: int | None = None):
         super().__init__()
-        self.attn1 = CrossAttention(dim, None, heads, dim_head)
+        self.attn1 = CrossAttention(dim, None, heads, dim_head, relative_length=relative_length)
         self.ff = FeedForward(dim)
         self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention=image_cross_attention,
-                                    image_scale_learnable=image_scale_learnable)
+                                    image_scale_learnable=image_scale_learnable, relative_length=relative_length)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
@@ -218,12 +261,14 @@ class SpatialTransformer(nn.Module):
 class TemporalTransformer(nn.Module):
     """Self-attention along time, independently at every pixel. x [b, c, t, h, w] -> same shape.
 
-    Self-attention only, no relative position. With `use_linear` False the projections are 1x1 Conv1d
-    (the UNet's `init_attn`). `causal_length` (the official causal_attention's temporal_length): frame i
-    attends to frames 0..i only, in clips of at most that many frames (the official mask's size)."""
+    Self-attention only. With `use_linear` False the projections are 1x1 Conv1d (the UNet's `init_attn`).
+    `causal_length` (the official causal_attention's temporal_length): frame i attends to frames 0..i only,
+    in clips of at most that many frames (the official mask's size). `relative_length` (the official
+    relative_position's temporal_length): both attentions of each block add relative-position embeddings
+    of frame offsets clamped to that length (CrossAttention)."""
 
     def __init__(self, channels: int, heads: int, dim_head: int, depth: int, use_linear: bool,
-                 causal_length: int | None = None):
+                 causal_length: int | None = None, relative_length: int | None = None):
         super().__init__()
         inner_dim = heads * dim_head
         self.use_linear = use_linear
@@ -231,7 +276,7 @@ class TemporalTransformer(nn.Module):
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv1d(channels, inner_dim, 1)
         self.transformer_blocks = nn.ModuleList([
-            BasicTransformerBlock(inner_dim, heads, dim_head) for _ in range(depth)
+            BasicTransformerBlock(inner_dim, heads, dim_head, relative_length=relative_length) for _ in range(depth)
         ])
         self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv1d(inner_dim, channels, 1)
 

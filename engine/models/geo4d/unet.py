@@ -35,8 +35,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
-    "dims": 2, "tempspatial_aware": False, "use_relative_position": False, "temporal_selfatt_only": True,
-    "task_condition": False,
+    "dims": 2, "tempspatial_aware": False, "temporal_selfatt_only": True, "task_condition": False,
 }
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
@@ -86,9 +85,8 @@ class ProjectedContext:
 
 
 class UNet3D(nn.Module):
-    """The official UNetModel's constructor arguments (see `from_params`). `temporal_length` is
-    accepted because the official params carry it; only the relative-position and causal temporal
-    attention, which Geo4D does not use, need it."""
+    """The official UNetModel's constructor arguments and defaults (see `from_params`). `temporal_length`
+    sizes the relative-position tables and the causal mask of the temporal attention (Geo4D uses neither)."""
 
     def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
                  attention_resolutions, channel_mult, context_dim: int, num_head_channels: int = -1,
@@ -97,7 +95,7 @@ class UNet3D(nn.Module):
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
                  image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False,
-                 resblock_updown: bool = False, conv_resample: bool = True):
+                 resblock_updown: bool = False, conv_resample: bool = True, use_relative_position: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -131,6 +129,14 @@ class UNet3D(nn.Module):
             raise ModelError("UNet config sets addition_attention without num_head_channels",
                              "set num_head_channels in unet_config.params (the official code cannot build this "
                              "configuration either)")
+        if use_relative_position and (temporal_attention or addition_attention) and temporal_length is None:
+            # The official relative-position tables span temporal_length; unset, it asserts. (use_relative_position
+            # defaults to True there, as here: a config that omits it gets the tables.)
+            raise ModelError("UNet config uses relative positions in temporal attention (use_relative_position, "
+                             "true unless set) without temporal_length",
+                             "set temporal_length in unet_config.params, or use_relative_position: false (the "
+                             "official code cannot build this configuration either)")
+        relative_length = temporal_length if use_relative_position else None
         if use_causal_attention and temporal_attention and temporal_length is None:
             # The official causal mask is temporal_length square: it cannot be built without it.
             raise ModelError("UNet config sets use_causal_attention without temporal_length",
@@ -149,7 +155,8 @@ class UNet3D(nn.Module):
                 image_cross_attention_scale_learnable)]
             if temporal_attention:
                 layers.append(TemporalTransformer(ch, heads, dim_head, transformer_depth, use_linear,
-                                                  temporal_length if use_causal_attention else None))
+                                                  temporal_length if use_causal_attention else None,
+                                                  relative_length))
             return layers
 
         self.time_embed = _mlp(model_channels, time_embed_dim)
@@ -161,7 +168,8 @@ class UNet3D(nn.Module):
         if addition_attention:
             # The official code builds this one with 8 heads and without use_linear (Conv1d projections).
             self.init_attn = TimestepEmbedSequential(
-                TemporalTransformer(model_channels, 8, num_head_channels, transformer_depth, use_linear=False))
+                TemporalTransformer(model_channels, 8, num_head_channels, transformer_depth, use_linear=False,
+                                    relative_length=relative_length))
 
         skip_channels = [model_channels]
         ch = model_channels
