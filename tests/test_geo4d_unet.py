@@ -23,7 +23,7 @@ from engine.models.geo4d.manifest import check_manifest_part, full_size_parts  #
 from engine.models.geo4d.resampler import Resampler  # noqa: E402
 from engine.models.geo4d.attention import (CrossAttention, RelativePosition, SpatialTransformer,  # noqa: E402
                                            TemporalTransformer, multi_head_attention, relative_position_attention)
-from engine.models.geo4d.blocks import Downsample, ResBlock, Upsample  # noqa: E402
+from engine.models.geo4d.blocks import Downsample, ResBlock, TemporalConvBlock, Upsample  # noqa: E402
 from engine.models.geo4d.unet import UNet3D  # noqa: E402
 from tests.fixture_paths import GEO4D_FIXTURES, assert_fixture_reproduced, requires_geo4d_fixtures  # noqa: E402
 
@@ -364,6 +364,38 @@ def test_relative_position_temporal_attention(tiny_config, unet, case_a):
     varying = torch.randn(6, 6, 8, generator=generator)
     assert (relative_position_attention(q, k, v, 2, varying, 0 * varying) - multi_head_attention(q, k, v, 2)
             ).abs().max() > 1e-2
+
+
+@torch.no_grad()
+def test_spatially_aware_temporal_convolution(tiny_config):
+    """tempspatial_aware (official TemporalConvBlock spatial_aware): layers 1 and 3 convolve time and height
+    (3x3x1), layers 2 and 4 time and width (3x1x3). Known answer: with only the spatial centre taps set, the
+    block is the plain 3x1x1 one."""
+    params = dict(unet_params(tiny_config), tempspatial_aware=True)
+    keys = {k: tuple(v.shape) for k, v in UNet3D.from_params(params).state_dict().items()}
+    plain_keys = {k: tuple(v.shape) for k, v in UNet3D.from_params(unet_params(tiny_config)).state_dict().items()}
+    assert keys.keys() == plain_keys.keys()
+    assert keys["input_blocks.1.0.temopral_conv.conv1.2.weight"] == (32, 32, 3, 3, 1)
+    assert keys["input_blocks.1.0.temopral_conv.conv2.3.weight"] == (32, 32, 3, 1, 3)
+    assert keys["middle_block.0.temopral_conv.conv3.3.weight"] == (64, 64, 3, 3, 1)
+    assert keys["output_blocks.0.0.temopral_conv.conv4.3.weight"] == (64, 64, 3, 1, 3)
+
+    generator = torch.Generator().manual_seed(0)
+    plain, aware = TemporalConvBlock(32).eval(), TemporalConvBlock(32, spatial_aware=True).eval()
+    for weight in plain.parameters():
+        weight.copy_(torch.randn(weight.shape, generator=generator) * 0.2)
+    state = plain.state_dict()
+    for name, weight in aware.state_dict().items():
+        if weight.dim() == 5:
+            centre = weight.zero_()[:, :, :, weight.shape[3] // 2:weight.shape[3] // 2 + 1,
+                                    weight.shape[4] // 2:weight.shape[4] // 2 + 1]
+            centre.copy_(state[name])
+        else:
+            weight.copy_(state[name])
+    x = torch.randn(2, 32, 5, 4, 6, generator=generator)
+    assert torch.allclose(aware(x), plain(x), atol=1e-5)
+    aware.conv1[2].weight[:, :, :, 0] += 0.1  # a tap one row up
+    assert (aware(x) - plain(x)).abs().max() > 1e-2
 
 
 @torch.no_grad()

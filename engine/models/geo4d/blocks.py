@@ -43,22 +43,25 @@ def clips_to_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 class TemporalConvBlock(nn.Module):
-    """Four (GroupNorm, SiLU, Conv3d 3x1x1) layers along time with a residual. x [b, c, t, h, w]."""
+    """Four (GroupNorm, SiLU, Conv3d 3x1x1) layers along time with a residual. x [b, c, t, h, w].
+    `spatial_aware` (the official tempspatial_aware): the kernels of layers 1 and 3 are 3x3x1 (time and
+    height) and those of layers 2 and 4 are 3x1x3 (time and width), each padded to keep the size."""
 
-    def __init__(self, channels: int, dropout: float = 0.1):
+    def __init__(self, channels: int, dropout: float = 0.1, spatial_aware: bool = False):
         super().__init__()
 
-        def layer(with_dropout: bool) -> nn.Sequential:
+        def layer(with_dropout: bool, kernel: tuple[int, int, int]) -> nn.Sequential:
             parts = [nn.GroupNorm(32, channels), nn.SiLU()]
             if with_dropout:
                 parts.append(nn.Dropout(dropout))
-            parts.append(nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0)))
+            parts.append(nn.Conv3d(channels, channels, kernel, padding=tuple(k // 2 for k in kernel)))
             return nn.Sequential(*parts)
 
-        self.conv1 = layer(False)
-        self.conv2 = layer(True)
-        self.conv3 = layer(True)
-        self.conv4 = layer(True)
+        height, width = ((3, 3, 1), (3, 1, 3)) if spatial_aware else ((3, 1, 1), (3, 1, 1))
+        self.conv1 = layer(False, height)
+        self.conv2 = layer(True, width)
+        self.conv3 = layer(True, height)
+        self.conv4 = layer(True, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
@@ -73,7 +76,8 @@ class ResBlock(nn.Module):
     resizes both paths: the main one after the first norm and SiLU, before its conv."""
 
     def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int | None = None,
-                 temporal_conv: bool = False, scale_shift_norm: bool = False, resample: nn.Module | None = None):
+                 temporal_conv: bool = False, scale_shift_norm: bool = False, resample: nn.Module | None = None,
+                 spatial_aware: bool = False):
         super().__init__()
         self.resample = resample
         out_channels = out_channels or channels
@@ -89,7 +93,7 @@ class ResBlock(nn.Module):
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
         self.has_temporal_conv = temporal_conv
         if temporal_conv:
-            self.temopral_conv = TemporalConvBlock(out_channels)
+            self.temopral_conv = TemporalConvBlock(out_channels, spatial_aware=spatial_aware)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
         if self.resample is None:

@@ -35,7 +35,7 @@ IMAGE_TOKENS_PER_FRAME = 16
 
 # Official UNetModel flags whose other values this implementation does not build.
 _REQUIRED_FLAGS = {
-    "dims": 2, "tempspatial_aware": False, "temporal_selfatt_only": True, "task_condition": False,
+    "dims": 2, "temporal_selfatt_only": True, "task_condition": False,
 }
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
@@ -95,7 +95,8 @@ class UNet3D(nn.Module):
                  addition_attention: bool = False, image_cross_attention: bool = False,
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
                  image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False,
-                 resblock_updown: bool = False, conv_resample: bool = True, use_relative_position: bool = True):
+                 resblock_updown: bool = False, conv_resample: bool = True, use_relative_position: bool = True,
+                 tempspatial_aware: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -109,10 +110,10 @@ class UNet3D(nn.Module):
 
         def res_block(ch_in: int, ch_out: int) -> ResBlock:
             return ResBlock(ch_in, time_embed_dim, dropout, ch_out, temporal_conv=temporal_conv,
-                            scale_shift_norm=use_scale_shift_norm)
+                            scale_shift_norm=use_scale_shift_norm, spatial_aware=tempspatial_aware)
 
         def resample_layer(ch: int, down: bool) -> nn.Module:
-            # resblock_updown: a ResBlock resizing both its paths (without temporal conv, as the official's);
+            # resblock_updown: a ResBlock resizing both its paths (no temporal conv, as the official's);
             # else with conv_resample a strided conv, or nearest x2 then a conv; else the resize alone.
             resize = nn.AvgPool2d(2) if down else nn.Upsample(scale_factor=2, mode="nearest")
             if resblock_updown:
