@@ -399,6 +399,22 @@ def test_spatially_aware_temporal_convolution(tiny_config):
 
 
 @torch.no_grad()
+def test_temporal_selfatt_only_matters_only_for_init_attn(tiny_config, unet, case_a):
+    """The official UNetModel's own temporal layers are self-attention whatever temporal_selfatt_only says;
+    only init_attn (addition_attention) reads it: false there is refused, elsewhere it is the same network."""
+    params = dict(unet_params(tiny_config), addition_attention=False)
+    unset = UNet3D.from_params(dict(params, temporal_selfatt_only=False)).eval()
+    plain = UNet3D.from_params(params).eval()
+    state = {k: v for k, v in unet.state_dict().items() if not k.startswith("init_attn.")}
+    unset.load_state_dict(state)
+    plain.load_state_dict(state)
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    assert torch.equal(unset(x, t, context, fs), plain(x, t, context, fs))
+    with pytest.raises(ModelError, match="temporal_selfatt_only false with addition_attention"):
+        UNet3D.from_params(dict(params, temporal_selfatt_only=False, addition_attention=True))
+
+
+@torch.no_grad()
 def test_num_heads_is_read_as_the_official_unet_reads_it(tiny_config, unet, case_a):
     """The official UNetModel: num_head_channels, when set, fixes the head width and num_heads is
     ignored; without it, num_heads fixes the head count at every level (width ch // num_heads), and

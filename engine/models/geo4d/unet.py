@@ -33,10 +33,9 @@ from .blocks import (Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential,
 # split happens exactly when the context length is 77 + 16*t.
 IMAGE_TOKENS_PER_FRAME = 16
 
-# Official UNetModel flags whose other values this implementation does not build.
-_REQUIRED_FLAGS = {
-    "dims": 2, "temporal_selfatt_only": True, "task_condition": False,
-}
+# Official UNetModel flags whose other values the official inference cannot run either: other dims fail at
+# the first conv (the frames go through 2D layers), task_condition asserts a task id the sampler never passes.
+_REQUIRED_FLAGS = {"dims": 2, "task_condition": False}
 # Flags without effect on our inference result (training memory; precision is the caller's dtype).
 _IGNORED_FLAGS = {"use_checkpoint", "use_fp16"}
 
@@ -96,7 +95,7 @@ class UNet3D(nn.Module):
                  default_fs: int = 4, fs_condition: bool = False, use_scale_shift_norm: bool = False,
                  image_cross_attention_scale_learnable: bool = False, use_causal_attention: bool = False,
                  resblock_updown: bool = False, conv_resample: bool = True, use_relative_position: bool = True,
-                 tempspatial_aware: bool = False):
+                 tempspatial_aware: bool = False, temporal_selfatt_only: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -137,6 +136,12 @@ class UNet3D(nn.Module):
                              "true unless set) without temporal_length",
                              "set temporal_length in unet_config.params, or use_relative_position: false (the "
                              "official code cannot build this configuration either)")
+        if addition_attention and not temporal_selfatt_only:
+            # The official UNet's own temporal layers are self-attention whatever this flag says; only init_attn
+            # reads it, then attending to the text tokens as well, which this engine does not build.
+            raise ModelError("UNet config sets temporal_selfatt_only false with addition_attention, which Geo4D "
+                             "does not use and this engine does not implement",
+                             "use a Geo4D configuration (temporal_selfatt_only: true)")
         relative_length = temporal_length if use_relative_position else None
         if use_causal_attention and temporal_attention and temporal_length is None:
             # The official causal mask is temporal_length square: it cannot be built without it.
@@ -210,8 +215,8 @@ class UNet3D(nn.Module):
         params = dict(params)
         for name, required in _REQUIRED_FLAGS.items():
             if name in params and params.pop(name) != required:
-                raise ModelError(f"UNet config sets {name}, which Geo4D does not use and this engine does not "
-                                 "implement",
+                raise ModelError(f"UNet config sets {name}, which Geo4D does not use and the official inference "
+                                 "cannot run",
                                  f"use a Geo4D configuration ({name}: {required})")
         for name in _IGNORED_FLAGS:
             params.pop(name, None)
