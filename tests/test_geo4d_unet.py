@@ -349,7 +349,8 @@ def test_relative_position_temporal_attention(tiny_config, unet, case_a):
 
     lookup = RelativePosition(1, 2)
     lookup.embeddings_table.copy_(torch.arange(5.0)[:, None])
-    assert lookup(4)[..., 0].tolist() == [[2, 3, 4, 4], [1, 2, 3, 4], [0, 1, 2, 3], [0, 0, 1, 2]]
+    assert lookup(4, 4)[..., 0].tolist() == [[2, 3, 4, 4], [1, 2, 3, 4], [0, 1, 2, 3], [0, 0, 1, 2]]
+    assert lookup(2, 5)[..., 0].tolist() == [[2, 3, 4, 4, 4], [1, 2, 3, 4, 4]]  # queries to text tokens
 
     # Tables constant over the offsets: the key term shifts each query's logits alike (the weights stay),
     # the value term adds that constant to every output.
@@ -399,19 +400,44 @@ def test_spatially_aware_temporal_convolution(tiny_config):
 
 
 @torch.no_grad()
-def test_temporal_selfatt_only_matters_only_for_init_attn(tiny_config, unet, case_a):
+def test_temporal_selfatt_only_false_gives_init_attn_the_text(tiny_config, unet, case_a):
     """The official UNetModel's own temporal layers are self-attention whatever temporal_selfatt_only says;
-    only init_attn (addition_attention) reads it: false there is refused, elsewhere it is the same network."""
-    params = dict(unet_params(tiny_config), addition_attention=False)
-    unset = UNet3D.from_params(dict(params, temporal_selfatt_only=False)).eval()
-    plain = UNet3D.from_params(params).eval()
+    only init_attn (addition_attention) reads it: false there makes its blocks' second attention attend to
+    each clip's text tokens (keys from context_dim), for h*w a multiple of the frames."""
+    params = unet_params(tiny_config)
+    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
+    no_init = dict(params, addition_attention=False)
     state = {k: v for k, v in unet.state_dict().items() if not k.startswith("init_attn.")}
+    unset, plain = (UNet3D.from_params(p).eval() for p in (dict(no_init, temporal_selfatt_only=False), no_init))
     unset.load_state_dict(state)
     plain.load_state_dict(state)
-    x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
     assert torch.equal(unset(x, t, context, fs), plain(x, t, context, fs))
-    with pytest.raises(ModelError, match="temporal_selfatt_only false with addition_attention"):
-        UNet3D.from_params(dict(params, temporal_selfatt_only=False, addition_attention=True))
+
+    cross = UNet3D.from_params(dict(params, temporal_selfatt_only=False)).eval()
+    attn2 = cross.init_attn[0].transformer_blocks[0].attn2
+    assert attn2.to_k.weight.shape == attn2.to_v.weight.shape == (8 * 16, 16)  # 8 heads of 16, context 16
+    text_kv = [f"init_attn.0.transformer_blocks.0.attn2.to_{kv}.weight" for kv in "kv"]
+    missing, _ = cross.load_state_dict({k: v for k, v in unet.state_dict().items() if k not in text_kv}, strict=False)
+    assert sorted(missing) == text_kv
+    generator = torch.Generator().manual_seed(0)
+    for weight in (attn2.to_k.weight, attn2.to_v.weight):
+        weight.copy_(torch.randn(weight.shape, generator=generator) / 4)
+    # Two clips with different text in one batch: each clip's pixels see its own text.
+    x2, context2, t2, fs2 = x.flip(3), context.roll(5, dims=1), torch.tensor([0]), torch.tensor([7])
+    batched = cross(torch.cat([x, x2]), torch.cat([t, t2]), torch.cat([context, context2]), torch.cat([fs, fs2]))
+    assert torch.allclose(batched[:1], cross(x, t, context, fs), atol=1e-5)
+    assert torch.allclose(batched[1:], cross(x2, t2, context2, fs2), atol=1e-5)
+    assert (batched[:1] - unet(x, t, context, fs)).abs().max() > 1e-2
+    # Without its output projection, the text attention adds nothing: the self-attention-only network.
+    attn2.to_out[0].weight.zero_()
+    attn2.to_out[0].bias.zero_()
+    plain = UNet3D.from_params(params).eval()
+    plain.load_state_dict(unet.state_dict())
+    plain.init_attn[0].transformer_blocks[0].attn2.to_out[0].weight.zero_()
+    plain.init_attn[0].transformer_blocks[0].attn2.to_out[0].bias.zero_()
+    assert torch.equal(cross(x, t, context, fs), plain(x, t, context, fs))
+    with pytest.raises(InputError, match="multiple of the frames"):
+        cross(x[:, :, :10], t, context[:, :90], fs)  # 8x12 latent, 10 frames
 
 
 @torch.no_grad()

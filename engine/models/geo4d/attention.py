@@ -88,10 +88,11 @@ class RelativePosition(nn.Module):
         self.max_distance = max_distance
         self.embeddings_table = nn.Parameter(torch.zeros(2 * max_distance + 1, dim_head))
 
-    def forward(self, length: int) -> torch.Tensor:
-        """[length, length, d]: entry (i, j) is the embedding of offset j - i."""
-        positions = torch.arange(length, device=self.embeddings_table.device)
-        offsets = (positions[None] - positions[:, None]).clamp(-self.max_distance, self.max_distance)
+    def forward(self, length_q: int, length_k: int) -> torch.Tensor:
+        """[length_q, length_k, d]: entry (i, j) is the embedding of offset j - i."""
+        device = self.embeddings_table.device
+        offsets = torch.arange(length_k, device=device)[None] - torch.arange(length_q, device=device)[:, None]
+        offsets = offsets.clamp(-self.max_distance, self.max_distance)
         return self.embeddings_table[offsets + self.max_distance]
 
 
@@ -120,8 +121,9 @@ class CrossAttention(nn.Module):
     results are added, the image one scaled by 1, or with `image_scale_learnable` by tanh(alpha) + 1
     (the official learnable scale, a scalar parameter per layer).
 
-    `relative_length` (the official relative_position, in temporal self-attention): self-attention with
-    learned relative-position embeddings of offsets up to that many positions (relative_position_attention).
+    `relative_length` (the official relative_position, in temporal attention): learned relative-position
+    embeddings of offsets up to that many positions, between query and key (or text token) indices
+    (relative_position_attention).
     """
 
     def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
@@ -163,18 +165,17 @@ class CrossAttention(nn.Module):
             # The official code keeps only the text tokens when image cross-attention is off.
             context = self.project_context(context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:])
         q = self.to_q(x)
-        if context is None and self.relative_length is not None:
-            tables = self.relative_position_k(x.shape[1]), self.relative_position_v(x.shape[1])
-            out = relative_position_attention(q, self.to_k(x), self.to_v(x), self.heads, *tables, causal)
-        elif context is None:
-            out = multi_head_attention(q, self.to_k(x), self.to_v(x), self.heads, causal)
+        k, v = (self.to_k(x), self.to_v(x)) if context is None else (context.text_k, context.text_v)
+        if self.relative_length is None:
+            out = multi_head_attention(q, k, v, self.heads, causal)
         else:
-            out = multi_head_attention(q, context.text_k, context.text_v, self.heads)
-            if context.image_k is not None:
-                image_out = multi_head_attention(q, context.image_k, context.image_v, self.heads)
-                if self.image_scale_learnable:
-                    image_out = image_out * (torch.tanh(self.alpha) + 1)
-                out = out + image_out
+            tables = self.relative_position_k(q.shape[1], k.shape[1]), self.relative_position_v(q.shape[1], k.shape[1])
+            out = relative_position_attention(q, k, v, self.heads, *tables, causal)
+        if context is not None and context.image_k is not None:
+            image_out = multi_head_attention(q, context.image_k, context.image_v, self.heads)
+            if self.image_scale_learnable:
+                image_out = image_out * (torch.tanh(self.alpha) + 1)
+            out = out + image_out
         return self.to_out(out)
 
 
@@ -259,29 +260,41 @@ class SpatialTransformer(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """Self-attention along time, independently at every pixel. x [b, c, t, h, w] -> same shape.
+    """Attention along time, independently at every pixel. x [b, c, t, h, w] -> same shape.
 
-    Self-attention only. With `use_linear` False the projections are 1x1 Conv1d (the UNet's `init_attn`).
-    `causal_length` (the official causal_attention's temporal_length): frame i attends to frames 0..i only,
-    in clips of at most that many frames (the official mask's size). `relative_length` (the official
+    Self-attention; with `context_dim` (the official only_self_att false, the UNet's init_attn alone),
+    each block's second attention attends instead to the clip's text tokens (as the official code, which
+    pairs each pixel with one frame's copy of them, only for h*w a multiple of t). With `use_linear` False
+    the projections are 1x1 Conv1d (the UNet's `init_attn`). `causal_length` (the official
+    causal_attention's temporal_length): frame i attends to frames 0..i only, in clips of at most that
+    many frames (the official mask's size). `relative_length` (the official
     relative_position's temporal_length): both attentions of each block add relative-position embeddings
     of frame offsets clamped to that length (CrossAttention)."""
 
     def __init__(self, channels: int, heads: int, dim_head: int, depth: int, use_linear: bool,
-                 causal_length: int | None = None, relative_length: int | None = None):
+                 causal_length: int | None = None, relative_length: int | None = None,
+                 context_dim: int | None = None):
         super().__init__()
         inner_dim = heads * dim_head
         self.use_linear = use_linear
         self.causal_length = causal_length
+        self.attends_to_context = context_dim is not None
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner_dim) if use_linear else nn.Conv1d(channels, inner_dim, 1)
         self.transformer_blocks = nn.ModuleList([
-            BasicTransformerBlock(inner_dim, heads, dim_head, relative_length=relative_length) for _ in range(depth)
+            BasicTransformerBlock(inner_dim, heads, dim_head, context_dim, relative_length=relative_length)
+            for _ in range(depth)
         ])
         self.proj_out = nn.Linear(inner_dim, channels) if use_linear else nn.Conv1d(inner_dim, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: dict[CrossAttention, ContextKeysValues] | None = None
+                ) -> torch.Tensor:
+        """context (with `context_dim`): each block's cross-attention keys and values, [(b t), L, heads*d]."""
         b, c, t, h, w = x.shape
+        if self.attends_to_context and (h * w) % t:
+            raise InputError(f"the UNet's init_attn attends to the text per pixel, which the official code "
+                             f"computes only for h*w a multiple of the frames; got {h}x{w} and {t} frames",
+                             "use a latent size whose h*w is a multiple of the window's frames")
         causal = self.causal_length is not None
         if causal and t > self.causal_length:
             raise InputError(f"the UNet's causal temporal attention got {t} frames; its mask covers "
@@ -291,7 +304,10 @@ class TemporalTransformer(nn.Module):
         y = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c).contiguous()
         y = self.proj_in(y) if self.use_linear else self.proj_in(y.transpose(1, 2)).transpose(1, 2)
         for block in self.transformer_blocks:
-            y = block(y, causal=causal)
+            # Each clip's text tokens (the same for all its frames), for each of its pixels.
+            keys_values = None if not self.attends_to_context else context[block.attn2].map(
+                lambda kv: kv.reshape(b, t, *kv.shape[1:])[:, 0].repeat_interleave(h * w, dim=0))
+            y = block(y, keys_values, causal)
         y = self.proj_out(y) if self.use_linear else self.proj_out(y.transpose(1, 2)).transpose(1, 2)
         y = y.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
         return y + x

@@ -202,7 +202,7 @@ class TimestepEmbedSequential(nn.Sequential):
             elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context)
             elif isinstance(layer, TemporalTransformer):
-                x = clips_to_frames(layer(frames_to_clips(x, batch)))
+                x = clips_to_frames(layer(frames_to_clips(x, batch), context))
             else:
                 x = layer(x)
         return x

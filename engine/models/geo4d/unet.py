@@ -136,12 +136,6 @@ class UNet3D(nn.Module):
                              "true unless set) without temporal_length",
                              "set temporal_length in unet_config.params, or use_relative_position: false (the "
                              "official code cannot build this configuration either)")
-        if addition_attention and not temporal_selfatt_only:
-            # The official UNet's own temporal layers are self-attention whatever this flag says; only init_attn
-            # reads it, then attending to the text tokens as well, which this engine does not build.
-            raise ModelError("UNet config sets temporal_selfatt_only false with addition_attention, which Geo4D "
-                             "does not use and this engine does not implement",
-                             "use a Geo4D configuration (temporal_selfatt_only: true)")
         relative_length = temporal_length if use_relative_position else None
         if use_causal_attention and temporal_attention and temporal_length is None:
             # The official causal mask is temporal_length square: it cannot be built without it.
@@ -175,7 +169,9 @@ class UNet3D(nn.Module):
             # The official code builds this one with 8 heads and without use_linear (Conv1d projections).
             self.init_attn = TimestepEmbedSequential(
                 TemporalTransformer(model_channels, 8, num_head_channels, transformer_depth, use_linear=False,
-                                    relative_length=relative_length))
+                                    relative_length=relative_length,
+                                    # The official UNet's own temporal layers ignore temporal_selfatt_only.
+                                    context_dim=None if temporal_selfatt_only else context_dim))
 
         skip_channels = [model_channels]
         ch = model_channels
@@ -258,6 +254,7 @@ class UNet3D(nn.Module):
         else:
             image = context[:, None, TEXT_TOKENS:]
         layers = [block.attn2 for module in self.modules() if isinstance(module, SpatialTransformer)
+                  or isinstance(module, TemporalTransformer) and module.attends_to_context
                   for block in module.transformer_blocks]
         return ProjectedContext(frames, {layer: layer.project_context(text, image) for layer in layers})
 
