@@ -53,6 +53,14 @@ def test_scene_specifics():
     yaw = np.degrees(np.arccos(rot.camera_to_world[0, :3, 2] @ rot.camera_to_world[-1, :3, 2]))
     assert travel < 0.1 and yaw > 60
     np.testing.assert_array_equal(make_scene("static", 3, SIZE, seed=4).rgb, make_scene("static", 3, SIZE, seed=4).rgb)
+    # The handheld camera shakes: its velocity changes by a good part of a step from frame to frame (the dolly's by
+    # under 1 %), and its aim turns back and forth.
+    for name, shakes in (("handheld", True), ("static", False)):
+        c2w = make_scene(name, 64, SIZE).camera_to_world
+        step = np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1).mean()
+        change = np.sqrt(np.mean(np.sum(np.diff(c2w[:, :3, 3], 2, axis=0) ** 2, axis=1)))
+        turn = np.diff(c2w[:, :3, 2], axis=0)
+        assert (change / step > 0.3, np.mean(np.sum(turn[1:] * turn[:-1], axis=1) < 0) > 0.1) == (shakes, shakes)
 
 
 def test_noise_free_windows_hold_exact_geometry_up_to_the_window_ambiguity():

@@ -177,7 +177,6 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions, 
     n = windows.num_frames
     sw, st, v, u, pixels = slots.window[:, None], slots.t[:, None], slots.v, slots.u, slots.pixels
     if windows.pointmap_frame == "camera":
-        # Each frame's points in its own camera: the focal from the points, the poses from the motion.
         # Each frame's points in its own camera: the focal from the points and, unless known, from the flow
         # (self-calibration, weighed against the point maps' focal by the spread of the windows' estimates);
         # the poses from the motion.

@@ -19,7 +19,7 @@ from ..alignment.geometry import intrinsics
 from .groundtruth import GroundTruth
 
 # The first five as engine.synthetic.scenes.
-PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation", "forward")
+PROCEDURAL_SCENES = ("static", "moving_objects", "zoom", "street", "rotation", "forward", "handheld")
 GROUND_Y = 1.5
 FAR = 300.0  # metres; anything further away is sky (infinite depth)
 SKY_RGB_TOP = np.array([110.0, 160.0, 225.0])
@@ -190,6 +190,13 @@ def _pan(u: np.ndarray) -> np.ndarray:
     return np.radians(-35.0 + 70.0 * u)
 
 
+def _shake(u: np.ndarray, amplitude: float, phases: np.ndarray) -> np.ndarray:
+    """Handheld shake [N, 3]: per axis, three sines of 4, 7 and 13 cycles over the shot (periods of about 16, 9 and
+    5 frames at 64 frames) with the given phases [3 frequencies, 3 axes], each of amplitude / 3."""
+    cycles = np.array([4.0, 7.0, 13.0])[None, :, None]
+    return amplitude / 3 * np.sin(2 * np.pi * cycles * u[:, None, None] + phases[None]).sum(axis=1)
+
+
 def _scene(name: str, rng: np.random.Generator) -> Shot:
     if name == "static":
         return Shot(_room(rng), _dolly, lambda u: np.stack([0.8 - 1.6 * u, 0.3 + 0 * u, 7.0 + 0 * u], axis=1))
@@ -224,6 +231,12 @@ def _scene(name: str, rng: np.random.Generator) -> Shot:
                                tuple(rng.uniform(60, 230, 3))))
         return Shot(shapes, lambda u: np.stack([0.05 * np.sin(_pan(u)), 0 * u, 0.05 * np.cos(_pan(u))], axis=1),
                     lambda u: np.stack([np.sin(_pan(u)), 0.1 + 0 * u, np.cos(_pan(u))], axis=1))
+    if name == "handheld":
+        # A slow walk with a handheld camera's shake: the centre +-3 cm, the aim point 7 m ahead +-15 cm (about
+        # 0.5 degrees RMS). The shake is the camera's real motion, which a match move must keep.
+        shapes, walk, aim = _room(rng), rng.uniform(0, 2 * np.pi, (3, 3)), rng.uniform(0, 2 * np.pi, (3, 3))
+        return Shot(shapes, lambda u: np.stack([-0.6 + 1.2 * u, 0 * u, 0.4 * u], axis=1) + _shake(u, 0.03, walk),
+                    lambda u: np.stack([0.4 - 0.8 * u, 0.3 + 0 * u, 7.0 + 0 * u], axis=1) + _shake(u, 0.15, aim))
     raise ValueError(f"unknown procedural scene {name!r}; choose one of {PROCEDURAL_SCENES}")
 
 
