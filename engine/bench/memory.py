@@ -125,6 +125,9 @@ def cuda_attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     return "math"
 
 
+SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None}
+
+
 class CudaAttention(TorchFunctionMode):
     """Runs F.scaled_dot_product_attention as CUDA would (`cuda_attention_kernel`) on meta tensors;
     `kernels` counts the kernels chosen."""
@@ -137,7 +140,8 @@ class CudaAttention(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
-        if len(args) != 3 or kwargs:
+        # A flag at its default (the attention passes is_causal=False unless a config asks for the mask) is plain SDPA.
+        if len(args) != 3 or any(SDPA_DEFAULTS.get(name, ...) != value for name, value in kwargs.items()):
             raise NotImplementedError("CudaAttention models SDPA without mask, dropout, causal flag or scale only")
         q, k, v = args
         kernel = cuda_attention_kernel(q, k, v)
