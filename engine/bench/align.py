@@ -350,8 +350,9 @@ def main(argv: list[str]) -> int:
     if "ablation" in args.sections:
         ablation(sources, args.frames, args.size, args.stride, args.seed)
     if "poses" in args.sections:
-        layouts = [(k, _scene_sources(args.scenes, not args.no_rendered and k == args.scene_seed, k))
-                   for k in range(args.scene_seed, args.scene_seed + args.pose_layouts)]  # rendered scenes once
+        # The sources above, then further procedural layouts (the rendered scenes have one layout: once).
+        layouts = [(args.scene_seed, sources)] + [(k, _scene_sources(args.scenes, False, k)) for k in
+                                                  range(args.scene_seed + 1, args.scene_seed + args.pose_layouts)]
         poses(layouts, args.frames, args.size, args.pose_window[0], args.pose_window[1], args.stride, args.seed)
     if "quality" in args.sections:
         quality(sources, args.frames, args.size, args.stride, args.seed)
