@@ -73,7 +73,9 @@ class AlignOptions:
                           addon=False)  # ablation
     smoothness: float = option(30.0, "temporal smoothness of the camera track, 0 = none: a frame's velocity is "
                                      "expected to change by about 1/smoothness of a typical step, in proportion "
-                                     "to the windows' disagreement", low=0.0, high=1e6)
+                                     "to the windows' disagreement; for cameras from optical flow (a model "
+                                     "without rays) 30 smooths as much as the track's own noise calls for and "
+                                     "other values scale that", low=0.0, high=1e6)
     pose_pixels: int = option(256, "pixels sampled per frame for the pose solve", low=16, high=65536, cli=False,
                               addon=False)  # benchmark tuning
     outlier_threshold: float = option(3.0, "depth estimates further than this many robust deviations from the "

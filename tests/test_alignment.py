@@ -5,6 +5,7 @@ import pytest
 
 from engine.alignment import AlignOptions, align, down_weighted_note
 from engine.alignment.baseline import align_baseline
+from engine.alignment.poses import SMOOTHING_GRID, smooth_trajectory, track_smoothing
 from engine.synthetic.metrics import evaluate
 from engine.synthetic.procedural import make_scene
 from engine.synthetic.simulate import Corruption, simulate_windows
@@ -176,3 +177,27 @@ def test_nonsense_predictions_still_give_finite_cameras_and_depth():
         recon = align(windows, options)
         assert np.all(np.isfinite(recon.camera_to_world)) and np.all(np.isfinite(recon.K))
         assert np.all(np.isfinite(recon.depth)) and np.all(recon.depth >= 0)
+
+
+def test_the_track_smoothing_is_the_most_likely_strength():
+    """The banded likelihood picks what the eigen-decomposition of the same model picks, and the strength it
+    picks removes white noise from a smooth track but keeps a shake the track repeats."""
+    rng = np.random.default_rng(0)
+    n = 64
+    t = np.arange(n)
+    truth = np.stack([np.sin(t / 20), 0.01 * t, np.cos(t / 15)], axis=1)
+    noisy = truth + 0.02 * rng.standard_normal((n, 3))
+    second = np.diff(np.eye(n), 2, axis=0)
+    mu, u = np.linalg.eigh(second.T @ second)
+    curved, mu = (u.T @ noisy)[mu > 1e-9 * mu.max()], mu[mu > 1e-9 * mu.max()]  # what a line does not explain
+    # each curved component ~ N(0, sigma^2 (1 + 1 / (lam mu))); -2 log likelihood with sigma^2 profiled out
+    cost = [curved.size * np.log(np.sum(curved**2 / (1 + 1 / (lam * mu))[:, None]))
+            + 3 * np.sum(np.log(1 + 1 / (lam * mu))) for lam in SMOOTHING_GRID]
+    assert track_smoothing(noisy) == SMOOTHING_GRID[int(np.argmin(cost))] > 1.0
+    identity = np.tile(np.eye(3), (n, 1, 1))
+    _, smoothed = smooth_trajectory(identity, noisy, np.full(n, np.nan), np.full(n, np.nan), 30.0, track_scale=1.0)
+    assert np.sqrt(np.mean((smoothed - truth) ** 2)) < 0.5 * np.sqrt(np.mean((noisy - truth) ** 2))
+    shaking = truth + 0.05 * np.sin(2 * np.pi * t / 6)[:, None]
+    _, kept = smooth_trajectory(identity, shaking, np.full(n, np.nan), np.full(n, np.nan), 30.0, track_scale=1.0)
+    assert np.abs(kept - shaking).max() < 1e-3
+    assert track_smoothing(np.stack([t, 2.0 * t], axis=1)) == 0.0  # a straight line: nothing to tell apart

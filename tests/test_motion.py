@@ -315,6 +315,18 @@ def test_a_long_forward_dolly_meets_the_static_target(scene_seed, seed, focal_ta
     assert m["focal_error"] <= focal_target
 
 
+def test_a_handheld_camera_keeps_its_shake():
+    """The handheld walk shakes +-3 cm and about 0.5 degrees (periods of 5-16 frames). A fixed smoothing prior
+    against the frames' spread smoothed it away (frame-to-frame rotation 0.22 degrees off, path 0.70 %); the
+    strength the track itself calls for keeps it (docs/alignment.md, "Handheld shake and the temporal smoothness")."""
+    gt = make_scene("handheld", 64, SIZE)
+    windows = simulate_camera_windows(gt, window_length=32, overlap=8, corruption=Corruption.realistic(), seed=0)
+    m = evaluate(align(windows), gt)
+    assert m["rpe_rot_deg"] < 0.06 and m["ate_percent"] < 0.4
+    unsmoothed = evaluate(align(windows, AlignOptions(smoothness=0.0)), gt)
+    assert m["rpe_rot_deg"] < 1.5 * unsmoothed["rpe_rot_deg"]
+
+
 def test_the_same_solver_on_geo4d_predictions_without_rays_agrees_with_the_rays():
     gt = make_scene("static", 24, SIZE)
     windows = simulate_windows(gt, stride=8, corruption=Corruption.realistic(), seed=1)

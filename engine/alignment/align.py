@@ -54,7 +54,7 @@ class Slots:
     points: float64[S, P, 3] the sampled point maps (window frame); conf: float64[S, P] their confidence.
     Stage 1 adds focal [N] per frame, rotation [S, 3, 3] and centre [S, 3] (camera to window frame),
     depth [S, P] of the sampled points, usable [S, P] (confident, in front), and sources (one SlotCameras
-    per modality, for the frames' uncertainty).
+    per modality, for the frames' uncertainty); from_flow: the cameras came from the optical flow (motion.py).
     """
 
     window: np.ndarray
@@ -72,6 +72,7 @@ class Slots:
     depth: np.ndarray | None = None
     usable: np.ndarray | None = None
     sources: list[SlotCameras] | None = None
+    from_flow: bool = False
 
 
 def align(windows: WindowPredictions, options: AlignOptions | None = None,
@@ -194,6 +195,7 @@ def _slot_cameras(windows: WindowPredictions, slots: Slots, opts: AlignOptions, 
                                       slots.window, known)
             cameras = cameras_from_motion(windows, slots.t, focal[slots.frame], known.principal, opts.robust)
         sources = [cameras]
+        slots.from_flow = True
         slots.points = slots.points @ np.swapaxes(cameras.rotation, 1, 2) + cameras.centre[:, None]  # window frames
     elif opts.use_rays and "rays" in windows.modalities:
         from_points = cameras_from_points(slots.points, slots.conf, pixels)
@@ -275,7 +277,11 @@ def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions)
                                    frames_all, n)
     tripod = opts.nodal_pan == "on" or (opts.nodal_pan == "auto" and
                                         travel(frame_centre, centre_var) < NODAL_TRAVEL * _median_depth(slots, poses))
-    frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness)
+    # Cameras from the flow: most frames have one window's estimate, and windows share the flow's errors, so
+    # their spread says little; the track itself says how smooth it is, the default smoothness taking that as is.
+    track_scale = opts.smoothness / AlignOptions().smoothness if slots.from_flow else None
+    frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness,
+                                                track_scale)
     if tripod:  # rotation only, about one centre
         frame_centre = np.tile(np.average(frame_centre, axis=0, weights=frame_w), (n, 1))
     c2w = np.tile(np.eye(4), (n, 1, 1))

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.linalg import cho_solve_banded, cholesky_banded
 
 from .geometry import project_to_rotation
 from .robust import cauchy_weights, median_of_valid
 
 IRLS_STEPS = 4
 STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
+SMOOTHING_GRID = np.logspace(-4, 6, 41)  # smoothing strengths tried by track_smoothing
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
 MIN_REDUNDANCY = 1e-6  # a sample whose residual shows less of its own error than this cannot be judged by it
 
@@ -232,22 +234,30 @@ def _window_weights(residual: np.ndarray, usable: np.ndarray, ga: np.ndarray, gb
 
 
 def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np.ndarray, centre_var: np.ndarray,
-                      smoothness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal smoothness, in proportion to how much the windows disagree about each frame.
+                      smoothness: float, track_scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal smoothness, in proportion to how much the windows disagree about each frame, or, where their
+    disagreement does not measure the frames' errors (`track_scale` given), as much as the track's noise calls for.
 
     Minimises sum_i |X_i - X_hat_i|^2 / var_i + sum_i |X_{i-1} - 2 X_i + X_{i+1}|^2 / tau^2 separately for
     the rotations (9 numbers, re-projected to SO(3) after) and the centres, where var_i is the variance
     of frame i's fused estimate and tau = typical step / smoothness: the prior that the velocity changes
     by about 1/smoothness of a typical step per frame. Exact input (no disagreement) stays unchanged.
+    track_scale: every frame weighs alike and the strength is the one most likely given the track itself
+    (`track_smoothing`) times track_scale^2: cameras from optical flow share their windows' errors, so their
+    spread understates them (docs/alignment.md, "Handheld shake and the temporal smoothness").
     rotation: [N, 3, 3]; centre: [N, 3]; rotation_var, centre_var: [N] (nan = unknown). Returns both smoothed.
     """
     n = len(centre)
     if smoothness <= 0 or n < 3:
         return rotation, centre
-    second = sp.diags([np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(n - 2, n))
-    penalty = (second.T @ second).tocsc()
+    penalty = _second_difference_penalty(n)
     out = []
     for values, var in ((rotation.reshape(n, 9), rotation_var), (centre, centre_var)):
+        if track_scale is not None:
+            strength = track_smoothing(values) * track_scale**2
+            out.append(spla.spsolve((sp.identity(n) + strength * penalty).tocsc(), values) if strength > 0
+                       else values)
+            continue
         # Typical step over STEP_SPAN frames: noise in single steps would make it look larger.
         span = min(STEP_SPAN, n - 1)
         step = float(np.median(np.linalg.norm(values[span:] - values[:-span], axis=1))) / span
@@ -260,3 +270,41 @@ def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np
         system = (sp.diags(data_w) + smoothness**2 * penalty).tocsc()
         out.append(spla.spsolve(system, data_w[:, None] * values))
     return project_to_rotation(out[0].reshape(n, 3, 3)), out[1]
+
+
+def _second_difference_penalty(n: int) -> sp.csc_matrix:
+    """P = D^T D [N, N], D [N - 2, N] the second difference X_{i-1} - 2 X_i + X_{i+1}."""
+    second = sp.diags([np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(n - 2, n))
+    return (second.T @ second).tocsc()
+
+
+def track_smoothing(values: np.ndarray) -> float:
+    """The smoothing strength lam most likely given a track values [N, D] (restricted maximum likelihood; 0 when
+    the track is too short or exact to tell).
+
+    The model: values = X + e, e white with one unknown variance sigma^2 for every frame and coordinate, and the
+    track's second differences X_{i-1} - 2 X_i + X_{i+1} white with variance sigma^2 / lam (the straight-line
+    part is free). Then the smoothed track (I + lam P)^-1 values (P = D^T D, D the second difference) is the
+    most probable X, and lam is chosen on a logarithmic grid by the likelihood of the values' curved part,
+    sigma^2 profiled out: a shake the track repeats coherently reads as motion, a frame-to-frame scatter
+    as noise. Banded Cholesky: O(N) per grid value."""
+    n, d = values.shape
+    if n < 4:
+        return 0.0
+    penalty = _second_difference_penalty(n)
+    ab = np.zeros((3, n))  # P in upper banded form
+    ab[2], ab[1, 1:], ab[0, 2:] = penalty.diagonal(0), penalty.diagonal(1), penalty.diagonal(2)
+    best, best_lam = np.inf, 0.0
+    for lam in SMOOTHING_GRID:
+        system = lam * ab
+        system[2] += 1.0
+        chol = cholesky_banded(system)
+        fit = cho_solve_banded((chol, False), values)
+        residual = float(np.sum(values * (values - fit)))  # values^T (I - (I + lam P)^-1) values
+        if residual <= 1e-24 * max(float(np.sum(values * values)), 1e-300):
+            return 0.0  # the track is a straight line: nothing to tell noise from motion by
+        log_det = 2.0 * np.sum(np.log(chol[2]))  # log |I + lam P|
+        cost = (n - 2) * np.log(residual / (d * (n - 2))) + log_det - (n - 2) * np.log(lam)  # -2 log L / d
+        if cost < best:
+            best, best_lam = cost, lam
+    return best_lam
