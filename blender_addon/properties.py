@@ -78,8 +78,9 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
                     "the camera's lens). Off, the engine still does so when the windows' focal estimates change")
     tripod_shot: bpy.props.BoolProperty(
         name="Tripod Shot", default=False,
-        description="The camera only turns about a fixed point (a pan or tilt on a tripod): solve one camera position "
-                    "for the whole shot, the rotations per frame")
+        description="The camera only turns about a fixed pivot (a pan or tilt on a tripod): its lens follows an arc "
+                    "about the pivot, the rotations solved per frame. Off, the engine still does so when that "
+                    "explains the camera's track")
     use_clip_camera: bpy.props.BoolProperty(
         name="Use Clip Camera", default=False,
         description="Send the clip's Camera settings (Movie Clip > Track > Camera: sensor width, focal length, "

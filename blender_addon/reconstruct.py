@@ -112,7 +112,7 @@ def align_options(clip, settings) -> AlignOptions:
     clip width / sensor width, whichever units the panel shows) and the principal point, turned from Blender's
     pixels (y up from the bottom) to the engine's (y down from the top); and the Advanced panel's smoothness."""
     per_frame = "on" if settings.zoom_shot else "auto"  # off: detected
-    nodal_pan = "on" if settings.tripod_shot else "off"  # auto misjudges (docs/alignment.md)
+    nodal_pan = "on" if settings.tripod_shot else "auto"  # off: detected
     if not settings.use_clip_camera:
         return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, smoothness=settings.smoothness)
     camera = clip.tracking.camera

@@ -59,10 +59,10 @@ class AlignOptions:
     per_frame_focal: str = option("auto", "one focal length per frame (zoom shots: on), one for the clip (off), or "
                                           "per frame when the windows' own focal estimates change over the shot "
                                           "(auto)", choices=("auto", "on", "off"))
-    # Off by default: auto misjudged the rotation scene's real 6 cm of travel (docs/alignment.md, tripod shots).
-    nodal_pan: str = option("off", "a tripod shot: the camera only rotates about a fixed centre (on), moves freely "
-                                   "(off), or is held still when its travel is under 0.5 %% of the scene's median "
-                                   "depth (auto)", choices=("auto", "on", "off"))
+    nodal_pan: str = option("auto", "a tripod shot: the camera turns about a fixed pivot, its lens at most 5 %% of "
+                                    "the scene's median depth off it (on), moves freely (off), or is taken for a "
+                                    "tripod shot when that explains its track to 0.5 %% of the median depth (auto)",
+                            choices=("auto", "on", "off"))
     # addon=False: the developer switches (README, "engine-only switches"): ablations of the alignment's
     # parts and the benchmarks' tuning, which an artist has no reason to change.
     use_rays: bool = option(True, "cameras from the point maps instead of the rays (ablation)", flag="--no-rays",

@@ -210,4 +210,4 @@ result["sent"] = [[align["per_frame_focal"], align["nodal_pan"]] for align in se
 report()
 """
     result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
-    assert result["sent"] == [["auto", "off"], ["on", "off"], ["auto", "on"]]
+    assert result["sent"] == [["auto", "auto"], ["on", "auto"], ["auto", "on"]]  # off: both detected

@@ -35,10 +35,13 @@ from .geometry import intrinsics, project_to_rotation, sample_pixels
 from .known import KnownCamera, apply_known_focal, known_camera, model_focal_sigma
 from .motion import cameras_from_motion, in_own_cameras, rescale
 from .quality import SolveQuality, solve_quality
-from .poses import WindowPoses, slot_pairs, smooth_trajectory, window_rotations, window_scales, window_translations
+from .poses import (WindowPoses, slot_pairs, smooth_trajectory, tripod_track, window_rotations, window_scales,
+                    window_translations)
 
 ZOOM_MIN_CHANGE = 0.04  # auto per-frame focal from a zoom of 4 % (log): below, a shared focal is off by ~2 % at most
-NODAL_TRAVEL = 0.005  # auto nodal pan: a track moving (RMS, less its noise) under 0.5 % of the median depth: a tripod
+NODAL_TRAVEL = 0.005  # auto nodal pan: a track the tripod model misses by (RMS, less its noise) under 0.5 % of the
+# median depth is a tripod shot
+TRIPOD_ARM = 0.05  # on a tripod the lens sits at most 5 % of the scene's median depth off the pivot
 CENTRE_WEIGHT = 10.0  # a camera centre counts as 10x all sampled pixels of its frame: rays locate it
 # better than a smoothly distorted point map does
 ADJACENT_WEIGHT = 0.1  # pairs of adjacent (not shared) frames are only approximately the same camera
@@ -121,7 +124,7 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
     report("poses", 0.3)
     poses = _window_poses(slots, windows.num_windows, opts)  # 3. one similarity per window to the world
     report("cameras", 0.6)
-    c2w = _frame_cameras(slots, poses, windows.num_frames, opts)  # 4. each frame's camera, smoothed
+    c2w, tripod = _frame_cameras(slots, poses, windows.num_frames, opts)  # 4. each frame's camera, smoothed
     quality = _quality(slots, poses, c2w, windows.image_size[1])  # 4b. how well they explain the predictions
     c2w = np.linalg.inv(c2w[0]) @ c2w  # world = the first camera
     report("depth", 0.7)
@@ -130,13 +133,14 @@ def _align(windows: WindowPredictions, options: AlignOptions | None,
         frames=frames, fps=windows.fps,
         K=intrinsics(slots.focal, *windows.image_size, known.principal), camera_to_world=c2w, depth=depth,
         confidence=confidence,
-        rgb=windows.rgb, source_clip=windows.source, metadata={"alignment": _facts(opts, poses, quality, started)})
+        rgb=windows.rgb, source_clip=windows.source,
+        metadata={"alignment": _facts(opts, poses, quality, tripod, started)})
 
 
-def _facts(opts: AlignOptions, poses: WindowPoses, quality: SolveQuality, started: float) -> dict:
+def _facts(opts: AlignOptions, poses: WindowPoses, quality: SolveQuality, tripod: bool, started: float) -> dict:
     """What the bundle records about the alignment (scene.json metadata.alignment)."""
     return {
-        "method": "parallax multi-modal v1", "options": asdict(opts),
+        "method": "parallax multi-modal v1", "options": asdict(opts), "tripod_shot": tripod,
         "window_weights": [round(float(x), 4) for x in poses.weight],
         "down_weighted_windows": [int(g) for g in np.flatnonzero(poses.weight < 0.5)],
         "quality": quality.to_json(),
@@ -252,9 +256,10 @@ def _window_poses(slots: Slots, num_windows: int, opts: AlignOptions) -> WindowP
     return poses
 
 
-def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions) -> np.ndarray:
+def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions) -> tuple[np.ndarray, bool]:
     """Stage 4: each frame's camera [N, 4, 4] (camera to the windows' world): the weighted mean of
-    its slots' cameras in the world, smoothed over time in proportion to their spread."""
+    its slots' cameras in the world, smoothed over time in proportion to their spread; on a tripod (nodal_pan)
+    the centres on the arc of a lens turning about one pivot. And whether they were put on a tripod."""
     slot_window, slot_frame = slots.window, slots.frame
     world_rot, world_centre = _to_world(poses, slot_window, slots.rotation, slots.centre)
     slot_w = poses.weight[slot_window]
@@ -275,23 +280,28 @@ def _frame_cameras(slots: Slots, poses: WindowPoses, n: int, opts: AlignOptions)
                                 frame_rot.reshape(-1, 9), weights_all, frames_all, n)
     centre_var = _variance_of_mean(np.concatenate([c for _, c in per_source]), frame_centre, weights_all,
                                    frames_all, n)
-    tripod = opts.nodal_pan == "on" or (opts.nodal_pan == "auto" and
-                                        travel(frame_centre, centre_var) < NODAL_TRAVEL * _median_depth(slots, poses))
+    # A tripod shot: judged on the fused track (what a tripod leaves unexplained, less the frames' own noise),
+    # fitted on the smoothed one.
+    depth = _median_depth(slots, poses) if opts.nodal_pan != "off" else 0.0
+    tripod = opts.nodal_pan == "on" or (opts.nodal_pan == "auto" and travel(
+        frame_centre - tripod_track(frame_rot, frame_centre, frame_w, TRIPOD_ARM * depth), centre_var
+    ) < NODAL_TRAVEL * depth)
     # Cameras from the flow: most frames have one window's estimate, and windows share the flow's errors, so
     # their spread says little; the track itself says how smooth it is, the default smoothness taking that as is.
     track_scale = opts.smoothness / AlignOptions().smoothness if slots.from_flow else None
     frame_rot, frame_centre = smooth_trajectory(frame_rot, frame_centre, rot_var, centre_var, opts.smoothness,
                                                 track_scale)
-    if tripod:  # rotation only, about one centre
-        frame_centre = np.tile(np.average(frame_centre, axis=0, weights=frame_w), (n, 1))
+    if tripod:  # the lens on an arc about one pivot
+        frame_centre = tripod_track(frame_rot, frame_centre, frame_w, TRIPOD_ARM * depth)
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, :3, :3], c2w[:, :3, 3] = frame_rot, frame_centre
-    return c2w
+    return c2w, tripod
 
 
 def travel(centre: np.ndarray, centre_var: np.ndarray) -> float:
-    """How far a camera track moves (world units): the RMS distance of the frames' centres [N, 3] from their
-    mean, less what their own noise (variance of each frame's centre [N], nan = unknown) accounts for."""
+    """How far a camera track moves (world units): the RMS distance of the frames' centres [N, 3] (or of what a
+    model leaves of them) from their mean, less what their own noise (variance of each frame's centre [N],
+    nan = unknown) accounts for."""
     spread = float(np.mean(np.sum((centre - centre.mean(axis=0)) ** 2, axis=1)))
     noise = float(np.nanmedian(centre_var)) if np.isfinite(centre_var).any() else 0.0
     return float(np.sqrt(max(spread - noise, 0.0)))
@@ -361,6 +371,16 @@ def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str
                       for s, n in zip(windows.window_starts[dropped], windows.window_lengths[dropped]))
     return (f"{len(dropped)} of {windows.num_windows} windows disagreed with the others and were down-weighted "
             f"(frames {spans} of the clip, counting from {FIRST_FRAME}); check the camera there")
+
+
+def tripod_note(recon: Reconstruction) -> str | None:
+    """A sentence for the artist when the alignment took the shot for a tripod shot by itself (nodal_pan auto),
+    or None."""
+    facts = recon.metadata["alignment"]
+    if not facts["tripod_shot"] or facts["options"]["nodal_pan"] != "auto":
+        return None
+    return ("the camera only turned about one point, so it was solved as a tripod shot (its lens on an arc about "
+            "one pivot); if it did travel, the command line's --nodal-pan off keeps it free")
 
 
 def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str | None = None) -> None:

@@ -28,6 +28,7 @@ IRLS_STEPS = 4
 STEP_SPAN = 16  # frames over which the smoothing measures the camera's typical step
 SMOOTHING_GRID = np.logspace(-4, 6, 41)  # smoothing strengths tried by track_smoothing
 MIN_WINDOW_WEIGHT = 0.01  # a disagreeing window keeps a little say, so that every frame stays covered
+TRIPOD_MIN_TURN = 0.01  # radians (0.6 degrees): a lever arm is fitted along the directions the shot turns by more
 MIN_REDUNDANCY = 1e-6  # a sample whose residual shows less of its own error than this cannot be judged by it
 
 
@@ -270,6 +271,35 @@ def smooth_trajectory(rotation: np.ndarray, centre: np.ndarray, rotation_var: np
         system = (sp.diags(data_w) + smoothness**2 * penalty).tocsc()
         out.append(spla.spsolve(system, data_w[:, None] * values))
     return project_to_rotation(out[0].reshape(n, 3, 3)), out[1]
+
+
+def tripod_track(rotation: np.ndarray, centre: np.ndarray, weight: np.ndarray, max_arm: float) -> np.ndarray:
+    """The camera centres of a tripod shot: the camera turns about a fixed pivot with its centre a fixed lever arm
+    o away from it (camera axes; on any head whose axis is not at the lens's entrance pupil), c_i = p + R_i o.
+
+    Weighted least squares with p eliminated (c_i - c_mean = (R_i - R_mean) o), |o| <= max_arm: a long arm with
+    a few degrees of rotation would also explain a dolly. The arm along a direction the rotations turn by less
+    than TRIPOD_MIN_TURN is not fitted (along the pan's axis it moves nothing, and fitting it would fit noise).
+    rotation: [N, 3, 3] camera to world; centre: [N, 3] (world units); weight: [N]; max_arm in world units.
+    Returns the fitted centres [N, 3]."""
+    weight = weight / weight.sum()
+    turn = rotation - np.einsum("n,nij->ij", weight, rotation)  # R_i - R_mean [N, 3, 3]
+    offset = centre - weight @ centre
+    spread, direction = np.linalg.eigh(np.einsum("n,nji,njk->ik", weight, turn, turn))
+    along = (direction.T @ np.einsum("n,nji,nj->i", weight, turn, offset))[spread > TRIPOD_MIN_TURN**2]
+    spread, direction = spread[spread > TRIPOD_MIN_TURN**2], direction[:, spread > TRIPOD_MIN_TURN**2]
+
+    def arm(mu: float) -> np.ndarray:  # ridge on o: |o| falls as mu grows
+        return direction @ (along / (spread + mu))
+
+    o = arm(0.0)
+    if np.linalg.norm(o) > max_arm:  # bisect mu (log scale) onto the bound
+        low, high = np.log(spread.min()) - 20, np.log(spread.max()) + 20
+        for _ in range(80):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if np.linalg.norm(arm(np.exp(mid))) > max_arm else (low, mid)
+        o = arm(np.exp(high))
+    return weight @ centre + turn @ o
 
 
 def _second_difference_penalty(n: int) -> sp.csc_matrix:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..alignment.align import align, down_weighted_note
+from ..alignment.align import align, down_weighted_note, tripod_note
 from ..alignment.quality import quality_note
 from ..formats.bundle import check_bundle_target, read_bundle, write_bundle
 from ..options import AlignOptions, BundleOptions, from_args
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s, "
           f"valid depth {100 * valid:.1f} %")
     print(f"  {quality_note(recon.metadata, recon.frames, None)}")  # window predictions carry no plate size
-    note = down_weighted_note(windows, recon)
-    print(summary(read_bundle(out), [note] if note else []))
+    notes = [note for note in (down_weighted_note(windows, recon), tripod_note(recon)) if note]
+    print(summary(read_bundle(out), notes))
     return 0
 

@@ -173,7 +173,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     """
     import torch
 
-    from ..alignment import align, down_weighted_note, quality_note
+    from ..alignment import align, down_weighted_note, quality_note, tripod_note
     from ..formats.bundle import check_bundle_target, write_bundle
     from ..formats.writable import check_writable
 
@@ -239,6 +239,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if note:
         log("warning", note)
     log("info", quality_note(recon.metadata, recon.frames, clip_size[1]))
+    if tripod_note(recon):
+        log("info", tripod_note(recon))
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,

@@ -49,13 +49,15 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     check_bundle_target(request.out, inputs)
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
-    from ..alignment import align, down_weighted_note, quality_note
+    from ..alignment import align, down_weighted_note, quality_note, tripod_note
 
     recon = align(windows, None, progress)
     note = down_weighted_note(windows, recon)
     if note:
         log("warning", note)
     log("info", quality_note(recon.metadata, recon.frames, None))  # window predictions carry no plate size
+    if tripod_note(recon):
+        log("info", tripod_note(recon))
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
                         progress=progress)
