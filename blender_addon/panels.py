@@ -29,7 +29,7 @@ def draw_reconstruct(layout, context) -> None:
         stride, steps, _ = properties.quality(settings)
         col.label(text=f"stride {stride or 'of the model'}, {steps} steps, size fitted to the clip")
     col.prop(settings, "zoom_shot")
-    col.prop(settings, "tripod_shot")
+    col.prop(settings, "tripod")
     col.prop(settings, "use_clip_camera")
     if settings.use_clip_camera:
         col.prop(settings, "focal_mode")

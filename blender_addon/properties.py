@@ -76,11 +76,15 @@ class ParallaxSettings(ImportSettings, bpy.types.PropertyGroup):
         name="Zoom Shot", default=False,
         description="The focal length changes during the shot: solve one focal length per frame (keyframed on "
                     "the camera's lens). Off, the engine still does so when the windows' focal estimates change")
-    tripod_shot: bpy.props.BoolProperty(
-        name="Tripod Shot", default=False,
-        description="The camera only turns about a fixed pivot (a pan or tilt on a tripod): its lens follows an arc "
-                    "about the pivot, the rotations solved per frame. Off, the engine still does so when that "
-                    "explains the camera's track")
+    tripod: bpy.props.EnumProperty(
+        name="Tripod",
+        description="Whether the camera only turns about a fixed pivot (a pan or tilt on a tripod): its lens then "
+                    "follows an arc about the pivot, the rotations solved per frame",
+        items=[("AUTO", "Detect", "A tripod shot when that explains the solved camera track (to 0.5 % of the "
+                "scene's depth)"),
+               ("ON", "Tripod Shot", "The camera only turns about a fixed pivot"),
+               ("OFF", "Free Camera", "The camera moves freely, however little it travels")],
+        default="AUTO")
     use_clip_camera: bpy.props.BoolProperty(
         name="Use Clip Camera", default=False,
         description="Send the clip's Camera settings (Movie Clip > Track > Camera: sensor width, focal length, "

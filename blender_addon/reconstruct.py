@@ -107,12 +107,12 @@ def reconstruct_options(context, clip) -> dict:
 
 
 def align_options(clip, settings) -> AlignOptions:
-    """The alignment's settings: zoom and tripod shots, and with Use Clip Camera the clip's Camera settings
+    """The alignment's settings: zoom shot and tripod, and with Use Clip Camera the clip's Camera settings
     (Movie Clip > Camera): the focal length in mm on the sensor's width (Blender's focal in pixels is focal *
     clip width / sensor width, whichever units the panel shows) and the principal point, turned from Blender's
     pixels (y up from the bottom) to the engine's (y down from the top); and the Advanced panel's smoothness."""
     per_frame = "on" if settings.zoom_shot else "auto"  # off: detected
-    nodal_pan = "on" if settings.tripod_shot else "auto"  # off: detected
+    nodal_pan = settings.tripod.lower()
     if not settings.use_clip_camera:
         return AlignOptions(per_frame_focal=per_frame, nodal_pan=nodal_pan, smoothness=settings.smoothness)
     camera = clip.tracking.camera

@@ -194,7 +194,7 @@ def test_without_a_terminal_progress_is_plain_lines(tiny_model_dir, tmp_path):
     assert result.stdout.splitlines()[-1] == f"  files: {tmp_path / 'bundle'} (scene.json, depth/, points/)"
 
 
-def test_zoom_and_tripod_shot_reach_the_addons_request(addon_zip, clip, tmp_path):
+def test_zoom_shot_and_tripod_reach_the_addons_request(addon_zip, clip, tmp_path):
     """The add-on's two camera settings, through its real request (headless Blender)."""
     pytest.importorskip("bpy")
     from tests.addon_session import SCENE, run_bpy
@@ -203,11 +203,11 @@ def test_zoom_and_tripod_shot_reach_the_addons_request(addon_zip, clip, tmp_path
 rc = importlib.import_module(MOD + ".reconstruct")
 settings = bpy.context.scene.parallax
 sent = []
-for zoom, tripod in ((False, False), (True, False), (False, True)):
-    settings.zoom_shot, settings.tripod_shot = zoom, tripod
+for zoom, tripod in ((False, "AUTO"), (True, "AUTO"), (False, "ON"), (False, "OFF")):
+    settings.zoom_shot, settings.tripod = zoom, tripod
     sent.append(rc.reconstruct_options(bpy.context, clip)["align"])
 result["sent"] = [[align["per_frame_focal"], align["nodal_pan"]] for align in sent]
 report()
 """
     result = run_bpy(script, [addon_zip, clip], tmp_path / "profile")
-    assert result["sent"] == [["auto", "auto"], ["on", "auto"], ["auto", "on"]]  # off: both detected
+    assert result["sent"] == [["auto", "auto"], ["on", "auto"], ["auto", "on"], ["auto", "off"]]

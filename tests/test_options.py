@@ -141,5 +141,5 @@ def test_the_cli_and_the_addon_expose_the_same_reconstruct_options():
     engine_only = {f.name for cls in (ReconstructOptions, AlignOptions) for f in fields(cls) if not f.metadata["addon"]}
     assert engine_only == {"use_rays", "use_disparity", "robust", "motion_cameras", "pose_pixels", "outlier_threshold",
                            "focal_tolerance"}
-    # The example: the add-on's Zoom Shot (and Tripod Shot) are flags of the command too.
+    # The example: the add-on's Zoom Shot (and Tripod) are flags of the command too.
     assert {"per_frame_focal", "nodal_pan"} <= flags & addon["AlignOptions"]

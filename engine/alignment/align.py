@@ -380,7 +380,7 @@ def tripod_note(recon: Reconstruction) -> str | None:
     if not facts["tripod_shot"] or facts["options"]["nodal_pan"] != "auto":
         return None
     return ("the camera only turned about one point, so it was solved as a tripod shot (its lens on an arc about "
-            "one pivot); if it did travel, the command line's --nodal-pan off keeps it free")
+            "one pivot); if it did travel, Tripod: Free Camera (--nodal-pan off) keeps it free")
 
 
 def _check_placeable(slot_focal: np.ndarray, slots: Slots, what: str, fix: str | None = None) -> None:
