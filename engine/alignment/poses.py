@@ -286,8 +286,9 @@ def tripod_track(rotation: np.ndarray, centre: np.ndarray, weight: np.ndarray, m
     turn = rotation - np.einsum("n,nij->ij", weight, rotation)  # R_i - R_mean [N, 3, 3]
     offset = centre - weight @ centre
     spread, direction = np.linalg.eigh(np.einsum("n,nji,njk->ik", weight, turn, turn))
-    along = (direction.T @ np.einsum("n,nji,nj->i", weight, turn, offset))[spread > TRIPOD_MIN_TURN**2]
-    spread, direction = spread[spread > TRIPOD_MIN_TURN**2], direction[:, spread > TRIPOD_MIN_TURN**2]
+    turned = spread > TRIPOD_MIN_TURN**2
+    along = (direction.T @ np.einsum("n,nji,nj->i", weight, turn, offset))[turned]
+    spread, direction = spread[turned], direction[:, turned]
 
     def arm(mu: float) -> np.ndarray:  # ridge on o: |o| falls as mu grows
         return direction @ (along / (spread + mu))

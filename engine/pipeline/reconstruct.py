@@ -239,8 +239,9 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     if note:
         log("warning", note)
     log("info", quality_note(recon.metadata, recon.frames, clip_size[1]))
-    if tripod_note(recon):
-        log("info", tripod_note(recon))
+    tripod = tripod_note(recon)
+    if tripod:
+        log("info", tripod)
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,

@@ -56,8 +56,9 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     if note:
         log("warning", note)
     log("info", quality_note(recon.metadata, recon.frames, None))  # window predictions carry no plate size
-    if tripod_note(recon):
-        log("info", tripod_note(recon))
+    tripod = tripod_note(recon)
+    if tripod:
+        log("info", tripod)
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
                         progress=progress)
