@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from engine.alignment import AlignOptions, align, down_weighted_note, tripod_note
+from engine.alignment import AlignOptions, align, alignment_notes, down_weighted_note, tripod_note
 from engine.alignment.baseline import align_baseline
 from engine.alignment.poses import SMOOTHING_GRID, smooth_trajectory, track_smoothing, tripod_track
 from engine.synthetic.metrics import evaluate
@@ -117,6 +117,7 @@ def test_a_tripod_shot_turns_about_one_pivot(scene, tripod):
     np.testing.assert_array_equal(auto.camera_to_world, (nodal if tripod else free).camera_to_world)
     assert [r.metadata["alignment"]["tripod_shot"] for r in (free, nodal, auto)] == [False, True, tripod]
     assert (tripod_note(auto) is not None) == tripod and tripod_note(nodal) is None  # told when it was not asked
+    assert (("info", tripod_note(auto)) in alignment_notes(windows, auto, None)) == tripod
     m_free, m_nodal = evaluate(free, gt), evaluate(nodal, gt)
     if tripod:
         assert m_nodal["ate_percent"] < 0.3 * m_free["ate_percent"]
@@ -171,6 +172,9 @@ def test_a_disagreeing_window_is_down_weighted():
                                                    "down-weighted (frames 109-124 of the clip, counting "
                                                    "from 1); check the camera there")
     assert down_weighted_note(windows, plain) is None
+    # What the callers log: the warning first, then the solve error; no tripod shot here.
+    assert [(level, note[:11]) for level, note in alignment_notes(windows, robust, None)] == [
+        ("warning", "1 of 5 wind"), ("info", "solve error")]
     m_robust, m_plain = evaluate(robust, gt), evaluate(plain, gt)
     assert m_robust["abs_rel"] < 0.002 and m_robust["abs_rel"] < m_plain["abs_rel"]
     assert m_robust["ate_percent"] < 0.1 < m_plain["ate_percent"]

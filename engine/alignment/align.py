@@ -34,7 +34,7 @@ from .depth import DisparityFit, fit_disparity, fuse_depths
 from .geometry import intrinsics, project_to_rotation, sample_pixels
 from .known import KnownCamera, apply_known_focal, known_camera, model_focal_sigma
 from .motion import cameras_from_motion, in_own_cameras, rescale
-from .quality import SolveQuality, solve_quality
+from .quality import SolveQuality, quality_note, solve_quality
 from .poses import (WindowPoses, slot_pairs, smooth_trajectory, tripod_track, window_rotations, window_scales,
                     window_translations)
 
@@ -358,6 +358,17 @@ def _frame_depths(windows: WindowPredictions, slots: Slots, poses: WindowPoses, 
                                               opts.robust)
         report("depth", 0.7 + 0.3 * (i + 1) / n)
     return fused, confidence
+
+
+def alignment_notes(windows: WindowPredictions, recon: Reconstruction,
+                    plate_width: int | None) -> list[tuple[str, str]]:
+    """What the alignment tells the artist, as (level, sentence) in the order to show them: the down-weighted
+    windows ("warning"), the solve error ("info", in pixels of the plate `plate_width` wide; None where it is
+    unknown) and the tripod shot the alignment decided on by itself ("info")."""
+    down, tripod = down_weighted_note(windows, recon), tripod_note(recon)
+    notes = [("warning", down)] if down else []
+    notes.append(("info", quality_note(recon.metadata, recon.frames, plate_width)))
+    return notes + ([("info", tripod)] if tripod else [])
 
 
 def down_weighted_note(windows: WindowPredictions, recon: Reconstruction) -> str | None:

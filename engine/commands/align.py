@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..alignment.align import align, down_weighted_note, tripod_note
-from ..alignment.quality import quality_note
+from ..alignment.align import align, alignment_notes
 from ..formats.bundle import check_bundle_target, read_bundle, write_bundle
 from ..options import AlignOptions, BundleOptions, from_args
 from ..options import add_arguments as add_option_arguments
@@ -36,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     facts = recon.metadata["alignment"]
     print(f"aligned {windows.num_frames} frames from {windows.num_windows} windows in {facts['seconds']:.2f} s, "
           f"valid depth {100 * valid:.1f} %")
-    print(f"  {quality_note(recon.metadata, recon.frames, None)}")  # window predictions carry no plate size
-    notes = [note for note in (down_weighted_note(windows, recon), tripod_note(recon)) if note]
-    print(summary(read_bundle(out), notes))
+    notes = alignment_notes(windows, recon, None)  # window predictions carry no plate size
+    for note in (note for level, note in notes if level == "info"):
+        print(f"  {note}")
+    print(summary(read_bundle(out), [note for level, note in notes if level == "warning"]))
     return 0
 

@@ -173,7 +173,7 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     """
     import torch
 
-    from ..alignment import align, down_weighted_note, quality_note, tripod_note
+    from ..alignment import align, alignment_notes
     from ..formats.bundle import check_bundle_target, write_bundle
     from ..formats.writable import check_writable
 
@@ -235,13 +235,8 @@ def run_reconstruct(options: ReconstructOptions, progress: Progress | None = Non
     # a known camera counts in the plate's pixels; errors and the bundle name the clip's frames
     recon = align(windows, options.align, progress, plate_size=clip_size, frames=clip.frame_indices)
     recon.source_clip = windows.source
-    note = down_weighted_note(windows, recon)
-    if note:
-        log("warning", note)
-    log("info", quality_note(recon.metadata, recon.frames, clip_size[1]))
-    tripod = tripod_note(recon)
-    if tripod:
-        log("info", tripod)
+    for level, note in alignment_notes(windows, recon, clip_size[1]):
+        log(level, note)
     recon.metadata.update({
         "model": options.model, "clip_size": list(clip_size), "processing_size": list(size),
         "stride": stride_of(options), "variant": options.variant, "steps": options.steps, "seed": options.seed,

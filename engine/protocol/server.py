@@ -49,16 +49,11 @@ def _align(request: AlignRequest, progress: Progress, cancelled: Callable[[], bo
     check_bundle_target(request.out, inputs)
     progress("loading predictions", 0.0)
     windows = load_windows(request.windows)  # a bad file is refused before the alignment's imports
-    from ..alignment import align, down_weighted_note, quality_note, tripod_note
+    from ..alignment import align, alignment_notes
 
     recon = align(windows, None, progress)
-    note = down_weighted_note(windows, recon)
-    if note:
-        log("warning", note)
-    log("info", quality_note(recon.metadata, recon.frames, None))  # window predictions carry no plate size
-    tripod = tripod_note(recon)
-    if tripod:
-        log("info", tripod)
+    for level, note in alignment_notes(windows, recon, None):  # window predictions carry no plate size
+        log(level, note)
     progress("writing bundle", 0.0)
     return write_bundle(recon, request.out, windows=windows, point_stride=request.point_stride, inputs=inputs,
                         progress=progress)
