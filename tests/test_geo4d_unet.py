@@ -146,6 +146,8 @@ def test_shorter_window_and_shared_context(unet, case_a):
         torch.testing.assert_close(keys_values.text_v, layer.to_v(per_frame[:, :77]))
     for layer, keys_values in unet.project_context(context[:, :93], 8).per_frame(1, 8).items():
         torch.testing.assert_close(keys_values.image_v, layer.to_v_ip(shared[:, 77:]))
+    with pytest.raises(InputError, match="only the 77 text tokens"):  # no image tokens: refused, not a crash
+        unet(x, t, context[:, :77], fs)
 
 
 def _four_frames(case: dict) -> tuple:
