@@ -40,6 +40,7 @@ def test_bench_model_prints_a_row_per_variant(capsys):
                  "--window", "4", "--stride", "2", "--steps", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "windows of 4 (2)" in out
+    assert "setup = random weights and a warm-up call on 6 frames" in out  # kernels chosen outside the timed call
     rows = [line.split() for line in out.splitlines() if re.match(r"(diff|determ)\s+bf16\s+\d", line)]
     assert [r[0] for r in rows] == ["diff", "determ"]
     assert all(float(v) > 0 for r in rows for v in r[2:])

@@ -348,7 +348,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
-                        help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena)")
+                        help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena); "
+                             "GeometryCrafter: one call on 8 frames")
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="keep the ONNX rows' exported graphs in DIR and reuse them in later runs (same config and "
                              "precision), so a run times ONNX Runtime without exporting first; default: export in a "
