@@ -30,15 +30,15 @@ export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DEADLINE=$((SECONDS + BUDGET))
 
-if [ -f .gpu/fixtures.tar.xz ] && [ ! -d .gpu/fixtures/geometrycrafter ]; then
-  mkdir -p .gpu/fixtures && tar -C .gpu/fixtures -xJf .gpu/fixtures.tar.xz
+if [ -f .gpu/fixtures.tar.xz ] && [ ! -d .gpu/fixtures/geometrycrafter ]; then  # Python's tarfile: no xz needed
+  "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' .gpu/fixtures.tar.xz .gpu/fixtures
 fi
 GEO4D_FIXTURES=${PARALLAX_GEO4D_FIXTURES:-.gpu/fixtures/geo4d}
 CRAFTER_FIXTURES=${PARALLAX_GEOMETRYCRAFTER_FIXTURES:-.gpu/fixtures/geometrycrafter}
 for folder in "$GEO4D_FIXTURES" "$CRAFTER_FIXTURES"; do
-  if [ ! -f "$folder/tiny_config.json" ]; then
-    echo "error: no fixtures in $folder; fix: run scripts/gpu_prepare.sh first (and carry .gpu)" >&2
-    exit 2
+  if [ ! -f "$folder/tiny_config.json" ]; then  # the benchmarks need no fixtures: they still run
+    echo "warning: no fixtures in $folder (its fixture step will fail); fix: run scripts/gpu_prepare.sh first" \
+      "and carry .gpu" >&2
   fi
 done
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
