@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 
 import pytest
 
@@ -148,6 +149,20 @@ def test_shorter_window_and_shared_context(unet, case_a):
         torch.testing.assert_close(keys_values.image_v, layer.to_v_ip(shared[:, 77:]))
     with pytest.raises(InputError, match="only the 77 text tokens"):  # no image tokens: refused, not a crash
         unet(x, t, context[:, :77], fs)
+
+
+@pytest.mark.parametrize("relative_length", [None, 4])
+@torch.no_grad()
+def test_attention_lets_go_of_keys_and_values_before_its_output_projection(relative_length):
+    """Held through the output projection, a layer's keys and values added 0.6 GB to GeometryCrafter's predicted
+    diffusion peak at 576x1024 (12.85 -> 13.44 GB, `bench memory --model geometrycrafter`)."""
+    layer = CrossAttention(64, None, 4, 16, relative_length=relative_length)
+    made, alive = [], []
+    for projection in (layer.to_k, layer.to_v):
+        projection.register_forward_hook(lambda module, args, out: made.append(weakref.ref(out)))
+    layer.to_out.register_forward_pre_hook(lambda module, args: alive.append([ref() is not None for ref in made]))
+    layer(torch.randn(2, 16, 64))
+    assert alive == [[False, False]]
 
 
 def _four_frames(case: dict) -> tuple:

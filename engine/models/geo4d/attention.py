@@ -175,6 +175,7 @@ class CrossAttention(nn.Module):
         else:
             tables = self.relative_position_k(q.shape[1], k.shape[1]), self.relative_position_v(q.shape[1], k.shape[1])
             out = relative_position_attention(q, k, v, self.heads, *tables, causal)
+        del k, v  # not held through the rest: at 576x1024 a spatial layer's are 0.6 GB of the diffusion's peak
         if context is not None and context.image_k is not None:
             image_out = multi_head_attention(q, context.image_k, context.image_v, self.heads)
             if self.image_scale_learnable:
