@@ -349,7 +349,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
                         help="run one window (1 step) before measuring (kernel selection, ONNX Runtime arena); "
-                             "GeometryCrafter: one call on 8 frames")
+                             "GeometryCrafter: one short call at the same size")
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="keep the ONNX rows' exported graphs in DIR and reuse them in later runs (same config and "
                              "precision), so a run times ONNX Runtime without exporting first; default: export in a "

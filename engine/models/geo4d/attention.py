@@ -157,7 +157,7 @@ class CrossAttention(nn.Module):
         if image.shape[-2] == 0:  # attention over no keys has no answer
             raise InputError(f"the UNet's context holds only the {TEXT_TOKENS} text tokens; its image "
                              "cross-attention needs the image tokens after them",
-                             "pass the context the conditioning makes (text tokens, then 16 image tokens per frame)")
+                             "pass the context the conditioning makes (text tokens, then each frame's image tokens)")
         return ContextKeysValues(self.to_k(text), self.to_v(text), self.to_k_ip(image), self.to_v_ip(image))
 
     def forward(self, x: torch.Tensor, context: ContextKeysValues | torch.Tensor | None = None,
