@@ -44,16 +44,33 @@ def machine() -> Machine:
 
 
 def release_freed(device: str | torch.device) -> None:
-    """Give back what dropped networks held, before another runtime loads its own copy of the weights: Python's
-    reference cycles collected and, on CUDA, the blocks torch's allocator keeps cached (which ONNX Runtime's
-    allocator could not use otherwise). device: a name ("cuda:0") or a torch.device."""
+    """Give back what dropped networks held, before another runtime loads its own copy of the weights, or after
+    weights were repacked (models.geo4d.onednn): Python's reference cycles collected; the heap pages that freed
+    tensors leave behind returned to the system (glibc keeps freed blocks under 32 MB in its heap, counted in
+    the process's memory until something reuses them); on CUDA, the blocks torch's allocator keeps cached
+    (which ONNX Runtime's allocator could not use otherwise). device: a name ("cuda:0") or a torch.device."""
     import gc
 
     import torch
 
     gc.collect()
+    _trim_heap()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0), where the C library has it (Linux with glibc; not macOS, Windows or musl)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
 def choose(device: str | None, precision: str | None, here: Machine) -> tuple[str, str]:

@@ -97,11 +97,13 @@ def test_device_choices_measure_runs_each_stage_on_the_tiny_vae():
                     choices.Variant("attention", chosen, "transposed")):
         result = choices.measure(variant, config, (32, 64), 4, "cpu")
         assert result["seconds"] > 0 and result["peak_bytes"] > 0
-    # The UNet call with each linear kernel: the same output up to float rounding.
-    outputs = [choices.measure(choices.Variant("denoise", replace(chosen, linear_kernel=kernel)), config,
-                               (32, 64), 4, "cpu")["output"] for kernel in ("mkl", "onednn")]
+    # The UNet call with each linear and convolution kernel: the same output up to float rounding.
+    outputs = [choices.measure(choices.Variant("denoise", replace(chosen, linear_kernel=linear, conv_kernel=conv)),
+                               config, (32, 64), 4, "cpu")["output"]
+               for linear, conv in (("mkl", "torch"), ("onednn", "torch"), ("mkl", "onednn"))]
     assert outputs[0].shape == (1, 16, 4, 4, 8) and outputs[0].abs().max() > 0.1
-    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
+    for output in outputs[1:]:
+        torch.testing.assert_close(output, outputs[0], atol=1e-5, rtol=1e-5)
 
 
 def test_runtimes_in_separate_runs_share_the_reference_and_the_onnx_export(capsys, tmp_path):

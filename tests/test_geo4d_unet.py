@@ -536,23 +536,34 @@ def test_bfloat16_group_norm_equals_the_float32_round_trip():
 
 
 @torch.no_grad()
-def test_onednn_linears_reproduce_the_official_forward(tiny_config, case_a):
-    """The CPU choice linear_kernel="onednn" (the UNet's linear layers on oneDNN's packed weights) keeps
-    the official outputs within the fixtures' tolerance, and the state dict (keys and values) of the
-    layers it replaced; other dtypes keep torch's layers."""
+def test_onednn_layers_reproduce_the_official_forward(tiny_config, case_a):
+    """The CPU choices linear_kernel="onednn" and conv_kernel="onednn" (the UNet's linear layers and 2-D / 3-D
+    convolutions on oneDNN's packed weights) keep the official outputs within the fixtures' tolerance, and
+    the state dict (keys and values) of the layers they replaced; use_plain_layers gives torch's layers with
+    the same weights back; other dtypes keep torch's layers."""
     if not onednn.onednn_available():
-        pytest.skip("this torch has no oneDNN prepacked linear ops")
+        pytest.skip("this torch has no oneDNN prepacked ops")
     unet = unet_forward.load_tiny_unet(FIXTURES, tiny_config)
     state = unet.state_dict()
-    assert onednn.use_linear_kernel(unet, "onednn") == "onednn"
-    linears = [m for m in unet.modules() if isinstance(m, onednn.OneDnnLinear)]
-    assert linears and not any(type(m) is torch.nn.Linear for m in unet.modules())
-    assert all(m.weight.is_mkldnn for m in linears)  # the packed copy only
-    packed_state = unet.state_dict()
-    assert list(packed_state) == list(state)
-    assert all(torch.equal(packed_state[k], v) for k, v in state.items())
+    plain_types = {name: type(m) for name, m in unet.named_modules()}
     x, t, context, fs = case_a["x_in"], case_a["t"], case_a["context"], case_a["fs"]
-    torch.testing.assert_close(unet(x, t, context, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+    for kernel_of, packed_type in ((onednn.use_linear_kernel, onednn.OneDnnLinear),
+                                   (onednn.use_conv_kernel, onednn.OneDnnConv)):
+        assert kernel_of(unet, "onednn") == "onednn"
+        packed = [m for m in unet.modules() if isinstance(m, packed_type)]
+        assert packed and all(m.weight.is_mkldnn for m in packed)  # the packed copy only
+        torch.testing.assert_close(unet(x, t, context, fs), case_a["out"], atol=ATOL_UNET, rtol=ATOL_UNET)
+        packed_state = unet.state_dict()
+        assert list(packed_state) == list(state)
+        assert all(torch.equal(packed_state[k], v) for k, v in state.items())
+    # Every 3x3 and temporal convolution is packed; the 1x1 ones stay torch's.
+    assert not any(type(m) is torch.nn.Linear for m in unet.modules())
+    assert all(m.kernel_size in ((1, 1), (1,)) for m in unet.modules() if type(m) in (torch.nn.Conv2d, torch.nn.Conv1d))
+    assert not any(type(m) is torch.nn.Conv3d for m in unet.modules())
+    onednn.use_plain_layers(unet)
+    assert {name: type(m) for name, m in unet.named_modules()} == plain_types
+    assert all(p.device.type == "cpu" and not p.is_mkldnn for p in unet.parameters())
+    assert all(torch.equal(unet.state_dict()[k], v) for k, v in state.items())
     half = unet_forward.load_tiny_unet(FIXTURES, tiny_config).to(torch.bfloat16)
-    assert onednn.use_linear_kernel(half, "onednn") == "mkl"
-    assert not any(isinstance(m, onednn.OneDnnLinear) for m in half.modules())
+    assert onednn.use_linear_kernel(half, "onednn") == "mkl" and onednn.use_conv_kernel(half, "onednn") == "torch"
+    assert not any(isinstance(m, (onednn.OneDnnLinear, onednn.OneDnnConv)) for m in half.modules())

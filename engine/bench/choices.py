@@ -6,9 +6,9 @@ q/k/v layout (transposed views, as the VAE had them, against contiguous heads), 
 decoder's Upsample (nearest x2 then a 3x3 conv, or the same as one 2x2 conv per output phase), and
 torch.compile of the VAEs on and off (its compile time is the "1st call" column: the warm-up call,
 one call of the measured shape; TORCHINDUCTOR_CACHE_DIR decides whether an earlier run's code is reused),
-and the UNet's linear kernel (stage "denoise": one UNet call on one window of `--frames` frames at
-`--size`, the full-size UNet with random weights and its context projected beforehand, as sampling does;
-the outputs' largest difference between the kernels is printed under the table).
+and the UNet's linear and convolution kernels (stage "denoise": one UNet call on one window of `--frames`
+frames at `--size`, the full-size UNet with random weights and its context projected beforehand, as sampling
+does; the outputs' largest difference between the kernels is printed under the table).
 The full-size VAEs (random weights) encode a clip of `--frames` frames and decode one window's
 point-map group (the point-map VAE with its uncertainty head; a window decodes four groups through
 the same decoder architecture) at `--size`.
@@ -69,6 +69,8 @@ def rows_of(chosen: DeviceChoices) -> list[tuple[str, str, Variant]]:
                          Variant(stage, replace(chosen, compile_vae=on))))
     for kernel in ("mkl", "onednn"):
         rows.append(("denoise linears", kernel, Variant("denoise", replace(chosen, linear_kernel=kernel))))
+    for kernel in ("torch", "onednn"):
+        rows.append(("denoise convolutions", kernel, Variant("denoise", replace(chosen, conv_kernel=kernel))))
     return rows
 
 
@@ -81,7 +83,8 @@ def is_chosen(choice: str, value: str, chosen: DeviceChoices) -> bool:
                 "encode torch.compile": "on" if chosen.compile_vae else "off",
                 "decode torch.compile": "on" if chosen.compile_vae else "off",
                 "decode upsample": chosen.upsample,
-                "denoise linears": chosen.linear_kernel}
+                "denoise linears": chosen.linear_kernel,
+                "denoise convolutions": chosen.conv_kernel}
     return expected[choice] == value
 
 
@@ -169,9 +172,9 @@ def measure(variant: Variant, config_path: str, size: tuple[int, int], frames: i
 def _denoise_call(config: dict, choices: DeviceChoices, size: tuple[int, int], frames: int, device: torch.device,
                   generator: torch.Generator, seed: int):
     """(call, warm-up, outputs): one UNet call on one window, the full-size UNet with random weights run as
-    TorchBackend runs it (the linear kernel of `choices`), its context projected once beforehand; each call
-    appends its output to `outputs`."""
-    from ..models.geo4d.onednn import use_linear_kernel
+    TorchBackend runs it (the linear and convolution kernels of `choices`), its context projected once
+    beforehand; each call appends its output to `outputs`."""
+    from ..models.geo4d.onednn import use_conv_kernel, use_linear_kernel
     from ..models.geo4d.weights import build_modules
     from .onnx_unet import randomize_parameters
 
@@ -181,6 +184,7 @@ def _denoise_call(config: dict, choices: DeviceChoices, size: tuple[int, int], f
     randomize_parameters(unet, seed)
     unet.eval().requires_grad_(False)
     use_linear_kernel(unet, choices.linear_kernel)
+    use_conv_kernel(unet, choices.conv_kernel)
     h, w = size
     x = torch.randn(1, unet.in_channels, frames, h // 8, w // 8, generator=generator).to(device)
     tokens = torch.randn(1, TEXT_TOKENS + IMAGE_TOKENS_PER_FRAME * frames, unet.context_dim, generator=generator)
@@ -233,10 +237,11 @@ def run(args) -> int:
         mark = "*" if is_chosen(choice, value, chosen) else ""
         print(f"{choice:24} {value:11} {result['seconds'] / frames:8.4f} {result['cpu_seconds'] / frames:8.4f} "
               f"{result['peak_bytes'] / GIB:9.2f} {result['first_seconds']:10.1f}  {mark}", flush=True)
-    denoised = {value: best[variant]["output"] for choice, value, variant in rows if choice == "denoise linears"}
-    if len(denoised) > 1:
-        reference = denoised.pop("mkl")
-        for value, output in denoised.items():
-            print(f"denoise linears {value} against mkl: max |difference| {(output - reference).abs().max():.3g} "
-                  f"(outputs up to {reference.abs().max():.3g})")
+    for kernels, plain in (("denoise linears", "mkl"), ("denoise convolutions", "torch")):
+        denoised = {value: best[variant]["output"] for choice, value, variant in rows if choice == kernels}
+        if plain in denoised and len(denoised) > 1:
+            reference = denoised.pop(plain)
+            for value, output in denoised.items():
+                print(f"{kernels} {value} against {plain}: max |difference| "
+                      f"{(output - reference).abs().max():.3g} (outputs up to {reference.abs().max():.3g})")
     return 0

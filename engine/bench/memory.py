@@ -197,8 +197,9 @@ def stage_peaks(modules: Geo4DModules, size: tuple[int, int], window_batch: int,
     tracker.track(modules.context)
     weights = tracker.live
     # The device's choices (VAE chunks, layout): CUDA's when modelling it, else the CPU's, as the real CPU run,
-    # with torch's linear layers: oneDNN's packed weights (a CPU choice) are tensors the tracker cannot see.
-    backend = TorchBackend(modules, replace(choices_for("cuda" if cuda_attention else "cpu"), linear_kernel="mkl"))
+    # with torch's layers: oneDNN's packed weights (CPU choices) are tensors the tracker cannot see.
+    backend = TorchBackend(modules, replace(choices_for("cuda" if cuda_attention else "cpu"), linear_kernel="mkl",
+                                            conv_kernel="torch"))
     h, w = size
     lh, lw = h // 8, w // 8
     b, t = window_batch, WINDOW_LENGTH

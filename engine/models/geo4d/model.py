@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from ...devices import release_freed
 from ...errors import Cancelled
 from ...windows.predictions import WindowPredictions, new_maps
 from ...windows.resize import resize_frames, resize_window_maps
@@ -33,7 +34,7 @@ from ...sampling.schedule import NoiseSchedule
 from .attention import TEXT_TOKENS
 from .config import model_params, size_multiple, size_rule, unet_params, vae_params
 from .device_choices import DeviceChoices, apply_threads, choices_for
-from .onednn import use_linear_kernel
+from .onednn import use_conv_kernel, use_linear_kernel
 from .postprocess import DecodedWindow, decode_window, window_geometry
 from .unet import IMAGE_TOKENS_PER_FRAME, ProjectedContext
 from .vae import compile_vae, encode_frames
@@ -93,8 +94,11 @@ class TorchBackend(VaeBackend):
         super().__init__(modules.vae, modules.pointmap_vae, modules.config, choices)
         self.unet = modules.unet
         self.dtype = next(modules.unet.parameters()).dtype
-        # The kernel in effect: "onednn" swaps the UNet's linear layers in place (float32 on the CPU only).
+        # The kernels in effect: "onednn" swaps the UNet's layers in place (float32 on the CPU only).
         self.linear_kernel = use_linear_kernel(modules.unet, choices.linear_kernel)
+        self.conv_kernel = use_conv_kernel(modules.unet, choices.conv_kernel)
+        if "onednn" in (self.linear_kernel, self.conv_kernel):
+            release_freed(device)  # the heap pages of the plain weights the packed ones replaced
 
     @torch.no_grad()
     def prepare_context(self, context: torch.Tensor, frames: int) -> ProjectedContext:

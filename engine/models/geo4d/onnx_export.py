@@ -29,7 +29,7 @@ from torch import nn
 
 from ...errors import ModelError
 from .attention import TEXT_TOKENS
-from .onednn import use_linear_kernel
+from .onednn import use_plain_layers
 from .unet import IMAGE_TOKENS_PER_FRAME, UNet3D
 
 OPSET = 17
@@ -130,7 +130,7 @@ def export_module(module: nn.Module, args: tuple, signature: GraphSignature, pat
     so an interrupted export leaves nothing behind."""
     path = Path(path)
     module = module.eval()
-    use_linear_kernel(module, "mkl")  # a module the torch backend packed (onednn.py) is traced with torch's layers
+    use_plain_layers(module)  # a module the torch backend packed (onednn.py) is traced with torch's layers
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch_dir = tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-")
