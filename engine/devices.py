@@ -60,17 +60,14 @@ def release_freed(device: str | torch.device) -> None:
 
 
 def _trim_heap() -> None:
-    """glibc's malloc_trim(0), where the C library has it (Linux with glibc; not macOS, Windows or musl)."""
+    """glibc's malloc_trim(0), where the process has it (Linux with glibc; not macOS, Windows or musl)."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is not None:
-        trim(0)
+        trim = ctypes.CDLL(None).malloc_trim  # the symbols the process has loaded, the C library's among them
+    except (OSError, AttributeError, TypeError):  # no such function; Windows cannot open "None"
+        return
+    trim(0)
 
 
 def choose(device: str | None, precision: str | None, here: Machine) -> tuple[str, str]:
