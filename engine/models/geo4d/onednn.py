@@ -33,9 +33,18 @@ def onednn_available(ops: tuple[str, ...] = LINEAR_OPS + CONV_OPS) -> bool:
     return torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ops)
 
 
-class OneDnnLinear(nn.Module):
-    """An inference-only `nn.Linear` whose weight oneDNN has packed. `state_dict` gives the plain weight
-    under the same key, so the module's keys and values are those of the layer it replaced."""
+class _PackedLayer(nn.Module):
+    """A layer holding oneDNN's packed `weight` (and a plain `bias`) whose state dict gives the plain weight under
+    the same key, so its keys and values are those of the torch layer it replaced."""
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        destination[prefix + "weight"] = self.weight.to_dense()
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias
+
+
+class OneDnnLinear(_PackedLayer):
+    """An inference-only `nn.Linear` whose weight oneDNN has packed."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -46,20 +55,15 @@ class OneDnnLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        destination[prefix + "weight"] = self.weight.to_dense()
-        if self.bias is not None:
-            destination[prefix + "bias"] = self.bias
-
     def plain(self) -> nn.Linear:
         """The `nn.Linear` of these weights (unpacked)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
         return _with_weights(linear, self.weight.to_dense(), self.bias)
 
 
-class OneDnnConv(nn.Module):
+class OneDnnConv(_PackedLayer):
     """An inference-only `nn.Conv2d` or `nn.Conv3d` (zero padding, a kernel larger than 1x1) whose weight
-    oneDNN has packed, so no call reorders it. `state_dict` gives the plain weight under the same key."""
+    oneDNN has packed, so no call reorders it."""
 
     def __init__(self, conv: nn.Conv2d | nn.Conv3d):
         super().__init__()
@@ -84,11 +88,6 @@ class OneDnnConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, self.padding, self.stride,
                                                        self.dilation, self.groups, "none", [], "")
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        destination[prefix + "weight"] = self.weight.to_dense()
-        if self.bias is not None:
-            destination[prefix + "bias"] = self.bias
 
     def plain(self) -> nn.Conv2d | nn.Conv3d:
         """The torch convolution of these weights (unpacked)."""
