@@ -38,11 +38,16 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(cin, cout, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        # The same values with fewer full-resolution activations alive at once (they set the VAEs' peak
+        # memory): SiLU and the residual in place on tensors this block made, and conv1's output released
+        # (norm2's replaces it) before conv2 allocates its own.
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = F.silu(self.norm2(h), inplace=True)
+        h = self.conv2(h)
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
-        return x + h
+        h += x
+        return h
 
 
 class AttnBlock(nn.Module):
@@ -84,12 +89,13 @@ class _Level(nn.Module):
         self.block = nn.ModuleList(blocks)
         self.attn = nn.ModuleList(attns)
 
-    def run_blocks(self, h: torch.Tensor) -> torch.Tensor:
-        for i, block in enumerate(self.block):
-            h = block(h)
-            if len(self.attn):
-                h = self.attn[i](h)
-        return h
+    def layers(self) -> list[nn.Module]:
+        """The blocks in the order they run, each attention after its block. Callers run them one by one
+        (`for layer in level.layers(): h = layer(h)`), so that no frame keeps the level's input alive after
+        its first block, as a `run_blocks(h)` method's caller would through the whole level."""
+        if not len(self.attn):
+            return list(self.block)
+        return [layer for pair in zip(self.block, self.attn) for layer in pair]
 
 
 class _Mid(nn.Module):
@@ -131,11 +137,12 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for down in self.down:
-            h = down.run_blocks(h)
+            for layer in down.layers():
+                h = layer(h)
             if hasattr(down, "downsample"):
                 h = down.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class Decoder(nn.Module):
@@ -169,10 +176,11 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.mid(self.conv_in(z))
         for up in reversed(self.up):
-            h = up.run_blocks(h)
+            for layer in up.layers():
+                h = layer(h)
             if hasattr(up, "upsample"):
                 h = up.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h))), h
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True)), h
 
 
 class EncoderAdaptor(nn.Module):
@@ -191,8 +199,10 @@ class EncoderAdaptor(nn.Module):
         self.conv_out = _conv3(width, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.down[0].run_blocks(self.conv_in(x))
-        return x + self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_in(x)
+        for layer in self.down[0].layers():
+            h = layer(h)
+        return x + self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class DecoderAdaptor(nn.Module):
@@ -208,8 +218,10 @@ class DecoderAdaptor(nn.Module):
         self.conv_out = _conv3(width, out_ch)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        h = self.up[0].run_blocks(features)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        h = features
+        for layer in self.up[0].layers():
+            h = layer(h)
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 @dataclass
