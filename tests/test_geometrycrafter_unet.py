@@ -101,16 +101,20 @@ def test_a_half_precision_unet_takes_float32_inputs():
 
 
 @requires_geometrycrafter_fixtures
-def test_the_feed_forward_in_token_chunks_gives_the_same_output(monkeypatch):
+def test_the_feed_forward_in_token_chunks_gives_the_same_output():
     """The feed-forwards run FEED_FORWARD_TOKENS tokens at a time (memory); each token's output is its own."""
-    from engine.models.geometrycrafter import unet as unet_module
+    from engine.models.geo4d.attention import FeedForward
+    from engine.models.geometrycrafter.unet import FEED_FORWARD_TOKENS
 
     unet = unet_forward.load_tiny_unet(FOLDER, load_config(FOLDER / "tiny_config.json"), "diff")
+    feed_forwards = [m for m in unet.modules() if isinstance(m, FeedForward)]
+    assert feed_forwards and all(m.max_tokens == FEED_FORWARD_TOKENS for m in feed_forwards)
     sample, context = _randn(1, 5, 12, 8, 16), _randn(1, 5, 32, seed=1)
     ids = torch.tensor([[7.0, 127.0, 0.02]])
     with torch.no_grad():
         whole = unet(sample, 1.6378, context, ids)  # the largest feed-forward: 5 x 128 tokens, no chunks
-        monkeypatch.setattr(unet_module, "FEED_FORWARD_TOKENS", 48)  # 14 chunks, the last one partial
+        for module in feed_forwards:
+            module.max_tokens = 48  # 14 chunks, the last one partial
         chunked = unet(sample, 1.6378, context, ids)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
     assert whole.abs().max() > 0.1

@@ -207,10 +207,13 @@ def stage_peaks(modules: Geo4DModules, size: tuple[int, int], window_batch: int,
     calls = {
         "encoding": lambda: backend.encode(torch.zeros(1, 3, chunk, h, w, device=device),
                                            torch.zeros(chunk, 4, lh, lw, device=device)),
+        # As Geo4D.predict: the context projected once for the clip (its keys and values stay live through
+        # the diffusion), every batch of windows denoised with it.
         "diffusion": lambda: backend.denoise(torch.zeros(b, 20, t, lh, lw, device=device),
                                              torch.zeros(b, dtype=torch.int64, device=device),
-                                             torch.zeros(1, context_tokens(), modules.context.shape[-1],
-                                                         device=device).expand(b, -1, -1),
+                                             backend.prepare_context(torch.zeros(1, context_tokens(),
+                                                                                 modules.context.shape[-1],
+                                                                                 device=device), t),
                                              torch.zeros(b, dtype=torch.int64, device=device)),
         "decoding": lambda: backend.decode(torch.zeros(1, 16, t, lh, lw, device=device)),
     }

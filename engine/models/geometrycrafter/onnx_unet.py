@@ -5,8 +5,8 @@ the other networks stay in torch.
 
 Graph `unet-<dtype>.onnx`: inputs `sample` [b, t, in_channels, h, w], `timestep` float32 [1],
 `encoder_hidden_states` [b, t, D], `added_time_ids` [b, 3]; output `out` [b, t, 4, h, w]. Batch, frames and
-latent size are dynamic. The feed-forward's token chunking (unet.FEED_FORWARD_TOKENS) is a trace-time branch:
-the graph, traced at a small size, runs it whole.
+latent size are dynamic. The feed-forward's token chunking (unet.FEED_FORWARD_TOKENS) is off in an ONNX export
+(attention.FeedForward): the graph runs the tokens whole at every size.
 """
 
 from __future__ import annotations

@@ -27,27 +27,14 @@ from ..geo4d.blocks import Upsample
 from .svd_blocks import (AlphaBlender, Downsample2D, SinusoidalEmbedding, SpatioTemporalResBlock,
                          TimestepEmbedding)
 
-# Tokens per feed-forward call: its gated hidden layer is 8x as wide as its input, and over a whole window
-# (110 frames x 9216 positions at 576x1024) it would be the UNet's largest tensor by far (5 GB in fp16).
+# Tokens per feed-forward call (FeedForward.max_tokens): its gated hidden layer is 8x as wide as its input, and
+# over a whole window (110 frames x 9216 positions at 576x1024) it would be the UNet's largest tensor by far
+# (5 GB in fp16).
 FEED_FORWARD_TOKENS = 2 ** 16
 CROSS_DOWN, PLAIN_DOWN = "CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"
 CROSS_UP, PLAIN_UP = "CrossAttnUpBlockSpatioTemporal", "UpBlockSpatioTemporal"
 # Config entries that create no parameter and change no result here.
 _IGNORED_KWARGS = {"sample_size", "num_frames"}
-
-
-class ChunkedFeedForward(FeedForward):
-    """FeedForward (same parameters) over at most FEED_FORWARD_TOKENS tokens at a time: each token's output
-    depends on that token only. x [..., dim] -> [..., dim]."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = x.reshape(-1, x.shape[-1])
-        if tokens.shape[0] <= FEED_FORWARD_TOKENS:
-            return self.net(x)
-        out = torch.empty_like(tokens)
-        for i in range(0, tokens.shape[0], FEED_FORWARD_TOKENS):
-            out[i:i + FEED_FORWARD_TOKENS] = self.net(tokens[i:i + FEED_FORWARD_TOKENS])
-        return out.reshape(x.shape)
 
 
 class TemporalBasicTransformerBlock(nn.Module):
@@ -58,13 +45,13 @@ class TemporalBasicTransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int):
         super().__init__()
         self.norm_in = nn.LayerNorm(dim)
-        self.ff_in = ChunkedFeedForward(dim)
+        self.ff_in = FeedForward(dim, max_tokens=FEED_FORWARD_TOKENS)
         self.norm1 = nn.LayerNorm(dim)
         self.attn1 = CrossAttention(dim, None, heads, dim_head)
         self.norm2 = nn.LayerNorm(dim)
         self.attn2 = CrossAttention(dim, context_dim, heads, dim_head)
         self.norm3 = nn.LayerNorm(dim)
-        self.ff = ChunkedFeedForward(dim)
+        self.ff = FeedForward(dim, max_tokens=FEED_FORWARD_TOKENS)
 
     def forward(self, x: torch.Tensor, frames: int, context: torch.Tensor) -> torch.Tensor:
         n, s, c = x.shape
@@ -91,7 +78,7 @@ class TransformerSpatioTemporal(nn.Module):
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner_dim, heads, dim_head, context_dim) for _ in range(num_layers)])
         for block in self.transformer_blocks:
-            block.ff = ChunkedFeedForward(inner_dim)  # Geo4D's block, with this UNet's chunked feed-forward
+            block.ff.max_tokens = FEED_FORWARD_TOKENS  # Geo4D's block, with this UNet's token count
         self.temporal_transformer_blocks = nn.ModuleList(
             [TemporalBasicTransformerBlock(inner_dim, heads, dim_head, context_dim) for _ in range(num_layers)])
         self.time_pos_embed = TimestepEmbedding(in_channels, 4 * in_channels, out_dim=in_channels)
