@@ -5,6 +5,8 @@ frames, and MoGe's checkpoint read without unpickling code."""
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
 from tests.needs import torch_or_skip
@@ -60,6 +62,33 @@ def test_vae_encodes_each_frame_alone_and_decodes_frames_together(config):
     alone = vae.decode(one_by_one[:1], num_frames=1)
     assert together.shape == (3, 3, 32, 64)
     assert (together[:1] - alone).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_vae_lets_go_of_block_inputs_and_first_convolutions(config):
+    """What sets the VAE's peak memory: no frame holds a block's input once the block's first resnet has used it,
+    and a resnet releases its first convolution's output before the second runs. Before, both were held: the
+    predicted decoding peak at 576x1024 was 18.70 GB, the conditioning's (the encoder) 15.92; now 14.20 and 11.42."""
+    vae = vae_check.load_tiny_vae(FOLDER, config)
+    made, alive = {}, []
+
+    def keep(name):
+        return lambda module, args, out: made.__setitem__(name, weakref.ref(out))
+
+    def check(name):
+        return lambda module, args: alive.append((name, made[name]() is not None))
+
+    up = vae.decoder.up_blocks
+    up[-2].upsamplers[0].register_forward_hook(keep("last up block's input"))
+    up[-1].resnets[1].register_forward_pre_hook(check("last up block's input"))
+    spatial = up[-1].resnets[1].spatial_res_block
+    spatial.conv1.register_forward_hook(keep("conv1 output"))
+    spatial.conv2.register_forward_pre_hook(check("conv1 output"))
+    vae.encoder.conv_in.register_forward_hook(keep("first down block's input"))
+    vae.encoder.down_blocks[0].downsamplers[0].register_forward_pre_hook(check("first down block's input"))
+    latent = encode_vae_video(vae, _randn(3, 3, 32, 64).clamp(-1, 1), chunk_size=3)
+    vae.decode(latent, num_frames=3)
+    assert alive == [("first down block's input", False), ("last up block's input", False), ("conv1 output", False)]
 
 
 @torch.no_grad()

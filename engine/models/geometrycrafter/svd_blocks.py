@@ -62,7 +62,8 @@ class ResnetBlock2D(nn.Module):
         h = self.conv1(F.silu(self.norm1(x), inplace=True))
         if self.time_emb_proj is not None and temb is not None:
             h += self.time_emb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        h = F.silu(self.norm2(h), inplace=True)  # conv1's output released before conv2 allocates its own
+        h = self.conv2(h)
         h += x if self.conv_shortcut is None else self.conv_shortcut(x)
         return h
 
@@ -86,7 +87,8 @@ class TemporalResnetBlock(nn.Module):
         h = self.conv1(F.silu(self.norm1(x), inplace=True))
         if self.time_emb_proj is not None and temb is not None:
             h += self.time_emb_proj(F.silu(temb)).permute(0, 2, 1)[:, :, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        h = F.silu(self.norm2(h), inplace=True)  # conv1's output released before conv2 allocates its own
+        h = self.conv2(h)
         # Out of place: the sum takes the layout of x (frames first), so the clip turns back into frames as a view.
         return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
 

@@ -48,18 +48,13 @@ class Attention(nn.Module):
 
 
 class DownEncoderBlock2D(nn.Module):
+    """`num_layers` resnets, then a Downsample if `add_downsample`; run by `Encoder.forward`."""
+
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, add_downsample: bool):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, None)
                                       for i in range(num_layers)])
         self.downsamplers = nn.ModuleList([Downsample(out_channels)]) if add_downsample else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for resnet in self.resnets:
-            x = resnet(x)
-        if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
-        return x
 
 
 class UNetMidBlock2D(nn.Module):
@@ -100,8 +95,12 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_in(x)
+        # The blocks' layers one by one, as in TemporalDecoderTrunk.features: no caller holds a block's input.
         for block in self.down_blocks:
-            x = block(x)
+            for resnet in block.resnets:
+                x = resnet(x)
+            if block.downsamplers is not None:
+                x = block.downsamplers[0](x)
         x = self.mid_block(x)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
@@ -129,18 +128,14 @@ class MidBlockTemporalDecoder(nn.Module):
 
 
 class UpBlockTemporalDecoder(nn.Module):
+    """`num_layers` spatio-temporal resnets, then an Upsample if `add_upsample`; run by
+    `TemporalDecoderTrunk.features`."""
+
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, add_upsample: bool):
         super().__init__()
         self.resnets = nn.ModuleList([decoder_resnet(in_channels if i == 0 else out_channels, out_channels)
                                       for i in range(num_layers)])
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
-
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        for resnet in self.resnets:
-            x = resnet(x, None, num_frames)
-        if self.upsamplers is not None:
-            x = self.upsamplers[0](x)
-        return x
 
 
 class TemporalDecoderTrunk(nn.Module):
@@ -160,8 +155,14 @@ class TemporalDecoderTrunk(nn.Module):
 
     def features(self, z: torch.Tensor, num_frames: int) -> torch.Tensor:
         x = self.mid_block(self.conv_in(z), num_frames)
+        # The up blocks' layers run here one by one rather than in a block method, whose caller would hold the
+        # block's input through all its resnets (in the last block 256 channels at full resolution: 2.25 GB of
+        # the decoding's predicted peak at 576x1024, `bench memory --model geometrycrafter`).
         for block in self.up_blocks:
-            x = block(x, num_frames)
+            for resnet in block.resnets:
+                x = resnet(x, None, num_frames)
+            if block.upsamplers is not None:
+                x = block.upsamplers[0](x)
         return x
 
 
